@@ -1,0 +1,6 @@
+from django.conf import settings
+from django.http import HttpRequest
+
+
+def hub(request: HttpRequest) -> dict[str, object]:
+    return {"hub_profile": settings.HUB_PROFILE}

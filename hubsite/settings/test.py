@@ -1,0 +1,20 @@
+"""Test overlay: the same settings, made fast and isolated.
+
+The database and Redis still come from the environment, so the same suite runs on the embedded
+profile (nothing set) and on the production profile (``.ci/run`` sets ``DATABASE_URL`` and
+``REDIS_URL``).
+"""
+
+import os
+import tempfile
+
+os.environ.setdefault("HUB_SECRET_KEY", "test-only-secret-key-" + "x" * 40)
+# Never the developer's own data directory: uploads and the embedded queue go to a fresh one.
+os.environ["HUB_DATA_DIR"] = tempfile.mkdtemp(prefix="hub-test-")
+os.environ.pop("HUB_MEDIA_ROOT", None)
+
+from hubsite.settings.base import *  # noqa: E402,F403
+from hubsite.settings.base import STORAGES  # noqa: E402
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}

@@ -1,0 +1,111 @@
+"""Reading uploaded files: hashing them and telling a valid ONNX model or JSONL dataset from
+anything else, with messages that name the file and the line at fault."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import IO, Any
+
+from django.core.exceptions import ValidationError
+from django.core.files import File
+
+REQUIRED_RECORD_FIELDS = ("prompt", "completion")
+CHUNK = 1024 * 1024
+
+
+def sha256_of(file: File | IO[bytes]) -> tuple[str, int]:
+    """(hex digest, size in bytes), read in chunks so a large upload never sits in memory."""
+    digest, size = hashlib.sha256(), 0
+    file.seek(0)
+    while chunk := file.read(CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+    file.seek(0)
+    return digest.hexdigest(), size
+
+
+@contextmanager
+def local_path(file: File) -> Iterator[str]:
+    """A path on disk holding the file's bytes: the upload's own temporary file when Django
+    spooled it to disk, otherwise a copy that is removed afterwards."""
+    temporary = getattr(file, "temporary_file_path", None)
+    if temporary is not None:
+        yield temporary()
+        return
+    with tempfile.NamedTemporaryFile(suffix=".upload", delete=False) as copy:
+        file.seek(0)
+        while chunk := file.read(CHUNK):
+            copy.write(chunk)
+    file.seek(0)
+    try:
+        yield copy.name
+    finally:
+        os.unlink(copy.name)
+
+
+def onnx_metadata(path: str, label: str) -> dict[str, Any]:
+    """Check that ``path`` is a valid ONNX model and describe its graph; ``label`` names the
+    file in the error."""
+    import onnx  # imported here: only model uploads and the workers need it
+
+    try:
+        model = onnx.load(path, load_external_data=False)
+        onnx.checker.check_model(model)
+    except Exception as error:  # onnx raises DecodeError, ValidationError, … with no common base
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValidationError(
+            {"file": f"{label} is not a valid ONNX model: {first_line[:300]}"}
+        ) from None
+    graph = model.graph
+    initializer_names = {t.name for t in graph.initializer}
+    return {
+        "ir_version": model.ir_version,
+        "opsets": {imp.domain or "ai.onnx": imp.version for imp in model.opset_import},
+        "graph": graph.name,
+        "inputs": [i.name for i in graph.input if i.name not in initializer_names],
+        "outputs": [o.name for o in graph.output],
+        "nodes": len(graph.node),
+        "initializers": len(graph.initializer),
+    }
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    records: int
+
+
+def check_jsonl_dataset(file: File | IO[bytes], label: str) -> DatasetSummary:
+    """Every non-blank line must be a JSON object with string ``prompt`` and ``completion``."""
+    file.seek(0)
+    records = 0
+    for number, raw in enumerate(file, start=1):
+        try:
+            line = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        except UnicodeDecodeError:
+            raise ValidationError({"file": f"{label}, line {number}: not UTF-8 text."}) from None
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValidationError(
+                {"file": f"{label}, line {number}: not JSON ({error.msg} at column {error.colno})."}
+            ) from None
+        if not isinstance(record, dict):
+            raise ValidationError({"file": f"{label}, line {number}: expected a JSON object."})
+        for field in REQUIRED_RECORD_FIELDS:
+            if not isinstance(record.get(field), str) or not record[field]:
+                raise ValidationError(
+                    {"file": f"{label}, line {number}: {field!r} must be a non-empty string."}
+                )
+        records += 1
+    file.seek(0)
+    if records == 0:
+        raise ValidationError({"file": f"{label} has no records: expected JSON lines."})
+    return DatasetSummary(records=records)

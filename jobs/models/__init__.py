@@ -1,0 +1,17 @@
+from jobs.models.assets import Artifact, ArtifactKind, Dataset, MLModel, ModelFormat
+from jobs.models.job import Job, JobInput, JobKind
+from jobs.models.records import MetricPoint, MetricSeries, StatusLog
+
+__all__ = [
+    "Artifact",
+    "ArtifactKind",
+    "Dataset",
+    "Job",
+    "JobInput",
+    "JobKind",
+    "MLModel",
+    "MetricPoint",
+    "MetricSeries",
+    "ModelFormat",
+    "StatusLog",
+]

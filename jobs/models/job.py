@@ -1,0 +1,216 @@
+"""The job: who asked for what, where it stands, and the status details of seed 004."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.urls import reverse
+from django.utils import timezone
+
+from jobs import formulas
+from jobs.hyperparameters import Hyperparameters
+from jobs.ids import job_public_id
+from jobs.status import FINISHED, USER_FAILURES, FailureType, JobStatus
+
+
+class JobKind(models.TextChoices):
+    LINK = "link", "Link"
+    CUSTOMIZATION = "customization", "Customization"
+
+
+class StatusChangeOutsideMachine(Exception):
+    """Raised when code sets ``Job.status`` and saves instead of calling ``job_transition``."""
+
+
+class Job(models.Model):
+    public_id = models.CharField(max_length=12, unique=True, default=job_public_id, editable=False)
+    kind = models.CharField(max_length=32, choices=JobKind.choices)
+    name = models.CharField(max_length=200)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
+    device = models.CharField(max_length=100, blank=True)
+
+    status = models.CharField(
+        max_length=16, choices=JobStatus.choices, default=JobStatus.CREATED, db_index=True
+    )
+    failure_type = models.CharField(max_length=32, choices=FailureType.choices, blank=True)
+    failure_message = models.TextField(blank=True)
+
+    # Inputs. Link jobs list their models in JobInput; a customization job has one dataset, an
+    # optional validation dataset, and a base model: a built-in one by name, or a checkpoint
+    # (a JobInput) made by an earlier customization job.
+    inputs: models.ManyToManyField[Any, Any] = models.ManyToManyField(
+        "jobs.MLModel", through="jobs.JobInput", related_name="used_by_jobs", blank=True
+    )
+    dataset = models.ForeignKey(
+        "jobs.Dataset", on_delete=models.PROTECT, null=True, blank=True, related_name="training_jobs"
+    )
+    validation_dataset = models.ForeignKey(
+        "jobs.Dataset",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="validation_jobs",
+    )
+    builtin_base_model = models.CharField(max_length=64, blank=True)
+    hyperparameters = models.JSONField(default=dict, blank=True)
+    target_model = models.ForeignKey(
+        "jobs.MLModel", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    resubmitted_from = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="resubmissions"
+    )
+    time_limit = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Seconds from creation; empty uses HUB_JOB_TIME_LIMIT."
+    )
+
+    # Status details of seed 004 that the runner writes; the rest are derived below.
+    training_samples = models.PositiveIntegerField(null=True, blank=True)
+    epochs_completed = models.PositiveIntegerField(null=True, blank=True)
+    steps_completed = models.PositiveIntegerField(null=True, blank=True)
+    best_epoch = models.PositiveIntegerField(null=True, blank=True)
+    train_loss = models.FloatField(null=True, blank=True)
+    val_loss = models.FloatField(null=True, blank=True)
+
+    # The sequence number of the last event published for this job (see the progress reporter).
+    event_seq = models.PositiveBigIntegerField(default=0)
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"]),
+            models.Index(fields=["status", "created_at"]),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                name="job_failed_says_why",
+                condition=(
+                    Q(status=JobStatus.FAILED) & ~Q(failure_type="") & ~Q(failure_message="")
+                )
+                | (~Q(status=JobStatus.FAILED) & Q(failure_type="")),
+            ),
+            models.CheckConstraint(
+                name="job_best_epoch_completed",
+                condition=Q(best_epoch__isnull=True) | Q(best_epoch__lte=F("epochs_completed")),
+            ),
+            models.CheckConstraint(
+                name="job_customization_has_dataset",
+                condition=~Q(kind=JobKind.CUSTOMIZATION) | Q(dataset__isnull=False),
+            ),
+        ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._saved_status = self.status if self.pk else None
+        self._status_change_allowed = False
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.public_id})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        changed = self._saved_status is not None and self.status != self._saved_status
+        if changed and not self._status_change_allowed:
+            raise StatusChangeOutsideMachine(
+                f"Job {self.public_id}: change status with jobs.state.job_transition, "
+                f"not by assigning it ({self._saved_status} → {self.status})."
+            )
+        super().save(*args, **kwargs)
+        self._saved_status = self.status
+        self._status_change_allowed = False
+
+    def refresh_from_db(self, *args: Any, **kwargs: Any) -> None:
+        super().refresh_from_db(*args, **kwargs)
+        self._saved_status = self.status
+
+    # Addresses
+
+    def get_absolute_url(self) -> str:
+        return reverse("jobs:detail", kwargs={"public_id": self.public_id})
+
+    @property
+    def url(self) -> str:
+        """The absolute link to the job page (seed 000's ``url``)."""
+        return settings.HUB_BASE_URL + self.get_absolute_url()
+
+    # Status
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED
+
+    @property
+    def failed_by_user_error(self) -> bool:
+        return self.failure_type in USER_FAILURES
+
+    @property
+    def time_limit_seconds(self) -> int:
+        return self.time_limit or settings.HUB_JOB_TIME_LIMIT
+
+    @property
+    def deadline(self) -> datetime:
+        return self.created_at + timedelta(seconds=self.time_limit_seconds)
+
+    # Status details derived with the formulas of seed 004
+
+    @property
+    def params(self) -> Hyperparameters:
+        return Hyperparameters(**self.hyperparameters)
+
+    @property
+    def epochs(self) -> int | None:
+        return self.params.epochs if self.kind == JobKind.CUSTOMIZATION else None
+
+    @property
+    def steps_per_epoch(self) -> int | None:
+        if self.kind != JobKind.CUSTOMIZATION or self.training_samples is None:
+            return None
+        return formulas.steps_per_epoch(
+            self.training_samples, self.params.batch_size, self.validation_dataset_id is not None
+        )
+
+    @property
+    def total_steps(self) -> int | None:
+        per_epoch = self.steps_per_epoch
+        return None if per_epoch is None else formulas.total_steps(self.params.epochs, per_epoch)
+
+    @property
+    def percentage_done(self) -> float | None:
+        if self.kind != JobKind.CUSTOMIZATION:
+            return None
+        return formulas.percentage_done(self.epochs_completed or 0, self.params.epochs)
+
+    @property
+    def elapsed_time(self) -> float | None:
+        return formulas.elapsed_time(self.started_at, self.finished_at, timezone.now())
+
+    @property
+    def eta_seconds(self) -> float | None:
+        if self.is_finished or self.total_steps is None:
+            return None
+        return formulas.eta_seconds(self.elapsed_time, self.steps_completed or 0, self.total_steps)
+
+
+class JobInput(models.Model):
+    """An input model of a job, in the order it was given."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="job_inputs")
+    model = models.ForeignKey("jobs.MLModel", on_delete=models.PROTECT, related_name="job_inputs")
+    position = models.PositiveSmallIntegerField()
+
+    class Meta:
+        ordering = ["job", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "position"], name="job_input_unique_position")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job_id}#{self.position}: {self.model_id}"

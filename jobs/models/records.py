@@ -1,0 +1,61 @@
+"""What a job writes while it runs: its status log and its metric series."""
+
+from django.db import models
+
+from jobs.status import JobStatus
+
+
+class StatusLog(models.Model):
+    """One entry of seed 004's status_logs: a status change, or a note about the running job."""
+
+    job = models.ForeignKey("jobs.Job", on_delete=models.CASCADE, related_name="status_logs")
+    status = models.CharField(max_length=16, choices=JobStatus.choices)
+    message = models.TextField()
+    detail = models.TextField(blank=True)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["updated_at", "id"]
+        indexes = [models.Index(fields=["job", "updated_at", "id"])]
+
+    def __str__(self) -> str:
+        return f"{self.status}: {self.message}"
+
+
+class MetricSeries(models.Model):
+    """One named series of a job (train_loss, val_loss, …).
+
+    The counters make "how many points, up to which step" a read of one row, so a page can ask
+    for a downsampled view of millions of points without counting them first.
+    """
+
+    job = models.ForeignKey("jobs.Job", on_delete=models.CASCADE, related_name="metric_series")
+    key = models.SlugField(max_length=64)
+    points_count = models.PositiveBigIntegerField(default=0)
+    last_step = models.PositiveBigIntegerField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "metric series"
+        ordering = ["job", "key"]
+        constraints = [models.UniqueConstraint(fields=["job", "key"], name="metric_series_unique_key")]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class MetricPoint(models.Model):
+    """One point of a series. Narrow on purpose: a long training run writes millions of these,
+    always appended in step order, and read by step range through the (series, step) index."""
+
+    series = models.ForeignKey(MetricSeries, on_delete=models.CASCADE, related_name="points")
+    step = models.PositiveBigIntegerField()
+    # None records a NaN or infinite value: SQLite cannot store NaN and JSON cannot carry either,
+    # and a diverging run is still worth seeing up to where it broke.
+    value = models.FloatField(null=True)
+    timestamp = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["series", "step"])]
+
+    def __str__(self) -> str:
+        return f"{self.step}: {self.value}"

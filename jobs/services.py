@@ -1,0 +1,220 @@
+"""Writes to jobs and their assets. Each service validates everything first and changes nothing
+when it refuses; callers pass objects they fetched through ``jobs.selectors``, and each service
+checks again that the acting user may use them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import PurePath
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.core.files import File
+from django.db import transaction
+
+from jobs import files
+from jobs.hyperparameters import parse_hyperparameters
+from jobs.models import Dataset, Job, JobInput, JobKind, MLModel, ModelFormat
+from jobs.selectors import datasets_visible_to, models_visible_to
+from jobs.state import job_transition
+from jobs.status import FINISHED, JobStatus
+
+MAX_LINK_INPUTS = 32
+NAME_MAX = 200
+DEVICE_MAX = 100
+
+
+def _clean_name(name: str | None, default: str, field: str = "name") -> str:
+    name = (name or "").strip() or default
+    if len(name) > NAME_MAX:
+        raise ValidationError({field: f"{field} is {len(name)} characters long; at most {NAME_MAX}."})
+    if any(ord(c) < 32 for c in name):
+        raise ValidationError({field: f"{field} must not contain control characters."})
+    return name
+
+
+def _clean_device(device: str | None) -> str:
+    device = (device or "").strip()
+    if len(device) > DEVICE_MAX:
+        raise ValidationError({"device": f"device is at most {DEVICE_MAX} characters long."})
+    return device
+
+
+def _check_upload_size(size: int, label: str) -> None:
+    if size == 0:
+        raise ValidationError({"file": f"{label} is empty."})
+    if size > settings.HUB_MAX_UPLOAD_BYTES:
+        raise ValidationError(
+            {"file": f"{label} is {size} bytes; the limit is {settings.HUB_MAX_UPLOAD_BYTES} bytes."}
+        )
+
+
+def _filename(file: File) -> str:
+    return PurePath(file.name or "upload").name
+
+
+def model_upload(*, owner: AbstractBaseUser, file: File, name: str | None = None) -> MLModel:
+    """Store an ONNX model after checking it is one."""
+    label = _filename(file)
+    sha256, size = files.sha256_of(file)
+    _check_upload_size(size, label)
+    name = _clean_name(name, PurePath(label).stem or "model")
+    with files.local_path(file) as path:
+        metadata = files.onnx_metadata(path, label)
+    model = MLModel(owner=owner, name=name, format=ModelFormat.ONNX, size=size, sha256=sha256)
+    model.metadata = metadata
+    model.file.save(label if label.endswith(".onnx") else f"{label}.onnx", file, save=False)
+    model.save()
+    return model
+
+
+def dataset_upload(*, owner: AbstractBaseUser, file: File, name: str | None = None) -> Dataset:
+    """Store a JSONL dataset of prompt/completion records after reading every line."""
+    label = _filename(file)
+    sha256, size = files.sha256_of(file)
+    _check_upload_size(size, label)
+    name = _clean_name(name, PurePath(label).stem or "dataset")
+    summary = files.check_jsonl_dataset(file, label)
+    dataset = Dataset(owner=owner, name=name, size=size, sha256=sha256, num_records=summary.records)
+    dataset.file.save(label, file, save=False)
+    dataset.save()
+    return dataset
+
+
+def _require_models(owner: AbstractBaseUser, models: Sequence[MLModel], field: str) -> None:
+    readable = set(models_visible_to(owner).filter(pk__in=[m.pk for m in models]).values_list("pk", flat=True))
+    for model in models:
+        if model.pk not in readable:
+            raise ValidationError({field: f"No model {model.public_id} that you may use."})
+
+
+def job_submit_link(
+    *,
+    owner: AbstractBaseUser,
+    models: Sequence[MLModel],
+    name: str | None = None,
+    device: str | None = None,
+) -> Job:
+    """A link job: one or more ONNX models into one target model."""
+    if not models:
+        raise ValidationError({"models": "A link job needs at least one model."})
+    if len(models) > MAX_LINK_INPUTS:
+        raise ValidationError({"models": f"A link job takes at most {MAX_LINK_INPUTS} models."})
+    _require_models(owner, models, "models")
+    for model in models:
+        if model.format != ModelFormat.ONNX:
+            raise ValidationError({"models": f"Model {model.public_id} is not ONNX; only ONNX models link."})
+    job = Job(
+        kind=JobKind.LINK,
+        owner=owner,
+        name=_clean_name(name, "Link " + " + ".join(m.name for m in models)[:190]),
+        device=_clean_device(device),
+    )
+    with transaction.atomic():
+        job.save()
+        JobInput.objects.bulk_create(
+            JobInput(job=job, model=model, position=i) for i, model in enumerate(models)
+        )
+    return job
+
+
+def job_submit_customization(
+    *,
+    owner: AbstractBaseUser,
+    dataset: Dataset,
+    validation_dataset: Dataset | None = None,
+    base_model: MLModel | str | None = None,
+    hyperparameters: dict[str, Any] | None = None,
+    name: str | None = None,
+    device: str | None = None,
+    time_limit: int | None = None,
+) -> Job:
+    """A customization job: fine-tune a base model (built-in by name, or an earlier
+    customization's checkpoint) on a dataset."""
+    from jobs.runners.builtin_models import BUILTIN_MODELS, DEFAULT_BASE_MODEL
+
+    params = parse_hyperparameters(hyperparameters)
+    readable = datasets_visible_to(owner)
+    for field, value in (("dataset", dataset), ("validation_dataset", validation_dataset)):
+        if value is not None and not readable.filter(pk=value.pk).exists():
+            raise ValidationError({field: f"No dataset {value.public_id} that you may use."})
+    if validation_dataset is None and dataset.num_records < 2:
+        raise ValidationError(
+            {"dataset": "A dataset without a validation dataset needs at least 2 records (10% validate)."}
+        )
+    if time_limit is not None and not 10 <= time_limit <= 7 * 24 * 3600:
+        raise ValidationError({"time_limit": "time_limit must be between 10 seconds and 7 days."})
+    builtin, checkpoint = "", None
+    if base_model is None or isinstance(base_model, str):
+        builtin = base_model or DEFAULT_BASE_MODEL
+        if builtin not in BUILTIN_MODELS:
+            known = ", ".join(sorted(BUILTIN_MODELS))
+            raise ValidationError({"model": f"No built-in model {builtin!r}; built-in models: {known}."})
+    else:
+        _require_models(owner, [base_model], "model")
+        if base_model.format != ModelFormat.TORCH:
+            raise ValidationError(
+                {"model": f"Model {base_model.public_id} is not a customization checkpoint."}
+            )
+        checkpoint = base_model
+    job = Job(
+        kind=JobKind.CUSTOMIZATION,
+        owner=owner,
+        name=_clean_name(name, f"Customize {builtin or checkpoint} on {dataset.name}"[:200]),
+        device=_clean_device(device),
+        dataset=dataset,
+        validation_dataset=validation_dataset,
+        builtin_base_model=builtin,
+        hyperparameters=params.as_dict(),
+        training_samples=dataset.num_records,
+        time_limit=time_limit,
+    )
+    with transaction.atomic():
+        job.save()
+        if checkpoint is not None:
+            JobInput.objects.create(job=job, model=checkpoint, position=0)
+    return job
+
+
+def job_rename(*, job: Job, name: str) -> Job:
+    job.name = _clean_name(name, "")
+    if not job.name:
+        raise ValidationError({"name": "A job name cannot be empty."})
+    job.save(update_fields=["name", "updated_at"])
+    return job
+
+
+def job_cancel(*, job: Job) -> Job:
+    """Cancel a job: at once if no worker has it yet, otherwise ask the worker to stop (it
+    finishes the cancellation at its next step)."""
+    if job.status in (JobStatus.CREATED, JobStatus.PENDING):
+        return job_transition(job=job, to=JobStatus.CANCELLED, message="Cancelled before it started.")
+    return job_transition(
+        job=job, to=JobStatus.CANCELLING, message="Cancellation requested; waiting for the worker to stop."
+    )
+
+
+def job_resubmit(*, job: Job, owner: AbstractBaseUser) -> Job:
+    """A new job with the same inputs as a finished one."""
+    if job.status not in FINISHED:
+        raise ValidationError({"job": f"Job {job.public_id} is {job.status}; only a finished job can be resubmitted."})
+    inputs = [ji.model for ji in job.job_inputs.select_related("model")]
+    if job.kind == JobKind.LINK:
+        clone = job_submit_link(owner=owner, models=inputs, name=job.name, device=job.device)
+    else:
+        assert job.dataset is not None
+        clone = job_submit_customization(
+            owner=owner,
+            dataset=job.dataset,
+            validation_dataset=job.validation_dataset,
+            base_model=inputs[0] if inputs else job.builtin_base_model,
+            hyperparameters=job.hyperparameters,
+            name=job.name,
+            device=job.device,
+            time_limit=job.time_limit,
+        )
+    clone.resubmitted_from = job
+    clone.save(update_fields=["resubmitted_from", "updated_at"])
+    return clone

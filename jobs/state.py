@@ -1,0 +1,49 @@
+"""Applying the state machine of ``jobs.status`` to stored jobs."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils import timezone
+
+from jobs.models import Job, StatusLog
+from jobs.status import FINISHED, FailureType, InvalidTransition, JobStatus, can_transition
+
+
+def job_transition(
+    *,
+    job: Job,
+    to: JobStatus,
+    message: str,
+    detail: str = "",
+    failure_type: FailureType | None = None,
+) -> Job:
+    """Move a job to ``to`` and write its status log entry, in one transaction.
+
+    The row is locked and re-read first, so two writers (a worker finishing, a user cancelling)
+    are serialised and the loser gets ``InvalidTransition`` instead of overwriting the winner.
+    ``job`` is updated in place and returned.
+    """
+    if (to == JobStatus.FAILED) != (failure_type is not None):
+        raise ValueError("A failed job needs a failure_type, and only a failed job has one.")
+    if not message.strip():
+        raise ValueError("A status change needs a message a person can read.")
+    with transaction.atomic():
+        locked = Job.objects.select_for_update().get(pk=job.pk)
+        if not can_transition(locked.status, to):
+            raise InvalidTransition(locked.public_id, locked.status, to)
+        now = timezone.now()
+        locked.status = to
+        if to == JobStatus.PENDING:
+            locked.queued_at = now
+        elif to == JobStatus.RUNNING and locked.started_at is None:
+            locked.started_at = now
+        if to in FINISHED and locked.finished_at is None:
+            locked.finished_at = now
+        if failure_type is not None:
+            locked.failure_type = failure_type
+            locked.failure_message = message
+        locked._status_change_allowed = True
+        locked.save()
+        StatusLog.objects.create(job=locked, status=to, message=message, detail=detail, updated_at=now)
+    job.refresh_from_db()
+    return job

@@ -40,10 +40,14 @@ def env_bool(name: str, default: bool) -> bool:
         return True
     if value.lower() in _FALSE:
         return False
-    raise ImproperlyConfigured(f"{name} must be true or false (1/0, yes/no, on/off), not {value!r}.")
+    raise ImproperlyConfigured(
+        f"{name} must be true or false (1/0, yes/no, on/off), not {value!r}."
+    )
 
 
-def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+def env_int(
+    name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
+) -> int:
     value = _raw(name)
     if not value:
         return default

@@ -97,7 +97,10 @@ class JobAdmin(admin.ModelAdmin):
         "updated_at",
     )
     fieldsets = (
-        (None, {"fields": ("public_id", "name", "kind", "owner", "device", "status", "time_limit")}),
+        (
+            None,
+            {"fields": ("public_id", "name", "kind", "owner", "device", "status", "time_limit")},
+        ),
         ("Failure", {"fields": ("failure_type", "failure_message")}),
         (
             "Inputs",
@@ -130,7 +133,10 @@ class JobAdmin(admin.ModelAdmin):
                 )
             },
         ),
-        ("Times", {"fields": ("created_at", "queued_at", "started_at", "finished_at", "updated_at")}),
+        (
+            "Times",
+            {"fields": ("created_at", "queued_at", "started_at", "finished_at", "updated_at")},
+        ),
     )
 
     @admin.display(description="progress")
@@ -147,7 +153,9 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.action(description="Resubmit selected jobs (same inputs, same owner)")
     def resubmit_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        self._apply(request, queryset, lambda job: job_resubmit(job=job, owner=job.owner), "resubmitted")
+        self._apply(
+            request, queryset, lambda job: job_resubmit(job=job, owner=job.owner), "resubmitted"
+        )
 
     def _apply(
         self, request: HttpRequest, queryset: QuerySet[Job], action: Callable[[Job], Job], verb: str
@@ -158,7 +166,9 @@ class JobAdmin(admin.ModelAdmin):
                 action(job)
                 done += 1
             except (InvalidTransition, ValidationError) as error:
-                message = "; ".join(error.messages) if isinstance(error, ValidationError) else str(error)
+                message = (
+                    "; ".join(error.messages) if isinstance(error, ValidationError) else str(error)
+                )
                 self.message_user(request, message, messages.WARNING)
         if done:
             self.message_user(request, f"{done} job(s) {verb}.", messages.SUCCESS)
@@ -170,7 +180,17 @@ class MLModelAdmin(admin.ModelAdmin):
     list_filter = ("format", "created_at")
     search_fields = ("public_id", "name", "owner__username", "sha256")
     list_select_related = ("owner", "produced_by")
-    readonly_fields = ("public_id", "owner", "format", "file", "size", "sha256", "metadata", "produced_by", "created_at")
+    readonly_fields = (
+        "public_id",
+        "owner",
+        "format",
+        "file",
+        "size",
+        "sha256",
+        "metadata",
+        "produced_by",
+        "created_at",
+    )
 
 
 @admin.register(Dataset)

@@ -58,7 +58,9 @@ def onnx_metadata(path: str, label: str) -> dict[str, Any]:
         model = onnx.load(path, load_external_data=False)
         onnx.checker.check_model(model)
     except Exception as error:  # onnx raises DecodeError, ValidationError, … with no common base
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first_line = (
+            str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        )
         raise ValidationError(
             {"file": f"{label} is not a valid ONNX model: {first_line[:300]}"}
         ) from None

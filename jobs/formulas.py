@@ -42,7 +42,9 @@ def percentage_done(epochs_completed: int, epochs: int) -> float:
     return epochs_completed / epochs * 100
 
 
-def elapsed_time(started_at: datetime | None, finished_at: datetime | None, now: datetime) -> float | None:
+def elapsed_time(
+    started_at: datetime | None, finished_at: datetime | None, now: datetime
+) -> float | None:
     """Seconds the job has been running, or took to run; None before it started."""
     if started_at is None:
         return None

@@ -53,7 +53,9 @@ def parse_hyperparameters(data: object) -> Hyperparameters:
     if data is None:
         return Hyperparameters()
     if not isinstance(data, dict):
-        raise ValidationError({"hyperparameters": "Hyperparameters must be an object of name: value."})
+        raise ValidationError(
+            {"hyperparameters": "Hyperparameters must be an object of name: value."}
+        )
     known = {f.name for f in fields(Hyperparameters)}
     errors: dict[str, str] = {}
     for name in sorted(set(data) - known):
@@ -61,11 +63,13 @@ def parse_hyperparameters(data: object) -> Hyperparameters:
     values: dict[str, Any] = {}
     for name in known & set(data):
         value, rule = data[name], RANGES[name]
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            errors[name] = f"{name} must be {rule.describe()}, not {value!r}."
-        elif rule.integer and not float(value).is_integer():
-            errors[name] = f"{name} must be {rule.describe()}, not {value!r}."
-        elif not math.isfinite(value) or not rule.admits(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or (rule.integer and not float(value).is_integer())
+            or not math.isfinite(value)
+            or not rule.admits(value)
+        ):
             errors[name] = f"{name} must be {rule.describe()}, not {value!r}."
         else:
             values[name] = int(value) if rule.integer else float(value)

@@ -7,7 +7,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import QuerySet
 from django.http import Http404
 
-from jobs.models import Dataset, Job, MLModel
+from jobs.models import Dataset, Job, MLModel, StatusLog
 
 User = AbstractBaseUser | AnonymousUser
 
@@ -53,5 +53,5 @@ def dataset_for_user(user: User, public_id: str) -> Dataset:
     return dataset
 
 
-def job_status_logs(job: Job) -> QuerySet:  # type: ignore[type-arg]
+def job_status_logs(job: Job) -> QuerySet[StatusLog]:
     return job.status_logs.order_by("updated_at", "id")

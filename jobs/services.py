@@ -9,7 +9,7 @@ from pathlib import PurePath
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.db import transaction
@@ -29,7 +29,9 @@ DEVICE_MAX = 100
 def _clean_name(name: str | None, default: str, field: str = "name") -> str:
     name = (name or "").strip() or default
     if len(name) > NAME_MAX:
-        raise ValidationError({field: f"{field} is {len(name)} characters long; at most {NAME_MAX}."})
+        raise ValidationError(
+            {field: f"{field} is {len(name)} characters long; at most {NAME_MAX}."}
+        )
     if any(ord(c) < 32 for c in name):
         raise ValidationError({field: f"{field} must not contain control characters."})
     return name
@@ -47,7 +49,10 @@ def _check_upload_size(size: int, label: str) -> None:
         raise ValidationError({"file": f"{label} is empty."})
     if size > settings.HUB_MAX_UPLOAD_BYTES:
         raise ValidationError(
-            {"file": f"{label} is {size} bytes; the limit is {settings.HUB_MAX_UPLOAD_BYTES} bytes."}
+            {
+                "file": f"{label} is {size} bytes; "
+                f"the limit is {settings.HUB_MAX_UPLOAD_BYTES} bytes."
+            }
         )
 
 
@@ -55,7 +60,7 @@ def _filename(file: File) -> str:
     return PurePath(file.name or "upload").name
 
 
-def model_upload(*, owner: AbstractBaseUser, file: File, name: str | None = None) -> MLModel:
+def model_upload(*, owner: User, file: File, name: str | None = None) -> MLModel:
     """Store an ONNX model after checking it is one."""
     label = _filename(file)
     sha256, size = files.sha256_of(file)
@@ -70,7 +75,7 @@ def model_upload(*, owner: AbstractBaseUser, file: File, name: str | None = None
     return model
 
 
-def dataset_upload(*, owner: AbstractBaseUser, file: File, name: str | None = None) -> Dataset:
+def dataset_upload(*, owner: User, file: File, name: str | None = None) -> Dataset:
     """Store a JSONL dataset of prompt/completion records after reading every line."""
     label = _filename(file)
     sha256, size = files.sha256_of(file)
@@ -83,8 +88,10 @@ def dataset_upload(*, owner: AbstractBaseUser, file: File, name: str | None = No
     return dataset
 
 
-def _require_models(owner: AbstractBaseUser, models: Sequence[MLModel], field: str) -> None:
-    readable = set(models_visible_to(owner).filter(pk__in=[m.pk for m in models]).values_list("pk", flat=True))
+def _require_models(owner: User, models: Sequence[MLModel], field: str) -> None:
+    readable = set(
+        models_visible_to(owner).filter(pk__in=[m.pk for m in models]).values_list("pk", flat=True)
+    )
     for model in models:
         if model.pk not in readable:
             raise ValidationError({field: f"No model {model.public_id} that you may use."})
@@ -92,7 +99,7 @@ def _require_models(owner: AbstractBaseUser, models: Sequence[MLModel], field: s
 
 def job_submit_link(
     *,
-    owner: AbstractBaseUser,
+    owner: User,
     models: Sequence[MLModel],
     name: str | None = None,
     device: str | None = None,
@@ -105,7 +112,9 @@ def job_submit_link(
     _require_models(owner, models, "models")
     for model in models:
         if model.format != ModelFormat.ONNX:
-            raise ValidationError({"models": f"Model {model.public_id} is not ONNX; only ONNX models link."})
+            raise ValidationError(
+                {"models": f"Model {model.public_id} is not ONNX; only ONNX models link."}
+            )
     job = Job(
         kind=JobKind.LINK,
         owner=owner,
@@ -122,7 +131,7 @@ def job_submit_link(
 
 def job_submit_customization(
     *,
-    owner: AbstractBaseUser,
+    owner: User,
     dataset: Dataset,
     validation_dataset: Dataset | None = None,
     base_model: MLModel | str | None = None,
@@ -142,7 +151,10 @@ def job_submit_customization(
             raise ValidationError({field: f"No dataset {value.public_id} that you may use."})
     if validation_dataset is None and dataset.num_records < 2:
         raise ValidationError(
-            {"dataset": "A dataset without a validation dataset needs at least 2 records (10% validate)."}
+            {
+                "dataset": "A dataset without a validation dataset needs at least 2 records "
+                "(10% of them validate)."
+            }
         )
     if time_limit is not None and not 10 <= time_limit <= 7 * 24 * 3600:
         raise ValidationError({"time_limit": "time_limit must be between 10 seconds and 7 days."})
@@ -151,7 +163,9 @@ def job_submit_customization(
         builtin = base_model or DEFAULT_BASE_MODEL
         if builtin not in BUILTIN_MODELS:
             known = ", ".join(sorted(BUILTIN_MODELS))
-            raise ValidationError({"model": f"No built-in model {builtin!r}; built-in models: {known}."})
+            raise ValidationError(
+                {"model": f"No built-in model {builtin!r}; built-in models: {known}."}
+            )
     else:
         _require_models(owner, [base_model], "model")
         if base_model.format != ModelFormat.TORCH:
@@ -190,16 +204,22 @@ def job_cancel(*, job: Job) -> Job:
     """Cancel a job: at once if no worker has it yet, otherwise ask the worker to stop (it
     finishes the cancellation at its next step)."""
     if job.status in (JobStatus.CREATED, JobStatus.PENDING):
-        return job_transition(job=job, to=JobStatus.CANCELLED, message="Cancelled before it started.")
+        return job_transition(
+            job=job, to=JobStatus.CANCELLED, message="Cancelled before it started."
+        )
     return job_transition(
-        job=job, to=JobStatus.CANCELLING, message="Cancellation requested; waiting for the worker to stop."
+        job=job,
+        to=JobStatus.CANCELLING,
+        message="Cancellation requested; waiting for the worker to stop.",
     )
 
 
-def job_resubmit(*, job: Job, owner: AbstractBaseUser) -> Job:
+def job_resubmit(*, job: Job, owner: User) -> Job:
     """A new job with the same inputs as a finished one."""
     if job.status not in FINISHED:
-        raise ValidationError({"job": f"Job {job.public_id} is {job.status}; only a finished job can be resubmitted."})
+        raise ValidationError(
+            {"job": f"Job {job.public_id} is {job.status}; only a finished job can be resubmitted."}
+        )
     inputs = [ji.model for ji in job.job_inputs.select_related("model")]
     if job.kind == JobKind.LINK:
         clone = job_submit_link(owner=owner, models=inputs, name=job.name, device=job.device)

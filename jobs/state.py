@@ -44,6 +44,8 @@ def job_transition(
             locked.failure_message = message
         locked._status_change_allowed = True
         locked.save()
-        StatusLog.objects.create(job=locked, status=to, message=message, detail=detail, updated_at=now)
+        StatusLog.objects.create(
+            job=locked, status=to, message=message, detail=detail, updated_at=now
+        )
     job.refresh_from_db()
     return job

@@ -13,8 +13,14 @@ os.environ.setdefault("HUB_SECRET_KEY", "test-only-secret-key-" + "x" * 40)
 os.environ["HUB_DATA_DIR"] = tempfile.mkdtemp(prefix="hub-test-")
 os.environ.pop("HUB_MEDIA_ROOT", None)
 
-from hubsite.settings.base import *  # noqa: E402,F403
-from hubsite.settings.base import STORAGES  # noqa: E402
+from hubsite.settings.base import *  # noqa: F403
+from hubsite.settings.base import STORAGES
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+STORAGES = {
+    **STORAGES,
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+from hubsite.settings.base import STATIC_ROOT  # noqa: E402
+
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns about a missing one

@@ -34,8 +34,12 @@ class ModelFormat(models.TextChoices):
 class MLModel(models.Model):
     """A model file: uploaded by a person, or produced by a job as its target model."""
 
-    public_id = models.CharField(max_length=12, unique=True, default=model_public_id, editable=False)
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="models")
+    public_id = models.CharField(
+        max_length=12, unique=True, default=model_public_id, editable=False
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="models"
+    )
     name = models.CharField(max_length=200)
     format = models.CharField(max_length=16, choices=ModelFormat.choices)
     file = models.FileField(upload_to=_model_path, max_length=300)
@@ -65,8 +69,12 @@ class MLModel(models.Model):
 class Dataset(models.Model):
     """A JSONL file of prompt/completion records."""
 
-    public_id = models.CharField(max_length=12, unique=True, default=dataset_public_id, editable=False)
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="datasets")
+    public_id = models.CharField(
+        max_length=12, unique=True, default=dataset_public_id, editable=False
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="datasets"
+    )
     name = models.CharField(max_length=200)
     file = models.FileField(upload_to=_dataset_path, max_length=300)
     size = models.PositiveBigIntegerField(help_text="Bytes.")

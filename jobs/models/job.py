@@ -30,7 +30,9 @@ class Job(models.Model):
     public_id = models.CharField(max_length=12, unique=True, default=job_public_id, editable=False)
     kind = models.CharField(max_length=32, choices=JobKind.choices)
     name = models.CharField(max_length=200)
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs"
+    )
     device = models.CharField(max_length=100, blank=True)
 
     status = models.CharField(
@@ -46,7 +48,11 @@ class Job(models.Model):
         "jobs.MLModel", through="jobs.JobInput", related_name="used_by_jobs", blank=True
     )
     dataset = models.ForeignKey(
-        "jobs.Dataset", on_delete=models.PROTECT, null=True, blank=True, related_name="training_jobs"
+        "jobs.Dataset",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="training_jobs",
     )
     validation_dataset = models.ForeignKey(
         "jobs.Dataset",
@@ -127,14 +133,14 @@ class Job(models.Model):
         self._saved_status = self.status
         self._status_change_allowed = False
 
-    def refresh_from_db(self, *args: Any, **kwargs: Any) -> None:
-        super().refresh_from_db(*args, **kwargs)
-        self._saved_status = self.status
-
     # Addresses
 
     def get_absolute_url(self) -> str:
         return reverse("jobs:detail", kwargs={"public_id": self.public_id})
+
+    def refresh_from_db(self, *args: Any, **kwargs: Any) -> None:
+        super().refresh_from_db(*args, **kwargs)
+        self._saved_status = self.status
 
     @property
     def url(self) -> str:

@@ -37,7 +37,9 @@ class MetricSeries(models.Model):
     class Meta:
         verbose_name_plural = "metric series"
         ordering = ["job", "key"]
-        constraints = [models.UniqueConstraint(fields=["job", "key"], name="metric_series_unique_key")]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "key"], name="metric_series_unique_key")
+        ]
 
     def __str__(self) -> str:
         return self.key

@@ -1,0 +1,77 @@
+"""Shared fixtures: three people (Alice owns, Bob will be shared with, Charlie is a stranger),
+real uploaded assets, and the rule for production-profile tests.
+
+Tests marked ``production`` need the real PostgreSQL and Redis of the production profile. Without
+them they are skipped with the reason; with ``HUB_REQUIRE_SERVICES=1`` (as in ``.ci/run``) a
+missing server fails them instead, and any skip at all fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import connection
+
+from tests import factories
+
+REQUIRE_SERVICES = os.environ.get("HUB_REQUIRE_SERVICES") == "1"
+
+
+def _missing_services() -> str | None:
+    if connection.vendor != "postgresql":
+        return "production profile: DATABASE_URL does not point at PostgreSQL"
+    if not settings.REDIS_URL:
+        return "production profile: REDIS_URL is not set"
+    import redis
+
+    try:
+        redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as error:
+        return f"production profile: Redis at REDIS_URL does not answer ({error})"
+    return None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("production") is None:
+        return
+    missing = _missing_services()
+    if missing and REQUIRE_SERVICES:
+        pytest.fail(f"HUB_REQUIRE_SERVICES=1 but {missing}")
+    if missing:
+        pytest.skip(missing)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = len(reporter.stats.get("skipped", [])) if reporter else 0
+    if REQUIRE_SERVICES and skipped:
+        if reporter:
+            reporter.write_line(
+                f"HUB_REQUIRE_SERVICES=1: {skipped} test(s) skipped; none may be.", red=True
+            )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def alice(db: None) -> User:
+    return factories.person("alice")
+
+
+@pytest.fixture
+def bob(db: None) -> User:
+    return factories.person("bob")
+
+
+@pytest.fixture
+def charlie(db: None) -> User:
+    return factories.person("charlie")
+
+
+@pytest.fixture(autouse=True)
+def _media_root(tmp_path_factory: pytest.TempPathFactory, settings: Any) -> None:
+    """Each test stores its uploads in a directory of its own."""
+    settings.MEDIA_ROOT = str(tmp_path_factory.mktemp("media"))

@@ -1,0 +1,62 @@
+"""Factories for people, and helpers that make real assets through the services."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import factory
+import numpy as np
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
+from django.core.files.base import ContentFile
+
+from jobs.demo import numbers_dataset, tiny_mlp_onnx
+from jobs.models import Dataset, Job, MLModel
+from jobs.services import dataset_upload, job_submit_customization, job_submit_link, model_upload
+
+PASSWORD = "correct horse battery staple"
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
+    password = factory.PostGenerationMethodCall("set_password", PASSWORD)
+
+    @factory.post_generation
+    def _save(obj: User, create: bool, extracted: Any, **kwargs: Any) -> None:
+        if create:
+            obj.save()
+
+
+def person(username: str) -> User:
+    return cast(User, UserFactory(username=username))
+
+
+def onnx_model(
+    owner: User, name: str = "mlp", seed: int = 1, shared: np.ndarray | None = None
+) -> MLModel:
+    data = tiny_mlp_onnx(name=name, seed=seed, shared=shared)
+    return model_upload(owner=owner, file=ContentFile(data, f"{name}.onnx"))
+
+
+def dataset(owner: User, records: int = 50, name: str = "numbers") -> Dataset:
+    return dataset_upload(
+        owner=owner, file=ContentFile(numbers_dataset(0, records), f"{name}.jsonl")
+    )
+
+
+def link_job(owner: User, models: int = 2) -> Job:
+    return job_submit_link(
+        owner=owner, models=[onnx_model(owner, f"m{i}", seed=i) for i in range(models)]
+    )
+
+
+def customization_job(owner: User, **hyperparameters: Any) -> Job:
+    return job_submit_customization(
+        owner=owner, dataset=dataset(owner), hyperparameters=hyperparameters or None
+    )

@@ -1,0 +1,77 @@
+"""The README's run command, and the demo account it makes."""
+
+import re
+import sys
+import urllib.request
+from http.cookiejar import CookieJar
+from urllib.parse import urlencode
+
+from jobs.demo import DEMO_USERNAME, ensure_demo, number_in_words
+from jobs.models import Job
+from tests.helpers import child_env, free_port, running
+
+
+def test_numbers_are_spelled_in_words():
+    assert [number_in_words(n) for n in (0, 13, 40, 42, 100, 219)] == [
+        "zero",
+        "thirteen",
+        "forty",
+        "forty-two",
+        "one hundred",
+        "two hundred and nineteen",
+    ]
+
+
+def test_demo_account_gets_demo_jobs_once(db, client):
+    first = ensure_demo()
+    assert first.username == DEMO_USERNAME
+    assert first.jobs_created == 2
+    assert client.login(username=DEMO_USERNAME, password=first.password)
+    again = ensure_demo()
+    assert (again.password, again.jobs_created) == (first.password, 0)
+    assert Job.objects.filter(owner__username=DEMO_USERNAME).count() == 2
+
+
+def test_a_changed_demo_password_is_not_printed(db):
+    from django.contrib.auth import get_user_model
+
+    ensure_demo()
+    user = get_user_model().objects.get(username=DEMO_USERNAME)
+    user.set_password("something-else-entirely")
+    user.save()
+    assert ensure_demo().password is None
+
+
+def test_run_command_serves_the_hub_with_the_demo_account(tmp_path):
+    """A fresh data directory: migrate, demo account, server; then sign in over real HTTP."""
+    port = free_port()
+    env = child_env(HUB_DATA_DIR=str(tmp_path))
+    with running([sys.executable, "manage.py", "runhub", "--port", str(port)], env) as hub:
+        hub.wait_for(f"is starting at http://127.0.0.1:{port}/", timeout=120)
+        found = re.search(r"Demo account: demo / (\S+)", hub.wait_for("Demo account", 5))
+        assert found, hub.lines
+        password = found.group(1)
+        hub.wait_for("Uvicorn running", timeout=60)
+
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar := CookieJar()))
+        base = f"http://127.0.0.1:{port}"
+        login = opener.open(f"{base}/jobs/").read().decode()  # redirected to sign in
+        assert "Sign in" in login
+        token = next(c.value for c in jar if c.name == "csrftoken")
+        form = urlencode(
+            {
+                "username": "demo",
+                "password": password,
+                "csrfmiddlewaretoken": token,
+                "next": "/jobs/",
+            }
+        )
+        request = urllib.request.Request(
+            f"{base}/accounts/login/", data=form.encode(), headers={"Referer": base + "/"}
+        )
+        jobs = opener.open(request).read().decode()
+        assert "Demo: link two models" in jobs
+        assert "Demo: teach tiny-char-lm to spell numbers" in jobs
+        css = opener.open(f"{base}/static/hub/hub.css")
+        assert css.status == 200
+    assert (tmp_path / "hub.sqlite3").exists()

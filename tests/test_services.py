@@ -1,0 +1,209 @@
+"""Writes through the services: uploads, submissions, rename, cancel, resubmit. A refusal names
+what is wrong and leaves nothing behind."""
+
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+
+from jobs.demo import numbers_dataset, tiny_mlp_onnx
+from jobs.models import Dataset, Job, JobKind, MLModel
+from jobs.services import (
+    dataset_upload,
+    job_cancel,
+    job_rename,
+    job_resubmit,
+    job_submit_customization,
+    job_submit_link,
+    model_upload,
+)
+from jobs.state import job_transition
+from jobs.status import InvalidTransition, JobStatus
+from tests import factories
+
+
+def _stored_files() -> list[Path]:
+    return [p for p in Path(settings.MEDIA_ROOT).rglob("*") if p.is_file()]
+
+
+def test_model_upload_stores_a_valid_onnx_model_with_its_hash_and_graph(alice):
+    data = tiny_mlp_onnx(name="clf", seed=3)
+    model = model_upload(owner=alice, file=ContentFile(data, "clf.onnx"))
+    assert model.public_id.startswith("m")
+    assert len(model.public_id) == 9
+    assert (model.name, model.format, model.size) == ("clf", "onnx", len(data))
+    import hashlib
+
+    assert model.sha256 == hashlib.sha256(data).hexdigest()
+    assert model.metadata["inputs"] == ["x"]
+    assert model.metadata["outputs"] == ["y"]
+    assert Path(model.file.path).read_bytes() == data
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b"this is not a model", "not a valid ONNX model"),
+        (b"", "is empty"),
+    ],
+)
+def test_model_upload_refuses_what_is_not_onnx_and_keeps_nothing(alice, content, words):
+    with pytest.raises(ValidationError) as caught:
+        model_upload(owner=alice, file=ContentFile(content, "weights.onnx"))
+    assert "weights.onnx" in caught.value.message_dict["file"][0]
+    assert words in caught.value.message_dict["file"][0]
+    assert not MLModel.objects.exists()
+    assert _stored_files() == []
+
+
+def test_model_upload_refuses_a_truncated_onnx_model(alice):
+    data = tiny_mlp_onnx(name="clf", seed=3)
+    with pytest.raises(ValidationError, match="not a valid ONNX model"):
+        model_upload(owner=alice, file=ContentFile(data[: len(data) // 2], "cut.onnx"))
+
+
+def test_model_upload_refuses_a_file_over_the_size_limit(alice, settings):
+    settings.HUB_MAX_UPLOAD_BYTES = 100
+    with pytest.raises(ValidationError, match="the limit is 100 bytes"):
+        model_upload(owner=alice, file=ContentFile(tiny_mlp_onnx(name="big", seed=1), "big.onnx"))
+
+
+def test_dataset_upload_counts_its_records(alice):
+    dataset = dataset_upload(owner=alice, file=ContentFile(numbers_dataset(0, 12), "n.jsonl"))
+    assert (dataset.num_records, dataset.name) == (12, "n")
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (
+            b'{"prompt": "1", "completion": "one"}\n{"prompt": "2", "completion": \n',
+            "line 2: not JSON",
+        ),
+        (b'{"prompt": "1", "completion": "one"}\n[1, 2]\n', "line 2: expected a JSON object"),
+        (b'{"prompt": "1"}\n', "line 1: 'completion' must be a non-empty string"),
+        (b'{"prompt": "", "completion": "x"}\n', "line 1: 'prompt' must be a non-empty string"),
+        (b"\n\n  \n", "has no records"),
+        (b'{"prompt": "\xff", "completion": "x"}\n', "line 1: not UTF-8 text"),
+    ],
+)
+def test_dataset_upload_names_the_line_at_fault_and_keeps_nothing(alice, content, words):
+    with pytest.raises(ValidationError) as caught:
+        dataset_upload(owner=alice, file=ContentFile(content, "train.jsonl"))
+    message = caught.value.message_dict["file"][0]
+    assert "train.jsonl" in message
+    assert words in message
+    assert not Dataset.objects.exists()
+    assert _stored_files() == []
+
+
+def test_link_job_keeps_its_models_in_order(alice):
+    models = [factories.onnx_model(alice, f"m{i}", seed=i) for i in range(3)]
+    job = job_submit_link(owner=alice, models=models[::-1], device="cpu")
+    assert job.kind == JobKind.LINK
+    assert job.status == JobStatus.CREATED
+    assert [ji.model for ji in job.job_inputs.all()] == models[::-1]
+    assert job.name == "Link m2 + m1 + m0"
+
+
+def test_link_job_refuses_a_model_its_submitter_may_not_read(alice, charlie):
+    theirs = factories.onnx_model(charlie, "secret")
+    with pytest.raises(ValidationError) as caught:
+        job_submit_link(owner=alice, models=[factories.onnx_model(alice), theirs])
+    assert caught.value.message_dict["models"] == [f"No model {theirs.public_id} that you may use."]
+    assert not Job.objects.exists()
+
+
+def test_link_job_needs_a_model(alice):
+    with pytest.raises(ValidationError, match="at least one model"):
+        job_submit_link(owner=alice, models=[])
+
+
+def test_customization_job_defaults_to_the_builtin_model(alice):
+    job = factories.customization_job(alice)
+    assert job.builtin_base_model == "tiny-char-lm"
+    assert job.hyperparameters["epochs"] == 5
+
+
+def test_customization_job_refuses_bad_hyperparameters_and_creates_nothing(alice):
+    data = factories.dataset(alice)
+    with pytest.raises(ValidationError) as caught:
+        job_submit_customization(owner=alice, dataset=data, hyperparameters={"batch_size": 0})
+    assert "batch_size" in caught.value.message_dict
+    assert not Job.objects.exists()
+
+
+def test_customization_job_refuses_an_unknown_builtin_model(alice):
+    with pytest.raises(ValidationError, match="No built-in model 'gpt-9'"):
+        job_submit_customization(owner=alice, dataset=factories.dataset(alice), base_model="gpt-9")
+
+
+def test_customization_job_refuses_a_dataset_of_a_stranger(alice, charlie):
+    theirs = factories.dataset(charlie)
+    with pytest.raises(ValidationError) as caught:
+        job_submit_customization(owner=alice, dataset=theirs)
+    assert caught.value.message_dict["dataset"] == [
+        f"No dataset {theirs.public_id} that you may use."
+    ]
+
+
+def test_customization_job_refuses_an_onnx_model_as_a_checkpoint(alice):
+    with pytest.raises(ValidationError, match="not a customization checkpoint"):
+        job_submit_customization(
+            owner=alice, dataset=factories.dataset(alice), base_model=factories.onnx_model(alice)
+        )
+
+
+def test_a_single_record_cannot_be_split_for_validation(alice):
+    one = factories.dataset(alice, records=1)
+    with pytest.raises(ValidationError, match="at least 2 records"):
+        job_submit_customization(owner=alice, dataset=one)
+    assert job_submit_customization(owner=alice, dataset=one, validation_dataset=one).pk
+
+
+def test_rename_validates_the_name(alice):
+    job = factories.link_job(alice)
+    assert job_rename(job=job, name="  better name ").name == "better name"
+    for bad, words in (("", "cannot be empty"), ("x" * 201, "at most 200"), ("a\nb", "control")):
+        with pytest.raises(ValidationError, match=words):
+            job_rename(job=job, name=bad)
+    job.refresh_from_db()
+    assert job.name == "better name"
+
+
+def test_cancelling_a_job_no_worker_has_yet_cancels_it_at_once(alice):
+    job = factories.link_job(alice)
+    assert job_cancel(job=job).status == JobStatus.CANCELLED
+
+
+def test_cancelling_a_running_job_asks_the_worker_to_stop(alice):
+    job = factories.link_job(alice)
+    for status in (JobStatus.PENDING, JobStatus.RUNNING):
+        job_transition(job=job, to=status, message=str(status))
+    assert job_cancel(job=job).status == JobStatus.CANCELLING
+    with pytest.raises(InvalidTransition):
+        job_cancel(job=job)
+
+
+def test_resubmit_clones_a_finished_job_with_the_same_inputs(alice):
+    job = factories.customization_job(alice, epochs=2)
+    with pytest.raises(ValidationError, match="only a finished job"):
+        job_resubmit(job=job, owner=alice)
+    job_cancel(job=job)
+    clone = job_resubmit(job=job, owner=alice)
+    assert clone.pk != job.pk
+    assert clone.public_id != job.public_id
+    assert (clone.dataset, clone.hyperparameters, clone.resubmitted_from) == (
+        job.dataset,
+        job.hyperparameters,
+        job,
+    )
+    assert clone.status == JobStatus.CREATED
+
+
+def test_job_url_is_absolute(alice, settings):
+    settings.HUB_BASE_URL = "https://hub.example.com"
+    job = factories.link_job(alice)
+    assert job.url == f"https://hub.example.com/jobs/{job.public_id}/"

@@ -29,7 +29,7 @@ ensure_venv() {
   fi
   echo "Installing the hub's pinned dependencies into .venv (first run takes a few minutes) …"
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e "$spec"
+  PYTHONWARNINGS=ignore .venv/bin/python -m pip install --quiet -e "$spec"
   rm -f .venv/.installed-*
   touch "$stamp"
 }

@@ -4,7 +4,11 @@ import re
 
 from tests.helpers import ROOT
 
-SOURCES = ["hubsite/settings/base.py", "hubsite/management/commands/runhub.py", "scripts/bootstrap.sh"]
+SOURCES = [
+    "hubsite/settings/base.py",
+    "hubsite/management/commands/runhub.py",
+    "scripts/bootstrap.sh",
+]
 
 
 def test_readme_lists_every_environment_variable():

@@ -103,6 +103,8 @@ def test_createsuperuser_makes_an_operator_who_can_open_the_admin(db, client, mo
     from django.core.management import call_command
 
     monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "an-operator-password-42")
-    call_command("createsuperuser", "--noinput", username="ops", email="ops@example.com", verbosity=0)
+    call_command(
+        "createsuperuser", "--noinput", username="ops", email="ops@example.com", verbosity=0
+    )
     assert client.login(username="ops", password="an-operator-password-42")
     assert client.get(reverse("admin:jobs_job_changelist")).status_code == 200

@@ -171,3 +171,13 @@ def test_racing_transitions_are_serialised_so_exactly_one_wins(alice):
     job.refresh_from_db()
     assert StatusLog.objects.filter(job=job).count() == 3  # pending, running, and the winner
     assert f"won:{job.status}" in outcomes
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"status": "done"}, {"kind": "compile"}, {"failure_type": "bad_luck"}],
+)
+def test_database_refuses_values_outside_the_enums(alice, change):
+    job = factories.link_job(alice)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Job.objects.filter(pk=job.pk).update(**change)

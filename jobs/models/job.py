@@ -98,6 +98,14 @@ class Job(models.Model):
         ]
         constraints = [
             models.CheckConstraint(
+                name="job_status_known", condition=Q(status__in=JobStatus.values)
+            ),
+            models.CheckConstraint(name="job_kind_known", condition=Q(kind__in=JobKind.values)),
+            models.CheckConstraint(
+                name="job_failure_type_known",
+                condition=Q(failure_type="") | Q(failure_type__in=FailureType.values),
+            ),
+            models.CheckConstraint(
                 name="job_failed_says_why",
                 condition=(
                     Q(status=JobStatus.FAILED) & ~Q(failure_type="") & ~Q(failure_message="")

@@ -135,6 +135,6 @@ def _create_demo_jobs(user: User) -> int:
         owner=user,
         dataset=numbers,
         name="Demo: teach tiny-char-lm to spell numbers",
-        hyperparameters={"epochs": 8, "batch_size": 16},
+        hyperparameters={"epochs": 30, "batch_size": 16, "early_stopping_patience": 5},
     )
     return 2

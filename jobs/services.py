@@ -15,6 +15,7 @@ from django.core.files import File
 from django.db import transaction
 
 from jobs import files
+from jobs.dispatch import enqueue_on_commit
 from jobs.hyperparameters import parse_hyperparameters
 from jobs.models import Dataset, Job, JobInput, JobKind, MLModel, ModelFormat
 from jobs.selectors import datasets_visible_to, models_visible_to
@@ -126,6 +127,7 @@ def job_submit_link(
         JobInput.objects.bulk_create(
             JobInput(job=job, model=model, position=i) for i, model in enumerate(models)
         )
+        enqueue_on_commit(job)
     return job
 
 
@@ -189,6 +191,7 @@ def job_submit_customization(
         job.save()
         if checkpoint is not None:
             JobInput.objects.create(job=job, model=checkpoint, position=0)
+        enqueue_on_commit(job)
     return job
 
 
@@ -235,6 +238,6 @@ def job_resubmit(*, job: Job, owner: User) -> Job:
             device=job.device,
             time_limit=job.time_limit,
         )
+    Job.objects.filter(pk=clone.pk).update(resubmitted_from=job)
     clone.resubmitted_from = job
-    clone.save(update_fields=["resubmitted_from", "updated_at"])
     return clone

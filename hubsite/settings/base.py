@@ -184,30 +184,61 @@ STORAGES = {
 # Jobs
 HUB_JOB_TIME_LIMIT = env_int("HUB_JOB_TIME_LIMIT", 6 * 3600, minimum=10)
 HUB_MAX_UPLOAD_BYTES = env_int("HUB_MAX_UPLOAD_BYTES", 512 * 1024 * 1024, minimum=1024)
+# A worker proves it is alive every HUB_HEARTBEAT_SECONDS; the reaper, every HUB_REAPER_INTERVAL,
+# takes a job whose heartbeat is older than HUB_WORKER_LOST_AFTER back from its worker. A lost
+# job is therefore noticed within HUB_WORKER_LOST_AFTER + HUB_REAPER_INTERVAL (60 s by default).
+HUB_HEARTBEAT_SECONDS = env_int("HUB_HEARTBEAT_SECONDS", 5, minimum=1)
+HUB_WORKER_LOST_AFTER = env_int("HUB_WORKER_LOST_AFTER", 45, minimum=2)
+HUB_REAPER_INTERVAL = env_int("HUB_REAPER_INTERVAL", 15, minimum=1)
+if HUB_WORKER_LOST_AFTER <= HUB_HEARTBEAT_SECONDS:
+    raise ImproperlyConfigured("HUB_WORKER_LOST_AFTER must be longer than HUB_HEARTBEAT_SECONDS.")
+HUB_MAX_ATTEMPTS = env_int("HUB_MAX_ATTEMPTS", 2, minimum=1, maximum=10)
+HUB_TORCH_THREADS = env_int("HUB_TORCH_THREADS", 1, minimum=1, maximum=64)
+HUB_EVENT_RETENTION_HOURS = env_int("HUB_EVENT_RETENTION_HOURS", 24, minimum=1)
+# Names the job queue and prefixes the channel layer's keys, so that several hubs (or a test
+# run beside a developer's hub) can share one Redis without taking each other's work.
+HUB_NAMESPACE = env_str("HUB_NAMESPACE", "hub")
 
-# Redis carries both the Celery queue and the channel layer in production; the embedded profile
-# needs neither server.
+# Redis carries both the Celery queue and the channel layer in production. The embedded profile
+# needs neither server: Celery uses kombu's filesystem transport (a directory of message files
+# that the web process writes and the worker reads), and events reach browsers from the
+# database (jobs.events keeps every event with its sequence number).
+HUB_EVENTS_VIA_CHANNEL_LAYER = REDIS_URL is not None
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{HUB_NAMESPACE}:asgi", "capacity": 1000},
         }
     }
     CELERY_BROKER_URL = REDIS_URL
-    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {"socket_connect_timeout": 3}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_URL = "filesystem://localhost/"
     _queue_dir = DATA_DIR / "queue"
+    _queue_dir.mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_queue_dir),
         "data_folder_out": str(_queue_dir),
         "control_folder": str(DATA_DIR / "queue-control"),
     }
+CELERY_TASK_DEFAULT_QUEUE = HUB_NAMESPACE
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
+# Jobs are long: take one at a time, and acknowledge only when done so that a message whose
+# worker died before claiming its job is delivered again. The reaper, not the broker's
+# visibility timeout, deals with a job whose worker died while running it.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ACKS_LATE = True
+CELERY_BROKER_CONNECTION_TIMEOUT = 3
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULE = {
+    "reap-jobs": {"task": "jobs.tasks.reap_jobs", "schedule": float(HUB_REAPER_INTERVAL)},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
 LOGGING = {
     "version": 1,

@@ -1,12 +1,13 @@
 from jobs.models.assets import Artifact, ArtifactKind, Dataset, MLModel, ModelFormat
 from jobs.models.job import Job, JobInput, JobKind
-from jobs.models.records import MetricPoint, MetricSeries, StatusLog
+from jobs.models.records import JobEvent, MetricPoint, MetricSeries, StatusLog
 
 __all__ = [
     "Artifact",
     "ArtifactKind",
     "Dataset",
     "Job",
+    "JobEvent",
     "JobInput",
     "JobKind",
     "MLModel",

@@ -81,8 +81,16 @@ class Job(models.Model):
     train_loss = models.FloatField(null=True, blank=True)
     val_loss = models.FloatField(null=True, blank=True)
 
-    # The sequence number of the last event published for this job (see the progress reporter).
+    # The sequence number of the last event published for this job (jobs.events).
     event_seq = models.PositiveBigIntegerField(default=0)
+
+    # Execution: which worker holds the job, and proof that it is still alive. A worker writes
+    # only while the job carries its claim token, so a worker presumed dead that comes back
+    # cannot overwrite the attempt that replaced it.
+    attempts = models.PositiveSmallIntegerField(default=0)
+    claim_token = models.CharField(max_length=32, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     queued_at = models.DateTimeField(null=True, blank=True)
@@ -95,6 +103,7 @@ class Job(models.Model):
         indexes = [
             models.Index(fields=["owner", "-created_at"]),
             models.Index(fields=["status", "created_at"]),
+            models.Index(fields=["status", "heartbeat_at"]),
         ]
         constraints = [
             models.CheckConstraint(

@@ -61,3 +61,22 @@ class MetricPoint(models.Model):
 
     def __str__(self) -> str:
         return f"{self.step}: {self.value}"
+
+
+class JobEvent(models.Model):
+    """An event published for a job, kept so that a client that reconnects can be sent what it
+    missed by sequence number. Metric events store the step range they covered, not the points:
+    the points live in MetricPoint already and are read back from there on catch-up."""
+
+    job = models.ForeignKey("jobs.Job", on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveBigIntegerField()
+    type = models.CharField(max_length=32)
+    payload = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["job", "seq"]
+        constraints = [models.UniqueConstraint(fields=["job", "seq"], name="job_event_unique_seq")]
+
+    def __str__(self) -> str:
+        return f"{self.job_id}#{self.seq} {self.type}"

@@ -1,0 +1,62 @@
+"""Putting jobs on the queue."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from jobs.models import Job
+from jobs.state import job_transition
+from jobs.status import FailureType, JobStatus
+
+logger = logging.getLogger(__name__)
+
+# Publishing gives up after about a second and a half: a submission whose broker is down must
+# answer within seconds, not hang.
+RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1.0}
+HARD_LIMIT_GRACE = 120  # seconds past the deadline at which Celery kills a stuck task outright
+
+
+class QueueUnavailable(Exception):
+    """The broker could not be reached; the job was marked failed rather than left waiting."""
+
+
+def enqueue_on_commit(job: Job) -> None:
+    transaction.on_commit(lambda: enqueue(job))
+
+
+def enqueue(job: Job) -> None:
+    """CREATED → PENDING, then a message on the queue for a worker."""
+    job_transition(job=job, to=JobStatus.PENDING, message="Queued; waiting for a worker.")
+    send(job)
+
+
+def send(job: Job) -> None:
+    """A message for a pending job; if the broker is unreachable the job fails at once."""
+    from jobs.tasks import run_job
+
+    remaining = (job.deadline - timezone.now()).total_seconds()
+    try:
+        run_job.apply_async(
+            args=(job.pk,),
+            retry=True,
+            retry_policy=RETRY_POLICY,
+            time_limit=int(max(remaining, 0)) + HARD_LIMIT_GRACE,
+        )
+    except Exception as error:  # kombu and the transports raise many kinds; all mean "not queued"
+        logger.error("Could not queue job %s: %s", job.public_id, error)
+        job_transition(
+            job=job,
+            to=JobStatus.FAILED,
+            message="The job queue could not be reached, so this job was never queued. "
+            "Resubmit it once the hub's queue is back.",
+            detail=f"{type(error).__name__}: {error}"[:2000],
+            failure_type=FailureType.QUEUE_UNAVAILABLE,
+        )
+        raise QueueUnavailable(
+            f"The job queue ({settings.CELERY_BROKER_URL.split('@')[-1]}) is unreachable; "
+            f"job {job.public_id} was not queued and is marked failed."
+        ) from error

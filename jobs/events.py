@@ -1,0 +1,201 @@
+"""Events of a job: numbered, stored, and pushed to whoever watches the job.
+
+Every change a watcher should see (a status change, progress, new metric points, a status log
+entry, an artifact) is published here inside the transaction that makes the change, so the
+event exists exactly when the change does. Each event gets the job's next sequence number and a
+row in JobEvent; after commit it goes to the channel layer groups of the job and of its readers.
+A client that reconnects, or sees a gap in the numbers (channel layers drop messages when a
+consumer falls behind), asks for what came after the last number it saw.
+
+In the embedded profile nothing is sent from here: the web process reads new JobEvent rows and
+forwards them, because the worker is another process with no channel layer in common.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections.abc import Iterable
+from enum import StrEnum
+from typing import Any, TypedDict
+
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import connection, transaction
+
+from jobs.models import Job, JobEvent
+from jobs.status import JobStatus
+
+logger = logging.getLogger(__name__)
+SEND_TIMEOUT = 5.0
+
+
+class EventType(StrEnum):
+    STATUS = "status"  # the job changed status (payload: StatusPayload)
+    PROGRESS = "progress"  # status details moved on (payload: ProgressPayload)
+    METRICS = "metrics"  # new metric points (payload: MetricsPayload)
+    LOG = "log"  # a status log entry that is not a status change
+    ARTIFACT = "artifact"  # an artifact or the target model was stored
+    JOB = "job"  # the job's own fields changed (renamed)
+
+
+# Events that change what a job list row shows go to the readers' list groups as well.
+LIST_EVENTS = frozenset({EventType.STATUS, EventType.PROGRESS, EventType.JOB})
+
+
+class StatusPayload(TypedDict):
+    status: str
+    message: str
+    detail: str
+    updated_at: str
+    failure_type: str
+    failure_message: str
+
+
+class ProgressPayload(TypedDict, total=False):
+    epochs_completed: int | None
+    steps_completed: int | None
+    steps_per_epoch: int | None
+    total_steps: int | None
+    best_epoch: int | None
+    train_loss: float | None
+    val_loss: float | None
+    percentage_done: float | None
+    elapsed_time: float | None
+    eta_seconds: float | None
+
+
+class MetricPointPayload(TypedDict):
+    step: int
+    value: float | None
+    timestamp: str
+
+
+class MetricsPayload(TypedDict):
+    # Live: the points themselves. Stored: {key: [first_step, last_step]}, read back on catch-up.
+    series: dict[str, Any]
+
+
+class EventMessage(TypedDict):
+    type: str  # the consumer method: job.event → job_event
+    job: str
+    seq: int
+    event: str
+    data: dict[str, Any]
+
+
+class ClaimLost(Exception):
+    """The worker no longer holds the job (the reaper gave it to another attempt, or failed it):
+    it must stop without writing anything more."""
+
+
+def job_group(job_id: int) -> str:
+    return f"job-{job_id}"
+
+
+def user_group(user_id: int) -> str:
+    return f"jobs-user-{user_id}"
+
+
+def readers_of(job: Job) -> list[int]:
+    """Ids of the people who may read the job, whose job lists must hear of it."""
+    return [job.owner_id]
+
+
+def next_seq(job: Job, *, claim_token: str | None = None) -> int:
+    """Take the job's next sequence number; with ``claim_token``, only while the job is still
+    running under that claim. The row lock this takes orders all events of one job."""
+    table = Job._meta.db_table
+    sql = f"UPDATE {table} SET event_seq = event_seq + 1 WHERE id = %s"
+    params: list[str | int] = [job.pk]
+    if claim_token is not None:
+        # COMPLETED included: the worker still holds the job while it stores and verifies the
+        # target model.
+        sql += " AND claim_token = %s AND status IN (%s, %s, %s)"
+        params += [claim_token, JobStatus.RUNNING, JobStatus.CANCELLING, JobStatus.COMPLETED]
+    with connection.cursor() as cursor:
+        cursor.execute(sql + " RETURNING event_seq", params)
+        row = cursor.fetchone()
+    if row is None:
+        if claim_token is not None:
+            raise ClaimLost(f"Job {job.public_id} is no longer held by this worker.")
+        raise Job.DoesNotExist(f"Job {job.pk} does not exist.")
+    return int(row[0])
+
+
+def publish(
+    job: Job,
+    event: EventType,
+    payload: dict[str, Any],
+    *,
+    live: dict[str, Any] | None = None,
+    claim_token: str | None = None,
+) -> int:
+    """Number and store an event, and send it after commit. Call inside transaction.atomic().
+    ``live``, when given, is sent instead of the stored ``payload`` (metric points)."""
+    seq = next_seq(job, claim_token=claim_token)
+    JobEvent.objects.create(job=job, seq=seq, type=event, payload=payload)
+    message: EventMessage = {
+        "type": "job.event",
+        "job": job.public_id,
+        "seq": seq,
+        "event": str(event),
+        "data": live if live is not None else payload,
+    }
+    groups = [job_group(job.pk)]
+    if event in LIST_EVENTS:
+        groups += [user_group(user_id) for user_id in readers_of(job)]
+    transaction.on_commit(lambda: send(groups, message))
+    return seq
+
+
+def send(groups: Iterable[str], message: EventMessage) -> None:
+    """Push a committed event to channel layer groups. Failure is logged, not raised: the event
+    is stored, and a watcher repairs the gap from its sequence numbers."""
+    if not settings.HUB_EVENTS_VIA_CHANNEL_LAYER:
+        return
+    try:
+        _sender().send(list(groups), dict(message))
+    except Exception:
+        logger.warning(
+            "Could not push event %s#%s to the channel layer",
+            message["job"],
+            message["seq"],
+            exc_info=True,
+        )
+
+
+class _Sender:
+    """One event loop on a thread of its own, so that every send of this process reuses the
+    channel layer's connection pool instead of opening one per call (async_to_sync would)."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, name="hub-events", daemon=True).start()
+
+    def send(self, groups: list[str], message: dict[str, Any]) -> None:
+        future = asyncio.run_coroutine_threadsafe(self._send(groups, message), self.loop)
+        future.result(timeout=SEND_TIMEOUT)
+
+    @staticmethod
+    async def _send(groups: list[str], message: dict[str, Any]) -> None:
+        layer = get_channel_layer()
+        assert layer is not None
+        for group in groups:
+            await layer.group_send(group, message)
+
+
+_sender_instance: _Sender | None = None
+_sender_lock = threading.Lock()
+
+
+def _sender() -> _Sender:
+    global _sender_instance
+    with _sender_lock:
+        # A forked worker child inherits the parent's object but not its thread: make its own.
+        if _sender_instance is None or _sender_instance.pid != os.getpid():
+            _sender_instance = _Sender()
+        return _sender_instance

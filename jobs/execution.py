@@ -1,0 +1,182 @@
+"""Running one job on a worker: claim it, run its runner, record the outcome.
+
+A job is claimed only from PENDING, under a row lock, with a fresh claim token: a message
+delivered twice (or a stale one after a requeue) finds the job taken and does nothing. While the
+runner works, a heartbeat thread proves the worker alive; if the worker dies, the reaper
+(jobs.reaper) notices the silent heartbeat and requeues or fails the job.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import socket
+import tempfile
+import threading
+import uuid
+from pathlib import Path
+from types import TracebackType
+
+from django.conf import settings
+from django.db import connections, transaction
+from django.utils import timezone
+
+from jobs.events import ClaimLost
+from jobs.models import ArtifactKind, Job, MetricPoint
+from jobs.reporter import Reporter, StopRequested
+from jobs.runners.base import JobFailure, RunContext, Runner, runner_for
+from jobs.state import job_transition
+from jobs.status import FailureType, JobStatus
+
+logger = logging.getLogger(__name__)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()} pid {os.getpid()}"
+
+
+def claim(job_id: int) -> tuple[Job, str] | None:
+    """Take a pending job for this process; None if it is not pending (taken, cancelled, gone)."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or job.status != JobStatus.PENDING:
+            return None
+        token = uuid.uuid4().hex
+        job.claim_token, job.worker, job.heartbeat_at = token, worker_name(), timezone.now()
+        job.attempts += 1
+        job.save(update_fields=["claim_token", "worker", "heartbeat_at", "attempts", "updated_at"])
+        attempt = (
+            f" (attempt {job.attempts} of {settings.HUB_MAX_ATTEMPTS})" if job.attempts > 1 else ""
+        )
+        job_transition(job=job, to=JobStatus.RUNNING, message=f"Running on {job.worker}{attempt}.")
+    return job, token
+
+
+class Heartbeat:
+    """Updates the job's heartbeat from a thread of its own, so that a long single step (an
+    export, a big link) does not look like a dead worker."""
+
+    def __init__(self, reporter: Reporter, every: float) -> None:
+        self.reporter, self.every = reporter, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="hub-heartbeat", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        try:
+            while not self._stop.wait(self.every):
+                try:
+                    if not self.reporter.heartbeat():
+                        return  # the job is no longer ours; the runner finds out at its next step
+                except Exception:
+                    logger.warning(
+                        "Heartbeat of job %s failed", self.reporter.job.public_id, exc_info=True
+                    )
+        finally:
+            connections.close_all()
+
+
+def execute(job_id: int) -> str:
+    """Run a job if it can be claimed; returns what happened, for the worker's log."""
+    claimed = claim(job_id)
+    if claimed is None:
+        logger.info("Job %s is not pending; this delivery does nothing.", job_id)
+        return "skipped"
+    job, token = claimed
+    reporter = Reporter(job, token)
+    runner = runner_for(job.kind)
+    with (
+        Heartbeat(reporter, settings.HUB_HEARTBEAT_SECONDS),
+        tempfile.TemporaryDirectory(prefix=f"job-{job.public_id}-") as workdir,
+    ):
+        ctx = RunContext(job, reporter, Path(workdir))
+        try:
+            return _run(ctx, runner)
+        except ClaimLost:
+            logger.warning(
+                "Job %s was taken from this worker; stopping without writing.", job.public_id
+            )
+            return "lost"
+
+
+def _run(ctx: RunContext, runner: Runner) -> str:
+    reporter = ctx.reporter
+    try:
+        reporter.check_stop()
+        target = runner.run(ctx)
+        reporter.transition(JobStatus.COMPLETED, target.message)
+        model = reporter.produced_model(target.path, target.name, target.format, target.metadata)
+        reporter.set_target_model(model)
+        _store_records(ctx)
+        summary = runner.verify(ctx, target, Path(model.file.path))
+        reporter.transition(
+            JobStatus.READY, summary, detail=f"sha256 {model.sha256}, {model.size} bytes"
+        )
+        return "ready"
+    except StopRequested as stop:
+        _store_records(ctx)
+        if stop.reason == "cancel":
+            reporter.transition(JobStatus.CANCELLED, _stopped_at(ctx.job, "Cancelled"))
+            return "cancelled"
+        limit = ctx.job.time_limit_seconds
+        reporter.transition(
+            JobStatus.FAILED,
+            f"Time limit reached: jobs may take {limit} s from their creation, queue time included. "
+            + _stopped_at(ctx.job, "Stopped"),
+            failure_type=FailureType.TIME_LIMIT,
+        )
+        return "time_limit"
+    except JobFailure as failure:
+        _store_records(ctx)
+        reporter.transition(JobStatus.FAILED, failure.message, failure.detail, failure.failure_type)
+        return "failed"
+    except ClaimLost:
+        raise
+    except Exception as error:
+        logger.exception("Job %s failed inside the hub", ctx.job.public_id)
+        reporter.transition(
+            JobStatus.FAILED,
+            "The hub hit an internal error while running this job; resubmitting it may succeed.",
+            detail=f"{type(error).__name__}: {error}"[:2000],
+            failure_type=FailureType.INTERNAL_ERROR,
+        )
+        return "error"
+
+
+def _stopped_at(job: Job, verb: str) -> str:
+    job.refresh_from_db()
+    if job.total_steps:
+        return f"{verb} at step {job.steps_completed or 0} of {job.total_steps}."
+    return f"{verb} before the work finished."
+
+
+def _store_records(ctx: RunContext) -> None:
+    """The job's own log and its metrics as CSV, kept whatever the outcome."""
+    reporter = ctx.reporter
+    reporter.flush()
+    if reporter.log_lines:
+        log = ctx.workdir / "log.txt"
+        log.write_text("\n".join(reporter.log_lines) + "\n")
+        name = "training_log.txt" if ctx.job.kind == "customization" else "log.txt"
+        reporter.artifact(ArtifactKind.TRAINING_LOG, name, log)
+    points = MetricPoint.objects.filter(series__job=ctx.job).order_by("series__key", "step")
+    if points.exists():
+        path = ctx.workdir / "metrics.csv"
+        with path.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["series", "step", "value", "timestamp"])
+            for key, step, value, timestamp in points.values_list(
+                "series__key", "step", "value", "timestamp"
+            ).iterator():
+                writer.writerow(
+                    [key, step, "" if value is None else repr(value), timestamp.isoformat()]
+                )
+        reporter.artifact(ArtifactKind.METRICS_CSV, "metrics.csv", path)

@@ -60,3 +60,15 @@ def customization_job(owner: User, **hyperparameters: Any) -> Job:
     return job_submit_customization(
         owner=owner, dataset=dataset(owner), hyperparameters=hyperparameters or None
     )
+
+
+def claimed(job: Job) -> tuple[Job, str]:
+    """The job taken by this process as a worker would take it: pending, then claimed."""
+    from jobs.execution import claim
+    from jobs.state import job_transition
+    from jobs.status import JobStatus
+
+    job_transition(job=job, to=JobStatus.PENDING, message="Queued; waiting for a worker.")
+    taken = claim(job.pk)
+    assert taken is not None
+    return taken

@@ -12,6 +12,13 @@ os.environ.setdefault("HUB_SECRET_KEY", "test-only-secret-key-" + "x" * 40)
 # Never the developer's own data directory: uploads and the embedded queue go to a fresh one.
 os.environ["HUB_DATA_DIR"] = tempfile.mkdtemp(prefix="hub-test-")
 os.environ.pop("HUB_MEDIA_ROOT", None)
+# Worker processes started by the tests read these from the environment too: a lost worker is
+# noticed within seconds, and this run's queue and channel-layer keys are its own, so a
+# developer's hub on the same Redis neither takes nor sees the tests' jobs.
+os.environ.setdefault("HUB_HEARTBEAT_SECONDS", "1")
+os.environ.setdefault("HUB_WORKER_LOST_AFTER", "4")
+os.environ.setdefault("HUB_REAPER_INTERVAL", "1")
+os.environ.setdefault("HUB_NAMESPACE", f"hub-test-{os.getpid()}")
 
 from hubsite.settings.base import *  # noqa: F403
 from hubsite.settings.base import STORAGES

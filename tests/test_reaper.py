@@ -1,0 +1,109 @@
+"""The reaper: lost workers and time limits, decided from stored heartbeats and deadlines."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from jobs.models import Job, JobEvent
+from jobs.reaper import reap
+from jobs.services import job_cancel
+from jobs.state import job_transition
+from jobs.status import FailureType, JobStatus
+from tests import factories
+
+
+def _silent_for(job: Job, seconds: float) -> None:
+    Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=seconds))
+
+
+def test_a_job_whose_worker_went_silent_is_requeued(alice, settings, django_capture_on_commit_callbacks):
+    job, _ = factories.claimed(factories.link_job(alice))
+    _silent_for(job, settings.HUB_WORKER_LOST_AFTER + 1)
+    with django_capture_on_commit_callbacks() as sends:
+        assert reap()["requeued"] == 1
+    job.refresh_from_db()
+    assert job.status == JobStatus.PENDING
+    assert (job.claim_token, job.worker) == ("", "")
+    assert "stopped answering" in job.status_logs.last().message
+    assert "attempt 2 of 2" in job.status_logs.last().message
+    # A new message for the next attempt, sent after commit (besides the status event).
+    assert [c.__qualname__.split(".")[0] for c in sends].count("_recover") == 1
+
+
+def test_a_job_out_of_attempts_fails_as_the_hubs_fault(alice, settings):
+    job, _ = factories.claimed(factories.link_job(alice))
+    Job.objects.filter(pk=job.pk).update(attempts=settings.HUB_MAX_ATTEMPTS)
+    _silent_for(job, settings.HUB_WORKER_LOST_AFTER + 1)
+    assert reap()["worker_lost"] == 1
+    job.refresh_from_db()
+    assert (job.status, job.failure_type) == (JobStatus.FAILED, FailureType.WORKER_LOST)
+    assert not job.failed_by_user_error
+    assert "resubmit" in job.failure_message
+
+
+def test_a_cancelling_job_whose_worker_died_is_cancelled(alice, settings):
+    job, _ = factories.claimed(factories.link_job(alice))
+    job_cancel(job=job)
+    _silent_for(job, settings.HUB_WORKER_LOST_AFTER + 1)
+    assert reap()["cancelled"] == 1
+    assert Job.objects.get(pk=job.pk).status == JobStatus.CANCELLED
+
+
+def test_a_job_with_a_live_worker_is_left_alone(alice, settings):
+    job, token = factories.claimed(factories.link_job(alice))
+    _silent_for(job, settings.HUB_WORKER_LOST_AFTER - 2)
+    assert reap() == dict.fromkeys(["timed_out", "requeued", "worker_lost", "cancelled", "events_deleted"], 0)
+    job.refresh_from_db()
+    assert (job.status, job.claim_token) == (JobStatus.RUNNING, token)
+
+
+def test_a_queued_job_past_its_time_limit_fails(alice):
+    job = factories.link_job(alice)
+    job_transition(job=job, to=JobStatus.PENDING, message="queued")
+    Job.objects.filter(pk=job.pk).update(created_at=timezone.now() - timedelta(hours=7))
+    assert reap()["timed_out"] == 1
+    job.refresh_from_db()
+    assert (job.status, job.failure_type) == (JobStatus.FAILED, FailureType.TIME_LIMIT)
+    assert "21600 s from their creation, queue time included" in job.failure_message
+    assert "still in the queue" in job.failure_message
+
+
+def test_a_per_job_time_limit_counts(alice):
+    job = factories.customization_job(alice)
+    Job.objects.filter(pk=job.pk).update(time_limit=60, created_at=timezone.now() - timedelta(seconds=61))
+    assert reap()["timed_out"] == 1
+    assert Job.objects.get(pk=job.pk).failure_type == FailureType.TIME_LIMIT
+
+
+def test_a_running_job_past_its_limit_gets_a_grace_period_to_stop_itself(alice, settings):
+    job, _ = factories.claimed(factories.link_job(alice))
+    Job.objects.filter(pk=job.pk).update(time_limit=60, created_at=timezone.now() - timedelta(seconds=61))
+    assert reap()["timed_out"] == 0  # its worker is alive and will stop it at its next step
+    later = timezone.now() + timedelta(seconds=settings.HUB_WORKER_LOST_AFTER + 1)
+    Job.objects.filter(pk=job.pk).update(heartbeat_at=later)  # still beating, but too late
+    assert reap(later)["timed_out"] == 1
+    assert Job.objects.get(pk=job.pk).status == JobStatus.FAILED
+
+
+def test_events_of_long_finished_jobs_are_deleted(alice, settings):
+    old, recent = factories.link_job(alice), factories.link_job(alice)
+    for job in (old, recent):
+        job_cancel(job=job)
+    Job.objects.filter(pk=old.pk).update(finished_at=timezone.now() - timedelta(hours=25))
+    stored = JobEvent.objects.filter(job=old).count()
+    assert stored > 0
+    assert reap()["events_deleted"] == stored
+    assert not JobEvent.objects.filter(job=old).exists()
+    assert JobEvent.objects.filter(job=recent).exists()
+
+
+@pytest.mark.parametrize("status", [JobStatus.READY, JobStatus.CANCELLED])
+def test_finished_jobs_are_never_touched(alice, status):
+    job = factories.link_job(alice)
+    path = {JobStatus.READY: [JobStatus.PENDING, JobStatus.RUNNING, JobStatus.COMPLETED, JobStatus.READY]}
+    for step in path.get(status, [status]):
+        job_transition(job=job, to=step, message=str(step))
+    Job.objects.filter(pk=job.pk).update(created_at=timezone.now() - timedelta(days=2))
+    reap()
+    assert Job.objects.get(pk=job.pk).status == status

@@ -1,0 +1,150 @@
+"""The progress reporter, tested directly: what it stores, what it publishes, what it costs."""
+
+import math
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from jobs.events import ClaimLost
+from jobs.models import Job, JobEvent, MetricPoint, MetricSeries
+from jobs.reaper import _release
+from jobs.reporter import Reporter, StopRequested
+from jobs.services import job_cancel
+from tests import factories
+
+
+class FrozenClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def running(alice):
+    return factories.claimed(factories.customization_job(alice, epochs=4))
+
+
+def test_metric_points_are_written_in_batches_not_one_by_one(running):
+    job, token = running
+    reporter = Reporter(job, token, clock=FrozenClock(), max_points=2000)
+    with CaptureQueriesContext(connection) as queries:
+        for step in range(1, 5001):
+            reporter.metric("train_loss", step, 1.0 / step)
+        reporter.flush()
+    assert len(queries) < 60  # three batches of a handful of statements each, not 5000 inserts
+    series = MetricSeries.objects.get(job=job, key="train_loss")
+    assert (series.points_count, series.last_step) == (5000, 5000)
+    assert MetricPoint.objects.filter(series=series).count() == 5000
+    assert list(job.events.filter(type="metrics").values_list("payload", flat=True)) == [
+        {"series": {"train_loss": [1, 2000]}},
+        {"series": {"train_loss": [2001, 4000]}},
+        {"series": {"train_loss": [4001, 5000]}},
+    ]
+
+
+def test_progress_is_coalesced_until_the_interval_passes(running):
+    job, token = running
+    clock = FrozenClock()
+    reporter = Reporter(job, token, clock=clock, flush_every=0.5)
+    with CaptureQueriesContext(connection) as queries:
+        for step in range(1, 1001):
+            reporter.progress(steps_completed=step)
+    assert len(queries) == 0
+    clock.now += 0.6
+    reporter.progress(steps_completed=1001, epochs_completed=1)
+    job.refresh_from_db()
+    assert (job.steps_completed, job.epochs_completed) == (1001, 1)
+    (event,) = job.events.filter(type="progress")
+    assert event.payload["steps_completed"] == 1001
+    assert event.payload["percentage_done"] == 25.0
+
+
+def test_events_are_numbered_without_gaps(running):
+    job, token = running
+    reporter = Reporter(job, token, clock=FrozenClock())
+    reporter.progress(steps_completed=1)
+    reporter.metric("train_loss", 1, 2.5)
+    reporter.flush()
+    reporter.note("Halfway there.")
+    seqs = list(JobEvent.objects.filter(job=job).values_list("seq", flat=True))
+    assert seqs == list(range(1, len(seqs) + 1))
+    job.refresh_from_db()
+    assert job.event_seq == seqs[-1]
+    assert [e.type for e in job.events.all()][-3:] == ["metrics", "progress", "log"]
+
+
+def test_non_finite_values_are_kept_as_gaps(running):
+    job, token = running
+    reporter = Reporter(job, token, clock=FrozenClock())
+    for step, value in enumerate([1.0, math.nan, math.inf, 0.5], start=1):
+        reporter.metric("train_loss", step, value)
+    reporter.flush()
+    values = list(MetricPoint.objects.filter(series__job=job).order_by("step").values_list("value", flat=True))
+    assert values == [1.0, None, None, 0.5]
+
+
+def test_a_worker_whose_claim_was_taken_writes_nothing(running):
+    job, token = running
+    reporter = Reporter(job, token, clock=FrozenClock())
+    reporter.metric("train_loss", 1, 1.0)
+    _release(Job.objects.get(pk=job.pk))
+    with pytest.raises(ClaimLost):
+        reporter.flush()
+    assert not MetricPoint.objects.filter(series__job=job).exists()
+    assert not reporter.heartbeat()
+    with pytest.raises(ClaimLost):
+        reporter.check_stop()
+
+
+def test_check_stop_sees_a_cancellation(running):
+    job, token = running
+    reporter = Reporter(job, token, clock=FrozenClock())
+    reporter.check_stop()  # nothing yet
+    job_cancel(job=Job.objects.get(pk=job.pk))
+    reporter._last_check = -math.inf
+    with pytest.raises(StopRequested) as stop:
+        reporter.check_stop()
+    assert stop.value.reason == "cancel"
+
+
+def test_check_stop_sees_the_time_limit(running):
+    job, token = running
+    from datetime import timedelta
+
+    Job.objects.filter(pk=job.pk).update(created_at=job.created_at - timedelta(hours=7))
+    job.refresh_from_db()
+    with pytest.raises(StopRequested) as stop:
+        Reporter(job, token).check_stop()
+    assert stop.value.reason == "time_limit"
+
+
+def test_unknown_progress_fields_are_refused(running):
+    job, token = running
+    with pytest.raises(ValueError, match="percentage_done"):
+        Reporter(job, token).progress(percentage_done=50)
+
+
+@pytest.mark.production
+@pytest.mark.django_db(transaction=True)
+def test_committed_events_reach_the_job_and_owner_groups_through_redis(alice):
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    from jobs.events import job_group, user_group
+
+    layer = get_channel_layer()
+    job = factories.link_job(alice)  # enqueues for real: CREATED → PENDING is an event
+    job_channel = async_to_sync(layer.new_channel)()
+    list_channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(job_group(job.pk), job_channel)
+    async_to_sync(layer.group_add)(user_group(alice.pk), list_channel)
+    job_cancel(job=job)
+    for channel in (job_channel, list_channel):
+        message = async_to_sync(layer.receive)(channel)
+        assert message["job"] == job.public_id
+        assert message["event"] == "status"
+        assert message["data"]["status"] == "cancelled"
+        assert message["seq"] == Job.objects.get(pk=job.pk).event_seq

@@ -7,6 +7,7 @@ import logging
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from kombu.utils.url import maybe_sanitize_url
 
 from jobs.models import Job
 from jobs.state import job_transition
@@ -57,6 +58,6 @@ def send(job: Job) -> None:
             failure_type=FailureType.QUEUE_UNAVAILABLE,
         )
         raise QueueUnavailable(
-            f"The job queue ({settings.CELERY_BROKER_URL.split('@')[-1]}) is unreachable; "
+            f"The job queue ({maybe_sanitize_url(settings.CELERY_BROKER_URL)}) is unreachable; "
             f"job {job.public_id} was not queued and is marked failed."
         ) from error

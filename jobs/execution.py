@@ -22,8 +22,8 @@ from django.conf import settings
 from django.db import connections, transaction
 from django.utils import timezone
 
-from jobs.events import ClaimLost
-from jobs.models import ArtifactKind, Job, MetricPoint
+from jobs.events import ClaimLost, EventType, publish
+from jobs.models import Artifact, ArtifactKind, Job, MetricPoint, MLModel
 from jobs.reporter import Reporter, StopRequested
 from jobs.runners.base import JobFailure, RunContext, Runner, runner_for
 from jobs.state import job_transition
@@ -32,18 +32,21 @@ from jobs.status import FailureType, JobStatus
 logger = logging.getLogger(__name__)
 
 
-def worker_name() -> str:
-    return f"{socket.gethostname()} pid {os.getpid()}"
+def worker_name(node: str | None = None) -> str:
+    """How status logs name a worker: its Celery node name and the process doing the work."""
+    return f"{node or socket.gethostname()} pid {os.getpid()}"
 
 
-def claim(job_id: int) -> tuple[Job, str] | None:
+def claim(job_id: int, node: str | None = None) -> tuple[Job, str] | None:
     """Take a pending job for this process; None if it is not pending (taken, cancelled, gone)."""
     with transaction.atomic():
         job = Job.objects.select_for_update().filter(pk=job_id).first()
         if job is None or job.status != JobStatus.PENDING:
             return None
+        if job.attempts:
+            _discard_attempt(job)
         token = uuid.uuid4().hex
-        job.claim_token, job.worker, job.heartbeat_at = token, worker_name(), timezone.now()
+        job.claim_token, job.worker, job.heartbeat_at = token, worker_name(node), timezone.now()
         job.attempts += 1
         job.save(update_fields=["claim_token", "worker", "heartbeat_at", "attempts", "updated_at"])
         attempt = (
@@ -51,6 +54,28 @@ def claim(job_id: int) -> tuple[Job, str] | None:
         )
         job_transition(job=job, to=JobStatus.RUNNING, message=f"Running on {job.worker}{attempt}.")
     return job, token
+
+
+def _discard_attempt(job: Job) -> None:
+    """A requeued job starts again from nothing: what its lost attempt recorded would mix with
+    the new attempt's steps. Watchers learn of it from a reset event and reload."""
+    for field in ("epochs_completed", "steps_completed", "best_epoch", "train_loss", "val_loss"):
+        setattr(job, field, None)
+    job.save(
+        update_fields=[
+            "epochs_completed",
+            "steps_completed",
+            "best_epoch",
+            "train_loss",
+            "val_loss",
+        ]
+    )
+    job.metric_series.all().delete()
+    stored: list[Artifact | MLModel] = [*job.artifacts.all(), *job.produced_models.all()]
+    for item in stored:
+        item.file.delete(save=False)
+        item.delete()
+    publish(job, EventType.JOB, {"reset": True, "attempt": job.attempts + 1})
 
 
 class Heartbeat:
@@ -84,9 +109,9 @@ class Heartbeat:
             connections.close_all()
 
 
-def execute(job_id: int) -> str:
+def execute(job_id: int, node: str | None = None) -> str:
     """Run a job if it can be claimed; returns what happened, for the worker's log."""
-    claimed = claim(job_id)
+    claimed = claim(job_id, node)
     if claimed is None:
         logger.info("Job %s is not pending; this delivery does nothing.", job_id)
         return "skipped"

@@ -1,13 +1,13 @@
 """Celery tasks: thin, they pass ids and call the code that does the work."""
 
-from celery import shared_task
+from celery import Task, shared_task
 
 from jobs import execution, reaper
 
 
-@shared_task(name="jobs.tasks.run_job")
-def run_job(job_id: int) -> str:
-    return execution.execute(job_id)
+@shared_task(name="jobs.tasks.run_job", bind=True)
+def run_job(self: Task, job_id: int) -> str:
+    return execution.execute(job_id, node=self.request.hostname)
 
 
 @shared_task(name="jobs.tasks.reap_jobs")

@@ -18,6 +18,8 @@ from django.db import connection
 
 from tests import factories
 
+pytest_plugins = ["tests.workers"]
+
 REQUIRE_SERVICES = os.environ.get("HUB_REQUIRE_SERVICES") == "1"
 
 

@@ -76,6 +76,7 @@ class LineReader:
     def _pump(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
+            self.lines.append(line)
             self._queue.put(line)
         self._queue.put(None)
 
@@ -89,7 +90,6 @@ class LineReader:
                 break
             if line is None:
                 raise AssertionError(f"process ended before {text!r}:\n{''.join(self.lines)}")
-            self.lines.append(line)
             if text in line:
                 return line
         raise AssertionError(f"no {text!r} within {timeout} s:\n{''.join(self.lines)}")

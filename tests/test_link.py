@@ -14,7 +14,10 @@ from tests.onnx_samples import conv_model, embedding_model
 
 
 def _inputs(*models: onnx.ModelProto) -> list[LinkInput]:
-    return [LinkInput(prefix=f"m{i}/", model=m, label=f"model {i}", info={"position": i}) for i, m in enumerate(models)]
+    return [
+        LinkInput(prefix=f"m{i}/", model=m, label=f"model {i}", info={"position": i})
+        for i, m in enumerate(models)
+    ]
 
 
 def _save(tmp_path: Path, name: str, model: onnx.ModelProto) -> Path:
@@ -46,7 +49,11 @@ def test_each_linked_graph_gives_its_source_models_outputs():
     outputs = _run(linked, feeds)
     assert set(outputs) == {"m0/y", "m1/y", "m2/out"}
     for i, source in enumerate(sources):
-        own = {name.split("/", 1)[1]: value for name, value in feeds.items() if name.startswith(f"m{i}/")}
+        own = {
+            name.split("/", 1)[1]: value
+            for name, value in feeds.items()
+            if name.startswith(f"m{i}/")
+        }
         for name, value in _run(source, own).items():
             np.testing.assert_array_equal(outputs[f"m{i}/{name}"], value)
 
@@ -63,7 +70,9 @@ def test_identical_weight_tensors_are_stored_once():
     (entry,) = result.manifest["shared_tensors"]
     assert entry["used_as"] == ["m0/w1", "m1/w1"]
     assert entry["bytes"] == shared.nbytes == result.manifest["bytes_saved"]
-    assert len(result.model.SerializeToString()) < len(a.SerializeToString()) + len(b.SerializeToString())
+    assert len(result.model.SerializeToString()) < len(a.SerializeToString()) + len(
+        b.SerializeToString()
+    )
 
 
 def test_the_same_model_twice_is_linked_once_per_position():
@@ -80,7 +89,10 @@ def test_an_older_opset_is_converted_to_the_newest_and_recorded(tmp_path):
     assert result.manifest["opsets"] == {"ai.onnx": 17}
     assert result.manifest["models"][0]["converted_from_opset"] == 13
     target = _save(tmp_path, "linked.onnx", result.model)
-    sources = [("m0/", _save(tmp_path, "old.onnx", old), "old"), ("m1/", _save(tmp_path, "new.onnx", new), "new")]
+    sources = [
+        ("m0/", _save(tmp_path, "old.onnx", old), "old"),
+        ("m1/", _save(tmp_path, "new.onnx", new), "new"),
+    ]
     assert verify_linked(target, sources) == 2
 
 

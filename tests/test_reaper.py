@@ -17,7 +17,9 @@ def _silent_for(job: Job, seconds: float) -> None:
     Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=seconds))
 
 
-def test_a_job_whose_worker_went_silent_is_requeued(alice, settings, django_capture_on_commit_callbacks):
+def test_a_job_whose_worker_went_silent_is_requeued(
+    alice, settings, django_capture_on_commit_callbacks
+):
     job, _ = factories.claimed(factories.link_job(alice))
     _silent_for(job, settings.HUB_WORKER_LOST_AFTER + 1)
     with django_capture_on_commit_callbacks() as sends:
@@ -53,7 +55,9 @@ def test_a_cancelling_job_whose_worker_died_is_cancelled(alice, settings):
 def test_a_job_with_a_live_worker_is_left_alone(alice, settings):
     job, token = factories.claimed(factories.link_job(alice))
     _silent_for(job, settings.HUB_WORKER_LOST_AFTER - 2)
-    assert reap() == dict.fromkeys(["timed_out", "requeued", "worker_lost", "cancelled", "events_deleted"], 0)
+    assert reap() == dict.fromkeys(
+        ["timed_out", "requeued", "worker_lost", "cancelled", "events_deleted"], 0
+    )
     job.refresh_from_db()
     assert (job.status, job.claim_token) == (JobStatus.RUNNING, token)
 
@@ -71,14 +75,18 @@ def test_a_queued_job_past_its_time_limit_fails(alice):
 
 def test_a_per_job_time_limit_counts(alice):
     job = factories.customization_job(alice)
-    Job.objects.filter(pk=job.pk).update(time_limit=60, created_at=timezone.now() - timedelta(seconds=61))
+    Job.objects.filter(pk=job.pk).update(
+        time_limit=60, created_at=timezone.now() - timedelta(seconds=61)
+    )
     assert reap()["timed_out"] == 1
     assert Job.objects.get(pk=job.pk).failure_type == FailureType.TIME_LIMIT
 
 
 def test_a_running_job_past_its_limit_gets_a_grace_period_to_stop_itself(alice, settings):
     job, _ = factories.claimed(factories.link_job(alice))
-    Job.objects.filter(pk=job.pk).update(time_limit=60, created_at=timezone.now() - timedelta(seconds=61))
+    Job.objects.filter(pk=job.pk).update(
+        time_limit=60, created_at=timezone.now() - timedelta(seconds=61)
+    )
     assert reap()["timed_out"] == 0  # its worker is alive and will stop it at its next step
     later = timezone.now() + timedelta(seconds=settings.HUB_WORKER_LOST_AFTER + 1)
     Job.objects.filter(pk=job.pk).update(heartbeat_at=later)  # still beating, but too late
@@ -101,7 +109,14 @@ def test_events_of_long_finished_jobs_are_deleted(alice, settings):
 @pytest.mark.parametrize("status", [JobStatus.READY, JobStatus.CANCELLED])
 def test_finished_jobs_are_never_touched(alice, status):
     job = factories.link_job(alice)
-    path = {JobStatus.READY: [JobStatus.PENDING, JobStatus.RUNNING, JobStatus.COMPLETED, JobStatus.READY]}
+    path = {
+        JobStatus.READY: [
+            JobStatus.PENDING,
+            JobStatus.RUNNING,
+            JobStatus.COMPLETED,
+            JobStatus.READY,
+        ]
+    }
     for step in path.get(status, [status]):
         job_transition(job=job, to=step, message=str(step))
     Job.objects.filter(pk=job.pk).update(created_at=timezone.now() - timedelta(days=2))

@@ -82,7 +82,9 @@ def test_non_finite_values_are_kept_as_gaps(running):
     for step, value in enumerate([1.0, math.nan, math.inf, 0.5], start=1):
         reporter.metric("train_loss", step, value)
     reporter.flush()
-    values = list(MetricPoint.objects.filter(series__job=job).order_by("step").values_list("value", flat=True))
+    values = list(
+        MetricPoint.objects.filter(series__job=job).order_by("step").values_list("value", flat=True)
+    )
     assert values == [1.0, None, None, 0.5]
 
 

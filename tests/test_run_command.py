@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 from jobs.demo import DEMO_USERNAME, ensure_demo, number_in_words
 from jobs.models import Job
 from tests.helpers import child_env, free_port, running
+from tests.workers import wait_for
 
 
 def test_numbers_are_spelled_in_words():
@@ -74,4 +75,13 @@ def test_run_command_serves_the_hub_with_the_demo_account(tmp_path):
         assert "Demo: teach tiny-char-lm to spell numbers" in jobs
         css = opener.open(f"{base}/static/hub/hub.css")
         assert css.status == 200
+
+        # The worker started beside the server runs both demo jobs to READY.
+        def both_ready() -> bool:
+            page = opener.open(f"{base}/jobs/?status=ready").read().decode()
+            return "Demo: link two models" in page and "Demo: teach tiny-char-lm" in page
+
+        wait_for(both_ready, 180, "the demo jobs to become ready")
+        failed = opener.open(f"{base}/jobs/?status=failed").read().decode()
+        assert "Demo:" not in failed
     assert (tmp_path / "hub.sqlite3").exists()

@@ -224,6 +224,10 @@ else:
         "control_folder": str(DATA_DIR / "queue-control"),
     }
 CELERY_TASK_DEFAULT_QUEUE = HUB_NAMESPACE
+# The reaper gets a queue of its own, served by a small control worker: job workers may all be
+# busy with long jobs exactly when one of them has died and needs reaping.
+HUB_CONTROL_QUEUE = f"{HUB_NAMESPACE}.control"
+CELERY_TASK_ROUTES = {"jobs.tasks.reap_jobs": {"queue": HUB_CONTROL_QUEUE}}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True

@@ -1,8 +1,16 @@
-"""``manage.py runhub``: the one command that runs the hub in the embedded profile."""
+"""``manage.py runhub``: the one command that runs the hub in the embedded profile.
+
+It prepares the database and static files, makes the demo account, starts a job worker and a
+control worker (Celery beat and the reaper) as child processes, and serves the web application
+with uvicorn in this process. A worker that dies is started again; Ctrl-C stops everything.
+"""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import threading
 from typing import Any
 
 from django.conf import settings
@@ -10,6 +18,59 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
 from jobs.demo import ensure_demo
+
+RESTART_DELAY = 2.0
+
+
+class Supervisor:
+    """Keeps the worker processes running until told to stop."""
+
+    def __init__(self, commands: dict[str, list[str]]) -> None:
+        self.commands = commands
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.stopping = threading.Event()
+
+    def start(self) -> None:
+        for name in self.commands:
+            self._spawn(name)
+        threading.Thread(target=self._watch, name="hub-supervisor", daemon=True).start()
+
+    def _spawn(self, name: str) -> None:
+        self.processes[name] = subprocess.Popen(self.commands[name], cwd=settings.BASE_DIR)
+
+    def _watch(self) -> None:
+        while not self.stopping.wait(RESTART_DELAY):
+            for name, process in list(self.processes.items()):
+                if process.poll() is not None and not self.stopping.is_set():
+                    print(
+                        f"The {name} stopped (exit code {process.returncode}); starting it again.",
+                        file=sys.stderr,
+                    )
+                    self._spawn(name)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for process in self.processes.values():
+            process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def worker_commands() -> dict[str, list[str]]:
+    celery = [sys.executable, "-m", "celery", "-A", "hubsite"]
+    return {
+        "job worker": [
+            *celery, "worker", "-n", "jobs@%h", "-Q", settings.CELERY_TASK_DEFAULT_QUEUE,
+            "--concurrency", "1", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+        ],
+        "control worker": [
+            *celery, "worker", "-n", "control@%h", "-Q", settings.HUB_CONTROL_QUEUE, "--pool", "solo",
+            "--beat", "--loglevel", "WARNING", "--without-gossip", "--without-mingle",
+        ],
+    }  # fmt: skip
 
 
 class Command(BaseCommand):
@@ -21,8 +82,13 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-demo", action="store_true", help="Do not create the demo account."
         )
+        parser.add_argument(
+            "--no-worker", action="store_true", help="Serve pages only; run no jobs."
+        )
 
-    def handle(self, *args: Any, host: str, port: int, no_demo: bool, **options: Any) -> None:
+    def handle(
+        self, *args: Any, host: str, port: int, no_demo: bool, no_worker: bool, **options: Any
+    ) -> None:
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
         address = f"http://{'localhost' if host in ('0.0.0.0', '::') else host}:{port}/"
@@ -32,10 +98,20 @@ class Command(BaseCommand):
             secret = demo.password or "(changed since it was made; the admin can reset it)"
             lines.append(f"  Demo account: {demo.username} / {secret}")
         lines.append(f"  Data directory: {settings.DATA_DIR}")
+        lines.append(
+            "  Jobs run on a worker started beside the web server."
+            if not no_worker
+            else "  No worker: jobs wait."
+        )
         lines.append("  Stop with Ctrl-C.")
         self.stdout.write("\n".join(lines))
         self.stdout.flush()
-        self._serve(host, port)
+        supervisor = Supervisor({} if no_worker else worker_commands())
+        supervisor.start()
+        try:
+            self._serve(host, port)
+        finally:
+            supervisor.stop()
 
     def _serve(self, host: str, port: int) -> None:
         import uvicorn

@@ -1,0 +1,217 @@
+"""Jobs run in this process exactly as a worker runs them (jobs.execution.execute): real ONNX
+linking, real training, real files. The worker-process tests (test_workers.py) add the queue."""
+
+import csv
+import hashlib
+import io
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import onnx
+import pytest
+import torch
+from django.core.files.base import ContentFile
+
+from jobs.execution import execute
+from jobs.models import Job, MLModel
+from jobs.runners import charlm
+from jobs.services import job_submit_customization
+from jobs.state import job_transition
+from jobs.status import FailureType, JobStatus
+from tests import factories
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _run(job: Job) -> Job:
+    if job.status == JobStatus.CREATED:
+        job_transition(job=job, to=JobStatus.PENDING, message="Queued; waiting for a worker.")
+    execute(job.pk)
+    job.refresh_from_db()
+    return job
+
+
+def _statuses(job: Job) -> list[str]:
+    return list(job.status_logs.values_list("status", flat=True))
+
+
+def test_link_job_reaches_ready_with_a_verified_target_and_manifest(alice):
+    job = _run(factories.link_job(alice, models=3))
+    assert job.status == JobStatus.READY, job.failure_message
+    assert _statuses(job) == ["pending", "running", "completed", "ready"]
+    target = job.target_model
+    assert target is not None
+    assert target.format == "onnx"
+    assert target.produced_by == job
+    data = Path(target.file.path).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == target.sha256
+    assert len(data) == target.size
+    assert [o.name for o in onnx.load_from_string(data).graph.output] == ["m0/y", "m1/y", "m2/y"]
+    manifest = json.loads(job.artifacts.get(name="manifest.json").file.read())
+    assert [m["model"] for m in manifest["models"]] == [
+        i.model.public_id for i in job.job_inputs.all()
+    ]
+    assert "all 3 outputs match" in job.status_logs.last().message
+    assert job.finished_at
+    assert job.started_at
+    assert job.attempts == 1
+
+
+def test_customization_job_trains_and_sets_every_status_detail(alice):
+    job = factories.customization_job(
+        alice, epochs=3, batch_size=8, log_every_n_steps=2, early_stopping_patience=0
+    )
+    job = _run(job)
+    assert job.status == JobStatus.READY, job.failure_message
+    # 50 records, no validation dataset: 45 train → ceil(45 / 8) = 6 steps per epoch.
+    assert (job.steps_per_epoch, job.total_steps, job.steps_completed) == (6, 18, 18)
+    assert (job.epochs_completed, job.percentage_done) == (3, 100.0)
+    assert job.best_epoch in (1, 2, 3)
+    assert job.train_loss is not None
+    assert job.val_loss is not None
+    series = {s.key: s for s in job.metric_series.all()}
+    assert series["train_loss"].points_count == 9  # every 2nd of 18 steps
+    assert series["val_loss"].points_count == 3  # once per epoch
+    val = list(series["val_loss"].points.order_by("step").values_list("step", "value"))
+    assert [step for step, _ in val] == [6, 12, 18]
+    assert min(value or 0.0 for _, value in val) == pytest.approx(job.val_loss)
+    rows = list(
+        csv.DictReader(io.StringIO(job.artifacts.get(name="metrics.csv").file.read().decode()))
+    )
+    assert len(rows) == 12
+    assert rows[0].keys() == {"series", "step", "value", "timestamp"}
+    log = job.artifacts.get(name="training_log.txt").file.read().decode()
+    assert "Epoch 3/3" in log
+    assert "Sample:" in log
+    checkpoint = MLModel.objects.get(produced_by=job, format="torch")
+    assert checkpoint.metadata["best_epoch"] == job.best_epoch
+
+
+def test_a_falling_loss_on_the_demo_dataset(alice):
+    job = job_submit_customization(
+        owner=alice,
+        dataset=factories.dataset(alice, records=300),
+        hyperparameters={"epochs": 6, "batch_size": 16, "early_stopping_patience": 0},
+    )
+    job = _run(job)
+    assert job.status == JobStatus.READY
+    values = list(
+        job.metric_series.get(key="val_loss")
+        .points.order_by("step")
+        .values_list("value", flat=True)
+    )
+    assert values[-1] < values[0] / 3  # learns to spell numbers, not just noise
+
+
+def test_a_checkpoint_can_be_customized_again(alice):
+    first = _run(factories.customization_job(alice, epochs=2))
+    checkpoint = MLModel.objects.get(produced_by=first, format="torch")
+    second = job_submit_customization(
+        owner=alice,
+        dataset=factories.dataset(alice, records=20),
+        base_model=checkpoint,
+        hyperparameters={"epochs": 1},
+    )
+    second = _run(second)
+    assert second.status == JobStatus.READY, second.failure_message
+    assert [i.model for i in second.job_inputs.all()] == [checkpoint]
+
+
+def test_a_diverging_model_fails_with_a_reason_instead_of_crashing(alice, tmp_path):
+    broken = charlm.CharLM(charlm.CharLMConfig())
+    with torch.no_grad():
+        broken.head.weight.fill_(float("nan"))
+    path = tmp_path / "nan.pt"
+    charlm.save_checkpoint(broken, path, {})
+    model = MLModel.objects.create(
+        owner=alice, name="nan", format="torch", size=path.stat().st_size, sha256="0" * 64
+    )
+    model.file.save("nan.pt", ContentFile(path.read_bytes()))
+    job = _run(
+        job_submit_customization(owner=alice, dataset=factories.dataset(alice), base_model=model)
+    )
+    assert (job.status, job.failure_type) == (JobStatus.FAILED, FailureType.TRAINING_DIVERGED)
+    assert "became NaN or infinite at step 1 (epoch 1)" in job.failure_message
+    assert "Lower learning_rate" in job.failure_message
+    assert job.failed_by_user_error
+    assert job.target_model is None
+    point = job.metric_series.get(key="train_loss").points.get()
+    assert point.value is None  # recorded as a gap
+
+
+def test_a_dataset_line_that_is_not_json_fails_the_job_naming_the_line(alice):
+    job = factories.customization_job(alice)
+    dataset = job.dataset
+    dataset.file.save(
+        "broken.jsonl", ContentFile(b'{"prompt": "1", "completion": "one"}\nnot json\n')
+    )
+    job = _run(job)
+    assert (job.status, job.failure_type) == (JobStatus.FAILED, FailureType.INVALID_DATASET)
+    assert f"dataset {dataset.public_id} (numbers), line 2" in job.failure_message
+
+
+def test_a_stored_model_that_is_not_onnx_fails_the_link_naming_it(alice):
+    job = factories.link_job(alice)
+    bad = job.job_inputs.first().model
+    bad.file.save("bad.onnx", ContentFile(b"garbage"))
+    job = _run(job)
+    assert (job.status, job.failure_type) == (JobStatus.FAILED, FailureType.INVALID_MODEL)
+    assert f"model {bad.public_id} (m0) is not a valid ONNX model" in job.failure_message
+
+
+def test_a_second_delivery_of_the_same_job_does_nothing(alice):
+    job = _run(factories.link_job(alice))
+    assert execute(job.pk) == "skipped"
+    job.refresh_from_db()
+    assert _statuses(job).count("running") == 1
+    assert job.attempts == 1
+    assert MLModel.objects.filter(produced_by=job).count() == 1
+
+
+def test_a_job_past_its_time_limit_when_taken_fails_at_once(alice):
+    job = factories.customization_job(alice)
+    Job.objects.filter(pk=job.pk).update(
+        time_limit=30, created_at=job.created_at - timedelta(seconds=31)
+    )
+    job = _run(job)
+    assert (job.status, job.failure_type) == (JobStatus.FAILED, FailureType.TIME_LIMIT)
+    assert "Time limit reached: jobs may take 30 s" in job.failure_message
+    assert not job.failed_by_user_error
+
+
+def test_a_cancelled_job_is_not_run(alice):
+    from jobs.services import job_cancel
+
+    job = factories.link_job(alice)  # queued at once: these tests commit
+    assert job.status == JobStatus.PENDING
+    job_cancel(job=job)
+    assert execute(job.pk) == "skipped"
+    assert Job.objects.get(pk=job.pk).status == JobStatus.CANCELLED
+
+
+def test_a_requeued_job_starts_again_from_nothing(alice):
+    from jobs.execution import claim
+    from jobs.reaper import _release
+    from jobs.reporter import Reporter
+
+    job = factories.customization_job(alice, epochs=2)  # queued at once: these tests commit
+    job, token = claim(job.pk)
+    reporter = Reporter(job, token)
+    reporter.progress(
+        epochs_completed=1, steps_completed=3, best_epoch=1, train_loss=2.0, val_loss=2.1
+    )
+    reporter.metric("train_loss", 3, 2.0)
+    reporter.flush()
+    _release(job)
+    job_transition(job=job, to=JobStatus.PENDING, message="requeued")
+    job, _ = claim(job.pk)
+    assert (job.epochs_completed, job.best_epoch, job.val_loss, job.attempts) == (
+        None,
+        None,
+        None,
+        2,
+    )
+    assert not job.metric_series.exists()
+    assert job.events.filter(type="job", payload__reset=True).exists()
+    assert execute(job.pk) == "skipped"  # it is running under the new claim

@@ -1,0 +1,140 @@
+"""Real Celery worker processes for production-profile tests.
+
+Two job workers (w1, w2) share this run's queue, and a control worker runs Celery beat and the
+reaper, as the README describes for production. They use the test database and a media
+directory shared with the test process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from jobs.models import Job
+from tests.helpers import ROOT, LineReader
+
+READY_TIMEOUT = 90
+
+
+class WorkerPool:
+    def __init__(self, env: dict[str, str], media_root: Path, logs: Path) -> None:
+        self.env, self.media_root, self.logs = env, media_root, logs
+        self.processes: dict[str, subprocess.Popen[str]] = {}
+        self.readers: dict[str, LineReader] = {}
+
+    def start(self, name: str, *extra: str, queue: str | None = None) -> None:
+        command = [
+            sys.executable, "-m", "celery", "-A", "hubsite", "worker",
+            "-n", f"{name}@%h", "-Q", queue or settings.CELERY_TASK_DEFAULT_QUEUE,
+            "--concurrency", "1", "--pool", "prefork", "--loglevel", "INFO",
+            "--without-gossip", "--without-mingle", *extra,
+        ]  # fmt: skip
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, start_new_session=True,
+        )  # fmt: skip
+        self.processes[name], self.readers[name] = process, LineReader(process)
+        self.readers[name].wait_for(" ready.", READY_TIMEOUT)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a whole worker: its main process and its pool children."""
+        process = self.processes.pop(name)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+    def stop(self) -> None:
+        for name in list(self.processes):
+            process = self.processes.pop(name)
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+    def output(self, name: str) -> str:
+        return "".join(self.readers[name].lines)
+
+
+def _database_url() -> str:
+    db = connection.settings_dict
+    return (
+        f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+    )
+
+
+@pytest.fixture(scope="session")
+def worker_pool(
+    django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerPool]:
+    from tests.conftest import _missing_services
+
+    with django_db_blocker.unblock():
+        missing = _missing_services()
+        if missing:
+            pytest.skip(missing)
+        media = tmp_path_factory.mktemp("worker-media")
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "hubsite.settings.base",
+            "PYTHONUNBUFFERED": "1",
+            "DATABASE_URL": _database_url(),
+            "HUB_MEDIA_ROOT": str(media),
+            "HUB_DATA_DIR": str(tmp_path_factory.mktemp("worker-data")),
+        }
+        pool = WorkerPool(env, media, tmp_path_factory.mktemp("worker-logs"))
+        from hubsite.celery import app
+
+        app.control.purge()  # messages left by earlier tests of this run (their jobs are gone)
+    try:
+        pool.start("control", "-B", queue=settings.HUB_CONTROL_QUEUE)
+        pool.start("w1")
+        pool.start("w2")
+        yield pool
+    finally:
+        pool.stop()
+
+
+@pytest.fixture
+def workers(worker_pool: WorkerPool, settings: Any) -> WorkerPool:
+    """The pool, with this test's files where the workers look for them."""
+    settings.MEDIA_ROOT = str(worker_pool.media_root)
+    for name in ("w1", "w2"):
+        if name not in worker_pool.processes:
+            worker_pool.start(name)
+    return worker_pool
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str, every: float = 0.2) -> Any:
+    """Poll until ``check`` returns something truthy: waiting on real work, with a deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(every)
+    raise AssertionError(f"Timed out after {timeout} s waiting for {what}")
+
+
+def wait_for_status(job: Job, statuses: set[str], timeout: float) -> Job:
+    def reached() -> Job | None:
+        job.refresh_from_db()
+        return job if job.status in statuses else None
+
+    try:
+        return wait_for(
+            reached, timeout, f"job {job.public_id} to become {' or '.join(sorted(statuses))}"
+        )
+    except AssertionError:
+        logs = list(job.status_logs.values_list("status", "message"))
+        raise AssertionError(f"{job.public_id} is {job.status}; status log: {logs}") from None

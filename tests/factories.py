@@ -72,3 +72,10 @@ def claimed(job: Job) -> tuple[Job, str]:
     taken = claim(job.pk)
     assert taken is not None
     return taken
+
+
+def unqueued_job(owner: User) -> Job:
+    """A created job that no worker will ever be sent (for state-machine tests that commit)."""
+    from jobs.models import JobKind
+
+    return Job.objects.create(kind=JobKind.LINK, owner=owner, name="not queued")

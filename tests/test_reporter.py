@@ -138,7 +138,7 @@ def test_committed_events_reach_the_job_and_owner_groups_through_redis(alice):
     from jobs.events import job_group, user_group
 
     layer = get_channel_layer()
-    job = factories.link_job(alice)  # enqueues for real: CREATED → PENDING is an event
+    job = factories.unqueued_job(alice)
     job_channel = async_to_sync(layer.new_channel)()
     list_channel = async_to_sync(layer.new_channel)()
     async_to_sync(layer.group_add)(job_group(job.pk), job_channel)

@@ -145,7 +145,7 @@ def test_transition_updates_the_callers_instance(alice):
 def test_racing_transitions_are_serialised_so_exactly_one_wins(alice):
     """A worker completing and a user cancelling at the same moment: the row lock lets one
     through and refuses the other, never both."""
-    job = _walk(factories.link_job(alice), JobStatus.PENDING, JobStatus.RUNNING)
+    job = _walk(factories.unqueued_job(alice), JobStatus.PENDING, JobStatus.RUNNING)
     barrier = threading.Barrier(2)
     outcomes: list[str] = []
 

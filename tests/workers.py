@@ -73,7 +73,9 @@ def _database_url() -> str:
     )
 
 
-@pytest.fixture(scope="session")
+# Module scope: the workers live only while the tests that need them run, so no other test's
+# committed job is taken from under it.
+@pytest.fixture(scope="module")
 def worker_pool(
     django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WorkerPool]:

@@ -14,37 +14,32 @@ from jobs.services import job_cancel, job_resubmit
 from jobs.status import InvalidTransition
 
 
-class StatusLogInline(admin.TabularInline):
+class ReadOnlyInline(admin.TabularInline):
+    """Rows a job's execution writes: shown to operators, never edited by hand."""
+
+    extra = 0
+    can_delete = False
+
+    def get_readonly_fields(self, request: HttpRequest, obj: object = None) -> list[str]:
+        return [str(name) for name in self.fields or []]
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+class StatusLogInline(ReadOnlyInline):
     model = StatusLog
-    extra = 0
-    can_delete = False
     fields = ("updated_at", "status", "message", "detail")
-    readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
-class JobInputInline(admin.TabularInline):
+class JobInputInline(ReadOnlyInline):
     model = JobInput
-    extra = 0
-    can_delete = False
     fields = ("position", "model")
-    readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
-class ArtifactInline(admin.TabularInline):
+class ArtifactInline(ReadOnlyInline):
     model = Artifact
-    extra = 0
-    can_delete = False
     fields = ("name", "kind", "size", "sha256", "created_at")
-    readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 @admin.register(Job)

@@ -2,4 +2,6 @@
 
 from django.urls import URLPattern, URLResolver
 
-websocket_urlpatterns: list[URLPattern | URLResolver] = []
+from jobs.routing import websocket_urlpatterns as job_routes
+
+websocket_urlpatterns: list[URLPattern | URLResolver] = [*job_routes]

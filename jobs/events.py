@@ -199,3 +199,44 @@ def _sender() -> _Sender:
         if _sender_instance is None or _sender_instance.pid != os.getpid():
             _sender_instance = _Sender()
         return _sender_instance
+
+
+# Catching up
+
+
+REPLAY_LIMIT = 5000  # beyond this many missed events, a fresh snapshot is cheaper than a replay
+
+
+def events_after(job: Job, after: int) -> list[EventMessage] | None:
+    """The job's events numbered above ``after``, as they were sent (metric points read back
+    from the database); None when some of them are no longer stored, so only a fresh snapshot
+    can bring the watcher up to date."""
+    from jobs.metrics import read_series
+    from jobs.models import MetricSeries
+
+    rows = list(job.events.filter(seq__gt=after).order_by("seq")[: REPLAY_LIMIT + 1])
+    if len(rows) > REPLAY_LIMIT or (
+        job.event_seq > after and (not rows or rows[0].seq != after + 1)
+    ):
+        return None
+    series = {s.key: s for s in MetricSeries.objects.filter(job=job)}
+    messages: list[EventMessage] = []
+    for row in rows:
+        data = row.payload
+        if row.type == EventType.METRICS:
+            live = {}
+            for key, (first, last) in row.payload["series"].items():
+                if key in series:
+                    points = read_series(series[key], after_step=first - 1).points
+                    live[key] = [p for p in points if p["step"] <= last]
+            data = {"series": live}
+        messages.append(
+            {
+                "type": "job.event",
+                "job": job.public_id,
+                "seq": row.seq,
+                "event": row.type,
+                "data": data,
+            }
+        )
+    return messages

@@ -1,0 +1,160 @@
+"""The websocket of one job: its events, in order, with nothing missed.
+
+On connect the watcher gets a snapshot (the job and its status details, with the sequence number
+they reflect) or, when it says what it last saw (``?after=N``), the events it missed. After
+that every event is sent once, in sequence order: a number that skips ahead (the channel layer
+dropped messages) is repaired from the stored events before anything newer is sent.
+
+In the production profile events arrive through the channel layer; in the embedded profile the
+worker is another process with no channel layer in common, so the consumer reads new events from
+the database four times a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from rest_framework.utils.encoders import JSONEncoder
+
+from jobs.events import EventMessage, events_after, job_group
+from jobs.models import Job
+from jobs.selectors import jobs_visible_to
+
+POLL_SECONDS = 0.25
+NOT_FOUND = 4404  # close code: no such job for this person (the same for both cases)
+
+
+def _readable(user: Any, public_id: str) -> Job | None:
+    return jobs_visible_to(user).filter(public_id=public_id).first()
+
+
+def _snapshot(job: Job) -> dict[str, Any]:
+    from jobs.api.jobs import job_response, status_details
+
+    return {
+        "type": "snapshot",
+        "job": job.public_id,
+        "seq": job.event_seq,
+        "data": {"job": job_response(job).data, "status_details": status_details(job)},
+    }
+
+
+class JobConsumer(AsyncJsonWebsocketConsumer):
+    job: Job
+    last_seq: int
+    poller: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def encode_json(cls, content: Any) -> str:
+        import json
+
+        return json.dumps(content, cls=JSONEncoder)
+
+    async def connect(self) -> None:
+        public_id = self.scope["url_route"]["kwargs"]["job_id"]
+        job = await database_sync_to_async(_readable)(self.scope["user"], public_id)
+        if job is None:
+            await self.close(code=NOT_FOUND)  # before accept: nothing is said about the job
+            return
+        self.job, self.last_seq = job, 0
+        self.lock = asyncio.Lock()
+        if settings.HUB_EVENTS_VIA_CHANNEL_LAYER:
+            await self.channel_layer.group_add(job_group(job.pk), self.channel_name)
+        await self.accept()
+        after = self._after()
+        async with self.lock:
+            if after is None or not await self._replay(after):
+                await self._send_snapshot()
+        if not settings.HUB_EVENTS_VIA_CHANNEL_LAYER:
+            self.poller = asyncio.create_task(self._poll())
+
+    async def disconnect(self, code: int) -> None:
+        if self.poller is not None:
+            self.poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.poller
+        if hasattr(self, "job") and settings.HUB_EVENTS_VIA_CHANNEL_LAYER:
+            await self.channel_layer.group_discard(job_group(self.job.pk), self.channel_name)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        """``{"type": "catch_up", "after": N}``: send what came after N (or a snapshot)."""
+        if (
+            isinstance(content, dict)
+            and content.get("type") == "catch_up"
+            and isinstance(content.get("after"), int)
+        ):
+            async with self.lock:
+                if not await self._replay(content["after"]):
+                    await self._send_snapshot()
+
+    async def job_event(self, message: EventMessage) -> None:
+        async with self.lock:
+            if message["seq"] <= self.last_seq:
+                return  # already sent (by a replay or a snapshot)
+            if message["seq"] > self.last_seq + 1 and not await self._replay(self.last_seq):
+                await self._send_snapshot()
+                return
+            if message["seq"] == self.last_seq + 1:
+                await self._send_event(message)
+
+    # Helpers
+
+    def _after(self) -> int | None:
+        query = dict(
+            pair.split("=", 1)
+            for pair in self.scope.get("query_string", b"").decode().split("&")
+            if "=" in pair
+        )
+        value = query.get("after", "")
+        return int(value) if value.isdigit() else None
+
+    async def _send_event(self, message: EventMessage) -> None:
+        await self.send_json(
+            {
+                "type": "event",
+                "job": message["job"],
+                "seq": message["seq"],
+                "event": message["event"],
+                "data": message["data"],
+            }
+        )
+        self.last_seq = message["seq"]
+
+    async def _send_snapshot(self) -> None:
+        snapshot = await database_sync_to_async(self._fresh_snapshot)()
+        await self.send_json(snapshot)
+        self.last_seq = snapshot["seq"]
+
+    def _fresh_snapshot(self) -> dict[str, Any]:
+        self.job.refresh_from_db()
+        return _snapshot(self.job)
+
+    async def _replay(self, after: int) -> bool:
+        """Send every event after ``after``; False when they cannot all be had."""
+        missed = await database_sync_to_async(self._missed)(after)
+        if missed is None:
+            return False
+        self.last_seq = after
+        for message in missed:
+            await self._send_event(message)
+        return True
+
+    def _missed(self, after: int) -> list[EventMessage] | None:
+        self.job.refresh_from_db(fields=["event_seq"])
+        return events_after(self.job, after)
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(POLL_SECONDS)
+            async with self.lock:
+                missed = await database_sync_to_async(self._missed)(self.last_seq)
+                if missed is None:
+                    await self._send_snapshot()
+                    continue
+                for message in missed:
+                    await self._send_event(message)

@@ -140,3 +140,47 @@ def wait_for_status(job: Job, statuses: set[str], timeout: float) -> Job:
     except AssertionError:
         logs = list(job.status_logs.values_list("status", "message"))
         raise AssertionError(f"{job.public_id} is {job.status}; status log: {logs}") from None
+
+
+class LiveHub:
+    def __init__(self, url: str, process: subprocess.Popen[str], reader: LineReader) -> None:
+        self.url, self.process, self.reader = url, process, reader
+
+
+@pytest.fixture(scope="module")
+def live_hub(worker_pool: WorkerPool) -> Iterator[LiveHub]:
+    """The ASGI application served by uvicorn over real HTTP, beside the workers."""
+    from tests.helpers import free_port
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**worker_pool.env, "HUB_BASE_URL": url}
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "hubsite.asgi:application",
+        "--port",
+        str(port),
+        "--lifespan",
+        "off",
+    ]
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    reader = LineReader(process)
+    try:
+        reader.wait_for("Uvicorn running", READY_TIMEOUT)
+        yield LiveHub(url, process, reader)
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+@pytest.fixture
+def hub_env(live_hub: LiveHub, workers: WorkerPool, alice: Any) -> dict[str, str]:
+    """Environment for the client and the ``hub`` command, signed in as Alice."""
+    from rest_framework.authtoken.models import Token
+
+    token, _ = Token.objects.get_or_create(user=alice)
+    return {"HUB_URL": live_hub.url, "HUB_API_TOKEN": token.key}

@@ -1,0 +1,360 @@
+"""``hub``: the Model Job Hub from the shell.
+
+    hub jobs [--kind K] [--status S] [--limit N]      list jobs, newest first
+    hub show JOB                                      one job and its status details
+    hub watch JOB                                     live progress; exit 1 if the job fails
+    hub submit link MODEL... [--name N] [--device D] [--wait]
+    hub submit customization --dataset D [--validation-dataset V] [--model M]
+                             [--epochs E] [--batch-size B] [--learning-rate L] [--wait]
+    hub upload model|dataset PATH [--name N]
+    hub download JOB DIR                              target model and all results
+    hub cancel JOB
+    hub rename JOB NAME
+
+Every command takes --json for scripts. HUB_URL and HUB_API_TOKEN say where and who.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from hubclient.client import Client
+from hubclient.errors import HubError
+from hubclient.jobs import Job
+
+console = Console()
+errors = Console(stderr=True)
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def cmd_jobs(hub: Client, args: argparse.Namespace) -> int:
+    jobs = hub.get_jobs(limit=args.limit, kind=args.kind, status=args.status)
+    if args.json:
+        _print_json([job.data for job in jobs])
+        return 0
+    table = Table("id", "status", "kind", "name", "submitted", "progress")
+    for job in jobs:
+        done = job.data.get("percentage_done")
+        table.add_row(
+            job.job_id,
+            job.data["status"],
+            job.kind,
+            job.name,
+            f"{job.date:%Y-%m-%d %H:%M}",
+            "" if done is None else f"{done:.0f}%",
+        )
+    console.print(table)
+    return 0
+
+
+def cmd_show(hub: Client, args: argparse.Namespace) -> int:
+    job = hub.get_job(args.job)
+    details = hub.request("GET", f"/api/v1/jobs/{job.job_id}/status/")
+    if args.json:
+        _print_json({"job": job.data, "status_details": details})
+        return 0
+    console.print(f"[bold]{job.name}[/bold] ({job.job_id}) · {job.kind} · owner {job.owner}")
+    console.print(f"status: [bold]{job.data['status']}[/bold]   url: {job.url}")
+    if job.data.get("failure"):
+        failure = job.data["failure"]
+        console.print(f"[red]failed ({failure['type']}): {failure['message']}[/red]")
+    for key in (
+        "percentage_done",
+        "epochs_completed",
+        "steps_completed",
+        "steps_per_epoch",
+        "best_epoch",
+        "train_loss",
+        "val_loss",
+        "elapsed_time",
+    ):
+        if details.get(key) is not None:
+            console.print(f"  {key}: {details[key]}")
+    for entry in details["status_logs"]:
+        console.print(f"  [dim]{entry['updated_at']}[/dim] {entry['status']}: {entry['message']}")
+    return 0
+
+
+def cmd_watch(hub: Client, args: argparse.Namespace) -> int:
+    job = hub.get_job(args.job)
+    return _watch(job, args.json)
+
+
+def _watch(job: Job, as_json: bool) -> int:
+    """Follow a job's events until it finishes; 0 if it succeeded, 1 if not."""
+    state: dict[str, Any] = {"status": job.data["status"]}
+    columns = [
+        TextColumn("[bold]{task.fields[status]}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>5.1f}%"),
+        TextColumn("{task.fields[info]}"),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=console, disable=as_json) as progress:
+        task = progress.add_task(job.job_id, total=100, status=state["status"], info="")
+        for message in job.events(stop_when_finished=True):
+            if as_json:
+                print(json.dumps(message, default=str), flush=True)
+            _apply(state, message)
+            progress.update(
+                task, completed=state.get("percent", 0), status=state["status"], info=_info(state)
+            )
+    final = job.get_status()
+    if not as_json:
+        colour = "green" if final.success else "red"
+        console.print(
+            f"[{colour}]{job.job_id} {final.code}[/{colour}]"
+            + (f": {final.message}" if final.message else "")
+        )
+    return 0 if final.success else 1
+
+
+def _apply(state: dict[str, Any], message: dict[str, Any]) -> None:
+    if message.get("type") == "snapshot":
+        details = message["data"]["status_details"]
+        state.update(
+            status=message["data"]["job"]["status"],
+            **{
+                k: details.get(k)
+                for k in ("epochs_completed", "steps_completed", "train_loss", "val_loss")
+            },
+        )
+        state["percent"] = _percent(
+            message["data"]["job"]["status"], details.get("percentage_done")
+        )
+    elif message.get("event") == "status":
+        state["status"] = message["data"]["status"]
+        if state["status"] in ("completed", "ready"):
+            state["percent"] = max(
+                state.get("percent", 0),
+                100 if message["data"]["status"] == "ready" else state.get("percent", 0),
+            )
+    elif message.get("event") == "progress":
+        data = message["data"]
+        state.update(
+            {
+                k: data.get(k)
+                for k in (
+                    "epochs_completed",
+                    "steps_completed",
+                    "total_steps",
+                    "train_loss",
+                    "val_loss",
+                )
+            }
+        )
+        if data.get("total_steps"):
+            state["percent"] = 100 * (data.get("steps_completed") or 0) / data["total_steps"]
+        state["epochs"] = (data.get("total_steps") or 0) // (
+            data.get("steps_per_epoch") or 1
+        ) or None
+
+
+def _percent(status: str, done: float | None) -> float:
+    return 100.0 if status == "ready" else float(done or 0)
+
+
+def _info(state: dict[str, Any]) -> str:
+    parts = []
+    if state.get("epochs_completed") is not None:
+        parts.append(
+            f"epoch {state['epochs_completed']}"
+            + (f"/{state['epochs']}" if state.get("epochs") else "")
+        )
+    if state.get("steps_completed") is not None:
+        parts.append(
+            f"step {state['steps_completed']}"
+            + (f"/{state['total_steps']}" if state.get("total_steps") else "")
+        )
+    for key in ("train_loss", "val_loss"):
+        if state.get(key) is not None:
+            parts.append(f"{key} {state[key]:.4f}")
+    return "  ".join(parts)
+
+
+def cmd_submit(hub: Client, args: argparse.Namespace) -> int:
+    job: Job
+    if args.kind == "link":
+        job = hub.submit_link_job(args.models, device=args.device, name=args.name)
+    else:
+        hyperparameters = json.loads(args.hyperparameters) if args.hyperparameters else {}
+        for name in (
+            "epochs",
+            "batch_size",
+            "learning_rate",
+            "log_every_n_steps",
+            "early_stopping_patience",
+        ):
+            if getattr(args, name) is not None:
+                hyperparameters[name] = getattr(args, name)
+        job = hub.submit_customization_job(
+            args.model,
+            args.dataset,
+            args.validation_dataset,
+            hyperparameters or None,
+            name=args.name,
+            device=args.device,
+        )
+    if args.json and not args.wait:
+        _print_json(job.data)
+    elif not args.json:
+        console.print(f"Submitted {job.kind} job [bold]{job.job_id}[/bold]: {job.url}")
+    return _watch(job, args.json) if args.wait else 0
+
+
+def cmd_upload(hub: Client, args: argparse.Namespace) -> int:
+    asset = (
+        hub.upload_model(args.path, args.name)
+        if args.what == "model"
+        else hub.upload_dataset(args.path, args.name)
+    )
+    if args.json:
+        _print_json(asset.data)
+    else:
+        console.print(
+            f"Uploaded {args.what} [bold]{asset.data['id']}[/bold] ({asset.data['name']})"
+        )
+    return 0
+
+
+def cmd_download(hub: Client, args: argparse.Namespace) -> int:
+    job = hub.get_job(args.job)
+    results = job.download_results(args.dir)
+    if args.json:
+        _print_json(
+            {
+                "directory": str(results.directory),
+                "target_model": str(results.target_model) if results.target_model else None,
+                "artifacts": [str(p) for p in results.artifacts],
+            }
+        )
+    else:
+        console.print(f"Results of {job.job_id} in {results.directory}:")
+        for path in [results.target_model, *results.artifacts, results.status_details]:
+            if path is not None:
+                console.print(f"  {path}")
+    return 0 if job.get_status().success else 1
+
+
+def cmd_cancel(hub: Client, args: argparse.Namespace) -> int:
+    status = hub.get_job(args.job).cancel()
+    if args.json:
+        _print_json({"id": args.job, "status": status.code})
+    else:
+        console.print(f"{args.job}: {status.code}")
+    return 0
+
+
+def cmd_rename(hub: Client, args: argparse.Namespace) -> int:
+    job = hub.get_job(args.job)
+    job.set_name(args.name)
+    if args.json:
+        _print_json(job.data)
+    else:
+        console.print(f"{job.job_id} is now called {job.name!r}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print JSON for scripts")
+    main = argparse.ArgumentParser(
+        prog="hub", description="The Model Job Hub from the shell.", parents=[common]
+    )
+    main.add_argument("--url", help="the hub's address (default: $HUB_URL)")
+    main.add_argument("--token", help="API token (default: $HUB_API_TOKEN)")
+    commands = main.add_subparsers(dest="command", required=True)
+
+    jobs = commands.add_parser("jobs", parents=[common], help="list jobs")
+    jobs.add_argument("--kind", choices=["link", "customization"])
+    jobs.add_argument("--status")
+    jobs.add_argument("--limit", type=int, default=20)
+    jobs.set_defaults(run=cmd_jobs)
+
+    for name, run, helptext in (
+        ("show", cmd_show, "show a job"),
+        ("watch", cmd_watch, "follow a job live"),
+        ("cancel", cmd_cancel, "cancel a job"),
+    ):
+        sub = commands.add_parser(name, parents=[common], help=helptext)
+        sub.add_argument("job")
+        sub.set_defaults(run=run)
+
+    rename = commands.add_parser("rename", parents=[common], help="rename a job")
+    rename.add_argument("job")
+    rename.add_argument("name")
+    rename.set_defaults(run=cmd_rename)
+
+    submit = commands.add_parser("submit", help="submit a job").add_subparsers(
+        dest="kind", required=True
+    )
+    link = submit.add_parser(
+        "link", parents=[common], help="link ONNX models (ids or files) into one"
+    )
+    link.add_argument("models", nargs="+")
+    customization = submit.add_parser(
+        "customization", parents=[common], help="fine-tune a model on a dataset"
+    )
+    customization.add_argument("--dataset", required=True, help="dataset id or JSONL file")
+    customization.add_argument("--validation-dataset")
+    customization.add_argument(
+        "--model", help="built-in model name or checkpoint id (default: the built-in default)"
+    )
+    customization.add_argument("--hyperparameters", help="JSON object")
+    customization.add_argument("--epochs", type=int)
+    customization.add_argument("--batch-size", dest="batch_size", type=int)
+    customization.add_argument("--learning-rate", dest="learning_rate", type=float)
+    customization.add_argument("--log-every-n-steps", dest="log_every_n_steps", type=int)
+    customization.add_argument(
+        "--early-stopping-patience", dest="early_stopping_patience", type=int
+    )
+    for sub in (link, customization):
+        sub.add_argument("--name")
+        sub.add_argument("--device")
+        sub.add_argument("--wait", action="store_true", help="follow the job until it finishes")
+        sub.set_defaults(run=cmd_submit)
+
+    upload = commands.add_parser("upload", parents=[common], help="upload a model or dataset")
+    upload.add_argument("what", choices=["model", "dataset"])
+    upload.add_argument("path")
+    upload.add_argument("--name")
+    upload.set_defaults(run=cmd_upload)
+
+    download = commands.add_parser(
+        "download", parents=[common], help="download a job's target model and results"
+    )
+    download.add_argument("job")
+    download.add_argument("dir")
+    download.set_defaults(run=cmd_download)
+    return main
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        with Client(url=args.url, token=args.token) as hub:
+            return int(args.run(hub, args))
+    except HubError as error:
+        where = f" ({error.field})" if error.field else ""
+        errors.print(f"[red]error{where}:[/red] {error.message}")
+        return 2
+    except TimeoutError as error:
+        errors.print(f"[red]{error}[/red]")
+        return 3
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

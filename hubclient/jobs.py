@@ -1,0 +1,292 @@
+"""Jobs, models and datasets as the client sees them (seed 000's job surface)."""
+
+from __future__ import annotations
+
+import json
+import time
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hubclient.errors import HubError
+
+if TYPE_CHECKING:
+    from hubclient.client import Client
+
+FINISHED = {"completed", "ready", "failed", "cancelled"}
+SUCCESS = {"completed", "ready"}
+# Where waiting ends: a completed job is finished but still becomes ready (its target model
+# stored and verified) or failed a moment later, and only then can it be downloaded.
+TERMINAL = {"ready", "failed", "cancelled"}
+RECONNECT_DELAY = 1.0
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """A job's status: ``code`` is the hub's status (``ready``, ``failed``, …)."""
+
+    code: str
+    message: str = ""
+    failure_type: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.code in FINISHED
+
+    @property
+    def success(self) -> bool:
+        return self.code in SUCCESS
+
+    @property
+    def failure(self) -> bool:
+        return self.code == "failed"
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}" if self.message else self.code
+
+
+@dataclass(frozen=True)
+class StatusDetails:
+    """Seed 004's customization status details."""
+
+    best_epoch: int | None
+    created_at: str
+    elapsed_time: float | None
+    epochs_completed: int | None
+    metrics: dict[str, Any] | None
+    percentage_done: float | None
+    status: str
+    status_logs: list[dict[str, Any]]
+    steps_completed: int | None
+    steps_per_epoch: int | None
+    train_loss: float | None
+    updated_at: str
+    val_loss: float | None
+
+
+@dataclass
+class TargetModel:
+    """A downloaded target model, in memory."""
+
+    model_id: str
+    name: str
+    format: str
+    sha256: str
+    data: bytes = field(repr=False)
+
+    def save(self, path: str | Path) -> Path:
+        target = Path(path)
+        target.write_bytes(self.data)
+        return target
+
+    def to_onnx(self) -> Any:
+        import onnx  # only needed for this
+
+        return onnx.load_from_string(self.data)
+
+
+@dataclass
+class JobResults:
+    directory: Path
+    target_model: Path | None
+    artifacts: list[Path]
+    status_details: Path
+
+
+class Model:
+    def __init__(self, client: Client, data: dict[str, Any]) -> None:
+        self._client, self.data = client, data
+        self.model_id: str = data["id"]
+        self.name: str = data["name"]
+        self.format: str = data["format"]
+
+    def download(self, filename: str | Path) -> Path:
+        return _download(self._client, f"/api/v1/models/{self.model_id}/download/", Path(filename))
+
+    def __repr__(self) -> str:
+        return f"Model({self.model_id!r}, name={self.name!r}, format={self.format!r})"
+
+
+class Dataset:
+    def __init__(self, client: Client, data: dict[str, Any]) -> None:
+        self._client, self.data = client, data
+        self.dataset_id: str = data["id"]
+        self.name: str = data["name"]
+        self.num_records: int = data["num_records"]
+
+    def __repr__(self) -> str:
+        return f"Dataset({self.dataset_id!r}, name={self.name!r}, records={self.num_records})"
+
+
+class Job:
+    def __init__(self, client: Client, data: dict[str, Any]) -> None:
+        self._client = client
+        self._update(data)
+
+    def _update(self, data: dict[str, Any]) -> None:
+        self.data = data
+        self.job_id: str = data["id"]
+        self.name: str = data["name"]
+        self.kind: str = data["kind"]
+        self.owner: str = data["owner"]
+        self.device: str = data["device"]
+        self.models: list[str] = data["models"]
+        self.date: datetime = datetime.fromisoformat(data["date"].replace("Z", "+00:00"))
+        self.url: str = data["url"]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.job_id!r}, name={self.name!r}, status={self.data['status']!r})"
+
+    def refresh(self) -> Job:
+        self._update(self._client.request("GET", f"/api/v1/jobs/{self.job_id}/"))
+        return self
+
+    def get_status(self) -> JobStatus:
+        self.refresh()
+        return _status(self.data)
+
+    def set_name(self, job_name: str) -> None:
+        self._update(
+            self._client.request("PATCH", f"/api/v1/jobs/{self.job_id}/", json={"name": job_name})
+        )
+
+    def cancel(self) -> JobStatus:
+        self._update(self._client.request("POST", f"/api/v1/jobs/{self.job_id}/cancel/"))
+        return _status(self.data)
+
+    def resubmit(self) -> Job:
+        return self._client._job(
+            self._client.request("POST", f"/api/v1/jobs/{self.job_id}/resubmit/")
+        )
+
+    def wait(self, timeout: float | None = None) -> JobStatus:
+        """Block until the job finishes (ready, failed or cancelled) and return its final status.
+
+        The hub pushes every change over a websocket, so this returns the moment the job
+        finishes. ``TimeoutError`` is raised only when ``timeout`` (seconds) runs out here; a job
+        the hub itself timed out comes back as a failed status.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for _ in self.events(deadline=deadline, stop_when_finished=True):
+            pass
+        return self.get_status()
+
+    def events(
+        self, *, deadline: float | None = None, stop_when_finished: bool = False
+    ) -> Iterator[dict[str, Any]]:
+        """The job's websocket messages (a snapshot, then each event), reconnecting without
+        gaps until the job finishes (with ``stop_when_finished``) or ``deadline`` passes."""
+        from websockets.exceptions import ConnectionClosed
+        from websockets.sync.client import connect
+        from websockets.typing import Origin
+
+        last_seq: int | None = None
+        while True:
+            if stop_when_finished and self.get_status().code in TERMINAL:
+                return
+            query = f"?after={last_seq}" if last_seq is not None else ""
+            url = self._client.websocket_url(f"/ws/jobs/{self.job_id}/{query}")
+            try:
+                with connect(
+                    url,
+                    additional_headers={"Authorization": f"Token {self._client.token}"},
+                    origin=Origin(self._client.origin),
+                    open_timeout=10,
+                ) as socket:
+                    while True:
+                        wait = None if deadline is None else deadline - time.monotonic()
+                        if wait is not None and wait <= 0:
+                            raise TimeoutError(
+                                f"Job {self.job_id} did not finish within the timeout."
+                            )
+                        try:
+                            message = json.loads(socket.recv(timeout=wait))
+                        except TimeoutError:
+                            raise TimeoutError(
+                                f"Job {self.job_id} did not finish within the timeout."
+                            ) from None
+                        last_seq = message.get("seq", last_seq)
+                        yield message
+                        if stop_when_finished and _finished(message):
+                            return
+            except ConnectionClosed as closed:
+                if closed.rcvd is not None and closed.rcvd.code == 4404:
+                    raise HubError(f"No job {self.job_id} that you may read.", status=404) from None
+            except OSError as error:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError(
+                        f"Job {self.job_id} did not finish within the timeout."
+                    ) from error
+            time.sleep(RECONNECT_DELAY)
+
+    def get_target_model(self) -> TargetModel | None:
+        """The target model in memory once the job finishes; None if it failed."""
+        if not self.wait().success or not self.data.get("target_model"):
+            return None
+        meta = self._client.request("GET", f"/api/v1/models/{self.data['target_model']}/")
+        with self._client.stream(f"/api/v1/jobs/{self.job_id}/target-model/") as response:
+            data = response.read()
+        return TargetModel(meta["id"], meta["name"], meta["format"], meta["sha256"], data)
+
+    def download_target_model(self, filename: str | None = None) -> TargetModel | str | None:
+        """To a file when ``filename`` is given (returns its path), else to memory."""
+        if filename is None:
+            return self.get_target_model()
+        if not self.wait().success or not self.data.get("target_model"):
+            return None
+        return str(
+            _download(self._client, f"/api/v1/jobs/{self.job_id}/target-model/", Path(filename))
+        )
+
+    def download_results(self, artifacts_dir: str | Path) -> JobResults:
+        """Everything the job produced, unpacked into ``artifacts_dir`` (created if missing)."""
+        self.wait()
+        directory = Path(artifacts_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        archive = _download(
+            self._client,
+            f"/api/v1/jobs/{self.job_id}/results/",
+            directory / f"{self.job_id}-results.zip",
+        )
+        with zipfile.ZipFile(archive) as bundle:
+            bundle.extractall(directory)
+            names = bundle.namelist()
+        archive.unlink()
+        target = next((directory / n for n in names if n.startswith("target_model")), None)
+        return JobResults(
+            directory,
+            target,
+            [directory / n for n in names if n.startswith("artifacts/")],
+            directory / "status_details.json",
+        )
+
+
+class LinkJob(Job):
+    pass
+
+
+class CustomizationJob(Job):
+    def get_status_details(self) -> StatusDetails:
+        return StatusDetails(**self._client.request("GET", f"/api/v1/jobs/{self.job_id}/status/"))
+
+
+def _status(data: dict[str, Any]) -> JobStatus:
+    failure = data.get("failure") or {}
+    return JobStatus(data["status"], failure.get("message", ""), failure.get("type"))
+
+
+def _finished(message: dict[str, Any]) -> bool:
+    if message.get("type") == "snapshot":
+        return message["data"]["job"]["status"] in TERMINAL
+    return message.get("event") == "status" and message["data"].get("status") in TERMINAL
+
+
+def _download(client: Client, path: str, target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with client.stream(path) as response, target.open("wb") as out:
+        for chunk in response.iter_bytes():
+            out.write(chunk)
+    return target

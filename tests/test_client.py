@@ -1,0 +1,190 @@
+"""The Python client and the ``hub`` command against a live hub (uvicorn, PostgreSQL, Redis and
+real worker processes), as a user with only a token would use them."""
+
+import hashlib
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import onnx
+import pytest
+
+from hubclient import (
+    AuthenticationError,
+    BadInputError,
+    Client,
+    ConflictError,
+    CustomizationJob,
+    NotFoundError,
+)
+from jobs.demo import numbers_dataset, tiny_mlp_onnx
+
+pytestmark = [pytest.mark.production, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def hub(hub_env):
+    with Client(hub_env["HUB_URL"], hub_env["HUB_API_TOKEN"]) as client:
+        yield client
+
+
+@pytest.fixture
+def files(tmp_path):
+    shared = __import__("numpy").random.default_rng(3).standard_normal((8, 16)).astype("float32")
+    for name, seed in (("a", 1), ("b", 2)):
+        (tmp_path / f"{name}.onnx").write_bytes(tiny_mlp_onnx(name=name, seed=seed, shared=shared))
+    (tmp_path / "numbers.jsonl").write_bytes(numbers_dataset(0, 120))
+    return tmp_path
+
+
+def test_link_job_from_files_to_a_verified_target_model(hub, files, tmp_path):
+    job = hub.submit_link_job([files / "a.onnx", files / "b.onnx"], device="cpu", name="pair")
+    assert (job.kind, job.name, job.device, len(job.models)) == ("link", "pair", "cpu", 2)
+    status = job.wait(timeout=120)
+    assert (status.finished, status.success, status.code) == (True, True, "ready")
+    path = job.download_target_model(str(tmp_path / "linked.onnx"))
+    data = Path(path).read_bytes()
+    target = hub.get_model(job.refresh().data["target_model"])
+    assert hashlib.sha256(data).hexdigest() == target.data["sha256"]
+    assert [o.name for o in onnx.load_from_string(data).graph.output] == ["m0/y", "m1/y"]
+    in_memory = job.get_target_model()
+    assert in_memory.data == data and in_memory.format == "onnx"
+    results = job.download_results(tmp_path / "results")
+    assert results.target_model.read_bytes() == data
+    assert [p.name for p in results.artifacts] == ["log.txt", "manifest.json"]
+    assert json.loads(results.status_details.read_text())["status"] == "ready"
+
+
+def test_customization_job_with_status_details(hub, files):
+    dataset = hub.upload_dataset(files / "numbers.jsonl", name="numbers")
+    assert dataset.num_records == 120
+    job = hub.submit_customization_job(
+        None, dataset, hyperparameters={"epochs": 3, "early_stopping_patience": 0}
+    )
+    assert isinstance(job, CustomizationJob)
+    assert job.wait(timeout=120).success
+    details = job.get_status_details()
+    assert (details.status, details.epochs_completed, details.percentage_done) == (
+        "ready",
+        3,
+        100.0,
+    )
+    assert details.steps_per_epoch == 7  # 120 records, 108 kept, batch 16
+    assert set(details.metrics["keys"]) == {"train_loss", "val_loss"}
+    assert details.status_logs[-1]["status"] == "ready"
+
+
+def test_wait_learns_of_the_end_by_push_not_by_polling(hub, files):
+    requests = []
+    hub._http.event_hooks["request"].append(requests.append)
+    job = hub.submit_customization_job(None, files / "numbers.jsonl", hyperparameters={"epochs": 8})
+    requests.clear()
+    started = time.monotonic()
+    assert job.wait(timeout=120).success
+    assert time.monotonic() - started > 1  # it really waited for training
+    assert len(requests) <= 3  # a status check before and after, not a poll every few seconds
+
+
+def test_wait_with_a_timeout_raises_and_the_job_can_then_be_cancelled(hub, files):
+    job = hub.submit_customization_job(
+        None, files / "numbers.jsonl", hyperparameters={"epochs": 500, "early_stopping_patience": 0}
+    )
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        job.wait(timeout=2)
+    assert time.monotonic() - started < 10
+    job.cancel()
+    status = job.wait(timeout=60)
+    assert (status.code, status.finished, status.success) == ("cancelled", True, False)
+    assert job.download_target_model() is None
+
+
+def test_errors_are_typed_with_the_hubs_message(hub, hub_env, files):
+    with pytest.raises(NotFoundError, match="No such job"):
+        hub.get_job("jnosuchjob")
+    with pytest.raises(BadInputError) as bad:
+        hub.submit_customization_job(None, files / "numbers.jsonl", hyperparameters={"epochs": 0})
+    assert bad.value.field == "hyperparameters.epochs"
+    with pytest.raises(BadInputError, match="not a valid ONNX model"):
+        hub.upload_model(files / "numbers.jsonl")
+    with pytest.raises(AuthenticationError):
+        Client(hub_env["HUB_URL"], "not-a-token").get_jobs()
+    job = hub.submit_link_job([files / "a.onnx"])
+    job.wait(timeout=60)
+    with pytest.raises(ConflictError, match="already ready"):
+        job.cancel()
+
+
+def test_rename_and_list(hub, files):
+    job = hub.submit_link_job([files / "a.onnx"], name="first name")
+    job.set_name("second name")
+    assert hub.get_job(job.job_id).name == "second name"
+    assert job.job_id in [j.job_id for j in hub.get_jobs(kind="link")]
+    assert job.job_id not in [j.job_id for j in hub.get_jobs(kind="customization")]
+    job.wait(timeout=60)
+    again = job.resubmit()
+    assert again.job_id != job.job_id and again.wait(timeout=60).success
+
+
+def run_hub(env, *args):
+    return subprocess.run(
+        [sys.executable, "-m", "hubclient.cli", *args], env={**__import__("os").environ, **env},
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+
+
+def test_command_line_submits_watches_and_downloads(hub_env, files, tmp_path):
+    submitted = run_hub(
+        hub_env,
+        "submit",
+        "customization",
+        "--dataset",
+        str(files / "numbers.jsonl"),
+        "--epochs",
+        "2",
+        "--wait",
+        "--json",
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    events = [json.loads(line) for line in submitted.stdout.splitlines()]
+    job_id = events[0]["job"]
+    assert events[-1]["data"]["status"] == "ready"
+    assert any(e.get("event") == "progress" for e in events)
+    listed = json.loads(run_hub(hub_env, "jobs", "--json").stdout)
+    assert job_id in [j["id"] for j in listed]
+    shown = run_hub(hub_env, "show", job_id)
+    assert "status: ready" in shown.stdout and "epochs_completed: 2" in shown.stdout
+    downloaded = run_hub(hub_env, "download", job_id, str(tmp_path / "out"))
+    assert downloaded.returncode == 0, downloaded.stderr
+    assert (tmp_path / "out" / "target_model.onnx").is_file()
+    assert (tmp_path / "out" / "artifacts" / "metrics.csv").is_file()
+
+
+def test_command_line_watch_exits_non_zero_when_the_job_does_not_succeed(hub_env, files):
+    started = run_hub(
+        hub_env,
+        "submit",
+        "customization",
+        "--dataset",
+        str(files / "numbers.jsonl"),
+        "--epochs",
+        "500",
+        "--early-stopping-patience",
+        "0",
+        "--json",
+    )
+    job_id = json.loads(started.stdout)["id"]
+    assert run_hub(hub_env, "cancel", job_id).returncode == 0
+    watched = run_hub(hub_env, "watch", job_id)
+    assert watched.returncode == 1
+    assert "cancelled" in watched.stdout
+
+
+def test_command_line_errors_say_what_is_wrong(hub_env):
+    missing = run_hub(hub_env, "show", "jnosuchjob")
+    assert missing.returncode == 2
+    assert "No such job" in missing.stderr
+    no_token = run_hub({**hub_env, "HUB_API_TOKEN": ""}, "jobs")
+    assert no_token.returncode == 2 and "HUB_API_TOKEN" in no_token.stderr

@@ -72,12 +72,12 @@ def test_customization_job_with_status_details(hub, files):
         100.0,
     )
     assert details.steps_per_epoch == 7  # 120 records, 108 kept, batch 16
-    assert set(details.metrics["keys"]) == {"train_loss", "val_loss"}
+    assert set((details.metrics or {})["keys"]) == {"train_loss", "val_loss"}
     assert details.status_logs[-1]["status"] == "ready"
 
 
 def test_wait_learns_of_the_end_by_push_not_by_polling(hub, files):
-    requests = []
+    requests: list[object] = []
     hub._http.event_hooks["request"].append(requests.append)
     job = hub.submit_customization_job(None, files / "numbers.jsonl", hyperparameters={"epochs": 8})
     requests.clear()

@@ -17,6 +17,7 @@ urlpatterns = [
     path("account/token/", views.api_token, name="api-token"),
     path("jobs/", include("jobs.urls")),
     path("api/v1/", include("jobs.api.urls")),
+    path("v1/customization/", include("jobs.api.nemo")),  # NeMo Customizer compatible routes
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("admin/", admin.site.urls),

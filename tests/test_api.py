@@ -297,3 +297,17 @@ def test_schema_is_served_and_documented(alice):
     assert schema.status_code == 200
     assert "/api/v1/jobs/{job_id}/status/" in schema.json()["paths"]
     assert client.get("/api/docs/").status_code == 200
+
+
+def test_absurd_paging_and_nul_characters_get_answers_not_server_errors(alice):
+    client = client_for(alice)
+    huge = client.get("/api/v1/models/", {"limit": 10**27, "offset": 10**26})
+    assert huge.status_code == 200
+    assert huge.json()["results"] == []
+    nul = client.get("/api/v1/jobs/", {"search": "a\x00b"})
+    assert nul.status_code == 400
+    assert nul.json() == {
+        "message": "search must not contain NUL characters.",
+        "field": "search",
+        "errors": {"search": ["search must not contain NUL characters."]},
+    }

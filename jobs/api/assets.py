@@ -55,7 +55,11 @@ def _download(file: Any, filename: str) -> FileResponse:
         handle = file.open("rb")
     except FileNotFoundError:
         raise Http404("The stored file is missing.") from None
-    return FileResponse(handle, as_attachment=True, filename=filename)
+    # One documented type for every download: a guess from the file name can be absurd (.onnx is
+    # "application/vnd.snesdev-page-table" to Python's mimetypes).
+    return FileResponse(
+        handle, as_attachment=True, filename=filename, content_type="application/octet-stream"
+    )
 
 
 class ModelList(generics.ListAPIView):

@@ -1,0 +1,30 @@
+"""Request checks that apply to every page and endpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+
+class RejectNulCharacters:
+    """A NUL character has no use in a path or a query parameter, and PostgreSQL refuses it in
+    text: answer 400 naming the parameter instead of failing deep in a query."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if "\x00" in request.path:
+            return self._refuse("path")
+        for name, values in request.GET.lists():
+            if "\x00" in name or any("\x00" in value for value in values):
+                return self._refuse(name.replace("\x00", ""))
+        return self.get_response(request)
+
+    @staticmethod
+    def _refuse(field: str) -> JsonResponse:
+        message = f"{field} must not contain NUL characters."
+        return JsonResponse(
+            {"message": message, "field": field, "errors": {field: [message]}}, status=400
+        )

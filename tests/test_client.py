@@ -188,3 +188,18 @@ def test_command_line_errors_say_what_is_wrong(hub_env):
     assert "No such job" in missing.stderr
     no_token = run_hub({**hub_env, "HUB_API_TOKEN": ""}, "jobs")
     assert no_token.returncode == 2 and "HUB_API_TOKEN" in no_token.stderr
+
+
+def test_an_upload_that_says_it_is_too_large_is_refused_before_it_is_read(hub_env):
+    import httpx
+
+    body = b"x" * (4 * 1024 * 1024)
+    response = httpx.post(
+        f"{hub_env['HUB_URL']}/api/v1/datasets/",
+        content=body,
+        headers={"Authorization": f"Token {hub_env['HUB_API_TOKEN']}", "Content-Type": "multipart/form-data; boundary=b"},
+        timeout=30,
+    )
+    assert response.status_code == 413
+    assert response.json()["field"] == "file"
+    assert "larger than the upload limit of 2097152 bytes" in response.json()["message"]

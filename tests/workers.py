@@ -154,7 +154,8 @@ def live_hub(worker_pool: WorkerPool) -> Iterator[LiveHub]:
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**worker_pool.env, "HUB_BASE_URL": url}
+    # A small upload limit, so the test of it sends megabytes rather than gigabytes.
+    env = {**worker_pool.env, "HUB_BASE_URL": url, "HUB_MAX_UPLOAD_BYTES": str(2 * 1024 * 1024)}
     command = [
         sys.executable,
         "-m",

@@ -197,7 +197,10 @@ def test_an_upload_that_says_it_is_too_large_is_refused_before_it_is_read(hub_en
     response = httpx.post(
         f"{hub_env['HUB_URL']}/api/v1/datasets/",
         content=body,
-        headers={"Authorization": f"Token {hub_env['HUB_API_TOKEN']}", "Content-Type": "multipart/form-data; boundary=b"},
+        headers={
+            "Authorization": f"Token {hub_env['HUB_API_TOKEN']}",
+            "Content-Type": "multipart/form-data; boundary=b",
+        },
         timeout=30,
     )
     assert response.status_code == 413

@@ -164,17 +164,29 @@ class Client:
     def _model_id(self, model: Model | str | os.PathLike[str]) -> str:
         if isinstance(model, Model):
             return model.model_id
-        if isinstance(model, os.PathLike) or Path(str(model)).is_file():
+        if _is_path(model):
             return self.upload_model(model).model_id
         return str(model)
 
     def _dataset_id(self, dataset: Dataset | str | os.PathLike[str]) -> str:
         if isinstance(dataset, Dataset):
             return dataset.dataset_id
-        if isinstance(dataset, os.PathLike) or Path(str(dataset)).is_file():
+        if _is_path(dataset):
             return self.upload_dataset(dataset).dataset_id
         return str(dataset)
 
     def _job(self, data: dict[str, Any]) -> Job:
         kind = {"link": LinkJob, "customization": CustomizationJob}.get(data["kind"], Job)
         return kind(self, data)
+
+
+def _is_path(value: str | os.PathLike[str]) -> bool:
+    """A file to upload rather than an id: a path object, an existing file, or anything that
+    looks like a path (so that a mistyped path says "no file" instead of "no such id")."""
+    text = os.fspath(value)
+    return (
+        isinstance(value, os.PathLike)
+        or os.sep in text
+        or Path(text).suffix != ""
+        or Path(text).is_file()
+    )

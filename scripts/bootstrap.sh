@@ -15,11 +15,13 @@ find_python() {
 }
 
 ensure_venv() {
-  local extra="${1:-}" spec="." stamp python
+  local extra="${1:-}" spec="." stamp pins python
   [ -n "$extra" ] && spec=".[$extra]"
-  # Re-install only when the pins (or the extras asked for) changed since the last install.
-  stamp=".venv/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)-${extra:-base}"
-  if [ -f "$stamp" ]; then
+  # Re-install only when the pins (or the extras asked for) changed since the last install;
+  # an install with extras also satisfies a request for none.
+  pins=$(sha256sum pyproject.toml | cut -c1-16)
+  stamp=".venv/.installed-$pins-${extra:-base}"
+  if [ -f "$stamp" ] || { [ -z "$extra" ] && compgen -G ".venv/.installed-$pins-*" >/dev/null; }; then
     return 0
   fi
   if [ ! -x .venv/bin/python ]; then

@@ -92,6 +92,9 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
         address = f"http://{'localhost' if host in ('0.0.0.0', '::') else host}:{port}/"
+        if "HUB_BASE_URL" not in os.environ:
+            # Job links (pages, API, the workers' emails) point where this server listens.
+            os.environ["HUB_BASE_URL"] = settings.HUB_BASE_URL = address.rstrip("/")
         lines = [f"Model Job Hub ({settings.HUB_PROFILE} profile) is starting at {address}"]
         if not no_demo:
             demo = ensure_demo()

@@ -158,3 +158,89 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
                     continue
                 for message in missed:
                     await self._send_event(message)
+
+
+def _list_events_after(user: Any, after_id: int) -> tuple[list[dict[str, Any]], int]:
+    """Stored list-relevant events of every job the user may read, newer than ``after_id``."""
+    from jobs.events import LIST_EVENTS
+    from jobs.models import JobEvent
+
+    rows = (
+        JobEvent.objects.filter(
+            pk__gt=after_id, job__in=jobs_visible_to(user), type__in=[str(e) for e in LIST_EVENTS]
+        )
+        .select_related("job")
+        .order_by("pk")[:500]
+    )
+    messages = [
+        {"type": "event", "job": r.job.public_id, "seq": r.seq, "event": r.type, "data": r.payload}
+        for r in rows
+    ]
+    last = rows[len(rows) - 1].pk if rows else after_id
+    return messages, last
+
+
+def _latest_event_id() -> int:
+    from jobs.models import JobEvent
+
+    return JobEvent.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+
+
+class JobListConsumer(AsyncJsonWebsocketConsumer):
+    """A person's job list: status and progress of every job they may read, as it changes.
+    Each message names its job and that job's sequence number; the page fetches a row it does
+    not have yet (a new job) and reloads its rows when it reconnects."""
+
+    poller: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def encode_json(cls, content: Any) -> str:
+        import json
+
+        return json.dumps(content, cls=JSONEncoder)
+
+    async def connect(self) -> None:
+        user = self.scope["user"]
+        if not user.is_authenticated:
+            await self.close(code=NOT_FOUND)
+            return
+        self.user = user
+        if settings.HUB_EVENTS_VIA_CHANNEL_LAYER:
+            from jobs.events import user_group
+
+            await self.channel_layer.group_add(user_group(user.pk), self.channel_name)
+        else:
+            self.last_event_id = await database_sync_to_async(_latest_event_id)()
+            self.poller = asyncio.create_task(self._poll())
+        await self.accept()
+        await self.send_json({"type": "hello"})
+
+    async def disconnect(self, code: int) -> None:
+        if self.poller is not None:
+            self.poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.poller
+        if hasattr(self, "user") and settings.HUB_EVENTS_VIA_CHANNEL_LAYER:
+            from jobs.events import user_group
+
+            await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
+
+    async def job_event(self, message: EventMessage) -> None:
+        await self.send_json(
+            {
+                "type": "event",
+                "job": message["job"],
+                "seq": message["seq"],
+                "event": message["event"],
+                "data": message["data"],
+            }
+        )
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(POLL_SECONDS * 2)
+            messages, self.last_event_id = await database_sync_to_async(_list_events_after)(
+                self.user, self.last_event_id
+            )
+            for message in messages:
+                await self.send_json(message)

@@ -33,23 +33,33 @@ def _row(step: int, value: float | None, timestamp: Any) -> dict[str, Any]:
 
 
 def read_series(
-    series: MetricSeries, *, after_step: int | None = None, points: int | None = None
+    series: MetricSeries,
+    *,
+    after_step: int | None = None,
+    until_step: int | None = None,
+    points: int | None = None,
 ) -> SeriesView:
     rows = MetricPoint.objects.filter(series=series)
     if after_step is not None:
         rows = rows.filter(step__gt=after_step)
-    count = rows.count() if after_step is not None else series.points_count
+    if until_step is not None:
+        rows = rows.filter(step__lte=until_step)
+    windowed = after_step is not None or until_step is not None
+    count = rows.count() if windowed else series.points_count
     if points is None or count <= points:
         values = rows.order_by("step", "id").values_list("step", "value", "timestamp")
         return SeriesView(series.key, series.points_count, [_row(*v) for v in values], False)
-    return SeriesView(
-        series.key, series.points_count, _downsample(series, after_step, points), True
-    )
+    thinned = _downsample(series, after_step, until_step, points)
+    return SeriesView(series.key, series.points_count, thinned, True)
 
 
-def _downsample(series: MetricSeries, after_step: int | None, points: int) -> list[dict[str, Any]]:
+def _downsample(
+    series: MetricSeries, after_step: int | None, until_step: int | None, points: int
+) -> list[dict[str, Any]]:
     first = (after_step + 1) if after_step is not None else 0
-    last = series.last_step or first
+    last = series.last_step if series.last_step is not None else first
+    if until_step is not None:
+        last = min(last, until_step)
     buckets = max(1, points // 2)
     width = max(1, math.ceil((last - first + 1) / buckets))
     table = MetricPoint._meta.db_table
@@ -59,12 +69,12 @@ def _downsample(series: MetricSeries, after_step: int | None, points: int) -> li
                 ROW_NUMBER() OVER (PARTITION BY (step - %s) / %s ORDER BY value ASC, step) AS low,
                 ROW_NUMBER() OVER (PARTITION BY (step - %s) / %s ORDER BY value DESC, step) AS high
             FROM {table}
-            WHERE series_id = %s AND step >= %s AND value IS NOT NULL
+            WHERE series_id = %s AND step >= %s AND step <= %s AND value IS NOT NULL
         )
         SELECT step, value, timestamp FROM ranked WHERE low = 1 OR high = 1 ORDER BY step
     """
     with connection.cursor() as cursor:
-        cursor.execute(sql, [first, width, first, width, series.pk, first])
+        cursor.execute(sql, [first, width, first, width, series.pk, first, last])
         return [_row(step, value, timestamp) for step, value, timestamp in cursor.fetchall()]
 
 
@@ -74,6 +84,7 @@ def job_metrics(
     keys: list[str] | None = None,
     after_step: int | None = None,
     after_seq: int | None = None,
+    until_step: int | None = None,
     points: int | None = None,
 ) -> dict[str, Any]:
     """The seed's ``{"keys", "metrics"}`` shape, with how many points each series has in all."""
@@ -97,7 +108,7 @@ def job_metrics(
                 views.append(SeriesView(series.key, series.points_count, [], False))
                 continue
             since = max(since if since is not None else -1, first_steps[series.key] - 1)
-        views.append(read_series(series, after_step=since, points=points))
+        views.append(read_series(series, after_step=since, until_step=until_step, points=points))
     return {
         "keys": [v.key for v in views],
         "metrics": {v.key: v.points for v in views},

@@ -178,6 +178,11 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    "hubsite.staticfinders.PlotlyFinder",
+]
 MEDIA_ROOT = Path(env_str("HUB_MEDIA_ROOT", str(DATA_DIR / "media"))).resolve()
 MEDIA_URL = "media/"  # never served as-is: every download goes through the read-access selector
 STORAGES = {

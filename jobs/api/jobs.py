@@ -249,6 +249,7 @@ class JobMetrics(APIView):
             keys=keys or None,
             after_step=int_param(request, "after_step", minimum=0),
             after_seq=int_param(request, "after_seq", minimum=0),
+            until_step=int_param(request, "until_step", minimum=0),
             points=int_param(request, "points", minimum=2, maximum=MAX_POINTS),
         )
         return Response(metrics)

@@ -28,7 +28,7 @@ class PlotlyFinder(BaseFinder):
     def check(self, **kwargs: Any) -> list[Any]:
         return []
 
-    def find(self, path: str, find_all: bool = False, **kwargs: Any) -> Any:  # type: ignore[override]
+    def find(self, path: str, find_all: bool = False, **kwargs: Any) -> Any:
         if path != PUBLIC_NAME:
             return [] if find_all else None
         found = str(_package_data() / "plotly.min.js")

@@ -1,55 +1,182 @@
-"""HTML pages of jobs. Every job is fetched through ``jobs.selectors``."""
+"""HTML pages of jobs. Every job, model and dataset is fetched through ``jobs.selectors``."""
 
 from __future__ import annotations
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
 
-from jobs.models import JobKind
-from jobs.selectors import job_for_user, job_status_logs, jobs_visible_to
-from jobs.status import STATUS_MEANINGS, JobStatus
+from hubsite.api.auth import user_of
+from jobs import services
+from jobs.dispatch import QueueUnavailable
+from jobs.forms import CustomizationJobForm, LinkJobForm, UploadForm, put_errors
+from jobs.models import Job, JobKind
+from jobs.runners.builtin_models import BUILTIN_MODELS
+from jobs.selectors import (
+    dataset_for_user,
+    job_for_user,
+    job_status_logs,
+    jobs_visible_to,
+    model_for_user,
+)
+from jobs.status import STATUS_MEANINGS, InvalidTransition, JobStatus
 
 PAGE_SIZE = 25
 
 
+def _filtered(request: HttpRequest) -> tuple[QuerySet[Job], dict[str, str]]:
+    jobs = jobs_visible_to(request.user).select_related("owner")
+    filters = {
+        "status": request.GET.get("status", ""),
+        "kind": request.GET.get("kind", ""),
+        "q": request.GET.get("q", "").strip(),
+    }
+    if filters["status"] in JobStatus.values:
+        jobs = jobs.filter(status=filters["status"])
+    if filters["kind"] in JobKind.values:
+        jobs = jobs.filter(kind=filters["kind"])
+    if filters["q"]:
+        jobs = jobs.filter(name__icontains=filters["q"])
+    return jobs, filters
+
+
 @login_required
 def job_list(request: HttpRequest) -> HttpResponse:
-    jobs = jobs_visible_to(request.user).select_related("owner")
-    status = request.GET.get("status", "")
-    kind = request.GET.get("kind", "")
-    query = request.GET.get("q", "").strip()
-    if status in JobStatus.values:
-        jobs = jobs.filter(status=status)
-    if kind in JobKind.values:
-        jobs = jobs.filter(kind=kind)
-    if query:
-        jobs = jobs.filter(name__icontains=query)
+    jobs, filters = _filtered(request)
     page = Paginator(jobs, PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(
-        request,
-        "jobs/list.html",
-        {
-            "page": page,
-            "statuses": JobStatus.choices,
-            "kinds": JobKind.choices,
-            "filters": {"status": status, "kind": kind, "q": query},
-        },
-    )
+    context = {
+        "page": page,
+        "statuses": JobStatus.choices,
+        "kinds": JobKind.choices,
+        "filters": filters,
+    }
+    return render(request, "jobs/list.html", context)
+
+
+@login_required
+def job_row(request: HttpRequest, public_id: str) -> HttpResponse:
+    """One row of the job list, for a job the page learns of live; 204 if it is not readable or
+    does not match the page's filters."""
+    jobs, _ = _filtered(request)
+    job = jobs.filter(public_id=public_id).first()
+    if job is None:
+        return HttpResponse(status=204)
+    return render(request, "jobs/_row.html", {"job": job})
 
 
 @login_required
 def job_detail(request: HttpRequest, public_id: str) -> HttpResponse:
     job = job_for_user(request.user, public_id)
-    return render(
-        request,
-        "jobs/detail.html",
-        {
-            "job": job,
-            "status_meaning": STATUS_MEANINGS[job.status],
-            "status_logs": job_status_logs(job),
-            "inputs": job.job_inputs.select_related("model"),
-            "artifacts": job.artifacts.all(),
-        },
-    )
+    context = {
+        "job": job,
+        "status_meaning": STATUS_MEANINGS[job.status],
+        "status_logs": job_status_logs(job),
+        "inputs": job.job_inputs.select_related("model"),
+        "artifacts": job.artifacts.all(),
+    }
+    return render(request, "jobs/detail.html", context)
+
+
+@login_required
+@require_POST
+def job_action(request: HttpRequest, public_id: str, action: str) -> HttpResponse:
+    """Cancel, resubmit or rename from the job page (forms that work without JavaScript)."""
+    job = job_for_user(request.user, public_id)
+    try:
+        if action == "cancel":
+            services.job_cancel(job=job)
+        elif action == "resubmit":
+            clone = services.job_resubmit(job=job, owner=user_of(request))
+            messages.success(request, f"Resubmitted as {clone.public_id}.")
+            return redirect(clone)
+        elif action == "rename":
+            services.job_rename(job=job, name=request.POST.get("name", ""))
+    except (ValidationError, InvalidTransition, QueueUnavailable) as error:
+        text = "; ".join(error.messages) if isinstance(error, ValidationError) else str(error)
+        messages.error(request, text)
+    return redirect(job)
+
+
+def _upload_page(request: HttpRequest, what: str) -> HttpResponse:
+    form = UploadForm(request.POST or None, request.FILES or None)
+    refused = getattr(request, "upload_refused", None)
+    if request.method == "POST" and refused:
+        form.is_valid()
+        form.add_error("file", refused)
+    elif request.method == "POST" and form.is_valid():
+        store = services.model_upload if what == "model" else services.dataset_upload
+        try:
+            asset = store(
+                owner=user_of(request),
+                file=form.cleaned_data["file"],
+                name=form.cleaned_data["name"],
+            )
+        except ValidationError as error:
+            put_errors(form, error)
+        else:
+            messages.success(request, f"Uploaded {what} {asset.name} ({asset.public_id}).")
+            return redirect("jobs:submit-link" if what == "model" else "jobs:submit-customization")
+    return render(request, "jobs/upload.html", {"form": form, "what": what})
+
+
+@login_required
+def upload_model(request: HttpRequest) -> HttpResponse:
+    return _upload_page(request, "model")
+
+
+@login_required
+def upload_dataset(request: HttpRequest) -> HttpResponse:
+    return _upload_page(request, "dataset")
+
+
+@login_required
+def submit_link(request: HttpRequest) -> HttpResponse:
+    user = user_of(request)
+    form = LinkJobForm(request.POST or None, user=user)
+    if request.method == "POST" and form.is_valid():
+        try:
+            models = [model_for_user(user, model_id) for model_id in form.cleaned_data["models"]]
+            job = services.job_submit_link(
+                owner=user,
+                models=models,
+                name=form.cleaned_data["name"],
+                device=form.cleaned_data["device"],
+            )
+            return redirect(job)
+        except ValidationError as error:
+            put_errors(form, error)
+        except QueueUnavailable as error:
+            form.add_error(None, str(error))
+    return render(request, "jobs/submit.html", {"form": form, "kind": "link"})
+
+
+@login_required
+def submit_customization(request: HttpRequest) -> HttpResponse:
+    user = user_of(request)
+    form = CustomizationJobForm(request.POST or None, user=user)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            base = data["base_model"]
+            job = services.job_submit_customization(
+                owner=user,
+                dataset=dataset_for_user(user, data["dataset"]),
+                validation_dataset=dataset_for_user(user, data["validation_dataset"])
+                if data["validation_dataset"]
+                else None,
+                base_model=base if base in BUILTIN_MODELS else model_for_user(user, base),
+                hyperparameters=form.hyperparameters(),
+                name=data["name"],
+                device=data["device"],
+            )
+            return redirect(job)
+        except ValidationError as error:
+            put_errors(form, error)
+        except QueueUnavailable as error:
+            form.add_error(None, str(error))
+    return render(request, "jobs/submit.html", {"form": form, "kind": "customization"})

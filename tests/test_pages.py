@@ -106,4 +106,4 @@ def test_failed_job_page_says_why_and_whose_fault(client, alice):
     content = client.get(job.get_absolute_url()).content.decode()
     assert "Failed: Invalid dataset" in content
     assert "Dataset line 3 is not JSON." in content
-    assert "something in the job's inputs to fix" in content
+    assert "Something in the job's inputs needs to change" in content

@@ -45,7 +45,7 @@ STATUS_DETAIL_POINTS = 1000  # per series, in status details; /metrics/ serves a
 def with_inputs(jobs: QuerySet[Job]) -> QuerySet[Job]:
     return jobs.select_related(
         "owner", "dataset", "validation_dataset", "target_model", "resubmitted_from"
-    ).prefetch_related("job_inputs__model")
+    ).prefetch_related("job_inputs__model", "artifacts")
 
 
 def job_response(job: Job, code: int = status.HTTP_200_OK) -> Response:

@@ -26,6 +26,13 @@ class FailureSerializer(serializers.Serializer):
     )
 
 
+class ArtifactSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    kind = serializers.CharField()
+    size = serializers.IntegerField()
+    sha256 = serializers.CharField()
+
+
 class JobSerializer(serializers.ModelSerializer):
     """A job as seed 000 names it (id, name, owner, device, models, date, url) and more."""
 
@@ -50,19 +57,29 @@ class JobSerializer(serializers.ModelSerializer):
     resubmitted_from = serializers.CharField(
         source="resubmitted_from.public_id", read_only=True, allow_null=True
     )
+    artifacts = serializers.SerializerMethodField(
+        help_text="Result files, each at artifacts/<name>/."
+    )
 
     class Meta:
         model = Job
         fields = [
             "id", "name", "kind", "owner", "device", "models", "date", "url", "status", "finished",
             "failure", "dataset", "validation_dataset", "base_model", "hyperparameters", "target_model",
-            "percentage_done", "time_limit", "attempts", "resubmitted_from", "event_seq",
+            "percentage_done", "time_limit", "attempts", "resubmitted_from", "event_seq", "artifacts",
             "created_at", "queued_at", "started_at", "finished_at", "updated_at",
         ]  # fmt: skip
         read_only_fields = fields
 
     def get_models(self, job: Job) -> list[str]:
         return [ji.model.public_id for ji in job.job_inputs.all()]
+
+    @extend_schema_field(ArtifactSerializer(many=True))
+    def get_artifacts(self, job: Job) -> list[dict[str, Any]]:
+        return [
+            {"name": a.name, "kind": a.kind, "size": a.size, "sha256": a.sha256}
+            for a in job.artifacts.all()
+        ]
 
     def get_base_model(self, job: Job) -> str | None:
         if job.kind != "customization":

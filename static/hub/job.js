@@ -1,0 +1,261 @@
+/* The job page, live: status, progress, the loss chart and the timeline change as events
+   arrive; a reconnect asks for what was missed (?after=seq), so nothing is lost or doubled. */
+"use strict";
+
+(function () {
+  const root = document.getElementById("job");
+  if (!root) return;
+  const id = root.dataset.job;
+  const FINISHED = ["completed", "ready", "failed", "cancelled"];
+  const state = {
+    seq: Number(root.dataset.seq),
+    status: root.querySelector("#status-badge .status").textContent.trim(),
+    stepsPerEpoch: Number(root.dataset.stepsPerEpoch) || null,
+    epochs: Number(root.dataset.epochs) || null,
+    series: { train_loss: [], val_loss: [] },
+    total: {},
+    downsampled: false,
+    bestEpoch: null,
+    startedAt: null,
+    finishedAt: null,
+  };
+  const $ = (selector) => root.querySelector(selector);
+  const fmt = (value, digits = 4) => (value === null || value === undefined ? "—" : Number(value).toFixed(digits));
+
+  // Status, header and progress
+
+  function setStatus(status, data) {
+    state.status = status;
+    $("#status-badge").replaceChildren(window.hubStatusBadge(status));
+    $("#cancel-form").hidden = FINISHED.includes(status) || status === "cancelling";
+    $("#resubmit-form").hidden = !FINISHED.includes(status);
+    const field = root.querySelector('[data-field="status"]');
+    if (field) field.textContent = status;
+    if (status === "running" && !state.startedAt) state.startedAt = Date.parse(data.updated_at);
+    if (FINISHED.includes(status) && !state.finishedAt) state.finishedAt = Date.parse(data.updated_at);
+    const failure = $("#failure");
+    if (status === "failed") {
+      $("#failure-message").textContent = data.failure_message || data.message;
+      $("#failure-type").textContent = (data.failure_type || "").replace(/_/g, " ");
+      failure.hidden = false;
+    }
+    const link = $("#link-progress");
+    if (link) link.textContent = status === "ready" ? "Linked and verified." : data.message;
+    if (status === "ready") { setBars(100, null); refreshResults(); }
+    if (FINISHED.includes(status)) $("#eta-wrap").hidden = true;
+  }
+
+  function setBars(percent, stepFraction) {
+    const bar = $("#pct-bar");
+    if (bar && percent !== null) bar.style.width = `${percent}%`;
+    const steps = $("#step-bar");
+    if (steps && stepFraction !== null) steps.style.width = `${stepFraction * 100}%`;
+  }
+
+  function setProgress(data) {
+    for (const [key, value] of Object.entries(data)) {
+      const cell = root.querySelector(`[data-field="${key}"]`);
+      if (!cell) continue;
+      if (key === "elapsed_time") cell.textContent = window.hubDuration(value);
+      else if (key.endsWith("_loss")) cell.textContent = fmt(value);
+      else if (key === "percentage_done") cell.textContent = fmt(value, 1);
+      else cell.textContent = value === null ? "—" : value;
+    }
+    if (data.steps_per_epoch) state.stepsPerEpoch = data.steps_per_epoch;
+    if (data.best_epoch !== undefined && data.best_epoch !== state.bestEpoch) { state.bestEpoch = data.best_epoch; scheduleChart(); }
+    if ($("#pct")) {
+      $("#pct").textContent = `${fmt(data.percentage_done || 0, 1)}%`;
+      $("#epochs").textContent = `${data.epochs_completed || 0} of ${state.epochs || "—"}`;
+      $("#steps").textContent = `${data.steps_completed || 0} of ${data.total_steps || "—"}`;
+      setBars(data.percentage_done || 0, data.total_steps ? (data.steps_completed || 0) / data.total_steps : null);
+    }
+    if (data.eta_seconds && !FINISHED.includes(state.status)) {
+      $("#eta").textContent = window.hubDuration(data.eta_seconds);
+      $("#eta-wrap").hidden = false;
+    }
+  }
+
+  // Timeline
+
+  function addEntry(data) {
+    const li = document.createElement("li");
+    li.dataset.status = data.status;
+    li.dataset.time = data.updated_at;
+    const time = document.createElement("time");
+    time.dateTime = data.updated_at;
+    time.textContent = new Date(data.updated_at).toISOString().slice(11, 19);
+    const message = document.createElement("span");
+    message.className = "message";
+    message.textContent = data.message;
+    li.append(time, " ", window.hubStatusBadge(data.status), " ", message);
+    if (data.detail) { const detail = document.createElement("div"); detail.className = "muted"; detail.textContent = data.detail; li.append(detail); }
+    $("#timeline").append(li);
+    drawDurations();
+  }
+
+  function drawDurations() {
+    const entries = [...root.querySelectorAll("#timeline li")].map((li) => [li.dataset.status, Date.parse(li.dataset.time)]);
+    const spent = new Map();
+    for (let i = 0; i < entries.length; i++) {
+      const [status, start] = entries[i];
+      if (i > 0 && entries[i - 1][0] === status) continue;
+      let j = i + 1;
+      while (j < entries.length && entries[j][0] === status) j++;
+      const end = j < entries.length ? entries[j][1] : (FINISHED.includes(status) ? null : Date.now());
+      if (end !== null) spent.set(status, (spent.get(status) || 0) + (end - start) / 1000);
+    }
+    const list = $("#durations");
+    list.replaceChildren(...[...spent].map(([status, seconds]) => {
+      const li = document.createElement("li");
+      li.append(window.hubStatusBadge(status), ` ${window.hubDuration(seconds)}`);
+      return li;
+    }));
+  }
+
+  // Results
+
+  async function refreshResults() {
+    const response = await fetch(`/api/v1/jobs/${id}/`, { credentials: "same-origin" });
+    if (!response.ok) return;
+    const job = await response.json();
+    const items = [];
+    if (job.target_model) items.push(`<li><a id="download-target" href="/api/v1/jobs/${id}/target-model/">Target model</a> <span class="mono muted">${job.target_model}</span></li>`);
+    for (const artifact of job.artifacts) items.push(`<li><a href="/api/v1/jobs/${id}/artifacts/${encodeURIComponent(artifact.name)}/">${artifact.name.replace(/</g, "&lt;")}</a> · ${artifact.size} bytes</li>`);
+    if (items.length) items.push(`<li><a id="download-results" href="/api/v1/jobs/${id}/results/">All results (.zip)</a></li>`);
+    if (items.length) $("#artifact-list").innerHTML = items.join("");
+  }
+
+  // Chart
+
+  const chart = $("#chart");
+  const xMode = $("#x-mode"), logScale = $("#log-scale"), smoothing = $("#smoothing");
+  let chartPending = false;
+
+  function xOf(point) {
+    if (xMode.value === "epoch" && state.stepsPerEpoch) return point.step / state.stepsPerEpoch;
+    if (xMode.value === "time") return new Date(point.timestamp);
+    return point.step;
+  }
+
+  function traces() {
+    const train = state.series.train_loss || [], val = state.series.val_loss || [];
+    const alpha = Number(smoothing.value);
+    const out = [
+      { name: "train_loss", x: train.map(xOf), y: train.map((p) => p.value), mode: "lines", line: { color: "#3b5bdb", width: 1.5 }, opacity: alpha > 0 ? 0.35 : 1 },
+      { name: "val_loss", x: val.map(xOf), y: val.map((p) => p.value), mode: "lines+markers", line: { color: "#e67700", width: 2 }, marker: { size: 7 } },
+    ];
+    if (alpha > 0) {
+      let last = null;
+      const smooth = train.map((p) => (p.value === null ? last : (last = last === null ? p.value : alpha * last + (1 - alpha) * p.value)));
+      out.push({ name: `train_loss (smoothed ${alpha})`, x: train.map(xOf), y: smooth, mode: "lines", line: { color: "#1c2f8a", width: 2 } });
+    }
+    return out;
+  }
+
+  function bestShapes() {
+    if (!state.bestEpoch || !state.stepsPerEpoch) return [[], []];
+    const step = state.bestEpoch * state.stepsPerEpoch;
+    const val = (state.series.val_loss || []).find((p) => p.step === step);
+    const x = xMode.value === "epoch" ? state.bestEpoch : xMode.value === "time" ? (val ? new Date(val.timestamp) : null) : step;
+    if (x === null) return [[], []];
+    return [
+      [{ type: "line", xref: "x", yref: "paper", x0: x, x1: x, y0: 0, y1: 1, line: { color: "#2b8a3e", dash: "dash", width: 1.5 } }],
+      [{ x, yref: "paper", y: 1, text: `best epoch ${state.bestEpoch}`, showarrow: false, yanchor: "bottom", font: { color: "#2b8a3e" } }],
+    ];
+  }
+
+  function drawChart() {
+    chartPending = false;
+    if (!chart || !window.Plotly) return;
+    const [shapes, annotations] = bestShapes();
+    const layout = {
+      uirevision: `${id}-${xMode.value}`, // keeps zoom and hidden series while data changes
+      margin: { t: 24, r: 16, b: 40, l: 56 },
+      xaxis: { title: { text: xMode.value }, type: xMode.value === "time" ? "date" : "linear" },
+      yaxis: { title: { text: "loss" }, type: logScale.checked ? "log" : "linear" },
+      legend: { orientation: "h", y: -0.2 },
+      shapes, annotations,
+      font: { family: "system-ui, sans-serif", size: 12 },
+    };
+    window.Plotly.react(chart, traces(), layout, { responsive: true, displaylogo: false });
+    const shown = Object.values(state.series).reduce((n, s) => n + s.length, 0);
+    const total = Object.values(state.total).reduce((n, t) => n + t, 0);
+    $("#points-info").textContent = state.downsampled ? `showing ${shown} of ${total} points` : `${shown} points`;
+  }
+
+  function scheduleChart() {
+    if (chart && !chartPending) { chartPending = true; requestAnimationFrame(drawChart); }
+  }
+
+  function appendPoints(series) {
+    for (const [key, points] of Object.entries(series)) {
+      const known = state.series[key] || (state.series[key] = []);
+      const last = known.length ? known[known.length - 1].step : -1;
+      for (const point of points) if (point.step > last) known.push(point);
+      state.total[key] = Math.max(state.total[key] || 0, known.length);
+    }
+    scheduleChart();
+  }
+
+  async function loadMetrics(range) {
+    if (!chart) return;
+    const params = new URLSearchParams({ points: "2000" });
+    if (range) { params.set("after_step", Math.max(0, Math.floor(range[0]) - 1)); params.set("until_step", Math.ceil(range[1])); }
+    const response = await fetch(`/api/v1/jobs/${id}/metrics/?${params}`, { credentials: "same-origin" });
+    if (!response.ok) return;
+    const data = await response.json();
+    state.total = data.total_points;
+    state.downsampled = data.downsampled;
+    for (const key of data.keys) {
+      const window_ = data.metrics[key];
+      if (!range) { state.series[key] = window_; continue; }
+      const outside = (state.series[key] || []).filter((p) => p.step < range[0] || p.step > range[1]);
+      state.series[key] = [...outside, ...window_].sort((a, b) => a.step - b.step);
+    }
+    scheduleChart();
+  }
+
+  if (chart) {
+    for (const control of [xMode, logScale, smoothing]) control.addEventListener("input", scheduleChart);
+  }
+
+  function watchZoom() {
+    if (!chart || !chart.on) return;
+    chart.on("plotly_relayout", (event) => {
+      if (!state.downsampled || xMode.value === "time") return;
+      const scale = xMode.value === "epoch" && state.stepsPerEpoch ? state.stepsPerEpoch : 1;
+      if (event["xaxis.range[0]"] !== undefined) loadMetrics([event["xaxis.range[0]"] * scale, event["xaxis.range[1]"] * scale]);
+      else if (event["xaxis.autorange"]) loadMetrics(null);
+    });
+  }
+
+  // Events
+
+  function onMessage(message) {
+    if (message.type === "snapshot") {
+      state.seq = message.seq;
+      const job = message.data.job, details = message.data.status_details;
+      setProgress(details);
+      setStatus(job.status, { ...(details.status_logs.slice(-1)[0] || {}), failure_message: job.failure && job.failure.message, failure_type: job.failure && job.failure.type });
+      loadMetrics(null);
+      return;
+    }
+    state.seq = message.seq;
+    const data = message.data;
+    if (message.event === "status") { setStatus(data.status, data); addEntry(data); }
+    else if (message.event === "log") addEntry(data);
+    else if (message.event === "progress") setProgress(data);
+    else if (message.event === "metrics") appendPoints(data.series);
+    else if (message.event === "artifact") refreshResults();
+    else if (message.event === "job" && data.reset) location.reload();
+  }
+
+  drawDurations();
+  loadMetrics(null).then(() => { drawChart(); watchZoom(); });
+  window.HubLive(() => `/ws/jobs/${id}/?after=${state.seq}`, onMessage);
+  setInterval(() => {
+    if (state.startedAt && !state.finishedAt) $("#elapsed").textContent = window.hubDuration((Date.now() - state.startedAt) / 1000);
+    if (!FINISHED.includes(state.status)) drawDurations();
+  }, 1000);
+  window.hubJobState = state; // for the browser tests and the curious
+})();

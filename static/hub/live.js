@@ -1,0 +1,43 @@
+/* A websocket that reconnects on its own and says so in the page's indicator (#live). The
+   caller decides the URL on each connect, so it can ask for what it missed (?after=seq). */
+"use strict";
+
+window.HubLive = function HubLive(urlFor, onMessage) {
+  const indicator = document.getElementById("live");
+  let delay = 500;
+  let socket = null;
+  function show(state, text) {
+    if (!indicator) return;
+    indicator.dataset.state = state;
+    indicator.textContent = text;
+  }
+  function connect() {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    socket = new WebSocket(`${scheme}//${location.host}${urlFor()}`);
+    socket.onopen = () => { delay = 500; show("live", "● live"); };
+    socket.onmessage = (event) => onMessage(JSON.parse(event.data));
+    socket.onclose = (event) => {
+      if (event.code === 4404) { show("closed", "not available"); return; }
+      show("reconnecting", "reconnecting…");
+      setTimeout(connect, delay);
+      delay = Math.min(delay * 2, 10000);
+    };
+  }
+  connect();
+  return { close: () => socket && socket.close() };
+};
+
+window.hubDuration = function hubDuration(seconds) {
+  if (seconds === null || seconds === undefined || isNaN(seconds)) return "—";
+  if (seconds < 60) return `${seconds.toFixed(1)}s`;
+  const whole = Math.floor(seconds), h = Math.floor(whole / 3600), m = Math.floor((whole % 3600) / 60), s = whole % 60;
+  return h ? `${h}h ${String(m).padStart(2, "0")}m` : `${m}m ${String(s).padStart(2, "0")}s`;
+};
+
+window.hubStatusBadge = function hubStatusBadge(status) {
+  const span = document.createElement("span");
+  span.className = `status status-${status}`;
+  span.innerHTML = '<span class="dot" aria-hidden="true"></span>';
+  span.append(status);
+  return span;
+};

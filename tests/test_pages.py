@@ -104,6 +104,6 @@ def test_failed_job_page_says_why_and_whose_fault(client, alice):
     )
     client.force_login(alice)
     content = client.get(job.get_absolute_url()).content.decode()
-    assert "Failed: Invalid dataset" in content
+    assert 'Failed: <span id="failure-type">Invalid dataset</span>' in content
     assert "Dataset line 3 is not JSON." in content
     assert "Something in the job's inputs needs to change" in content

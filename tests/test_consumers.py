@@ -122,3 +122,28 @@ async def test_a_client_too_far_behind_gets_a_fresh_snapshot(alice):
         "pending",
     )
     await ws.disconnect()
+
+
+async def test_the_job_list_socket_hears_of_the_owners_jobs_only(alice, charlie):
+    headers = await sync_to_async(_token_headers)(alice)
+    ws = WebsocketCommunicator(application, "/ws/jobs/", headers=headers)
+    assert (await ws.connect())[0]
+    assert (await ws.receive_json_from(timeout=5)) == {"type": "hello"}
+    theirs = await sync_to_async(factories.unqueued_job)(charlie)
+    mine = await sync_to_async(factories.unqueued_job)(alice)
+    await sync_to_async(job_cancel)(job=theirs)
+    await sync_to_async(job_cancel)(job=mine)
+    message = await ws.receive_json_from(timeout=5)
+    assert (message["job"], message["event"], message["data"]["status"]) == (
+        mine.public_id,
+        "status",
+        "cancelled",
+    )
+    assert await ws.receive_nothing(timeout=1)
+    await ws.disconnect()
+
+
+async def test_the_job_list_socket_refuses_nobody(alice):
+    ws = WebsocketCommunicator(application, "/ws/jobs/", headers=[ORIGIN])
+    connected, code = await ws.connect()
+    assert (connected, code) == (False, 4404)

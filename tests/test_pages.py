@@ -107,3 +107,72 @@ def test_failed_job_page_says_why_and_whose_fault(client, alice):
     assert 'Failed: <span id="failure-type">Invalid dataset</span>' in content
     assert "Dataset line 3 is not JSON." in content
     assert "Something in the job's inputs needs to change" in content
+
+
+def test_upload_and_submit_pages_put_errors_on_their_fields(client, alice):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    client.force_login(alice)
+    bad = client.post(reverse("jobs:upload-model"), {"file": SimpleUploadedFile("w.onnx", b"nope")})
+    assert bad.status_code == 200
+    assert "w.onnx is not a valid ONNX model" in bad.content.decode()
+    dataset = factories.dataset(alice)
+    form = {
+        "dataset": dataset.public_id, "validation_dataset": "", "base_model": "tiny-char-lm", "epochs": 0,
+        "batch_size": 16, "learning_rate": 0.01, "log_every_n_steps": 1, "early_stopping_patience": 2,
+    }  # fmt: skip
+    refused = client.post(reverse("jobs:submit-customization"), form)
+    assert "epochs must be a whole number ≥ 1" in refused.content.decode()
+    from jobs.models import Job
+
+    assert not Job.objects.exists()
+    accepted = client.post(
+        reverse("jobs:submit-customization"), {**form, "epochs": 2, "name": "from the page"}
+    )
+    job = Job.objects.get()
+    assert accepted.status_code == 302 and accepted["Location"] == job.get_absolute_url()
+    assert (job.name, job.params.epochs, job.params.early_stopping_patience) == (
+        "from the page",
+        2,
+        2,
+    )
+
+
+def test_link_page_offers_only_readable_onnx_models(client, alice, charlie):
+    mine, theirs = factories.onnx_model(alice, "mine"), factories.onnx_model(charlie, "theirs")
+    client.force_login(alice)
+    page = client.get(reverse("jobs:submit-link")).content.decode()
+    assert mine.public_id in page and theirs.public_id not in page
+    forged = client.post(reverse("jobs:submit-link"), {"models": [theirs.public_id]})
+    assert "Select a valid choice" in forged.content.decode()
+
+
+@pytest.mark.parametrize("person", ["bob", "charlie"])
+def test_someone_else_cannot_act_on_a_job_or_read_its_row(client, alice, person, request):
+    job = factories.link_job(alice)
+    client.force_login(request.getfixturevalue(person))
+    for action in ("cancel", "resubmit", "rename"):
+        assert (
+            client.post(reverse(f"jobs:{action}", args=[job.public_id]), {"name": "x"}).status_code
+            == 404
+        )
+    assert client.get(reverse("jobs:row", args=[job.public_id])).status_code == 204
+    job.refresh_from_db()
+    assert (job.status, job.name) != ("cancelled", "x")
+
+
+def test_owner_renames_and_cancels_from_the_page(client, alice):
+    job = factories.link_job(alice)
+    client.force_login(alice)
+    client.post(reverse("jobs:rename", args=[job.public_id]), {"name": "renamed"})
+    client.post(reverse("jobs:cancel", args=[job.public_id]))
+    job.refresh_from_db()
+    assert (job.name, job.status) == ("renamed", "cancelled")
+    again = client.post(reverse("jobs:cancel", args=[job.public_id]), follow=True)
+    assert "it is already cancelled" in again.content.decode()
+    row = client.get(reverse("jobs:row", args=[job.public_id]))
+    assert row.status_code == 200 and f'data-job="{job.public_id}"' in row.content.decode()
+    assert (
+        client.get(reverse("jobs:row", args=[job.public_id]), {"status": "ready"}).status_code
+        == 204
+    )

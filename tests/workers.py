@@ -156,6 +156,9 @@ def live_hub(worker_pool: WorkerPool) -> Iterator[LiveHub]:
     url = f"http://127.0.0.1:{port}"
     # A small upload limit, so the test of it sends megabytes rather than gigabytes.
     env = {**worker_pool.env, "HUB_BASE_URL": url, "HUB_MAX_UPLOAD_BYTES": str(2 * 1024 * 1024)}
+    # As a deployment does: static files collected first (the manifest storage needs them).
+    collect = [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"]
+    subprocess.run(collect, cwd=ROOT, env=env, check=True)
     command = [
         sys.executable,
         "-m",

@@ -23,7 +23,12 @@ os.environ.setdefault("HUB_NAMESPACE", f"hub-test-{os.getpid()}")
 from hubsite.settings.base import *  # noqa: F403
 from hubsite.settings.base import STORAGES
 
-PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Fast hashing in tests; PBKDF2 too, for people who sign in to a live hub (base settings) in
+# the browser tests.
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.MD5PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
 STORAGES = {
     **STORAGES,
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

@@ -31,8 +31,6 @@
     $("#resubmit-form").hidden = !FINISHED.includes(status);
     const field = root.querySelector('[data-field="status"]');
     if (field) field.textContent = status;
-    if (status === "running" && !state.startedAt) state.startedAt = Date.parse(data.updated_at);
-    if (FINISHED.includes(status) && !state.finishedAt) state.finishedAt = Date.parse(data.updated_at);
     const failure = $("#failure");
     if (status === "failed") {
       $("#failure-message").textContent = data.failure_message || data.message;
@@ -253,8 +251,18 @@
   drawDurations();
   loadMetrics(null).then(() => { drawChart(); watchZoom(); });
   window.HubLive(() => `/ws/jobs/${id}/?after=${state.seq}`, onMessage);
+  // Elapsed time comes from the timeline itself: from the first "running" entry to the first
+  // finished one, or to now.
+  function tickElapsed() {
+    const times = (selector) => [...root.querySelectorAll(selector)].map((li) => Date.parse(li.dataset.time));
+    const start = times('#timeline li[data-status="running"]')[0];
+    if (start === undefined) return;
+    const end = times(FINISHED.map((s) => `#timeline li[data-status="${s}"]`).join(","))[0];
+    $("#elapsed").textContent = window.hubDuration(((end || Date.now()) - start) / 1000);
+  }
+  tickElapsed();
   setInterval(() => {
-    if (state.startedAt && !state.finishedAt) $("#elapsed").textContent = window.hubDuration((Date.now() - state.startedAt) / 1000);
+    tickElapsed();
     if (!FINISHED.includes(state.status)) drawDurations();
   }, 1000);
   window.hubJobState = state; // for the browser tests and the curious

@@ -1,0 +1,156 @@
+"""What a person sees, in real Chromium (Debian's, driven by Playwright) against a live hub with
+real workers. Screenshots land in test-artifacts/ for people to look at."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests import factories
+from tests.helpers import ROOT
+
+pytestmark = [pytest.mark.production, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+FLAGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("HUB_REQUIRE_SERVICES") == "1":
+            pytest.fail("HUB_REQUIRE_SERVICES=1 but Chromium is not installed")
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop on this thread; the test's own ORM calls are
+    # still plain synchronous code, so Django's async-context guard does not apply to them.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield browser
+        browser.close()
+
+
+def signed_in(browser, hub_url: str, username: str):
+    from django.contrib.auth.hashers import make_password
+    from django.contrib.auth.models import User
+
+    # The live hub runs on the base settings, whose hashers do not include the tests' fast one.
+    User.objects.filter(username=username).update(
+        password=make_password(factories.PASSWORD, hasher="pbkdf2_sha256")
+    )
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    page = context.new_page()
+    page.goto(f"{hub_url}/accounts/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", factories.PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/jobs/")
+    return page
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_a_customization_job_submitted_from_the_page_trains_live_to_ready(
+    browser, hub_env, alice, tmp_path
+):
+    hub = hub_env["HUB_URL"]
+    factories.dataset(alice, records=300, name="numbers")
+    page = signed_in(browser, hub, "alice")
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+
+    page.goto(f"{hub}/jobs/new/customization/")
+    page.fill("#id_epochs", "0")
+    page.click("button[type=submit]")
+    assert "epochs must be a whole number ≥ 1" in page.inner_text(
+        ".errorlist"
+    )  # a form error, nothing submitted
+    page.fill("#id_epochs", "60")
+    page.fill("#id_early_stopping_patience", "0")
+    page.fill("#id_name", "watch me train")
+    page.click("button[type=submit]")
+    page.wait_for_url("**/jobs/j*/")
+    page.evaluate("window.sameDocument = true")  # gone if the page ever reloads
+    page.wait_for_selector("#live[data-state=live]")
+
+    # Training shows up without a reload: progress, chart points, timeline.
+    page.wait_for_function("window.hubJobState.series.train_loss.length > 60", timeout=90_000)
+    assert page.inner_text("#status-badge") == "RUNNING"
+    assert page.inner_text("#timeline").count("RUNNING") == 1
+    shot(page, "job-running")
+
+    # Zoom in on the chart by dragging across it, as a person would; new points keep coming and
+    # the zoom stays.
+    area = page.locator("#chart .nsewdrag").bounding_box()
+    y = area["y"] + area["height"] / 2
+    page.mouse.move(area["x"] + area["width"] * 0.05, y)
+    page.mouse.down()
+    page.mouse.move(area["x"] + area["width"] * 0.3, y, steps=8)
+    page.mouse.up()
+    zoomed = page.evaluate("document.getElementById('chart')._fullLayout.xaxis.range.slice()")
+    points = page.evaluate("window.hubJobState.series.train_loss.length")
+    page.wait_for_function(
+        f"window.hubJobState.series.train_loss.length > {points + 50}", timeout=60_000
+    )
+    assert (
+        page.evaluate("document.getElementById('chart')._fullLayout.xaxis.range.slice()") == zoomed
+    )
+    shot(page, "job-zoomed")
+
+    page.wait_for_selector("#status-badge .status-ready", timeout=120_000)
+    assert page.evaluate("window.sameDocument") is True
+    assert page.inner_text("[data-field=epochs_completed]") == "60"
+    assert page.inner_text("#pct") == "100.0%"
+    timeline = page.inner_text("#timeline")
+    for status in ("PENDING", "RUNNING", "COMPLETED", "READY"):
+        assert status in timeline
+    with page.expect_download() as download:
+        page.click("#download-target")
+    saved = tmp_path / "model.onnx"
+    download.value.save_as(saved)
+    import onnx
+
+    assert [o.name for o in onnx.load(saved).graph.output] == ["logits"]
+    shot(page, "job-ready")
+    page.goto(f"{hub}/jobs/")
+    page.wait_for_selector("#live[data-state=live]")
+    assert "watch me train" in page.inner_text("#job-table")
+    shot(page, "job-list")
+    assert errors == []
+
+
+def test_the_job_list_shows_a_new_job_without_a_reload(browser, hub_env, alice):
+    hub = hub_env["HUB_URL"]
+    page = signed_in(browser, hub, "alice")
+    page.wait_for_selector("#live[data-state=live]")
+    job = factories.link_job(alice)  # submitted elsewhere (the API, the client)
+    page.wait_for_selector(f'tr[data-job="{job.public_id}"]', timeout=30_000)
+    page.wait_for_selector(f'tr[data-job="{job.public_id}"] .status-ready', timeout=60_000)
+
+
+def test_a_stranger_sees_404_and_gets_no_socket(browser, hub_env, alice, charlie):
+    hub = hub_env["HUB_URL"]
+    job = factories.unqueued_job(alice)
+    page = signed_in(browser, hub, "charlie")
+    response = page.goto(f"{hub}/jobs/{job.public_id}/")
+    assert response.status == 404
+    opened = page.evaluate(
+        """(id) => new Promise((resolve) => {
+            const socket = new WebSocket(`ws://${location.host}/ws/jobs/${id}/`);
+            socket.onopen = () => resolve("open");
+            socket.onclose = () => resolve("refused");
+        })""",
+        job.public_id,
+    )
+    assert opened == "refused"
+    assert job.public_id not in page.goto(f"{hub}/jobs/").text()

@@ -31,10 +31,13 @@ def browser():
     # Playwright's sync API keeps an event loop on this thread; the test's own ORM calls are
     # still plain synchronous code, so Django's async-context guard does not apply to them.
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield browser
-        browser.close()
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            yield browser
+            browser.close()
+    finally:
+        del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
 
 
 def signed_in(browser, hub_url: str, username: str):

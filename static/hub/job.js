@@ -76,6 +76,12 @@
   // Timeline
 
   function addEntry(data) {
+    // The page may already show an entry that its first replay sends again (the page is
+    // rendered, then the socket asks for everything after the number the page was rendered at).
+    for (const shown of root.querySelectorAll("#timeline li")) {
+      const sameTime = Date.parse(shown.dataset.time) === Date.parse(data.updated_at);
+      if (sameTime && shown.dataset.status === data.status && shown.querySelector(".message").textContent === data.message) return;
+    }
     const li = document.createElement("li");
     li.dataset.status = data.status;
     li.dataset.time = data.updated_at;

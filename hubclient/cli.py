@@ -10,6 +10,7 @@
     hub download JOB DIR                              target model and all results
     hub cancel JOB
     hub rename JOB NAME
+    hub share JOB [--add EMAIL...] [--remove EMAIL...] [--disable]
 
 Every command takes --json for scripts. HUB_URL and HUB_API_TOKEN say where and who.
 """
@@ -266,6 +267,22 @@ def cmd_rename(hub: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_share(hub: Client, args: argparse.Namespace) -> int:
+    job = hub.get_job(args.job)
+    if args.disable:
+        job.disable_sharing()
+    elif args.add or args.remove:
+        job.modify_sharing(add_emails=args.add, delete_emails=args.remove)
+    emails = job.get_sharing()
+    if args.json:
+        _print_json({"id": job.job_id, "emails": emails})
+    else:
+        console.print(
+            f"{job.job_id} is shared with: " + (", ".join(emails) if emails else "nobody")
+        )
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print JSON for scripts")
@@ -330,6 +347,15 @@ def parser() -> argparse.ArgumentParser:
     upload.add_argument("path")
     upload.add_argument("--name")
     upload.set_defaults(run=cmd_upload)
+
+    share = commands.add_parser(
+        "share", parents=[common], help="show or change who a job is shared with"
+    )
+    share.add_argument("job")
+    share.add_argument("--add", nargs="+", default=[], metavar="EMAIL")
+    share.add_argument("--remove", nargs="+", default=[], metavar="EMAIL")
+    share.add_argument("--disable", action="store_true", help="stop sharing with anyone")
+    share.set_defaults(run=cmd_share)
 
     download = commands.add_parser(
         "download", parents=[common], help="download a job's target model and results"

@@ -157,6 +157,20 @@ class Job:
         self._update(self._client.request("POST", f"/api/v1/jobs/{self.job_id}/cancel/"))
         return _status(self.data)
 
+    def get_sharing(self) -> list[str]:
+        """The addresses the job is shared with (the owner's to see)."""
+        return list(self._client.request("GET", f"/api/v1/jobs/{self.job_id}/sharing/")["emails"])
+
+    def modify_sharing(
+        self, add_emails: list[str] | None = None, delete_emails: list[str] | None = None
+    ) -> None:
+        """Share with ``add_emails`` and stop sharing with ``delete_emails`` (all or nothing)."""
+        body = {"add_emails": list(add_emails or []), "delete_emails": list(delete_emails or [])}
+        self._client.request("POST", f"/api/v1/jobs/{self.job_id}/sharing/", json=body)
+
+    def disable_sharing(self) -> None:
+        self._client.request("DELETE", f"/api/v1/jobs/{self.job_id}/sharing/")
+
     def resubmit(self) -> Job:
         return self._client._job(
             self._client.request("POST", f"/api/v1/jobs/{self.job_id}/resubmit/")

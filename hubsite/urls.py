@@ -5,6 +5,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from hubsite import views
+from sharing import api as sharing_api
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="jobs:list", permanent=False), name="home"),
@@ -17,6 +18,11 @@ urlpatterns = [
     path("account/token/", views.api_token, name="api-token"),
     path("jobs/", include("jobs.urls")),
     path("api/v1/", include("jobs.api.urls")),
+    path(
+        "api/v1/jobs/<slug:job_id>/sharing/",
+        sharing_api.JobSharing.as_view(),
+        name="api-job-sharing",
+    ),
     path("v1/customization/", include("jobs.api.nemo")),  # NeMo Customizer compatible routes
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

@@ -114,6 +114,15 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
         return int(value) if value.isdigit() else None
 
     async def _send_event(self, message: EventMessage) -> None:
+        if getattr(self, "revoked", False):
+            return
+        if message["event"] == "sharing":
+            # Who may read the job changed: someone who no longer may is cut off at once.
+            still = await database_sync_to_async(_readable)(self.scope["user"], self.job.public_id)
+            if still is None:
+                self.revoked = True
+                await self.close(code=NOT_FOUND)
+                return
         await self.send_json(
             {
                 "type": "event",

@@ -39,6 +39,7 @@ class EventType(StrEnum):
     LOG = "log"  # a status log entry that is not a status change
     ARTIFACT = "artifact"  # an artifact or the target model was stored
     JOB = "job"  # the job's own fields changed (renamed)
+    SHARING = "sharing"  # who may read the job changed: watchers check they still may
 
 
 # Events that change what a job list row shows go to the readers' list groups as well.
@@ -100,8 +101,10 @@ def user_group(user_id: int) -> str:
 
 
 def readers_of(job: Job) -> list[int]:
-    """Ids of the people who may read the job, whose job lists must hear of it."""
-    return [job.owner_id]
+    """Ids of the people who may read the job, whose job lists must hear of it: the owner and
+    those it is shared with (the reverse relation of the sharing app's Share)."""
+    shared = job.shares.filter(user__isnull=False).values_list("user_id", flat=True)  # type: ignore[attr-defined]
+    return [job.owner_id, *shared]
 
 
 def next_seq(job: Job, *, claim_token: str | None = None) -> int:

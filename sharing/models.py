@@ -1,4 +1,66 @@
 """Shares and invitations of jobs (seed 000's get_sharing / modify_sharing / disable_sharing).
 
-A share points at a job, so this app imports ``jobs`` and never the other way round.
+A share gives one email address read access to one job, and through it to everything the job
+touches (its models, datasets, artifacts, target model, and the upstream jobs whose target models
+it used); ``jobs.selectors`` derives all of that from the shares at read time, so removing a
+share removes exactly what it granted. A share points at a job, so this app imports ``jobs`` and
+never the other way round.
 """
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class Share(models.Model):
+    job = models.ForeignKey("jobs.Job", on_delete=models.CASCADE, related_name="shares")
+    email = models.EmailField(max_length=254, help_text="Normalised: trimmed and lower-case.")
+    # The account reading through this share: set at once when the address has one, or when
+    # its invitation is accepted.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="shares",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["job", "email"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "email"], name="share_unique_email_per_job")
+        ]
+        indexes = [models.Index(fields=["user", "job"]), models.Index(fields=["email"])]
+
+    def __str__(self) -> str:
+        return f"{self.job_id} → {self.email}"
+
+
+class ShareAction(models.TextChoices):
+    ADDED = "added", "Shared"
+    REMOVED = "removed", "Share removed"
+    DISABLED = "disabled", "All sharing disabled"
+
+
+class ShareAuditEntry(models.Model):
+    """Who shared what with whom and when, and who took it back: kept when the share is gone."""
+
+    job = models.ForeignKey("jobs.Job", on_delete=models.CASCADE, related_name="share_audit")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    action = models.CharField(max_length=16, choices=ShareAction.choices)
+    email = models.EmailField(max_length=254)
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name_plural = "share audit entries"
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.email}"

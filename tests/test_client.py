@@ -206,3 +206,22 @@ def test_an_upload_that_says_it_is_too_large_is_refused_before_it_is_read(hub_en
     assert response.status_code == 413
     assert response.json()["field"] == "file"
     assert "larger than the upload limit of 2097152 bytes" in response.json()["message"]
+
+
+def test_sharing_from_the_client_and_the_command_line(hub, hub_env, bob, files):
+    from rest_framework.authtoken.models import Token
+
+    job = hub.submit_link_job([files / "a.onnx"], name="shared pair")
+    job.modify_sharing(add_emails=[" Bob@Example.com "])
+    assert job.get_sharing() == ["bob@example.com"]
+    bob_hub = Client(hub_env["HUB_URL"], Token.objects.get_or_create(user=bob)[0].key)
+    assert bob_hub.get_job(job.job_id).name == "shared pair"
+    with pytest.raises(BadInputError) as bad:
+        job.modify_sharing(add_emails=["not an address"])
+    assert bad.value.field == "emails"
+    listed = run_hub(hub_env, "share", job.job_id, "--json")
+    assert json.loads(listed.stdout) == {"id": job.job_id, "emails": ["bob@example.com"]}
+    removed = run_hub(hub_env, "share", job.job_id, "--remove", "bob@example.com")
+    assert "shared with: nobody" in removed.stdout
+    with pytest.raises(NotFoundError):
+        bob_hub.get_job(job.job_id)

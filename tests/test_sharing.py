@@ -1,0 +1,211 @@
+"""Sharing a job by email: who may change it, what it grants (the job and everything it touches),
+and that taking it back takes back exactly what it gave, everywhere at once."""
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.urls import reverse
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from hubsite.asgi import application
+from jobs.models import Artifact, Job
+from jobs.selectors import datasets_visible_to, jobs_visible_to, models_visible_to
+from jobs.services import job_submit_link
+from jobs.state import job_transition
+from jobs.status import JobStatus
+from sharing.models import Share, ShareAuditEntry
+from sharing.services import sharing_disable, sharing_get, sharing_modify
+from tests import factories
+
+
+@pytest.fixture
+def dave(db):
+    return factories.person("dave")  # shared with, then revoked
+
+
+def api(user) -> APIClient:
+    client = APIClient()
+    token, _ = Token.objects.get_or_create(user=user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+def ready(job: Job) -> Job:
+    """Bring a job to READY with a target model and an artifact, as a worker would."""
+    from django.core.files.base import ContentFile
+
+    target = factories.onnx_model(job.owner, f"target-{job.pk}", seed=job.pk)
+    for status in (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.COMPLETED):
+        job_transition(job=job, to=status, message=str(status))
+    Job.objects.filter(pk=job.pk).update(target_model=target)
+    target.produced_by = job
+    target.save()
+    artifact = Artifact(job=job, kind="manifest", name="manifest.json", size=2, sha256="0" * 64)
+    artifact.file.save("manifest.json", ContentFile(b"{}"))
+    job_transition(job=job, to=JobStatus.READY, message="ready")
+    job.refresh_from_db()
+    return job
+
+
+@pytest.fixture
+def shared_job(alice, bob, dave):
+    job = ready(factories.customization_job(alice))
+    sharing_modify(job=job, actor=alice, add_emails=["bob@example.com", "dave@example.com"])
+    sharing_modify(job=job, actor=alice, delete_emails=["dave@example.com"])
+    return job
+
+
+def urls(job: Job) -> list[str]:
+    base = f"/api/v1/jobs/{job.public_id}"
+    return [
+        f"{base}/", f"{base}/status/", f"{base}/metrics/", f"{base}/status-logs/", f"{base}/target-model/",
+        f"{base}/results/", f"{base}/artifacts/manifest.json/",
+        f"/api/v1/datasets/{job.dataset.public_id}/download/", f"/api/v1/models/{job.target_model.public_id}/download/",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("person", "allowed"), [("alice", True), ("bob", True), ("dave", False), ("charlie", False)]
+)
+def test_access_matrix_over_api_pages_and_downloads(person, allowed, request, shared_job, client):
+    user = request.getfixturevalue(person)
+    expected = 200 if allowed else 404
+    for url in urls(shared_job):
+        assert api(user).get(url).status_code == expected, url
+    client.force_login(user)
+    assert client.get(shared_job.get_absolute_url()).status_code == expected
+    listed = shared_job.public_id.encode() in client.get(reverse("jobs:list")).content
+    assert listed is allowed
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("person", "allowed"), [("alice", True), ("bob", True), ("dave", False), ("charlie", False)]
+)
+async def test_access_matrix_over_the_job_socket(
+    person, allowed, request, alice, bob, dave, charlie
+):
+    job = await sync_to_async(factories.unqueued_job)(alice)
+    await sync_to_async(sharing_modify)(
+        job=job, actor=alice, add_emails=["bob@example.com", "dave@example.com"]
+    )
+    await sync_to_async(sharing_modify)(job=job, actor=alice, delete_emails=["dave@example.com"])
+    user = {"alice": alice, "bob": bob, "dave": dave, "charlie": charlie}[person]
+    token, _ = await sync_to_async(Token.objects.get_or_create)(user=user)
+    headers = [
+        (b"origin", b"http://127.0.0.1:8000"),
+        (b"authorization", f"Token {token.key}".encode()),
+    ]
+    ws = WebsocketCommunicator(application, f"/ws/jobs/{job.public_id}/", headers=headers)
+    connected, _ = await ws.connect()
+    assert connected is allowed
+    await ws.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_revoking_a_share_closes_an_open_socket_at_once(alice, bob):
+    job = await sync_to_async(factories.unqueued_job)(alice)
+    await sync_to_async(sharing_modify)(job=job, actor=alice, add_emails=["bob@example.com"])
+    token, _ = await sync_to_async(Token.objects.get_or_create)(user=bob)
+    headers = [
+        (b"origin", b"http://127.0.0.1:8000"),
+        (b"authorization", f"Token {token.key}".encode()),
+    ]
+    ws = WebsocketCommunicator(application, f"/ws/jobs/{job.public_id}/", headers=headers)
+    assert (await ws.connect())[0]
+    assert (await ws.receive_json_from(timeout=5))["type"] == "snapshot"
+    await sync_to_async(sharing_modify)(job=job, actor=alice, delete_emails=["bob@example.com"])
+    closed = await ws.receive_output(timeout=1)  # within a second
+    assert closed == {"type": "websocket.close", "code": 4404}
+
+
+def test_sharing_a_job_shares_its_inputs_outputs_and_upstream_jobs(alice, bob):
+    upstream = ready(factories.customization_job(alice))
+    assert upstream.target_model is not None
+    downstream = job_submit_link(
+        owner=alice, models=[upstream.target_model, factories.onnx_model(alice, "other")]
+    )
+    assert upstream not in jobs_visible_to(bob)
+    sharing_modify(job=downstream, actor=alice, add_emails=["bob@example.com"])
+    assert set(jobs_visible_to(bob)) == {downstream, upstream}
+    assert upstream.target_model in models_visible_to(bob)
+    assert upstream.dataset in datasets_visible_to(bob)
+    sharing_modify(job=downstream, actor=alice, delete_emails=["bob@example.com"])
+    assert not jobs_visible_to(bob).exists()
+    assert not models_visible_to(bob).exists()
+    assert not datasets_visible_to(bob).exists()
+
+
+def test_revoking_one_share_keeps_what_another_share_gives(alice, bob):
+    first, second = factories.customization_job(alice), factories.customization_job(alice)
+    Job.objects.filter(pk=second.pk).update(dataset=first.dataset)
+    sharing_modify(job=first, actor=alice, add_emails=["bob@example.com"])
+    sharing_modify(job=second, actor=alice, add_emails=["bob@example.com"])
+    sharing_modify(job=first, actor=alice, delete_emails=["bob@example.com"])
+    assert list(jobs_visible_to(bob)) == [second]
+    assert first.dataset in datasets_visible_to(bob)  # still given by the second job's share
+
+
+def test_emails_are_normalised_and_a_malformed_one_applies_nothing(alice, shared_job):
+    sharing_modify(job=shared_job, actor=alice, add_emails=["  Carol@Example.COM "])
+    assert "carol@example.com" in sharing_get(job=shared_job)
+    before = sharing_get(job=shared_job)
+    for bad in ("not-an-email", "x@example.com\r\nBcc: y@example.com", "a@b@c", ""):
+        with pytest.raises(ValidationError) as caught:
+            sharing_modify(job=shared_job, actor=alice, add_emails=["ok@example.com", bad])
+        assert repr(bad) in caught.value.message_dict["emails"][0]
+    assert sharing_get(job=shared_job) == before
+
+
+def test_both_lists_empty_is_an_error(alice, shared_job):
+    with pytest.raises(ValidationError, match="at least one address"):
+        sharing_modify(job=shared_job, actor=alice)
+
+
+def test_only_the_owner_changes_sharing(bob, shared_job):
+    with pytest.raises(PermissionDenied):
+        sharing_modify(job=shared_job, actor=bob, add_emails=["eve@example.com"])
+    with pytest.raises(PermissionDenied):
+        sharing_disable(job=shared_job, actor=bob)
+    response = api(bob).post(
+        f"/api/v1/jobs/{shared_job.public_id}/sharing/",
+        {"add_emails": ["e@example.com"]},
+        format="json",
+    )
+    assert (response.status_code, response.json()["message"]) == (
+        403,
+        "Only the job's owner changes its sharing.",
+    )
+
+
+def test_sharing_endpoints_for_the_owner_and_nobody_else(alice, bob, charlie, shared_job):
+    url = f"/api/v1/jobs/{shared_job.public_id}/sharing/"
+    assert api(alice).get(url).json() == {"emails": ["bob@example.com"]}
+    changed = api(alice).post(
+        url,
+        {"add_emails": ["Eve@example.com"], "delete_emails": ["bob@example.com"]},
+        format="json",
+    )
+    assert changed.json() == {"emails": ["eve@example.com"]}
+    bad = api(alice).post(url, {"add_emails": ["nope"]}, format="json")
+    assert (bad.status_code, bad.json()["field"]) == (400, "emails")
+    assert api(charlie).get(url).status_code == 404
+    assert api(alice).delete(url).status_code == 204
+    assert api(alice).get(url).json() == {"emails": []}
+
+
+def test_every_change_is_audited(alice, shared_job):
+    sharing_disable(job=shared_job, actor=alice)
+    assert list(
+        ShareAuditEntry.objects.filter(job=shared_job).order_by("id").values_list("action", "email")
+    ) == [
+        ("added", "bob@example.com"),
+        ("added", "dave@example.com"),
+        ("removed", "dave@example.com"),
+        ("disabled", "bob@example.com"),
+    ]
+    assert not Share.objects.filter(job=shared_job).exists()

@@ -17,6 +17,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("account/token/", views.api_token, name="api-token"),
     path("jobs/", include("jobs.urls")),
+    path("", include("sharing.urls")),
     path("api/v1/", include("jobs.api.urls")),
     path(
         "api/v1/jobs/<slug:job_id>/sharing/",

@@ -64,3 +64,56 @@ class ShareAuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.email}"
+
+
+class Invitation(models.Model):
+    """The email a share sends to an address with no account: a signed link that lets that
+    address sign up and land on the job. It works once, for that address only, until it
+    expires or is withdrawn (removing the share withdraws it)."""
+
+    share = models.OneToOneField(
+        Share, on_delete=models.SET_NULL, null=True, blank=True, related_name="invitation"
+    )
+    job = models.ForeignKey("jobs.Job", on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField(max_length=254)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    expires_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    withdrawn_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"invitation of {self.email} to {self.job_id}"
+
+    @property
+    def pending(self) -> bool:
+        from django.utils import timezone
+
+        return (
+            self.accepted_at is None
+            and self.withdrawn_at is None
+            and self.expires_at > timezone.now()
+        )
+
+
+class InvitationQuota(models.Model):
+    """Invitation emails an owner has sent on one day: counted with a row lock, so the daily cap
+    holds however many requests arrive at once."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    sent = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "day"], name="invitation_quota_per_day")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.owner_id} {self.day}: {self.sent}"

@@ -1,20 +1,33 @@
-"""Changing who a job is shared with. Only the owner does; every change is audited."""
+"""Changing who a job is shared with, and invitations. Only the owner shares; every change is
+audited; addresses are validated all together before anything is applied."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
+from datetime import timedelta
+from functools import partial
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
+from django.core import signing
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
+from django.utils import timezone
 
 from jobs.events import EventType, publish
 from jobs.models import Job
-from sharing.models import Share, ShareAction, ShareAuditEntry
+from sharing.models import Invitation, InvitationQuota, Share, ShareAction, ShareAuditEntry
 
+logger = logging.getLogger(__name__)
 MAX_EMAILS_PER_CALL = 100
+TOKEN_SALT = "hub.sharing.invitation"
+
+
+class InvitationQuotaExceeded(Exception):
+    """The owner has sent as many invitations today as HUB_INVITATIONS_PER_DAY allows."""
 
 
 def normalise_email(raw: object) -> str:
@@ -44,6 +57,15 @@ def owner_only(job: Job, actor: User) -> None:
         raise PermissionDenied("Only the job's owner changes its sharing.")
 
 
+def _accounts(emails: list[str]) -> dict[str, User]:
+    """Active accounts of these addresses, matched without regard to case."""
+    if not emails:
+        return {}
+    wanted = set(emails)
+    users = get_user_model().objects.filter(is_active=True).exclude(email="")
+    return {u.email.lower(): u for u in users if u.email.lower() in wanted}
+
+
 def sharing_get(*, job: Job) -> list[str]:
     return list(Share.objects.filter(job=job).order_by("email").values_list("email", flat=True))
 
@@ -56,33 +78,63 @@ def sharing_modify(
     delete_emails: Iterable[object] = (),
 ) -> list[str]:
     """Share the job with ``add_emails`` and stop sharing it with ``delete_emails``: all of it
-    or, when any address is malformed, none of it. Returns the addresses it is shared with."""
+    or, when any address is malformed or the day's invitations are used up, none of it. An
+    address with an account reads the job at once (and is told by email); one without gets an
+    invitation. The answer is the same either way. Returns the addresses it is shared with."""
     owner_only(job, actor)
     adding, removing = _normalised(add_emails), _normalised(delete_emails)
     if not adding and not removing:
         raise ValidationError({"emails": "Give at least one address to add or to delete."})
-    accounts = {
-        u.email.lower(): u
-        for u in get_user_model().objects.filter(email__in=adding, is_active=True)
-    }
+    accounts = _accounts(adding)
+    owner_email = (job.owner.email or "").lower()
     with transaction.atomic():
         for email in removing:
+            _withdraw(job, email)
             if Share.objects.filter(job=job, email=email).delete()[0]:
                 ShareAuditEntry.objects.create(
                     job=job, actor=actor, action=ShareAction.REMOVED, email=email
                 )
-        for email in adding:
-            if email == (job.owner.email or "").lower():
-                continue  # the owner reads it anyway
-            _, created = Share.objects.get_or_create(
-                job=job, email=email, defaults={"user": accounts.get(email), "created_by": actor}
+        existing = set(
+            Share.objects.filter(job=job, email__in=adding).values_list("email", flat=True)
+        )
+        new = [e for e in adding if e != owner_email and e not in existing]
+        _take_quota(actor, sum(1 for e in new if e not in accounts))
+        for email in new:
+            share = Share.objects.create(
+                job=job, email=email, user=accounts.get(email), created_by=actor
             )
-            if created:
-                ShareAuditEntry.objects.create(
-                    job=job, actor=actor, action=ShareAction.ADDED, email=email
+            ShareAuditEntry.objects.create(
+                job=job, actor=actor, action=ShareAction.ADDED, email=email
+            )
+            if share.user is None:
+                invitation = Invitation.objects.create(
+                    share=share,
+                    job=job,
+                    email=email,
+                    invited_by=actor,
+                    expires_at=timezone.now() + timedelta(days=settings.HUB_INVITATION_DAYS),
                 )
+                transaction.on_commit(
+                    partial(_queue, "sharing.tasks.send_invitation", invitation.pk)
+                )
+            else:
+                transaction.on_commit(partial(_queue, "sharing.tasks.send_share_notice", share.pk))
         _announce(job)
     return sharing_get(job=job)
+
+
+def sharing_disable(*, job: Job, actor: User) -> None:
+    owner_only(job, actor)
+    with transaction.atomic():
+        emails = sharing_get(job=job)
+        for email in emails:
+            _withdraw(job, email)
+        Share.objects.filter(job=job).delete()
+        ShareAuditEntry.objects.bulk_create(
+            ShareAuditEntry(job=job, actor=actor, action=ShareAction.DISABLED, email=email)
+            for email in emails
+        )
+        _announce(job)
 
 
 def _announce(job: Job) -> None:
@@ -91,13 +143,70 @@ def _announce(job: Job) -> None:
     publish(job, EventType.SHARING, {"changed": True})
 
 
-def sharing_disable(*, job: Job, actor: User) -> None:
-    owner_only(job, actor)
-    with transaction.atomic():
-        emails = sharing_get(job=job)
-        Share.objects.filter(job=job).delete()
-        ShareAuditEntry.objects.bulk_create(
-            ShareAuditEntry(job=job, actor=actor, action=ShareAction.DISABLED, email=email)
-            for email in emails
+def _take_quota(owner: User, count: int) -> None:
+    """Count ``count`` invitations against the owner's day, under a row lock, or refuse."""
+    if count == 0:
+        return
+    today = timezone.now().date()
+    InvitationQuota.objects.get_or_create(owner=owner, day=today)
+    quota = InvitationQuota.objects.select_for_update().get(owner=owner, day=today)
+    if quota.sent + count > settings.HUB_INVITATIONS_PER_DAY:
+        left = max(0, settings.HUB_INVITATIONS_PER_DAY - quota.sent)
+        raise InvitationQuotaExceeded(
+            f"This would send {count} invitation email(s); you may send {left} more today "
+            f"(at most {settings.HUB_INVITATIONS_PER_DAY} a day). Nothing was shared."
         )
-        _announce(job)
+    quota.sent += count
+    quota.save(update_fields=["sent"])
+
+
+def _withdraw(job: Job, email: str) -> None:
+    Invitation.objects.filter(
+        job=job, email=email, accepted_at__isnull=True, withdrawn_at__isnull=True
+    ).update(withdrawn_at=timezone.now())
+
+
+def _queue(task: str, object_id: int) -> None:
+    """Emails go out from a worker, with retries, after the change is committed."""
+    from hubsite.celery import app
+
+    try:
+        app.send_task(task, args=(object_id,))
+    except Exception:  # the share stands; only its email could not be queued
+        logger.exception("Could not queue %s for %s", task, object_id)
+
+
+def invitation_token(invitation: Invitation) -> str:
+    return signing.dumps({"i": invitation.pk, "e": invitation.email}, salt=TOKEN_SALT)
+
+
+def invitation_from_token(token: str) -> Invitation | None:
+    """The invitation a link names, if the link is genuine (pending or not: callers say why)."""
+    try:
+        data = signing.loads(token, salt=TOKEN_SALT)
+    except signing.BadSignature:
+        return None
+    return (
+        Invitation.objects.filter(pk=data.get("i"), email=data.get("e"))
+        .select_related("job")
+        .first()
+    )
+
+
+def invitation_accept(*, invitation: Invitation, user: User) -> Job:
+    """Give ``user`` (whose address must be the invited one) the share, once only."""
+    with transaction.atomic():
+        locked = Invitation.objects.select_for_update().select_related("job").get(pk=invitation.pk)
+        if not locked.pending or locked.share_id is None:
+            raise ValidationError(
+                {"invitation": "This invitation was already used, withdrawn, or has expired."}
+            )
+        if (user.email or "").lower() != locked.email:
+            raise ValidationError(
+                {"invitation": f"This invitation is for {locked.email}, not for your account."}
+            )
+        Share.objects.filter(pk=locked.share_id).update(user=user)
+        locked.accepted_at = timezone.now()
+        locked.save(update_fields=["accepted_at"])
+        _announce(locked.job)
+    return locked.job

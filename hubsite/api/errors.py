@@ -17,6 +17,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from jobs.dispatch import QueueUnavailable
 from jobs.status import InvalidTransition
+from sharing.services import InvitationQuotaExceeded
 
 NON_FIELD = {"non_field_errors", "__all__", "detail"}
 
@@ -64,6 +65,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return _validation_response(exc.detail)
     if isinstance(exc, InvalidTransition):
         return Response(error_body(str(exc), "status"), status=status.HTTP_409_CONFLICT)
+    if isinstance(exc, InvitationQuotaExceeded):
+        return Response(error_body(str(exc), "emails"), status=status.HTTP_429_TOO_MANY_REQUESTS)
     if isinstance(exc, QueueUnavailable):
         return Response(error_body(str(exc)), status=status.HTTP_503_SERVICE_UNAVAILABLE)
     if isinstance(exc, Http404):

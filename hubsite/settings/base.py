@@ -243,6 +243,23 @@ HUB_EVENT_RETENTION_HOURS = env_int("HUB_EVENT_RETENTION_HOURS", 24, minimum=1)
 # run beside a developer's hub) can share one Redis without taking each other's work.
 HUB_NAMESPACE = env_str("HUB_NAMESPACE", "hub")
 
+# Sharing and email. Without HUB_EMAIL_HOST, emails are printed by the process that sends them
+# (the worker), which is where a newcomer's invitation links appear.
+HUB_INVITATION_DAYS = env_int("HUB_INVITATION_DAYS", 7, minimum=1, maximum=365)
+HUB_INVITATIONS_PER_DAY = env_int("HUB_INVITATIONS_PER_DAY", 50, minimum=0)
+EMAIL_HOST = env_str("HUB_EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("HUB_EMAIL_PORT", 25, minimum=1, maximum=65535)
+EMAIL_HOST_USER = env_str("HUB_EMAIL_USER", "")
+EMAIL_HOST_PASSWORD = env_str("HUB_EMAIL_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("HUB_EMAIL_TLS", False)
+EMAIL_TIMEOUT = 10
+EMAIL_BACKEND = (
+    "django.core.mail.backends.smtp.EmailBackend"
+    if env_optional("HUB_EMAIL_HOST")
+    else "django.core.mail.backends.console.EmailBackend"
+)
+DEFAULT_FROM_EMAIL = env_str("HUB_EMAIL_FROM", "Model Job Hub <hub@localhost>")
+
 # Redis carries both the Celery queue and the channel layer in production. The embedded profile
 # needs neither server: Celery uses kombu's filesystem transport (a directory of message files
 # that the web process writes and the worker reads), and events reach browsers from the

@@ -1,0 +1,75 @@
+"""Sharing emails, sent by workers with retries, and never twice for one invitation."""
+
+from __future__ import annotations
+
+import smtplib
+
+from celery import shared_task
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from sharing.models import Invitation, Share
+
+RETRYABLE = (smtplib.SMTPException, OSError)
+
+
+@shared_task(
+    name="sharing.tasks.send_invitation", autoretry_for=RETRYABLE, retry_backoff=True, max_retries=6
+)
+def send_invitation(invitation_id: int) -> str:
+    from sharing.services import invitation_token
+
+    with transaction.atomic():
+        invitation = (
+            Invitation.objects.select_for_update()
+            .select_related("job", "invited_by")
+            .filter(pk=invitation_id)
+            .first()
+        )
+        if invitation is None or invitation.sent_at is not None or not invitation.pending:
+            return "skipped"  # already sent (a repeated delivery), withdrawn, or expired
+        link = settings.HUB_BASE_URL + reverse(
+            "sharing:accept", args=[invitation_token(invitation)]
+        )
+        who = invitation.invited_by.get_username() if invitation.invited_by else "Someone"
+        send_mail(
+            subject=f"{who} shared the job “{invitation.job.name}” with you",
+            message=(
+                f"{who} shared the job “{invitation.job.name}” ({invitation.job.public_id}) on the Model Job Hub "
+                f"with {invitation.email}.\n\nCreate your account and open the job:\n{link}\n\n"
+                f"The link works once, for {invitation.email} only, until "
+                f"{invitation.expires_at:%Y-%m-%d %H:%M} UTC.\n"
+            ),
+            from_email=None,
+            recipient_list=[invitation.email],
+        )
+        invitation.sent_at = timezone.now()
+        invitation.save(update_fields=["sent_at"])
+    return "sent"
+
+
+@shared_task(
+    name="sharing.tasks.send_share_notice",
+    autoretry_for=RETRYABLE,
+    retry_backoff=True,
+    max_retries=6,
+)
+def send_share_notice(share_id: int) -> str:
+    share = (
+        Share.objects.select_related("job", "created_by")
+        .filter(pk=share_id, user__isnull=False)
+        .first()
+    )
+    if share is None:
+        return "skipped"
+    who = share.created_by.get_username() if share.created_by else "Someone"
+    send_mail(
+        subject=f"{who} shared the job “{share.job.name}” with you",
+        message=f"{who} shared the job “{share.job.name}” with you on the Model Job Hub:\n{share.job.url}\n",
+        from_email=None,
+        recipient_list=[share.email],
+    )
+    return "sent"

@@ -35,6 +35,7 @@ def _filtered(request: HttpRequest) -> tuple[QuerySet[Job], dict[str, str]]:
         "status": request.GET.get("status", ""),
         "kind": request.GET.get("kind", ""),
         "q": request.GET.get("q", "").strip(),
+        "shared": request.GET.get("shared", ""),
     }
     if filters["status"] in JobStatus.values:
         jobs = jobs.filter(status=filters["status"])
@@ -42,6 +43,8 @@ def _filtered(request: HttpRequest) -> tuple[QuerySet[Job], dict[str, str]]:
         jobs = jobs.filter(kind=filters["kind"])
     if filters["q"]:
         jobs = jobs.filter(name__icontains=filters["q"])
+    if filters["shared"] == "1":
+        jobs = jobs.exclude(owner_id=request.user.pk)
     return jobs, filters
 
 

@@ -4,4 +4,7 @@ from sharing import views
 
 app_name = "sharing"
 
-urlpatterns = [path("invitations/<str:token>/", views.accept, name="accept")]
+urlpatterns = [
+    path("invitations/<str:token>/", views.accept, name="accept"),
+    path("jobs/<slug:public_id>/sharing/", views.job_sharing, name="job-sharing"),
+]

@@ -1,16 +1,26 @@
-"""Following an invitation link: sign up with the invited address, or accept while signed in
-as it, and land on the job."""
+"""Sharing pages: following an invitation link (sign up with the invited address, or accept
+while signed in as it, and land on the job), and the sharing panel of a job page."""
 
 from __future__ import annotations
 
+from django.contrib import messages
 from django.contrib.auth import get_user_model, login
+from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
 
 from hubsite.api.auth import user_of
-from sharing.services import invitation_accept, invitation_from_token
+from jobs.selectors import job_for_user
+from sharing.services import (
+    InvitationQuotaExceeded,
+    invitation_accept,
+    invitation_from_token,
+    sharing_disable,
+    sharing_modify,
+)
 
 
 class InvitedSignupForm(UserCreationForm):
@@ -49,3 +59,34 @@ def accept(request: HttpRequest, token: str) -> HttpResponse:
         return redirect(job)
     context = {"form": form, "invitation": invitation}
     return render(request, "sharing/invitation.html", context)
+
+
+def _split(raw: str) -> list[str]:
+    return [part for part in raw.replace(",", " ").replace(";", " ").split() if part]
+
+
+@login_required
+@require_POST
+def job_sharing(request: HttpRequest, public_id: str) -> HttpResponse:
+    """The sharing panel's form: add several addresses, remove one, or stop sharing."""
+    job = job_for_user(request.user, public_id)
+    user = user_of(request)
+    try:
+        if request.POST.get("action") == "disable":
+            sharing_disable(job=job, actor=user)
+            messages.success(request, "The job is no longer shared with anyone.")
+        else:
+            add, remove = (
+                _split(request.POST.get("add", "")),
+                _split(request.POST.get("remove", "")),
+            )
+            sharing_modify(job=job, actor=user, add_emails=add, delete_emails=remove)
+            if add:
+                messages.success(request, f"Shared with {', '.join(add)}.")
+            if remove:
+                messages.success(request, f"No longer shared with {', '.join(remove)}.")
+    except ValidationError as error:
+        messages.error(request, "; ".join(error.messages))
+    except (InvitationQuotaExceeded, PermissionDenied) as error:
+        messages.error(request, str(error))
+    return redirect(job)

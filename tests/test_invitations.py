@@ -124,7 +124,9 @@ def test_the_daily_invitation_cap_applies_nothing_beyond_it(job, settings):
     sharing_modify(job=job, actor=job.owner, add_emails=["a@example.com"])
     with pytest.raises(InvitationQuotaExceeded, match="you may send 1 more today"):
         sharing_modify(job=job, actor=job.owner, add_emails=["b@example.com", "c@example.com"])
-    assert sorted(Share.objects.filter(job=job).values_list("email", flat=True)) == ["a@example.com"]
+    assert sorted(Share.objects.filter(job=job).values_list("email", flat=True)) == [
+        "a@example.com"
+    ]
     assert InvitationQuota.objects.get().sent == 1
 
 

@@ -209,3 +209,51 @@ def test_every_change_is_audited(alice, shared_job):
         ("disabled", "bob@example.com"),
     ]
     assert not Share.objects.filter(job=shared_job).exists()
+
+
+def test_the_owner_shares_and_unshares_from_the_job_page(alice, bob, client, mailoutbox):
+    job = factories.unqueued_job(alice)
+    client.force_login(alice)
+    page = client.post(
+        reverse("sharing:job-sharing", args=[job.public_id]),
+        {"add": "bob@example.com, new@example.com"},
+        follow=True,
+    )
+    content = page.content.decode()
+    assert (
+        "bob@example.com" in content
+        and "new@example.com" in content
+        and "invitation pending" in content
+    )
+    bad = client.post(
+        reverse("sharing:job-sharing", args=[job.public_id]), {"add": "broken"}, follow=True
+    )
+    assert "&#x27;broken&#x27; is not a valid email address." in bad.content.decode()
+    client.post(reverse("sharing:job-sharing", args=[job.public_id]), {"remove": "bob@example.com"})
+    assert sharing_get(job=job) == ["new@example.com"]
+    client.post(reverse("sharing:job-sharing", args=[job.public_id]), {"action": "disable"})
+    assert sharing_get(job=job) == []
+
+
+@pytest.mark.parametrize("person", ["bob", "charlie"])
+def test_nobody_but_the_owner_sees_or_uses_the_sharing_panel(person, request, shared_job, client):
+    user = request.getfixturevalue(person)
+    client.force_login(user)
+    response = client.post(
+        reverse("sharing:job-sharing", args=[shared_job.public_id]), {"add": "x@example.com"}
+    )
+    if person == "charlie":
+        assert response.status_code == 404
+    else:
+        assert "Only the job&#x27;s owner" in client.get(response["Location"]).content.decode()
+        assert 'id="sharing"' not in client.get(shared_job.get_absolute_url()).content.decode()
+    assert sharing_get(job=shared_job) == ["bob@example.com"]
+
+
+def test_shared_with_me_filter(alice, bob, shared_job, client):
+    own = factories.unqueued_job(bob)
+    client.force_login(bob)
+    everything = client.get(reverse("jobs:list")).content.decode()
+    shared_only = client.get(reverse("jobs:list"), {"shared": "1"}).content.decode()
+    assert shared_job.public_id in everything and own.public_id in everything
+    assert shared_job.public_id in shared_only and own.public_id not in shared_only

@@ -82,6 +82,17 @@ def job_for_user(user: User, public_id: str) -> Job:
     return job
 
 
+def job_for_owner(user: User, public_id: str) -> Job:
+    """The job for a change only its owner may make: 404 for those who may not read it, 403
+    (with the reason) for those who may read but not change it."""
+    from django.core.exceptions import PermissionDenied
+
+    job = job_for_user(user, public_id)
+    if job.owner_id != user.pk:
+        raise PermissionDenied("Only the job's owner can rename, cancel or resubmit it.")
+    return job
+
+
 def model_for_user(user: User, public_id: str) -> MLModel:
     model = models_visible_to(user).filter(public_id=public_id).first()
     if model is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -19,6 +19,7 @@ from jobs.models import Job, JobKind
 from jobs.runners.builtin_models import BUILTIN_MODELS
 from jobs.selectors import (
     dataset_for_user,
+    job_for_owner,
     job_for_user,
     job_status_logs,
     jobs_visible_to,
@@ -91,6 +92,7 @@ def job_action(request: HttpRequest, public_id: str, action: str) -> HttpRespons
     """Cancel, resubmit or rename from the job page (forms that work without JavaScript)."""
     job = job_for_user(request.user, public_id)
     try:
+        job_for_owner(request.user, public_id)
         if action == "cancel":
             services.job_cancel(job=job)
         elif action == "resubmit":
@@ -99,7 +101,7 @@ def job_action(request: HttpRequest, public_id: str, action: str) -> HttpRespons
             return redirect(clone)
         elif action == "rename":
             services.job_rename(job=job, name=request.POST.get("name", ""))
-    except (ValidationError, InvalidTransition, QueueUnavailable) as error:
+    except (ValidationError, InvalidTransition, QueueUnavailable, PermissionDenied) as error:
         text = "; ".join(error.messages) if isinstance(error, ValidationError) else str(error)
         messages.error(request, text)
     return redirect(job)

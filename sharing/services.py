@@ -196,7 +196,11 @@ def invitation_from_token(token: str) -> Invitation | None:
 def invitation_accept(*, invitation: Invitation, user: User) -> Job:
     """Give ``user`` (whose address must be the invited one) the share, once only."""
     with transaction.atomic():
-        locked = Invitation.objects.select_for_update().select_related("job").get(pk=invitation.pk)
+        locked = (
+            Invitation.objects.select_for_update(of=("self",))
+            .select_related("job")
+            .get(pk=invitation.pk)
+        )
         if not locked.pending or locked.share_id is None:
             raise ValidationError(
                 {"invitation": "This invitation was already used, withdrawn, or has expired."}

@@ -24,7 +24,7 @@ def send_invitation(invitation_id: int) -> str:
 
     with transaction.atomic():
         invitation = (
-            Invitation.objects.select_for_update()
+            Invitation.objects.select_for_update(of=("self",))
             .select_related("job", "invited_by")
             .filter(pk=invitation_id)
             .first()

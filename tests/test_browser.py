@@ -157,3 +157,58 @@ def test_a_stranger_sees_404_and_gets_no_socket(browser, hub_env, alice, charlie
     )
     assert opened == "refused"
     assert job.public_id not in page.goto(f"{hub}/jobs/").text()
+
+
+def test_an_invitation_is_followed_from_the_email_to_a_live_job_page_and_revoked(
+    browser, hub_env, alice, smtp_inbox, worker_pool
+):
+    import re
+
+    from tests.workers import wait_for
+
+    hub = hub_env["HUB_URL"]
+    inbox, _ = smtp_inbox
+    job = factories.customization_job(
+        alice, epochs=400, early_stopping_patience=0
+    )  # long: still live
+    owner = signed_in(browser, hub, "alice")
+    owner.goto(f"{hub}/jobs/{job.public_id}/")
+    owner.fill("#share-add", "Newcomer@Example.com")
+    owner.click(".share-form button[type=submit]")
+    assert "invitation pending" in owner.inner_text("#share-list")
+    shot(owner, "sharing-panel")
+
+    # The worker sends the invitation through the SMTP server; the link in it signs up.
+    try:
+        message = wait_for(
+            lambda: next((m for m in inbox.messages if "newcomer@example.com" in m), None),
+            60,
+            "the email",
+        )
+    except AssertionError:
+        raise AssertionError(
+            worker_pool.output("w1")[-3000:] + worker_pool.output("w2")[-3000:]
+        ) from None
+    link = re.search(r"(http://\S+/invitations/\S+/)", message.replace("=\n", "")).group(1)
+    guest = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    guest.goto(link)
+    assert "newcomer@example.com" in guest.inner_text("main")
+    shot(guest, "invitation-signup")
+    guest.fill("#id_username", "newcomer")
+    guest.fill("#id_password1", "a long pass phrase 42")
+    guest.fill("#id_password2", "a long pass phrase 42")
+    guest.click("button[type=submit]")
+    guest.wait_for_url(f"**/jobs/{job.public_id}/")
+    guest.wait_for_selector("#live[data-state=live]")
+    guest.wait_for_function("window.hubJobState.series.train_loss.length > 5", timeout=60_000)
+    assert 'id="sharing"' not in guest.content()  # the panel is the owner's
+    shot(guest, "invited-live-job")
+
+    # The owner removes the share: the guest's open page loses its live connection at once.
+    owner.reload()
+    owner.click("#share-list form button[type=submit]")
+    guest.wait_for_selector("#live[data-state=closed]", timeout=2_000)
+    shot(guest, "revoked")
+    assert guest.goto(f"{hub}/jobs/{job.public_id}/").status == 404
+    owner.goto(f"{hub}/jobs/{job.public_id}/")
+    owner.click("#cancel-form button")

@@ -257,3 +257,26 @@ def test_shared_with_me_filter(alice, bob, shared_job, client):
     shared_only = client.get(reverse("jobs:list"), {"shared": "1"}).content.decode()
     assert shared_job.public_id in everything and own.public_id in everything
     assert shared_job.public_id in shared_only and own.public_id not in shared_only
+
+
+def test_someone_it_is_shared_with_reads_but_cannot_change_the_job(bob, shared_job, client):
+    for url in ("cancel", "resubmit"):
+        response = api(bob).post(f"/api/v1/jobs/{shared_job.public_id}/{url}/")
+        assert response.status_code == 403
+        assert (
+            response.json()["message"] == "Only the job's owner can rename, cancel or resubmit it."
+        )
+    assert (
+        api(bob)
+        .patch(f"/api/v1/jobs/{shared_job.public_id}/", {"name": "mine"}, format="json")
+        .status_code
+        == 403
+    )
+    client.force_login(bob)
+    client.post(reverse("jobs:rename", args=[shared_job.public_id]), {"name": "mine"})
+    client.post(reverse("jobs:cancel", args=[shared_job.public_id]))
+    shared_job.refresh_from_db()
+    assert (shared_job.name, shared_job.status) != ("mine", "cancelled")
+    assert shared_job.status == "ready"
+    page = client.get(shared_job.get_absolute_url()).content.decode()
+    assert 'action="/jobs/' + shared_job.public_id + '/rename/"' not in page

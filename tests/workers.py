@@ -66,6 +66,32 @@ class WorkerPool:
         return "".join(self.readers[name].lines)
 
 
+class Inbox:
+    """A real SMTP server on loopback (aiosmtpd) that keeps what the workers send."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(envelope.content.decode())
+        return "250 OK"
+
+
+@pytest.fixture(scope="module")
+def smtp_inbox() -> Iterator[tuple[Inbox, int]]:
+    from aiosmtpd.controller import Controller
+
+    from tests.helpers import free_port
+
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        yield inbox, controller.port
+    finally:
+        controller.stop()
+
+
 def _database_url() -> str:
     db = connection.settings_dict
     return (
@@ -77,9 +103,13 @@ def _database_url() -> str:
 # committed job is taken from under it.
 @pytest.fixture(scope="module")
 def worker_pool(
-    django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
+    django_db_setup: None,
+    django_db_blocker: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+    smtp_inbox: tuple[Inbox, int],
 ) -> Iterator[WorkerPool]:
     from tests.conftest import _missing_services
+    from tests.helpers import free_port
 
     with django_db_blocker.unblock():
         missing = _missing_services()
@@ -93,6 +123,10 @@ def worker_pool(
             "DATABASE_URL": _database_url(),
             "HUB_MEDIA_ROOT": str(media),
             "HUB_DATA_DIR": str(tmp_path_factory.mktemp("worker-data")),
+            # Every process of a deployment knows the address people reach it at (links in emails).
+            "HUB_BASE_URL": f"http://127.0.0.1:{free_port()}",
+            "HUB_EMAIL_HOST": "127.0.0.1",
+            "HUB_EMAIL_PORT": str(smtp_inbox[1]),
         }
         pool = WorkerPool(env, media, tmp_path_factory.mktemp("worker-logs"))
         from hubsite.celery import app
@@ -150,10 +184,8 @@ class LiveHub:
 @pytest.fixture(scope="module")
 def live_hub(worker_pool: WorkerPool) -> Iterator[LiveHub]:
     """The ASGI application served by uvicorn over real HTTP, beside the workers."""
-    from tests.helpers import free_port
-
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    url = worker_pool.env["HUB_BASE_URL"]
+    port = int(url.rsplit(":", 1)[1])
     # A small upload limit, so the test of it sends megabytes rather than gigabytes.
     env = {**worker_pool.env, "HUB_BASE_URL": url, "HUB_MAX_UPLOAD_BYTES": str(2 * 1024 * 1024)}
     # As a deployment does: static files collected first (the manifest storage needs them).

@@ -32,6 +32,7 @@ from jobs.models import Dataset, Job, JobKind, MLModel
 from jobs.runners.builtin_models import BUILTIN_MODELS
 from jobs.selectors import (
     dataset_for_user,
+    job_for_owner,
     job_for_user,
     job_status_logs,
     jobs_visible_to,
@@ -97,7 +98,7 @@ class JobDetail(APIView):
 
     @extend_schema(request=JobRenameSerializer, responses=JobSerializer, summary="Rename a job")
     def patch(self, request: Request, job_id: str) -> Response:
-        job = job_for_user(request.user, job_id)
+        job = job_for_owner(request.user, job_id)
         data = JobRenameSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         return job_response(services.job_rename(job=job, name=data.validated_data["name"]))
@@ -173,7 +174,7 @@ class CustomizationSubmit(APIView):
 class JobCancel(APIView):
     @extend_schema(request=None, responses=JobSerializer, summary="Cancel a job")
     def post(self, request: Request, job_id: str) -> Response:
-        return job_response(services.job_cancel(job=job_for_user(request.user, job_id)))
+        return job_response(services.job_cancel(job=job_for_owner(request.user, job_id)))
 
 
 class JobResubmit(APIView):
@@ -183,7 +184,7 @@ class JobResubmit(APIView):
         summary="Submit a finished job again with the same inputs",
     )
     def post(self, request: Request, job_id: str) -> Response:
-        job = job_for_user(request.user, job_id)
+        job = job_for_owner(request.user, job_id)
         clone = services.job_resubmit(job=job, owner=user_of(request))
         return job_response(clone, status.HTTP_201_CREATED)
 

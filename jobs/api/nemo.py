@@ -14,13 +14,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from hubsite.api.auth import user_of
 from jobs import services
 from jobs.api.jobs import status_details
 from jobs.api.params import int_param
 from jobs.api.serializers import StatusDetailsSerializer
 from jobs.models import Job, JobKind
-from jobs.selectors import job_for_user, jobs_visible_to
+from jobs.selectors import job_for_owner, job_for_user, jobs_visible_to
 from jobs.status import JobStatus
 
 MAX_PAGE_SIZE = 1000
@@ -120,7 +119,7 @@ class NemoJobCancel(APIView):
 
     def post(self, request: Request, job_id: str) -> Response:
         job = _customization(request, job_id)
-        user_of(request)
+        job_for_owner(request.user, job_id)
         return Response(customization_job(services.job_cancel(job=job)))
 
 

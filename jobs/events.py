@@ -103,7 +103,7 @@ def user_group(user_id: int) -> str:
 def readers_of(job: Job) -> list[int]:
     """Ids of the people who may read the job, whose job lists must hear of it: the owner and
     those it is shared with (the reverse relation of the sharing app's Share)."""
-    shared = job.shares.filter(user__isnull=False).values_list("user_id", flat=True)  # type: ignore[attr-defined]
+    shared = job.shares.filter(user__isnull=False).values_list("user_id", flat=True)
     return [job.owner_id, *shared]
 
 

@@ -21,7 +21,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from rest_framework.utils.encoders import JSONEncoder
 
-from jobs.events import EventMessage, events_after, job_group
+from jobs.events import EventMessage, events_after, job_group, user_group
 from jobs.models import Job
 from jobs.selectors import jobs_visible_to
 
@@ -44,16 +44,43 @@ def _snapshot(job: Job) -> dict[str, Any]:
     }
 
 
-class JobConsumer(AsyncJsonWebsocketConsumer):
-    job: Job
-    last_seq: int
+class _HubConsumer(AsyncJsonWebsocketConsumer):
+    """What both sockets share: JSON with the API's encoder, one channel-layer group, and in
+    the embedded profile a task that reads new events from the database."""
+
     poller: asyncio.Task[None] | None = None
+    group: str | None = None
 
     @classmethod
     async def encode_json(cls, content: Any) -> str:
         import json
 
         return json.dumps(content, cls=JSONEncoder)
+
+    async def _join(self, group: str) -> None:
+        if settings.HUB_EVENTS_VIA_CHANNEL_LAYER:
+            self.group = group
+            await self.channel_layer.group_add(group, self.channel_name)
+
+    def _start_polling(self) -> None:
+        if not settings.HUB_EVENTS_VIA_CHANNEL_LAYER:
+            self.poller = asyncio.create_task(self._poll())
+
+    async def _poll(self) -> None:
+        raise NotImplementedError
+
+    async def disconnect(self, code: int) -> None:
+        if self.poller is not None:
+            self.poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.poller
+        if self.group is not None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+
+class JobConsumer(_HubConsumer):
+    job: Job
+    last_seq: int
 
     async def connect(self) -> None:
         public_id = self.scope["url_route"]["kwargs"]["job_id"]
@@ -63,23 +90,13 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
             return
         self.job, self.last_seq = job, 0
         self.lock = asyncio.Lock()
-        if settings.HUB_EVENTS_VIA_CHANNEL_LAYER:
-            await self.channel_layer.group_add(job_group(job.pk), self.channel_name)
+        await self._join(job_group(job.pk))
         await self.accept()
         after = self._after()
         async with self.lock:
             if after is None or not await self._replay(after):
                 await self._send_snapshot()
-        if not settings.HUB_EVENTS_VIA_CHANNEL_LAYER:
-            self.poller = asyncio.create_task(self._poll())
-
-    async def disconnect(self, code: int) -> None:
-        if self.poller is not None:
-            self.poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.poller
-        if hasattr(self, "job") and settings.HUB_EVENTS_VIA_CHANNEL_LAYER:
-            await self.channel_layer.group_discard(job_group(self.job.pk), self.channel_name)
+        self._start_polling()
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         """``{"type": "catch_up", "after": N}``: send what came after N (or a snapshot)."""
@@ -195,18 +212,10 @@ def _latest_event_id() -> int:
     return JobEvent.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
 
 
-class JobListConsumer(AsyncJsonWebsocketConsumer):
+class JobListConsumer(_HubConsumer):
     """A person's job list: status and progress of every job they may read, as it changes.
     Each message names its job and that job's sequence number; the page fetches a row it does
     not have yet (a new job) and reloads its rows when it reconnects."""
-
-    poller: asyncio.Task[None] | None = None
-
-    @classmethod
-    async def encode_json(cls, content: Any) -> str:
-        import json
-
-        return json.dumps(content, cls=JSONEncoder)
 
     async def connect(self) -> None:
         user = self.scope["user"]
@@ -214,25 +223,11 @@ class JobListConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=NOT_FOUND)
             return
         self.user = user
-        if settings.HUB_EVENTS_VIA_CHANNEL_LAYER:
-            from jobs.events import user_group
-
-            await self.channel_layer.group_add(user_group(user.pk), self.channel_name)
-        else:
-            self.last_event_id = await database_sync_to_async(_latest_event_id)()
-            self.poller = asyncio.create_task(self._poll())
+        self.last_event_id = await database_sync_to_async(_latest_event_id)()
+        await self._join(user_group(user.pk))
+        self._start_polling()
         await self.accept()
         await self.send_json({"type": "hello"})
-
-    async def disconnect(self, code: int) -> None:
-        if self.poller is not None:
-            self.poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.poller
-        if hasattr(self, "user") and settings.HUB_EVENTS_VIA_CHANNEL_LAYER:
-            from jobs.events import user_group
-
-            await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
 
     async def job_event(self, message: EventMessage) -> None:
         await self.send_json(

@@ -79,11 +79,12 @@ def test_customization_job_with_status_details(hub, files):
 def test_wait_learns_of_the_end_by_push_not_by_polling(hub, files):
     requests: list[object] = []
     hub._http.event_hooks["request"].append(requests.append)
-    job = hub.submit_customization_job(None, files / "numbers.jsonl", hyperparameters={"epochs": 8})
+    job = hub.submit_customization_job(
+        None, files / "numbers.jsonl", hyperparameters={"epochs": 40, "early_stopping_patience": 0}
+    )
+    assert job.data["status"] in ("created", "pending")  # wait starts before the job has run
     requests.clear()
-    started = time.monotonic()
     assert job.wait(timeout=120).success
-    assert time.monotonic() - started > 1  # it really waited for training
     assert len(requests) <= 3  # a status check before and after, not a poll every few seconds
 
 

@@ -44,6 +44,17 @@ def _snapshot(job: Job) -> dict[str, Any]:
     }
 
 
+def as_client_event(message: EventMessage) -> dict[str, Any]:
+    """A channel-layer event as watchers receive it."""
+    return {
+        "type": "event",
+        "job": message["job"],
+        "seq": message["seq"],
+        "event": message["event"],
+        "data": message["data"],
+    }
+
+
 class _HubConsumer(AsyncJsonWebsocketConsumer):
     """What both sockets share: JSON with the API's encoder, one channel-layer group, and in
     the embedded profile a task that reads new events from the database."""
@@ -140,15 +151,7 @@ class JobConsumer(_HubConsumer):
                 self.revoked = True
                 await self.close(code=NOT_FOUND)
                 return
-        await self.send_json(
-            {
-                "type": "event",
-                "job": message["job"],
-                "seq": message["seq"],
-                "event": message["event"],
-                "data": message["data"],
-            }
-        )
+        await self.send_json(as_client_event(message))
         self.last_seq = message["seq"]
 
     async def _send_snapshot(self) -> None:
@@ -199,7 +202,15 @@ def _list_events_after(user: Any, after_id: int) -> tuple[list[dict[str, Any]], 
         .order_by("pk")[:500]
     )
     messages = [
-        {"type": "event", "job": r.job.public_id, "seq": r.seq, "event": r.type, "data": r.payload}
+        as_client_event(
+            {
+                "type": "job.event",
+                "job": r.job.public_id,
+                "seq": r.seq,
+                "event": r.type,
+                "data": r.payload,
+            }
+        )
         for r in rows
     ]
     last = rows[len(rows) - 1].pk if rows else after_id
@@ -230,15 +241,7 @@ class JobListConsumer(_HubConsumer):
         await self.send_json({"type": "hello"})
 
     async def job_event(self, message: EventMessage) -> None:
-        await self.send_json(
-            {
-                "type": "event",
-                "job": message["job"],
-                "seq": message["seq"],
-                "event": message["event"],
-                "data": message["data"],
-            }
-        )
+        await self.send_json(as_client_event(message))
 
     async def _poll(self) -> None:
         while True:

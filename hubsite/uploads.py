@@ -1,25 +1,61 @@
-"""Upload size limits, enforced while the bytes arrive rather than after they are stored."""
+"""Request bodies: size limits enforced while the bytes arrive, spooled on the media file system,
+and refused before a byte is read when the sender may not upload at all.
+
+Django's ASGI handler reads a whole request body before any middleware or view runs, so limits
+set in views come too late: a chunked upload (no Content-Length) would be written to the temporary
+directory in full, and an anonymous one before its 401. ``HubASGIHandler`` does the checks where
+the body is read.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from http.cookies import SimpleCookie
+from importlib import import_module
+from pathlib import Path
+from typing import IO, Any
 
+from channels.db import database_sync_to_async
 from django.conf import settings
+from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.core.exceptions import RequestAborted
 from django.core.files.uploadhandler import FileUploadHandler, SkipFile
+from django.core.handlers.asgi import ASGIHandler
+from django.utils.crypto import constant_time_compare
+from rest_framework.authtoken.models import Token
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[..., Awaitable[None]]
+logger = logging.getLogger(__name__)
+
+# The types django-stubs gives ASGIHandler.handle.
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[Mapping[str, Any]]]
+Send = Callable[[Mapping[str, Any]], Awaitable[None]]
 
 MULTIPART_MARGIN = 1024 * 1024  # form fields and boundaries around the file itself
+# Larger bodies come only from signed-in people (uploads, big submissions): a login form, an
+# invitation's sign-up or a token request is a few hundred bytes.
+ANONYMOUS_BODY_LIMIT = 64 * 1024
+BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+STALE_TEMP_SECONDS = 24 * 3600
 
 
 def _too_large(what: str) -> str:
     return f"{what} is larger than the upload limit of {settings.HUB_MAX_UPLOAD_BYTES} bytes (HUB_MAX_UPLOAD_BYTES)."
+
+
+def body_limit() -> int:
+    return int(settings.HUB_MAX_UPLOAD_BYTES) + MULTIPART_MARGIN
+
+
+class BodyTooLarge(Exception):
+    pass
 
 
 class SizeLimitUploadHandler(FileUploadHandler):
@@ -40,35 +76,154 @@ class SizeLimitUploadHandler(FileUploadHandler):
         return None  # the next handlers store the file
 
 
-class BodySizeLimit:
-    """ASGI guard: Django reads a whole request body before any view runs, so a request that
-    says it is too large is refused before a byte of it is read or spooled to disk."""
+# Temporary files of uploads
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            limit = settings.HUB_MAX_UPLOAD_BYTES + MULTIPART_MARGIN
-            length = dict(scope.get("headers", [])).get(b"content-length")
-            if length is not None and length.isdigit() and int(length) > limit:
-                await self._refuse(send)
-                return
-        await self.app(scope, receive, send)
+def upload_temp_root() -> Path:
+    """Temporary upload files live on the media file system, beside what they become: a full
+    /tmp cannot fail an upload that the media disk has room for, and the sweep finds them.
+    Each process has a folder of its own (FILE_UPLOAD_TEMP_DIR, named host-pid)."""
+    return Path(settings.FILE_UPLOAD_TEMP_DIR).parent
 
-    @staticmethod
-    async def _refuse(send: Send) -> None:
-        body = json.dumps(
-            {"message": _too_large("The request"), "field": "file", "errors": {}}
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
+
+def upload_temp_dir() -> str:
+    """This process's own folder of temporary upload files (made on first use)."""
+    Path(settings.FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
+    return str(settings.FILE_UPLOAD_TEMP_DIR)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_upload_temp_files(now: float | None = None) -> int:
+    """Remove what killed processes left behind: the folders of this host's processes that are
+    gone, and any folder untouched for a day (another host's, whose processes this one cannot
+    see). Run when a web process starts. Returns the bytes freed."""
+    root = upload_temp_root()
+    if not root.is_dir():
+        return 0
+    now = time.time() if now is None else now
+    host, freed = socket.gethostname(), 0
+    for folder in root.iterdir():
+        name_host, _, pid = folder.name.rpartition("-")
+        dead = name_host == host and pid.isdigit() and not _alive(int(pid))
+        stale = now - _latest_change(folder) > STALE_TEMP_SECONDS
+        mine = str(folder) == str(settings.FILE_UPLOAD_TEMP_DIR)
+        if folder.is_dir() and (dead or stale) and not mine:
+            size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+            shutil.rmtree(folder, ignore_errors=True)
+            freed += size
+    if freed:
+        logger.info("Removed %d bytes of temporary upload files left by stopped processes", freed)
+    return freed
+
+
+def _latest_change(folder: Path) -> float:
+    times = [folder.stat().st_mtime]
+    times += [f.stat().st_mtime for f in folder.rglob("*") if f.is_file()]
+    return max(times)
+
+
+# Who is sending a body
+
+
+@database_sync_to_async
+def _user_id(headers: dict[bytes, bytes]) -> int | None:
+    """The signed-in, active user of a request's headers (API token or session cookie)."""
+    authorization = headers.get(b"authorization", b"").decode("latin-1").split()
+    if len(authorization) == 2 and authorization[0].lower() in ("token", "bearer"):
+        token = (
+            Token.objects.filter(key=authorization[1], user__is_active=True)
+            .values_list("user_id", flat=True)
+            .first()
         )
-        await send({"type": "http.response.body", "body": body})
+        return int(token) if token is not None else None
+    cookies: SimpleCookie = SimpleCookie()
+    try:
+        cookies.load(headers.get(b"cookie", b"").decode("latin-1"))
+    except Exception:  # a malformed cookie header authenticates nobody
+        return None
+    morsel = cookies.get(settings.SESSION_COOKIE_NAME)
+    if morsel is None:
+        return None
+    session = import_module(settings.SESSION_ENGINE).SessionStore(morsel.value)
+    user_id = session.get(SESSION_KEY)
+    user = get_user_model().objects.filter(pk=user_id, is_active=True).first() if user_id else None
+    if user is None or not constant_time_compare(
+        session.get(HASH_SESSION_KEY, ""), user.get_session_auth_hash()
+    ):
+        return None
+    return int(user.pk)
+
+
+class HubASGIHandler(ASGIHandler):
+    """Django's ASGI handler with the body rules above."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        refusal = await self._refusal(scope)
+        if refusal is not None:
+            await _send_json(send, *refusal)
+            return
+        try:
+            await super().handle(scope, receive, send)
+        except BodyTooLarge:
+            await _send_json(send, 413, _too_large("The request body"), "file")
+
+    async def _refusal(self, scope: Scope) -> tuple[int, str, str] | None:
+        if scope.get("method") not in BODY_METHODS:
+            return None
+        headers = dict(scope.get("headers", []))
+        length = headers.get(b"content-length")
+        declared = int(length) if length is not None and length.isdigit() else None
+        if declared is not None and declared > body_limit():
+            return 413, _too_large("The request"), "file"
+        if declared is not None and declared <= ANONYMOUS_BODY_LIMIT:
+            return None
+        if await _user_id(headers) is None:
+            return (
+                401,
+                "Sign in (or send an API token) before sending a request body this large.",
+                "",
+            )
+        return None
+
+    async def read_body(self, receive: Receive) -> IO[bytes]:
+        """The body, spooled to this process's temporary folder past FILE_UPLOAD_MAX_MEMORY_SIZE,
+        and never more than the limit: reading stops at the first byte past it."""
+        body = tempfile.SpooledTemporaryFile(  # noqa: SIM115 (Django closes it with the request)
+            max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE, mode="w+b", dir=upload_temp_dir()
+        )
+        size, limit = 0, body_limit()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                body.close()
+                raise RequestAborted()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                body.close()
+                raise BodyTooLarge()
+            body.write(chunk)
+            if not message.get("more_body", False):
+                break
+        body.seek(0)
+        return body
+
+
+async def _send_json(send: Send, status: int, message: str, field: str) -> None:
+    body = json.dumps({"message": message, "field": field, "errors": {}}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if status == 401:
+        headers.append((b"www-authenticate", b"Token"))
+    # The rest of the body is not read: tell the client the connection ends here.
+    headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

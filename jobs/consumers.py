@@ -22,25 +22,27 @@ from django.conf import settings
 from rest_framework.utils.encoders import JSONEncoder
 
 from jobs.events import EventMessage, events_after, job_group, user_group
+from jobs.jsonlimits import JSONRefused, loads_bounded
 from jobs.models import Job
 from jobs.selectors import jobs_visible_to
 
 POLL_SECONDS = 0.25
 NOT_FOUND = 4404  # close code: no such job for this person (the same for both cases)
+MAX_CLIENT_MESSAGE = 4096  # clients send catch-up requests of a few dozen bytes
 
 
 def _readable(user: Any, public_id: str) -> Job | None:
     return jobs_visible_to(user).filter(public_id=public_id).first()
 
 
-def _snapshot(job: Job) -> dict[str, Any]:
+def _snapshot(job: Job, user: Any) -> dict[str, Any]:
     from jobs.api.jobs import job_response, status_details
 
     return {
         "type": "snapshot",
         "job": job.public_id,
         "seq": job.event_seq,
-        "data": {"job": job_response(job).data, "status_details": status_details(job)},
+        "data": {"job": job_response(job, user).data, "status_details": status_details(job)},
     }
 
 
@@ -67,6 +69,23 @@ class _HubConsumer(AsyncJsonWebsocketConsumer):
         import json
 
         return json.dumps(content, cls=JSONEncoder)
+
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
+    ) -> None:
+        """A client's message, read with the limits every JSON the hub takes has: a malformed
+        or oversized one gets an error message back and changes nothing."""
+        if text_data is None or len(text_data) > MAX_CLIENT_MESSAGE:
+            await self.send_json(
+                {"type": "error", "message": "Send JSON text messages of at most 4 KiB."}
+            )
+            return
+        try:
+            content = loads_bounded(text_data)
+        except JSONRefused as refused:
+            await self.send_json({"type": "error", "message": f"Message refused: {refused}."})
+            return
+        await self.receive_json(content)
 
     async def _join(self, group: str) -> None:
         if settings.HUB_EVENTS_VIA_CHANNEL_LAYER:
@@ -161,7 +180,7 @@ class JobConsumer(_HubConsumer):
 
     def _fresh_snapshot(self) -> dict[str, Any]:
         self.job.refresh_from_db()
-        return _snapshot(self.job)
+        return _snapshot(self.job, self.scope["user"])
 
     async def _replay(self, after: int) -> bool:
         """Send every event after ``after``; False when they cannot all be had."""

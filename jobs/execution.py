@@ -26,6 +26,7 @@ from jobs.events import ClaimLost, EventType, publish
 from jobs.models import Artifact, ArtifactKind, Job, MetricPoint, MLModel
 from jobs.reporter import Reporter, StopRequested
 from jobs.runners.base import JobFailure, RunContext, Runner, runner_for
+from jobs.selectors import inputs_unreadable_by_owner
 from jobs.state import job_transition
 from jobs.status import FailureType, JobStatus
 
@@ -136,6 +137,7 @@ def _run(ctx: RunContext, runner: Runner) -> str:
     reporter = ctx.reporter
     try:
         reporter.check_stop()
+        _require_readable_inputs(ctx.job)
         target = runner.run(ctx)
         reporter.transition(JobStatus.COMPLETED, target.message)
         model = reporter.produced_model(target.path, target.name, target.format, target.metadata)
@@ -174,6 +176,20 @@ def _run(ctx: RunContext, runner: Runner) -> str:
             failure_type=FailureType.INTERNAL_ERROR,
         )
         return "error"
+
+
+def _require_readable_inputs(job: Job) -> None:
+    """A job starts only while its owner may still read its inputs: an input someone shared
+    with the owner and then revoked is not the hub's to read for them any more. (A job already
+    running when the share ends goes on: its worker read the inputs when it started.)"""
+    lost = inputs_unreadable_by_owner(job)
+    if lost:
+        names = ", ".join(f"{view.name} ({view.public_id})" for view in lost)
+        raise JobFailure(
+            FailureType.INPUT_UNAVAILABLE,
+            f"This job cannot start: {names} is no longer shared with you. Ask its owner to "
+            "share it again, or submit the job with inputs of your own.",
+        )
 
 
 def _stopped_at(job: Job, verb: str) -> str:

@@ -4,16 +4,19 @@ anything else, with messages that name the file and the line at fault."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files import File
+
+from jobs.jsonlimits import JSONRefused, loads_bounded
 
 REQUIRED_RECORD_FIELDS = ("prompt", "completion")
 CHUNK = 1024 * 1024
@@ -38,7 +41,9 @@ def local_path(file: File) -> Iterator[str]:
     if temporary is not None:
         yield temporary()
         return
-    with tempfile.NamedTemporaryFile(suffix=".upload", delete=False) as copy:
+    folder = Path(settings.FILE_UPLOAD_TEMP_DIR)
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(suffix=".upload", delete=False, dir=folder) as copy:
         file.seek(0)
         while chunk := file.read(CHUNK):
             copy.write(chunk)
@@ -66,6 +71,7 @@ def onnx_metadata(path: str, label: str) -> dict[str, Any]:
         ) from None
     graph = model.graph
     initializer_names = {t.name for t in graph.initializer}
+    _check_declared_inputs(graph, initializer_names, label)
     return {
         "ir_version": model.ir_version,
         "opsets": {imp.domain or "ai.onnx": imp.version for imp in model.opset_import},
@@ -77,28 +83,54 @@ def onnx_metadata(path: str, label: str) -> dict[str, Any]:
     }
 
 
+def _check_declared_inputs(graph: Any, initializers: set[str], label: str) -> None:
+    """Refuse at upload an input that verifying a link job would need too much memory for."""
+    import onnx
+
+    from jobs.runners.onnx_link import InputTooLarge, check_input_size
+
+    for value in graph.input:
+        if value.name in initializers or not value.type.HasField("tensor_type"):
+            continue
+        tensor = value.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
+        try:
+            itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).itemsize
+        except (KeyError, TypeError, ValueError):
+            itemsize = 1
+        try:
+            check_input_size(value.name, dims, itemsize, label)
+        except InputTooLarge as error:
+            raise ValidationError({"file": str(error)}) from None
+
+
 @dataclass(frozen=True)
 class DatasetSummary:
     records: int
 
 
 def check_jsonl_dataset(file: File | IO[bytes], label: str) -> DatasetSummary:
-    """Every non-blank line must be a JSON object with string ``prompt`` and ``completion``."""
+    """Every non-blank line must be a JSON object with string ``prompt`` and ``completion``.
+    Linear in the file's size: lines are read with a bound (never joined chunk by chunk), and
+    a line past HUB_MAX_DATASET_LINE_BYTES is refused as soon as the bound is reached."""
+    limit = settings.HUB_MAX_DATASET_LINE_BYTES
     file.seek(0)
-    records = 0
-    for number, raw in enumerate(file, start=1):
-        try:
-            line = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-        except UnicodeDecodeError:
-            raise ValidationError({"file": f"{label}, line {number}: not UTF-8 text."}) from None
-        if not line.strip():
+    records = number = 0
+    while raw := file.readline(limit + 1):
+        number += 1
+        if len(raw) > limit and not raw.endswith(b"\n"):
+            raise ValidationError(
+                {
+                    "file": f"{label}, line {number}: longer than {limit} bytes "
+                    "(HUB_MAX_DATASET_LINE_BYTES); one record per line."
+                }
+            )
+        if not raw.strip():
             continue
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ValidationError(
-                {"file": f"{label}, line {number}: not JSON ({error.msg} at column {error.colno})."}
-            ) from None
+            record = loads_bounded(raw)
+        except JSONRefused as refused:
+            raise ValidationError({"file": f"{label}, line {number}: {refused}."}) from None
         if not isinstance(record, dict):
             raise ValidationError({"file": f"{label}, line {number}: expected a JSON object."})
         for field in REQUIRED_RECORD_FIELDS:

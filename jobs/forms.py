@@ -13,6 +13,7 @@ from jobs.hyperparameters import RANGES, Hyperparameters
 from jobs.models import ModelFormat
 from jobs.runners.builtin_models import BUILTIN_MODELS, DEFAULT_BASE_MODEL
 from jobs.selectors import datasets_visible_to, models_visible_to
+from jobs.services import MAX_LINK_INPUTS
 
 DEFAULTS = Hyperparameters()
 
@@ -22,8 +23,23 @@ class UploadForm(forms.Form):
     name = forms.CharField(required=False, max_length=200, help_text="Defaults to the file's name.")
 
 
+class BoundedMultipleChoiceField(forms.MultipleChoiceField):
+    """Counts the choices before checking each one: that check walks every choice per value."""
+
+    def __init__(self, *args: Any, max_choices: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_choices = max_choices
+
+    def validate(self, value: Any) -> None:
+        if len(value) > self.max_choices:
+            raise forms.ValidationError(f"Choose at most {self.max_choices}.")
+        super().validate(value)
+
+
 class LinkJobForm(forms.Form):
-    models = forms.MultipleChoiceField(help_text="ONNX models, linked in the order listed.")
+    models = BoundedMultipleChoiceField(
+        max_choices=MAX_LINK_INPUTS, help_text="ONNX models, linked in the order listed."
+    )
     name = forms.CharField(required=False, max_length=200)
     device = forms.CharField(required=False, max_length=100)
 

@@ -1,75 +1,87 @@
 """Reads that depend on who asks. Every page, API view, download and socket comes through here,
-so no place can forget the access rule; ``sharing`` will widen ``jobs_visible_to``."""
+so no place can forget the access rule.
+
+The rule (DESIGN.md, "Sharing"): a share grants only what its giver owns. A share of job J gives
+its reader J itself and, following J's inputs upstream, every job and asset that J's owner owns:
+the inputs, datasets and target models of J, and the jobs whose target models J used, as long as
+the owner of J owns them too. What J's owner got from someone else is not theirs to pass on; it
+stays visible to the reader by name and id only. Everything is derived from the shares at read
+time, in one SQL query (a recursive CTE), so a revoked share takes away exactly what it gave.
+"""
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Q, QuerySet
-from django.http import Http404
+from dataclasses import dataclass
 
-from jobs.models import Dataset, Job, MLModel, StatusLog
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.exceptions import PermissionDenied
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models.expressions import RawSQL
+from django.http import Http404
+from django.template.defaultfilters import filesizeformat
+
+from jobs.models import Dataset, Job, JobInput, MLModel, StatusLog
 
 User = AbstractBaseUser | AnonymousUser
 
 
-UPSTREAM_DEPTH = 8  # link of a link of a customization …: deeper chains are not followed
-
-
-def _shared_job_ids(user: User) -> set[int]:
-    """Jobs shared with the user, and every upstream job whose target model one of them used
-    (seed 000: sharing a job shares the jobs it was built on). Derived from the shares (the
-    reverse relation ``shares`` of the sharing app) each time, so a revoked share takes away
-    exactly what it gave."""
-    frontier = set(
-        Job.objects.filter(shares__user_id=int(user.pk or 0)).values_list("pk", flat=True)
-    )
-    seen = set(frontier)
-    for _ in range(UPSTREAM_DEPTH):
-        if not frontier:
-            break
-        upstream = set(
-            Job.objects.filter(produced_models__job_inputs__job__in=frontier)
-            .exclude(pk__in=seen)
-            .values_list("pk", flat=True)
+def _shared_jobs_sql(user_id: int) -> RawSQL:
+    """The ids of the jobs readable through shares held by ``user_id``: each shared job, and
+    upstream from it every job of the same owner whose target model (also the owner's) it used.
+    ``grantor`` is the owner of the shared job; the walk never leaves what the grantor owns, so a
+    reader who builds on a shared asset can never pass it on. UNION drops repeats, so the walk
+    ends however the jobs are linked."""
+    share_model = Job._meta.get_field("shares").related_model  # the sharing app's Share
+    assert not isinstance(share_model, str)
+    share = share_model._meta.db_table
+    job, model, job_input = Job._meta.db_table, MLModel._meta.db_table, JobInput._meta.db_table
+    return RawSQL(
+        f"""
+        WITH RECURSIVE readable(job_id, grantor) AS (
+            SELECT s.job_id, j.owner_id FROM {share} s JOIN {job} j ON j.id = s.job_id
+            WHERE s.user_id = %s
+          UNION
+            SELECT up.id, r.grantor FROM readable r
+            JOIN {job_input} ji ON ji.job_id = r.job_id
+            JOIN {model} m ON m.id = ji.model_id AND m.owner_id = r.grantor
+            JOIN {job} up ON up.id = m.produced_by_id AND up.owner_id = r.grantor
         )
-        seen |= upstream
-        frontier = upstream
-    return seen
+        SELECT job_id FROM readable""",
+        (user_id,),
+    )
 
 
 def jobs_visible_to(user: User) -> QuerySet[Job]:
-    """The owner's jobs, and the jobs shared with the user (with their upstream jobs)."""
+    """The user's own jobs, and what shares held by the user give (see the module's rule)."""
     if not user.is_authenticated:
         return Job.objects.none()
-    shared = _shared_job_ids(user)
-    if not shared:
-        return Job.objects.filter(owner_id=user.pk)
-    return Job.objects.filter(Q(owner_id=user.pk) | Q(pk__in=shared))
+    return Job.objects.filter(Q(owner_id=user.pk) | Q(pk__in=_shared_jobs_sql(int(user.pk))))
 
 
 def models_visible_to(user: User) -> QuerySet[MLModel]:
-    """Own models, and those a readable job used or produced."""
+    """Own models, and those that a shared job produced or used, where the job's owner owns them."""
     if not user.is_authenticated:
         return MLModel.objects.none()
-    shared = _shared_job_ids(user)
-    if not shared:
-        return MLModel.objects.filter(owner_id=user.pk)
-    via_jobs = Q(produced_by__in=shared) | Q(job_inputs__job__in=shared)
+    shared = _shared_jobs_sql(int(user.pk))
+    used_by_its_owner = JobInput.objects.filter(
+        model_id=OuterRef("pk"), job_id__in=shared, job__owner_id=OuterRef("owner_id")
+    )
     return MLModel.objects.filter(
-        Q(owner_id=user.pk) | Q(pk__in=MLModel.objects.filter(via_jobs).values("pk"))
+        Q(owner_id=user.pk) | Q(produced_by_id__in=shared) | Exists(used_by_its_owner)
     )
 
 
 def datasets_visible_to(user: User) -> QuerySet[Dataset]:
-    """Own datasets, and those a readable job trained or validated on."""
+    """Own datasets, and those a shared job trained or validated on, where the job's owner owns
+    them."""
     if not user.is_authenticated:
         return Dataset.objects.none()
-    shared = _shared_job_ids(user)
-    if not shared:
-        return Dataset.objects.filter(owner_id=user.pk)
-    via_jobs = Q(training_jobs__in=shared) | Q(validation_jobs__in=shared)
+    shared = _shared_jobs_sql(int(user.pk))
+    used = Job.objects.filter(pk__in=shared, owner_id=OuterRef("owner_id"))
     return Dataset.objects.filter(
-        Q(owner_id=user.pk) | Q(pk__in=Dataset.objects.filter(via_jobs).values("pk"))
+        Q(owner_id=user.pk)
+        | Exists(used.filter(dataset_id=OuterRef("pk")))
+        | Exists(used.filter(validation_dataset_id=OuterRef("pk")))
     )
 
 
@@ -85,8 +97,6 @@ def job_for_user(user: User, public_id: str) -> Job:
 def job_for_owner(user: User, public_id: str) -> Job:
     """The job for a change only its owner may make: 404 for those who may not read it, 403
     (with the reason) for those who may read but not change it."""
-    from django.core.exceptions import PermissionDenied
-
     job = job_for_user(user, public_id)
     if job.owner_id != user.pk:
         raise PermissionDenied("Only the job's owner can rename, cancel or resubmit it.")
@@ -109,3 +119,45 @@ def dataset_for_user(user: User, public_id: str) -> Dataset:
 
 def job_status_logs(job: Job) -> QuerySet[StatusLog]:
     return job.status_logs.order_by("updated_at", "id")
+
+
+@dataclass(frozen=True)
+class InputView:
+    """An input of a job as one reader sees it: always its name and id, its content only when
+    the reader may read it ("not shared with you" otherwise)."""
+
+    role: str  # "model", "dataset" or "validation_dataset"
+    public_id: str
+    name: str
+    readable: bool
+    summary: str  # size or record count; empty when not readable
+
+
+def job_inputs_for(user: User, job: Job) -> list[InputView]:
+    models = [ji.model for ji in job.job_inputs.select_related("model")]
+    datasets = [("dataset", job.dataset), ("validation_dataset", job.validation_dataset)]
+    readable_models = set(
+        models_visible_to(user).filter(pk__in=[m.pk for m in models]).values_list("pk", flat=True)
+    )
+    readable_datasets = set(
+        datasets_visible_to(user)
+        .filter(pk__in=[d.pk for _, d in datasets if d is not None])
+        .values_list("pk", flat=True)
+    )
+    views = [
+        InputView("model", m.public_id, m.name, m.pk in readable_models, filesizeformat(m.size))
+        for m in models
+    ]
+    for role, dataset in datasets:
+        if dataset is not None:
+            readable = dataset.pk in readable_datasets
+            summary = f"{dataset.num_records} records"
+            views.append(InputView(role, dataset.public_id, dataset.name, readable, summary))
+    return [v if v.readable else InputView(v.role, v.public_id, v.name, False, "") for v in views]
+
+
+def inputs_unreadable_by_owner(job: Job) -> list[InputView]:
+    """The inputs a job's own owner may no longer read (a share of them was revoked): such a
+    job cannot start, since the hub would be reading them for someone it no longer lets see
+    them."""
+    return [view for view in job_inputs_for(job.owner, job) if not view.readable]

@@ -42,6 +42,8 @@ def _clean_device(device: str | None) -> str:
     device = (device or "").strip()
     if len(device) > DEVICE_MAX:
         raise ValidationError({"device": f"device is at most {DEVICE_MAX} characters long."})
+    if any(ord(c) < 32 for c in device):
+        raise ValidationError({"device": "device must not contain control characters."})
     return device
 
 
@@ -53,6 +55,18 @@ def _check_upload_size(size: int, label: str) -> None:
             {
                 "file": f"{label} is {size} bytes; "
                 f"the limit is {settings.HUB_MAX_UPLOAD_BYTES} bytes."
+            }
+        )
+
+
+def _check_time_limit(time_limit: int | None) -> None:
+    """A job may ask for less time than the operator allows (HUB_JOB_TIME_LIMIT), never more."""
+    cap = settings.HUB_JOB_TIME_LIMIT
+    if time_limit is not None and not 10 <= time_limit <= cap:
+        raise ValidationError(
+            {
+                "time_limit": f"time_limit must be between 10 and {cap} seconds "
+                "(this hub's limit, HUB_JOB_TIME_LIMIT); it can only shorten it."
             }
         )
 
@@ -158,8 +172,7 @@ def job_submit_customization(
                 "(10% of them validate)."
             }
         )
-    if time_limit is not None and not 10 <= time_limit <= 7 * 24 * 3600:
-        raise ValidationError({"time_limit": "time_limit must be between 10 seconds and 7 days."})
+    _check_time_limit(time_limit)
     builtin, checkpoint = "", None
     if base_model is None or isinstance(base_model, str):
         builtin = base_model or DEFAULT_BASE_MODEL

@@ -102,12 +102,13 @@ def can_transition(current: str, target: str) -> bool:
 
 
 class FailureType(models.TextChoices):
-    """Why a job failed: the first four are the user's to fix, the rest the hub's."""
+    """Why a job failed: the first five are the user's to fix, the rest the hub's."""
 
     INVALID_MODEL = "invalid_model", "Invalid model"
     INVALID_DATASET = "invalid_dataset", "Invalid dataset"
     INVALID_PARAMETERS = "invalid_parameters", "Invalid hyperparameters"
     TRAINING_DIVERGED = "training_diverged", "Training diverged"
+    INPUT_UNAVAILABLE = "input_unavailable", "Input no longer shared"
     TIME_LIMIT = "time_limit", "Time limit reached"
     WORKER_LOST = "worker_lost", "Worker lost"
     QUEUE_UNAVAILABLE = "queue_unavailable", "Job queue unavailable"
@@ -120,5 +121,6 @@ USER_FAILURES: frozenset[str] = frozenset(
         FailureType.INVALID_DATASET,
         FailureType.INVALID_PARAMETERS,
         FailureType.TRAINING_DIVERGED,
+        FailureType.INPUT_UNAVAILABLE,
     }
 )

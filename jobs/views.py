@@ -21,6 +21,7 @@ from jobs.selectors import (
     dataset_for_user,
     job_for_owner,
     job_for_user,
+    job_inputs_for,
     job_status_logs,
     jobs_visible_to,
     model_for_user,
@@ -80,7 +81,7 @@ def job_detail(request: HttpRequest, public_id: str) -> HttpResponse:
         "job": job,
         "status_meaning": STATUS_MEANINGS[job.status],
         "status_logs": job_status_logs(job),
-        "inputs": job.job_inputs.select_related("model"),
+        "inputs": job_inputs_for(request.user, job),
         "artifacts": job.artifacts.all(),
     }
     return render(request, "jobs/detail.html", context)

@@ -19,11 +19,18 @@ class SharingSerializer(serializers.Serializer):
     )
 
 
-class ModifySharingSerializer(serializers.Serializer):
-    add_emails = serializers.ListField(child=serializers.CharField(), required=False, default=list)
-    delete_emails = serializers.ListField(
-        child=serializers.CharField(), required=False, default=list
+def _emails() -> serializers.ListField:
+    return serializers.ListField(
+        child=serializers.CharField(max_length=254),
+        required=False,
+        default=list,
+        max_length=services.MAX_EMAILS_PER_CALL,  # counted before any address is read
     )
+
+
+class ModifySharingSerializer(serializers.Serializer):
+    add_emails = _emails()
+    delete_emails = _emails()
 
 
 class JobSharing(APIView):

@@ -79,3 +79,27 @@ def unqueued_job(owner: User) -> Job:
     from jobs.models import JobKind
 
     return Job.objects.create(kind=JobKind.LINK, owner=owner, name="not queued")
+
+
+def ready_job(job: Job) -> Job:
+    """Bring a job to READY with a target model and an artifact, as a worker would (the access
+    tests need finished jobs, not the work itself, which test_execution runs for real)."""
+    from django.core.files.base import ContentFile
+
+    from jobs.models import Artifact
+    from jobs.state import job_transition
+    from jobs.status import JobStatus
+
+    target = onnx_model(job.owner, f"target-{job.pk}", seed=job.pk)
+    job.refresh_from_db()
+    steps = (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.COMPLETED)
+    for status in steps[steps.index(job.status) + 1 if job.status in steps else 0 :]:
+        job_transition(job=job, to=status, message=str(status))
+    Job.objects.filter(pk=job.pk).update(target_model=target)
+    target.produced_by = job
+    target.save()
+    artifact = Artifact(job=job, kind="manifest", name="manifest.json", size=2, sha256="0" * 64)
+    artifact.file.save("manifest.json", ContentFile(b"{}"))
+    job_transition(job=job, to=JobStatus.READY, message="ready")
+    job.refresh_from_db()
+    return job

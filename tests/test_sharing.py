@@ -10,11 +10,9 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from hubsite.asgi import application
-from jobs.models import Artifact, Job
+from jobs.models import Job
 from jobs.selectors import datasets_visible_to, jobs_visible_to, models_visible_to
 from jobs.services import job_submit_link
-from jobs.state import job_transition
-from jobs.status import JobStatus
 from sharing.models import Share, ShareAuditEntry
 from sharing.services import sharing_disable, sharing_get, sharing_modify
 from tests import factories
@@ -32,21 +30,7 @@ def api(user) -> APIClient:
     return client
 
 
-def ready(job: Job) -> Job:
-    """Bring a job to READY with a target model and an artifact, as a worker would."""
-    from django.core.files.base import ContentFile
-
-    target = factories.onnx_model(job.owner, f"target-{job.pk}", seed=job.pk)
-    for status in (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.COMPLETED):
-        job_transition(job=job, to=status, message=str(status))
-    Job.objects.filter(pk=job.pk).update(target_model=target)
-    target.produced_by = job
-    target.save()
-    artifact = Artifact(job=job, kind="manifest", name="manifest.json", size=2, sha256="0" * 64)
-    artifact.file.save("manifest.json", ContentFile(b"{}"))
-    job_transition(job=job, to=JobStatus.READY, message="ready")
-    job.refresh_from_db()
-    return job
+ready = factories.ready_job
 
 
 @pytest.fixture

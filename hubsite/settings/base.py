@@ -12,7 +12,9 @@ The README's settings table lists every variable read here.
 
 from __future__ import annotations
 
+import os
 import secrets
+import socket
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -190,6 +192,11 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 
+# Temporary upload files: on the media file system, one folder per process (host-pid), so that
+# what a killed process leaves is found and removed when a web process starts
+# (hubsite.uploads.sweep_upload_temp_files).
+FILE_UPLOAD_TEMP_DIR = str(MEDIA_ROOT / ".uploads" / f"{socket.gethostname()}-{os.getpid()}")
+Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
 FILE_UPLOAD_HANDLERS = [
     "hubsite.uploads.SizeLimitUploadHandler",
     "django.core.files.uploadhandler.MemoryFileUploadHandler",
@@ -204,6 +211,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": [
+        "hubsite.api.parsers.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_PAGINATION_CLASS": "hubsite.api.pagination.Pagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "hubsite.api.errors.exception_handler",
@@ -228,6 +240,11 @@ SPECTACULAR_SETTINGS = {
 # Jobs
 HUB_JOB_TIME_LIMIT = env_int("HUB_JOB_TIME_LIMIT", 6 * 3600, minimum=10)
 HUB_MAX_UPLOAD_BYTES = env_int("HUB_MAX_UPLOAD_BYTES", 512 * 1024 * 1024, minimum=1024)
+# Verifying a link job runs each model on test inputs of its declared shapes: a model of a few
+# bytes can declare a shape that takes gigabytes, so larger inputs are refused at upload.
+HUB_MAX_VERIFY_INPUT_BYTES = env_int("HUB_MAX_VERIFY_INPUT_BYTES", 256 * 1024 * 1024, minimum=1024)
+# One dataset record per line: a longer line is refused at upload, naming it.
+HUB_MAX_DATASET_LINE_BYTES = env_int("HUB_MAX_DATASET_LINE_BYTES", 4 * 1024 * 1024, minimum=1024)
 # A worker proves it is alive every HUB_HEARTBEAT_SECONDS; the reaper, every HUB_REAPER_INTERVAL,
 # takes a job whose heartbeat is older than HUB_WORKER_LOST_AFTER back from its worker. A lost
 # job is therefore noticed within HUB_WORKER_LOST_AFTER + HUB_REAPER_INTERVAL (60 s by default).

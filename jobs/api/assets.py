@@ -20,6 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from hubsite.uploads import upload_temp_dir
 from jobs import services
 from jobs.api.jobs import status_details
 from jobs.api.serializers import (
@@ -178,7 +179,8 @@ class ResultsDownload(APIView):
         from rest_framework.utils.encoders import JSONEncoder
 
         job = job_for_user(request.user, job_id)
-        bundle = tempfile.TemporaryFile(suffix=".zip")  # noqa: SIM115 (FileResponse closes it)
+        # An unnamed file on the media file system: it vanishes with its process whatever happens.
+        bundle = tempfile.TemporaryFile(suffix=".zip", dir=upload_temp_dir())  # noqa: SIM115
         with zipfile.ZipFile(bundle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             if job.target_model is not None:
                 suffix = ".onnx" if job.target_model.format == "onnx" else ".pt"

@@ -19,6 +19,7 @@ from jobs import services
 from jobs.api.params import choice_param, int_param
 from jobs.api.serializers import (
     CustomizationSubmitSerializer,
+    JobDetailSerializer,
     JobRenameSerializer,
     JobSerializer,
     LinkSubmitSerializer,
@@ -49,10 +50,10 @@ def with_inputs(jobs: QuerySet[Job]) -> QuerySet[Job]:
     ).prefetch_related("job_inputs__model", "artifacts")
 
 
-def job_response(job: Job, code: int = status.HTTP_200_OK) -> Response:
-    return Response(
-        JobSerializer(with_inputs(Job.objects.filter(pk=job.pk)).get()).data, status=code
-    )
+def job_response(job: Job, user: Any, code: int = status.HTTP_200_OK) -> Response:
+    """The job as ``user`` sees it, inputs included."""
+    fresh = with_inputs(Job.objects.filter(pk=job.pk)).get()
+    return Response(JobDetailSerializer(fresh, context={"user": user}).data, status=code)
 
 
 def _lookup(kind: str, lookup: Any, public_id: str, field: str) -> Any:
@@ -92,21 +93,26 @@ class JobList(generics.ListAPIView):
 
 
 class JobDetail(APIView):
-    @extend_schema(responses=JobSerializer)
+    @extend_schema(responses=JobDetailSerializer)
     def get(self, request: Request, job_id: str) -> Response:
-        return job_response(job_for_user(request.user, job_id))
+        return job_response(job_for_user(request.user, job_id), request.user)
 
-    @extend_schema(request=JobRenameSerializer, responses=JobSerializer, summary="Rename a job")
+    @extend_schema(
+        request=JobRenameSerializer, responses=JobDetailSerializer, summary="Rename a job"
+    )
     def patch(self, request: Request, job_id: str) -> Response:
         job = job_for_owner(request.user, job_id)
         data = JobRenameSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        return job_response(services.job_rename(job=job, name=data.validated_data["name"]))
+        renamed = services.job_rename(job=job, name=data.validated_data["name"])
+        return job_response(renamed, request.user)
 
 
 class LinkSubmit(APIView):
     @extend_schema(
-        request=LinkSubmitSerializer, responses={201: JobSerializer}, summary="Submit a link job"
+        request=LinkSubmitSerializer,
+        responses={201: JobDetailSerializer},
+        summary="Submit a link job",
     )
     def post(self, request: Request) -> Response:
         data = LinkSubmitSerializer(data=request.data)
@@ -121,13 +127,13 @@ class LinkSubmit(APIView):
             name=data.validated_data.get("name"),
             device=data.validated_data.get("device"),
         )
-        return job_response(job, status.HTTP_201_CREATED)
+        return job_response(job, request.user, status.HTTP_201_CREATED)
 
 
 class CustomizationSubmit(APIView):
     @extend_schema(
         request=CustomizationSubmitSerializer,
-        responses={201: JobSerializer},
+        responses={201: JobDetailSerializer},
         summary="Submit a customization job",
     )
     def post(self, request: Request) -> Response:
@@ -168,25 +174,26 @@ class CustomizationSubmit(APIView):
             device=values.get("device"),
             time_limit=values.get("time_limit"),
         )
-        return job_response(job, status.HTTP_201_CREATED)
+        return job_response(job, request.user, status.HTTP_201_CREATED)
 
 
 class JobCancel(APIView):
-    @extend_schema(request=None, responses=JobSerializer, summary="Cancel a job")
+    @extend_schema(request=None, responses=JobDetailSerializer, summary="Cancel a job")
     def post(self, request: Request, job_id: str) -> Response:
-        return job_response(services.job_cancel(job=job_for_owner(request.user, job_id)))
+        cancelled = services.job_cancel(job=job_for_owner(request.user, job_id))
+        return job_response(cancelled, request.user)
 
 
 class JobResubmit(APIView):
     @extend_schema(
         request=None,
-        responses={201: JobSerializer},
+        responses={201: JobDetailSerializer},
         summary="Submit a finished job again with the same inputs",
     )
     def post(self, request: Request, job_id: str) -> Response:
         job = job_for_owner(request.user, job_id)
         clone = services.job_resubmit(job=job, owner=user_of(request))
-        return job_response(clone, status.HTTP_201_CREATED)
+        return job_response(clone, request.user, status.HTTP_201_CREATED)
 
 
 def status_details(job: Job) -> dict[str, Any]:

@@ -9,6 +9,8 @@ from rest_framework import serializers
 
 from jobs.hyperparameters import Hyperparameters
 from jobs.models import Dataset, Job, MLModel, StatusLog
+from jobs.selectors import job_inputs_for
+from jobs.services import MAX_LINK_INPUTS
 from jobs.status import USER_FAILURES, JobStatus
 
 
@@ -99,13 +101,39 @@ class JobSerializer(serializers.ModelSerializer):
         }
 
 
+class InputSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=["model", "dataset", "validation_dataset"])
+    id = serializers.CharField(source="public_id")
+    name = serializers.CharField()
+    readable = serializers.BooleanField(
+        help_text="False when the input was not shared with you: only its name and id show."
+    )
+
+
+class JobDetailSerializer(JobSerializer):
+    """A job with its inputs as the reader sees them (context: ``user``)."""
+
+    inputs = serializers.SerializerMethodField()
+
+    class Meta(JobSerializer.Meta):
+        fields = [*JobSerializer.Meta.fields, "inputs"]
+        read_only_fields = fields
+
+    @extend_schema_field(InputSerializer(many=True))
+    def get_inputs(self, job: Job) -> list[dict[str, Any]]:
+        views = job_inputs_for(self.context["user"], job)
+        return [dict(row) for row in InputSerializer(views, many=True).data]
+
+
 class JobRenameSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200, help_text="The job's new name.")
 
 
 class LinkSubmitSerializer(serializers.Serializer):
     models = serializers.ListField(
-        child=serializers.CharField(), help_text="Ids of ONNX models, in order."
+        child=serializers.CharField(max_length=32),
+        max_length=MAX_LINK_INPUTS,  # checked before any id is looked up
+        help_text=f"Ids of ONNX models, in order (at most {MAX_LINK_INPUTS}).",
     )
     name = serializers.CharField(required=False, allow_blank=True, max_length=200)
     device = serializers.CharField(required=False, allow_blank=True, max_length=100)

@@ -176,7 +176,8 @@ class Job(models.Model):
 
     @property
     def time_limit_seconds(self) -> int:
-        return self.time_limit or settings.HUB_JOB_TIME_LIMIT
+        """The job's own limit can only shorten the operator's, also one lowered after submit."""
+        return min(self.time_limit or settings.HUB_JOB_TIME_LIMIT, settings.HUB_JOB_TIME_LIMIT)
 
     @property
     def deadline(self) -> datetime:

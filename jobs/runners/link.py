@@ -8,7 +8,13 @@ import onnx
 
 from jobs.models import ArtifactKind, ModelFormat
 from jobs.runners.base import JobFailure, RunContext, Runner, Target, register
-from jobs.runners.onnx_link import LinkError, LinkInput, link_models, verify_linked
+from jobs.runners.onnx_link import (
+    InputTooLarge,
+    LinkError,
+    LinkInput,
+    link_models,
+    verify_linked,
+)
 from jobs.status import FailureType
 
 
@@ -91,6 +97,8 @@ class LinkRunner(Runner):
     def verify(self, ctx: RunContext, target: Target, stored) -> str:  # type: ignore[no-untyped-def]
         try:
             compared = verify_linked(stored, target.extra["sources"])
+        except InputTooLarge as error:
+            raise JobFailure(FailureType.INVALID_MODEL, str(error)) from None
         except LinkError as error:
             raise JobFailure(
                 FailureType.INTERNAL_ERROR, f"The linked model failed verification: {error}"

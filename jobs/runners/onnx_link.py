@@ -5,6 +5,7 @@ still gives its source model's outputs."""
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,10 @@ from onnx import (
 
 class LinkError(Exception):
     """The inputs cannot be linked; the message names the model at fault."""
+
+
+class InputTooLarge(LinkError):
+    """A model declares an input too large to verify with (the model's fault, not the hub's)."""
 
 
 @dataclass
@@ -205,9 +210,29 @@ _INTEGER = {
 }
 
 
+def sample_dims(shape: Sequence[Any]) -> list[int]:
+    """The dimensions of a test input: a symbolic one (batch, sequence length) gets 2, small and
+    not a degenerate 1."""
+    return [d if isinstance(d, int) and d > 0 else 2 for d in shape]
+
+
+def check_input_size(name: str, shape: Sequence[Any], itemsize: int, label: str) -> None:
+    """Refuse an input whose test tensor would pass HUB_MAX_VERIFY_INPUT_BYTES: a model of a
+    few bytes can declare a shape that takes gigabytes to allocate."""
+    from django.conf import settings
+
+    dims = sample_dims(shape)
+    size = math.prod(dims) * itemsize
+    if size > settings.HUB_MAX_VERIFY_INPUT_BYTES:
+        raise InputTooLarge(
+            f"{label}: input {name} declares shape {dims}, {size} bytes to verify; this hub "
+            f"verifies with inputs of at most {settings.HUB_MAX_VERIFY_INPUT_BYTES} bytes "
+            "(HUB_MAX_VERIFY_INPUT_BYTES)."
+        )
+
+
 def _sample(kind: str, shape: list[Any], rng: np.random.Generator, label: str) -> np.ndarray:
-    # A symbolic dimension (batch, sequence length) gets 2: small, and not a degenerate 1.
-    dims = [d if isinstance(d, int) and d > 0 else 2 for d in shape]
+    dims = sample_dims(shape)
     if kind in _RANDOM:
         return rng.standard_normal(dims).astype(_RANDOM[kind])
     if kind in _INTEGER:
@@ -216,6 +241,13 @@ def _sample(kind: str, shape: list[Any], rng: np.random.Generator, label: str) -
     if kind == "tensor(bool)":
         return rng.random(dims) < 0.5
     raise LinkError(f"{label}: cannot make a test input of type {kind} to verify the link.")
+
+
+def _itemsize(kind: str) -> int:
+    known = (
+        _RANDOM.get(kind) or _INTEGER.get(kind) or (np.bool_ if kind == "tensor(bool)" else None)
+    )
+    return np.dtype(known).itemsize if known is not None else 1
 
 
 def verify_linked(target: Path, sources: Sequence[tuple[str, Path, str]], seed: int = 0) -> int:
@@ -230,6 +262,8 @@ def verify_linked(target: Path, sources: Sequence[tuple[str, Path, str]], seed: 
     expected: dict[str, np.ndarray] = {}
     for prefix, path, label in sources:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        for i in session.get_inputs():
+            check_input_size(i.name, i.shape, _itemsize(i.type), label)
         inputs = {i.name: _sample(i.type, list(i.shape), rng, label) for i in session.get_inputs()}
         outputs = session.run(None, inputs)
         feeds.update({prefix + name: value for name, value in inputs.items()})

@@ -73,6 +73,10 @@ def worker_commands() -> dict[str, list[str]]:
     }  # fmt: skip
 
 
+# Clients send the hub a few dozen bytes at a time over a socket; uvicorn's default is 16 MiB.
+WS_MAX_MESSAGE = 64 * 1024
+
+
 class Command(BaseCommand):
     help = "Prepare the database and static files, create the demo account, and serve the hub."
 
@@ -120,5 +124,10 @@ class Command(BaseCommand):
         import uvicorn
 
         uvicorn.run(
-            "hubsite.asgi:application", host=host, port=port, lifespan="off", log_level="info"
+            "hubsite.asgi:application",
+            host=host,
+            port=port,
+            lifespan="off",
+            log_level="info",
+            ws_max_size=WS_MAX_MESSAGE,
         )

@@ -182,16 +182,12 @@ class HubASGIHandler(ASGIHandler):
         headers = dict(scope.get("headers", []))
         length = headers.get(b"content-length")
         declared = int(length) if length is not None and length.isdigit() else None
-        if declared is not None and declared > body_limit():
-            return 413, _too_large("The request"), "file"
         if declared is not None and declared <= ANONYMOUS_BODY_LIMIT:
             return None
-        if await _user_id(headers) is None:
-            return (
-                401,
-                "Sign in (or send an API token) before sending a request body this large.",
-                "",
-            )
+        if await _user_id(headers) is None:  # first: a stranger learns nothing of the limits
+            return 401, "Sign in (or send an API token) before sending a large body.", ""
+        if declared is not None and declared > body_limit():
+            return 413, _too_large("The request"), "file"
         return None
 
     async def read_body(self, receive: Receive) -> IO[bytes]:

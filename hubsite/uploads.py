@@ -31,6 +31,8 @@ from django.core.handlers.asgi import ASGIHandler
 from django.utils.crypto import constant_time_compare
 from rest_framework.authtoken.models import Token
 
+from jobs.quotas import upload_refusal
+
 logger = logging.getLogger(__name__)
 
 # The types django-stubs gives ASGIHandler.handle.
@@ -184,10 +186,15 @@ class HubASGIHandler(ASGIHandler):
         declared = int(length) if length is not None and length.isdigit() else None
         if declared is not None and declared <= ANONYMOUS_BODY_LIMIT:
             return None
-        if await _user_id(headers) is None:  # first: a stranger learns nothing of the limits
+        user_id = await _user_id(headers)
+        if user_id is None:  # first: a stranger learns nothing of the limits
             return 401, "Sign in (or send an API token) before sending a large body.", ""
         if declared is not None and declared > body_limit():
             return 413, _too_large("The request"), "file"
+        if headers.get(b"content-type", b"").startswith(b"multipart/form-data"):
+            over = await database_sync_to_async(upload_refusal)(user_id, declared)
+            if over is not None:  # refused before the file is read, not after
+                return 429, over.message, over.quota
         return None
 
     async def read_body(self, receive: Receive) -> IO[bytes]:

@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.db import transaction
 
-from jobs import files
+from jobs import files, quotas
 from jobs.dispatch import enqueue_on_commit
 from jobs.hyperparameters import parse_hyperparameters
 from jobs.models import Dataset, Job, JobInput, JobKind, MLModel, ModelFormat
@@ -85,8 +85,11 @@ def model_upload(*, owner: User, file: File, name: str | None = None) -> MLModel
         metadata = files.onnx_metadata(path, label)
     model = MLModel(owner=owner, name=name, format=ModelFormat.ONNX, size=size, sha256=sha256)
     model.metadata = metadata
-    model.file.save(label if label.endswith(".onnx") else f"{label}.onnx", file, save=False)
-    model.save()
+    with transaction.atomic():
+        quotas.lock_person(owner.pk)
+        quotas.check_upload_quota(owner.pk, size)
+        model.file.save(label if label.endswith(".onnx") else f"{label}.onnx", file, save=False)
+        model.save()
     return model
 
 
@@ -98,8 +101,11 @@ def dataset_upload(*, owner: User, file: File, name: str | None = None) -> Datas
     name = _clean_name(name, PurePath(label).stem or "dataset")
     summary = files.check_jsonl_dataset(file, label)
     dataset = Dataset(owner=owner, name=name, size=size, sha256=sha256, num_records=summary.records)
-    dataset.file.save(label, file, save=False)
-    dataset.save()
+    with transaction.atomic():
+        quotas.lock_person(owner.pk)
+        quotas.check_upload_quota(owner.pk, size)
+        dataset.file.save(label, file, save=False)
+        dataset.save()
     return dataset
 
 
@@ -137,6 +143,8 @@ def job_submit_link(
         device=_clean_device(device),
     )
     with transaction.atomic():
+        quotas.lock_person(owner.pk)
+        quotas.check_job_quota(owner.pk)
         job.save()
         JobInput.objects.bulk_create(
             JobInput(job=job, model=model, position=i) for i, model in enumerate(models)
@@ -201,6 +209,8 @@ def job_submit_customization(
         time_limit=time_limit,
     )
     with transaction.atomic():
+        quotas.lock_person(owner.pk)
+        quotas.check_job_quota(owner.pk)
         job.save()
         if checkpoint is not None:
             JobInput.objects.create(job=job, model=checkpoint, position=0)

@@ -16,6 +16,7 @@ from jobs import services
 from jobs.dispatch import QueueUnavailable
 from jobs.forms import CustomizationJobForm, LinkJobForm, UploadForm, put_errors
 from jobs.models import Job, JobKind
+from jobs.quotas import QuotaExceeded, usage_of
 from jobs.runners.builtin_models import BUILTIN_MODELS
 from jobs.selectors import (
     dataset_for_user,
@@ -102,7 +103,13 @@ def job_action(request: HttpRequest, public_id: str, action: str) -> HttpRespons
             return redirect(clone)
         elif action == "rename":
             services.job_rename(job=job, name=request.POST.get("name", ""))
-    except (ValidationError, InvalidTransition, QueueUnavailable, PermissionDenied) as error:
+    except (
+        ValidationError,
+        InvalidTransition,
+        QueueUnavailable,
+        PermissionDenied,
+        QuotaExceeded,
+    ) as error:
         text = "; ".join(error.messages) if isinstance(error, ValidationError) else str(error)
         messages.error(request, text)
     return redirect(job)
@@ -124,10 +131,13 @@ def _upload_page(request: HttpRequest, what: str) -> HttpResponse:
             )
         except ValidationError as error:
             put_errors(form, error)
+        except QuotaExceeded as error:
+            form.add_error(None, error.message)
         else:
             messages.success(request, f"Uploaded {what} {asset.name} ({asset.public_id}).")
             return redirect("jobs:submit-link" if what == "model" else "jobs:submit-customization")
-    return render(request, "jobs/upload.html", {"form": form, "what": what})
+    context = {"form": form, "what": what, "usage": usage_of(user_of(request).pk)}
+    return render(request, "jobs/upload.html", context)
 
 
 @login_required
@@ -156,9 +166,10 @@ def submit_link(request: HttpRequest) -> HttpResponse:
             return redirect(job)
         except ValidationError as error:
             put_errors(form, error)
-        except QueueUnavailable as error:
+        except (QueueUnavailable, QuotaExceeded) as error:
             form.add_error(None, str(error))
-    return render(request, "jobs/submit.html", {"form": form, "kind": "link"})
+    context = {"form": form, "kind": "link", "usage": usage_of(user.pk)}
+    return render(request, "jobs/submit.html", context)
 
 
 @login_required
@@ -183,6 +194,7 @@ def submit_customization(request: HttpRequest) -> HttpResponse:
             return redirect(job)
         except ValidationError as error:
             put_errors(form, error)
-        except QueueUnavailable as error:
+        except (QueueUnavailable, QuotaExceeded) as error:
             form.add_error(None, str(error))
-    return render(request, "jobs/submit.html", {"form": form, "kind": "customization"})
+    context = {"form": form, "kind": "customization", "usage": usage_of(user.pk)}
+    return render(request, "jobs/submit.html", context)

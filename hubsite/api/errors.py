@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from jobs.dispatch import QueueUnavailable
+from jobs.quotas import QuotaExceeded
 from jobs.status import InvalidTransition
 from sharing.services import InvitationQuotaExceeded
 
@@ -65,6 +66,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return _validation_response(exc.detail)
     if isinstance(exc, InvalidTransition):
         return Response(error_body(str(exc), "status"), status=status.HTTP_409_CONFLICT)
+    if isinstance(exc, QuotaExceeded):
+        return Response(
+            error_body(exc.message, exc.quota), status=status.HTTP_429_TOO_MANY_REQUESTS
+        )
     if isinstance(exc, InvitationQuotaExceeded):
         return Response(error_body(str(exc), "emails"), status=status.HTTP_429_TOO_MANY_REQUESTS)
     if isinstance(exc, QueueUnavailable):

@@ -243,6 +243,10 @@ HUB_MAX_UPLOAD_BYTES = env_int("HUB_MAX_UPLOAD_BYTES", 512 * 1024 * 1024, minimu
 # Verifying a link job runs each model on test inputs of its declared shapes: a model of a few
 # bytes can declare a shape that takes gigabytes, so larger inputs are refused at upload.
 HUB_MAX_VERIFY_INPUT_BYTES = env_int("HUB_MAX_VERIFY_INPUT_BYTES", 256 * 1024 * 1024, minimum=1024)
+# Per-person quotas (jobs.quotas); 0 turns one off.
+HUB_QUOTA_ACTIVE_JOBS = env_int("HUB_QUOTA_ACTIVE_JOBS", 20, minimum=0)
+HUB_QUOTA_UPLOADS_PER_HOUR = env_int("HUB_QUOTA_UPLOADS_PER_HOUR", 60, minimum=0)
+HUB_QUOTA_STORAGE_BYTES = env_int("HUB_QUOTA_STORAGE_BYTES", 20 * 1024**3, minimum=0)
 # One dataset record per line: a longer line is refused at upload, naming it.
 HUB_MAX_DATASET_LINE_BYTES = env_int("HUB_MAX_DATASET_LINE_BYTES", 4 * 1024 * 1024, minimum=1024)
 # A worker proves it is alive every HUB_HEARTBEAT_SECONDS; the reaper, every HUB_REAPER_INTERVAL,

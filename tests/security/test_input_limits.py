@@ -68,7 +68,7 @@ class CountingFile(io.BytesIO):
         super().__init__(data)
         self.bytes_read = 0
 
-    def readline(self, size: int | None = -1) -> bytes:  # type: ignore[override]
+    def readline(self, size: int | None = -1) -> bytes:
         line = super().readline(size)
         self.bytes_read += len(line)
         return line

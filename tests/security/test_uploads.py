@@ -137,3 +137,24 @@ def _a_dead_pid() -> int:
         except ProcessLookupError:
             return pid
         pid += 1
+
+
+def test_an_upload_past_a_quota_is_refused_before_its_body_is_read(alice, tmp_path, token):
+    web = start_web(
+        tmp_path / "media",
+        tmp_path / "data",
+        HUB_QUOTA_STORAGE_BYTES=str(10 * MiB),
+        HUB_MAX_UPLOAD_BYTES=str(256 * MiB),
+    )
+    try:
+        request = head(
+            "/api/v1/models/",
+            token,
+            length=200 * MiB,
+            Content_Type="multipart/form-data; boundary=x",
+        ).replace("Content-Type: application/octet-stream\r\n", "")
+        status, taken = raw_request(web.port, request, plain(200 * MiB))
+    finally:
+        stop_web(web)
+    assert status == 429
+    assert taken < READ_PAST_LIMIT_AT_MOST

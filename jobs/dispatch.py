@@ -6,7 +6,6 @@ import logging
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 from kombu.utils.url import maybe_sanitize_url
 
 from jobs.models import Job
@@ -18,7 +17,6 @@ logger = logging.getLogger(__name__)
 # Publishing gives up after about a second and a half: a submission whose broker is down must
 # answer within seconds, not hang.
 RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1.0}
-HARD_LIMIT_GRACE = 120  # seconds past the deadline at which Celery kills a stuck task outright
 
 
 class QueueUnavailable(Exception):
@@ -39,14 +37,10 @@ def send(job: Job) -> None:
     """A message for a pending job; if the broker is unreachable the job fails at once."""
     from jobs.tasks import run_job
 
-    remaining = (job.deadline - timezone.now()).total_seconds()
     try:
-        run_job.apply_async(
-            args=(job.pk,),
-            retry=True,
-            retry_policy=RETRY_POLICY,
-            time_limit=int(max(remaining, 0)) + HARD_LIMIT_GRACE,
-        )
+        # No time limit of this job's on the message: a worker may take another job with it
+        # (fair scheduling); CELERY_TASK_TIME_LIMIT bounds every task by the operator's limit.
+        run_job.apply_async(args=(job.pk,), retry=True, retry_policy=RETRY_POLICY)
     except Exception as error:  # kombu and the transports raise many kinds; all mean "not queued"
         logger.error("Could not queue job %s: %s", job.public_id, error)
         job_transition(

@@ -20,6 +20,8 @@ from types import TracebackType
 
 from django.conf import settings
 from django.db import connections, transaction
+from django.db.models import Count, F, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from jobs.events import ClaimLost, EventType, publish
@@ -38,22 +40,57 @@ def worker_name(node: str | None = None) -> str:
     return f"{node or socket.gethostname()} pid {os.getpid()}"
 
 
+def fair_order(pending: QuerySet[Job]) -> QuerySet[Job]:
+    """Pending jobs in the order workers should take them: per-person round robin. First the
+    jobs of people with the fewest jobs running, then of those whose last job started longest
+    ago (or never), then the oldest. So one person's thousand queued jobs make another person's
+    first job wait for one free worker, not for the thousand."""
+    mine = Job.objects.filter(owner_id=OuterRef("owner_id"))
+    running = (
+        mine.filter(status__in=[JobStatus.RUNNING, JobStatus.CANCELLING])
+        .values("owner_id")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    last_start = mine.filter(started_at__isnull=False).order_by("-started_at").values("started_at")
+    return pending.annotate(
+        owner_running=Coalesce(Subquery(running), 0),
+        owner_last_start=Subquery(last_start[:1]),
+    ).order_by("owner_running", F("owner_last_start").asc(nulls_first=True), "created_at", "pk")
+
+
+def claim_next(node: str | None = None) -> tuple[Job, str] | None:
+    """Take the fairest pending job for this process, whichever message brought the worker here:
+    every pending job has a message on the queue, so every job is taken once, in fair order.
+    None when no job is pending (its job was cancelled, or taken by another delivery)."""
+    with transaction.atomic():
+        pending = Job.objects.filter(status=JobStatus.PENDING)
+        job = fair_order(pending).select_for_update(skip_locked=True).first()
+        return None if job is None else _take(job, node)
+
+
 def claim(job_id: int, node: str | None = None) -> tuple[Job, str] | None:
-    """Take a pending job for this process; None if it is not pending (taken, cancelled, gone)."""
+    """Take this pending job for this process; None if it is not pending (taken, cancelled,
+    gone)."""
     with transaction.atomic():
         job = Job.objects.select_for_update().filter(pk=job_id).first()
         if job is None or job.status != JobStatus.PENDING:
             return None
-        if job.attempts:
-            _discard_attempt(job)
-        token = uuid.uuid4().hex
-        job.claim_token, job.worker, job.heartbeat_at = token, worker_name(node), timezone.now()
-        job.attempts += 1
-        job.save(update_fields=["claim_token", "worker", "heartbeat_at", "attempts", "updated_at"])
-        attempt = (
-            f" (attempt {job.attempts} of {settings.HUB_MAX_ATTEMPTS})" if job.attempts > 1 else ""
-        )
-        job_transition(job=job, to=JobStatus.RUNNING, message=f"Running on {job.worker}{attempt}.")
+        return _take(job, node)
+
+
+def _take(job: Job, node: str | None) -> tuple[Job, str]:
+    """Inside the transaction that locked the pending job: give it a fresh claim token."""
+    if job.attempts:
+        _discard_attempt(job)
+    token = uuid.uuid4().hex
+    job.claim_token, job.worker, job.heartbeat_at = token, worker_name(node), timezone.now()
+    job.attempts += 1
+    job.save(update_fields=["claim_token", "worker", "heartbeat_at", "attempts", "updated_at"])
+    attempt = (
+        f" (attempt {job.attempts} of {settings.HUB_MAX_ATTEMPTS})" if job.attempts > 1 else ""
+    )
+    job_transition(job=job, to=JobStatus.RUNNING, message=f"Running on {job.worker}{attempt}.")
     return job, token
 
 
@@ -111,10 +148,12 @@ class Heartbeat:
 
 
 def execute(job_id: int, node: str | None = None) -> str:
-    """Run a job if it can be claimed; returns what happened, for the worker's log."""
-    claimed = claim(job_id, node)
+    """Run the fairest pending job (``job_id`` names the job whose submission sent this message;
+    another may be taken first, see ``fair_order``); returns what happened, for the worker's
+    log."""
+    claimed = claim_next(node)
     if claimed is None:
-        logger.info("Job %s is not pending; this delivery does nothing.", job_id)
+        logger.info("No job is pending (message for %s); this delivery does nothing.", job_id)
         return "skipped"
     job, token = claimed
     reporter = Reporter(job, token)

@@ -318,6 +318,9 @@ CELERY_TASK_IGNORE_RESULT = True
 # visibility timeout, deals with a job whose worker died while running it.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ACKS_LATE = True
+# A job takes at most HUB_JOB_TIME_LIMIT from its creation (the worker stops it then); a task
+# still running two minutes past that is stuck, and Celery kills it outright.
+CELERY_TASK_TIME_LIMIT = HUB_JOB_TIME_LIMIT + 120
 CELERY_BROKER_CONNECTION_TIMEOUT = 3
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

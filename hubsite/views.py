@@ -6,11 +6,13 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
 from rest_framework.authtoken.models import Token
 
 from hubsite.api.auth import user_of
 
 
+@never_cache  # the page shows a secret: no browser or proxy may keep a copy
 @login_required
 def api_token(request: HttpRequest) -> HttpResponse:
     """Show the person's API token; POST replaces it (the old one stops working at once)."""

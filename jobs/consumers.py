@@ -21,6 +21,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from rest_framework.utils.encoders import JSONEncoder
 
+from jobs.access import access_group, credential_holds
 from jobs.events import EventMessage, events_after, job_group, user_group
 from jobs.jsonlimits import JSONRefused, loads_bounded
 from jobs.models import Job
@@ -28,6 +29,8 @@ from jobs.selectors import jobs_visible_to
 
 POLL_SECONDS = 0.25
 NOT_FOUND = 4404  # close code: no such job for this person (the same for both cases)
+SIGNED_OUT = 4401  # close code: the socket's sign-in no longer holds
+RECHECK_SECONDS = 30.0  # production: changes are announced; this only backs the announcements up
 MAX_CLIENT_MESSAGE = 4096  # clients send catch-up requests of a few dozen bytes
 
 
@@ -62,7 +65,9 @@ class _HubConsumer(AsyncJsonWebsocketConsumer):
     the embedded profile a task that reads new events from the database."""
 
     poller: asyncio.Task[None] | None = None
+    watcher: asyncio.Task[None] | None = None
     group: str | None = None
+    access: str | None = None
 
     @classmethod
     async def encode_json(cls, content: Any) -> str:
@@ -99,13 +104,41 @@ class _HubConsumer(AsyncJsonWebsocketConsumer):
     async def _poll(self) -> None:
         raise NotImplementedError
 
+    # Access (jobs.access): checked again whenever it may have changed, and every few seconds
+
+    async def _follow_access(self) -> None:
+        """Hear of access changes of this person, and check on a timer too."""
+        if settings.HUB_EVENTS_VIA_CHANNEL_LAYER:
+            self.access = access_group(self.scope["user"].pk)
+            await self.channel_layer.group_add(self.access, self.channel_name)
+        self.watcher = asyncio.create_task(self._recheck_periodically())
+
+    async def _recheck_periodically(self) -> None:
+        every = RECHECK_SECONDS if settings.HUB_EVENTS_VIA_CHANNEL_LAYER else POLL_SECONDS * 4
+        while True:
+            await asyncio.sleep(every)
+            await self.access_check({})
+
+    async def access_check(self, message: dict[str, Any]) -> None:
+        """Close at once when the person's credential or their access to what this socket
+        shows has gone (4401: signed out, token replaced, deactivated; 4404: no such job)."""
+        code = await database_sync_to_async(self._refusal)()
+        if code is not None:
+            self.revoked = True
+            await self.close(code=code)
+
+    def _refusal(self) -> int | None:
+        return None if credential_holds(self.scope) else SIGNED_OUT
+
     async def disconnect(self, code: int) -> None:
-        if self.poller is not None:
-            self.poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.poller
-        if self.group is not None:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        for task in (self.poller, self.watcher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        for group in (self.group, self.access):
+            if group is not None:
+                await self.channel_layer.group_discard(group, self.channel_name)
 
 
 class JobConsumer(_HubConsumer):
@@ -121,6 +154,7 @@ class JobConsumer(_HubConsumer):
         self.job, self.last_seq = job, 0
         self.lock = asyncio.Lock()
         await self._join(job_group(job.pk))
+        await self._follow_access()
         await self.accept()
         after = self._after()
         async with self.lock:
@@ -148,6 +182,11 @@ class JobConsumer(_HubConsumer):
                 return
             if message["seq"] == self.last_seq + 1:
                 await self._send_event(message)
+
+    def _refusal(self) -> int | None:
+        if not credential_holds(self.scope):
+            return SIGNED_OUT
+        return None if _readable(self.scope["user"], self.job.public_id) else NOT_FOUND
 
     # Helpers
 
@@ -255,6 +294,7 @@ class JobListConsumer(_HubConsumer):
         self.user = user
         self.last_event_id = await database_sync_to_async(_latest_event_id)()
         await self._join(user_group(user.pk))
+        await self._follow_access()
         self._start_polling()
         await self.accept()
         await self.send_json({"type": "hello"})

@@ -191,6 +191,12 @@ class _Sender:
             await layer.group_send(group, message)
 
 
+def run_on_sender(coroutine: Any, timeout: float) -> Any:
+    """Run a channel-layer coroutine on this process's sender loop (from synchronous code)."""
+    sender = _sender()
+    return asyncio.run_coroutine_threadsafe(coroutine, sender.loop).result(timeout=timeout)
+
+
 _sender_instance: _Sender | None = None
 _sender_lock = threading.Lock()
 

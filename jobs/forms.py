@@ -95,7 +95,7 @@ class CustomizationJobForm(forms.Form):
         return {name: self.cleaned_data[name] for name in self.HYPERPARAMETERS}
 
 
-def put_errors(form: forms.Form, error: ValidationError) -> None:
+def put_errors(form: forms.BaseForm, error: ValidationError) -> None:
     """A service's errors onto the form: on the field they name, else on the form."""
     for field, messages in error.message_dict.items():
         name = field.removeprefix("hyperparameters.")

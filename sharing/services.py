@@ -27,7 +27,8 @@ TOKEN_SALT = "hub.sharing.invitation"
 
 
 class InvitationQuotaExceeded(Exception):
-    """The owner has sent as many invitations today as HUB_INVITATIONS_PER_DAY allows."""
+    """The owner has sent as many sharing emails (invitations and notices) today as
+    HUB_INVITATIONS_PER_DAY allows."""
 
 
 def normalise_email(raw: object) -> str:
@@ -98,7 +99,9 @@ def sharing_modify(
             Share.objects.filter(job=job, email__in=adding).values_list("email", flat=True)
         )
         new = [e for e in adding if e != owner_email and e not in existing]
-        _take_quota(actor, sum(1 for e in new if e not in accounts))
+        # Every new address costs one email (an invitation or a notice) against the day's
+        # cap, with or without an account: the answer then says nothing about who has one.
+        _take_quota(actor, len(new))
         for email in new:
             share = Share.objects.create(
                 job=job, email=email, user=accounts.get(email), created_by=actor
@@ -144,7 +147,7 @@ def _announce(job: Job) -> None:
 
 
 def _take_quota(owner: User, count: int) -> None:
-    """Count ``count`` invitations against the owner's day, under a row lock, or refuse."""
+    """Count ``count`` sharing emails against the owner's day, under a row lock, or refuse."""
     if count == 0:
         return
     today = timezone.now().date()
@@ -153,7 +156,7 @@ def _take_quota(owner: User, count: int) -> None:
     if quota.sent + count > settings.HUB_INVITATIONS_PER_DAY:
         left = max(0, settings.HUB_INVITATIONS_PER_DAY - quota.sent)
         raise InvitationQuotaExceeded(
-            f"This would send {count} invitation email(s); you may send {left} more today "
+            f"This would send {count} sharing email(s); you may send {left} more today "
             f"(at most {settings.HUB_INVITATIONS_PER_DAY} a day). Nothing was shared."
         )
     quota.sent += count
@@ -193,22 +196,48 @@ def invitation_from_token(token: str) -> Invitation | None:
     )
 
 
+INVITATION_USED = "This invitation was already used, withdrawn, or has expired."
+
+
+def _locked_pending(invitation: Invitation) -> Invitation:
+    """The invitation row, locked for this transaction, if it can still be used (its share
+    still stands)."""
+    locked = (
+        Invitation.objects.select_for_update(of=("self",))
+        .select_related("job")
+        .get(pk=invitation.pk)
+    )
+    if not locked.pending or locked.share_id is None:
+        raise ValidationError({"invitation": INVITATION_USED})
+    return locked
+
+
+def invitation_sign_up(*, invitation: Invitation, username: str, password: str) -> tuple[User, Job]:
+    """Make the invited person's account and accept the invitation with it, in one transaction
+    under the invitation's row lock: of several sign-ups sent at once, exactly one makes an
+    account; the others are told the invitation was used and leave nothing behind."""
+    with transaction.atomic():
+        locked = _locked_pending(invitation)
+        people = get_user_model().objects
+        if people.filter(email__iexact=locked.email, is_active=True).exists():
+            raise ValidationError(
+                {"invitation": f"An account for {locked.email} exists: sign in to accept."}
+            )
+        if people.filter(username__iexact=username).exists():
+            raise ValidationError({"username": "That username is taken; choose another."})
+        user = people.create_user(username=username, email=locked.email, password=password)
+        return user, invitation_accept(invitation=locked, user=user)
+
+
 def invitation_accept(*, invitation: Invitation, user: User) -> Job:
     """Give ``user`` (whose address must be the invited one) the share, once only."""
     with transaction.atomic():
-        locked = (
-            Invitation.objects.select_for_update(of=("self",))
-            .select_related("job")
-            .get(pk=invitation.pk)
-        )
-        if not locked.pending or locked.share_id is None:
-            raise ValidationError(
-                {"invitation": "This invitation was already used, withdrawn, or has expired."}
-            )
+        locked = _locked_pending(invitation)
         if (user.email or "").lower() != locked.email:
             raise ValidationError(
                 {"invitation": f"This invitation is for {locked.email}, not for your account."}
             )
+        assert locked.share_id is not None  # checked by _locked_pending
         Share.objects.filter(pk=locked.share_id).update(user=user)
         locked.accepted_at = timezone.now()
         locked.save(update_fields=["accepted_at"])

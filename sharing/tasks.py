@@ -14,6 +14,9 @@ from django.utils import timezone
 from sharing.models import Invitation, Share
 
 RETRYABLE = (smtplib.SMTPException, OSError)
+# The same words for everyone: nothing a user typed (a job's name, a username) goes into a
+# subject line, where mail clients show it as if the hub had said it.
+SUBJECT = "A job was shared with you on the Model Job Hub"
 
 
 @shared_task(
@@ -36,7 +39,7 @@ def send_invitation(invitation_id: int) -> str:
         )
         who = invitation.invited_by.get_username() if invitation.invited_by else "Someone"
         send_mail(
-            subject=f"{who} shared the job “{invitation.job.name}” with you",
+            subject=SUBJECT,
             message=(
                 f"{who} shared the job “{invitation.job.name}” ({invitation.job.public_id}) on the Model Job Hub "
                 f"with {invitation.email}.\n\nCreate your account and open the job:\n{link}\n\n"
@@ -58,18 +61,25 @@ def send_invitation(invitation_id: int) -> str:
     max_retries=6,
 )
 def send_share_notice(share_id: int) -> str:
-    share = (
-        Share.objects.select_related("job", "created_by")
-        .filter(pk=share_id, user__isnull=False)
-        .first()
-    )
-    if share is None:
-        return "skipped"
-    who = share.created_by.get_username() if share.created_by else "Someone"
-    send_mail(
-        subject=f"{who} shared the job “{share.job.name}” with you",
-        message=f"{who} shared the job “{share.job.name}” with you on the Model Job Hub:\n{share.job.url}\n",
-        from_email=None,
-        recipient_list=[share.email],
-    )
+    with transaction.atomic():
+        share = (
+            Share.objects.select_for_update(of=("self",))
+            .select_related("job", "created_by")
+            .filter(pk=share_id, user__isnull=False)
+            .first()
+        )
+        if share is None or share.notified_at is not None:
+            return "skipped"  # removed since, or already told (a repeated delivery)
+        who = share.created_by.get_username() if share.created_by else "Someone"
+        send_mail(
+            subject=SUBJECT,
+            message=(
+                f"{who} shared the job “{share.job.name}” ({share.job.public_id}) with you on "
+                f"the Model Job Hub:\n{share.job.url}\n"
+            ),
+            from_email=None,
+            recipient_list=[share.email],
+        )
+        share.notified_at = timezone.now()
+        share.save(update_fields=["notified_at"])
     return "sent"

@@ -8,16 +8,20 @@ from django.contrib.auth import get_user_model, login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from hubsite.api.auth import user_of
+from jobs.forms import put_errors
 from jobs.selectors import job_for_user
 from sharing.services import (
     InvitationQuotaExceeded,
     invitation_accept,
     invitation_from_token,
+    invitation_sign_up,
     sharing_disable,
     sharing_modify,
 )
@@ -29,6 +33,7 @@ class InvitedSignupForm(UserCreationForm):
         fields = ("username",)
 
 
+@never_cache  # the page carries the invitation's secret link
 def accept(request: HttpRequest, token: str) -> HttpResponse:
     invitation = invitation_from_token(token)
     if invitation is None:
@@ -51,12 +56,19 @@ def accept(request: HttpRequest, token: str) -> HttpResponse:
         return redirect(job)
     form = InvitedSignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        user = form.save(commit=False)
-        user.email = invitation.email
-        user.save()
-        job = invitation_accept(invitation=invitation, user=user)
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        return redirect(job)
+        try:
+            user, job = invitation_sign_up(
+                invitation=invitation,
+                username=form.cleaned_data["username"],
+                password=form.cleaned_data["password1"],
+            )
+        except ValidationError as error:
+            put_errors(form, error)
+        except IntegrityError:  # the same username, signed up for in the same instant
+            form.add_error("username", "That username is taken; choose another.")
+        else:
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            return redirect(job)
     context = {"form": form, "invitation": invitation}
     return render(request, "sharing/invitation.html", context)
 

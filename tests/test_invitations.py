@@ -41,7 +41,7 @@ def test_an_unknown_address_gets_an_invitation_email_once(job):
     assert send_invitation(invitation.pk) == "skipped"  # a repeated delivery sends nothing
     (message,) = mail.outbox
     assert message.to == ["newcomer@example.com"]
-    assert message.subject == f"alice shared the job “{job.name}” with you"
+    assert message.subject == "A job was shared with you on the Model Job Hub"
     token = link_of(message).rstrip("/").rsplit("/", 1)[1]
     assert invitation_from_token(token) == invitation
 

@@ -15,10 +15,12 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import dj_database_url
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 from hubsite.env import env_bool, env_int, env_list, env_optional, env_str
@@ -93,6 +95,8 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
+    "csp",
     "hubsite",
     "jobs",
     "sharing",
@@ -108,7 +112,42 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: it turns a locked-out sign-in into its 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Content-Security-Policy on every response: scripts only from the hub's own files (no inline
+# script anywhere), sockets back to the hub, nothing framed. Inline styles stay allowed: the
+# progress bars set widths in markup and plotly.js writes <style> elements.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF, ("wss://" if _base.scheme == "https" else "ws://") + _base.netloc],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+
+# Sign-in lockout (django-axes): five failed sign-ins from one address for one username lock
+# that pair out for a quarter of an hour, so guessing is slow and nobody can lock a victim out
+# from elsewhere. The lockout answers 429 with a page that says when to try again.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("HUB_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("HUB_LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
 
 ROOT_URLCONF = "hubsite.urls"
 ASGI_APPLICATION = "hubsite.asgi.application"
@@ -219,6 +258,17 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "hubsite.api.pagination.Pagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "hubsite.api.errors.exception_handler",
+    # Rates per person (per address when anonymous); a wrong API token counts against its
+    # sender's address. Beyond a rate: 429 with Retry-After.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "hubsite.api.throttles.AnonThrottle",
+        "hubsite.api.throttles.UserThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env_str("HUB_API_RATE_ANON", "60/minute"),
+        "user": env_str("HUB_API_RATE_USER", "1200/minute"),
+        "bad_token": env_str("HUB_API_RATE_BAD_TOKEN", "20/minute"),
+    },
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
@@ -305,6 +355,18 @@ else:
         "data_folder_out": str(_queue_dir),
         "control_folder": str(DATA_DIR / "queue-control"),
     }
+# The cache holds API rate limits: shared through Redis by every web process in production,
+# in the one web process's memory in the embedded profile. Short timeouts: a hung Redis must
+# not hang requests (the rate limits then let requests through).
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": f"{HUB_NAMESPACE}:cache",
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
 CELERY_TASK_DEFAULT_QUEUE = HUB_NAMESPACE
 # The reaper gets a queue of its own, served by a small control worker: job workers may all be
 # busy with long jobs exactly when one of them has died and needs reaping.
@@ -335,4 +397,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("HUB_LOG_LEVEL", "INFO")},
+    # django-axes logs every sign-in at INFO; its warnings (lockouts) are what operators need.
+    "loggers": {"axes": {"level": "WARNING"}},
 }

@@ -14,6 +14,12 @@ from tests import factories
 from tests.workers import wait_for_status
 
 
+def taken_next() -> Job:
+    taken = claim_next()
+    assert taken is not None
+    return taken[0]
+
+
 def pending(owner, count: int = 1) -> list[Job]:
     jobs = []
     for _ in range(count):
@@ -26,8 +32,8 @@ def pending(owner, count: int = 1) -> list[Job]:
 def test_a_newcomer_s_first_job_is_taken_before_a_long_queue_of_another(alice, bob):
     alices = pending(alice, 50)
     bobs = pending(bob)[0]
-    assert claim_next()[0] == alices[0]  # she asked first
-    assert claim_next()[0] == bobs  # then his turn, not her 49 others
+    assert taken_next() == alices[0]  # she asked first
+    assert taken_next() == bobs  # then his turn, not her 49 others
 
 
 def test_workers_take_jobs_round_robin_between_people(alice, bob, charlie):
@@ -41,9 +47,9 @@ def test_workers_take_jobs_round_robin_between_people(alice, bob, charlie):
 
 def test_a_person_with_a_running_job_waits_for_one_without(alice, bob):
     first = pending(alice, 2)[0]
-    assert claim_next()[0] == first  # alice now has one running
+    assert taken_next() == first  # alice now has one running
     bobs = pending(bob)[0]
-    assert claim_next()[0] == bobs
+    assert taken_next() == bobs
 
 
 def test_a_message_finds_nothing_when_nothing_is_pending(alice):

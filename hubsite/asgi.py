@@ -11,18 +11,18 @@ django.setup(set_prefix=False)
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from hubsite.routing import websocket_urlpatterns  # noqa: E402
 from hubsite.uploads import HubASGIHandler, sweep_upload_temp_files  # noqa: E402
 from hubsite.ws_auth import TokenAuthMiddleware  # noqa: E402
+from hubsite.ws_origin import ExactOriginValidator  # noqa: E402
 
 sweep_upload_temp_files()  # what a killed web process left behind
 
 application = ProtocolTypeRouter(
     {
         "http": HubASGIHandler(),
-        "websocket": AllowedHostsOriginValidator(
+        "websocket": ExactOriginValidator(
             AuthMiddlewareStack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns)))
         ),
     }

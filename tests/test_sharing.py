@@ -204,11 +204,8 @@ def test_the_owner_shares_and_unshares_from_the_job_page(alice, bob, client, mai
         follow=True,
     )
     content = page.content.decode()
-    assert (
-        "bob@example.com" in content
-        and "new@example.com" in content
-        and "invitation pending" in content
-    )
+    assert "bob@example.com" in content
+    assert "new@example.com" in content
     bad = client.post(
         reverse("sharing:job-sharing", args=[job.public_id]), {"add": "broken"}, follow=True
     )

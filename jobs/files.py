@@ -17,6 +17,7 @@ from django.core.exceptions import ValidationError
 from django.core.files import File
 
 from jobs.jsonlimits import JSONRefused, loads_bounded
+from jobs.redact import scrub_paths
 
 REQUIRED_RECORD_FIELDS = ("prompt", "completion")
 CHUNK = 1024 * 1024
@@ -54,6 +55,14 @@ def local_path(file: File) -> Iterator[str]:
         os.unlink(copy.name)
 
 
+def _invalid(label: str, error: Exception) -> ValidationError:
+    text = str(error).strip()
+    first_line = text.splitlines()[0] if text else type(error).__name__
+    return ValidationError(
+        {"file": f"{label} is not a valid ONNX model: {scrub_paths(first_line)[:300]}"}
+    )
+
+
 def onnx_metadata(path: str, label: str) -> dict[str, Any]:
     """Check that ``path`` is a valid ONNX model and describe its graph; ``label`` names the
     file in the error."""
@@ -61,14 +70,13 @@ def onnx_metadata(path: str, label: str) -> dict[str, Any]:
 
     try:
         model = onnx.load(path, load_external_data=False)
+    except Exception as error:  # onnx raises DecodeError, … with no common base
+        raise _invalid(label, error) from None
+    _refuse_external_data(model, label)  # before the checker, which would follow the paths
+    try:
         onnx.checker.check_model(model)
-    except Exception as error:  # onnx raises DecodeError, ValidationError, … with no common base
-        first_line = (
-            str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        )
-        raise ValidationError(
-            {"file": f"{label} is not a valid ONNX model: {first_line[:300]}"}
-        ) from None
+    except Exception as error:
+        raise _invalid(label, error) from None
     graph = model.graph
     initializer_names = {t.name for t in graph.initializer}
     _check_declared_inputs(graph, initializer_names, label)
@@ -81,6 +89,41 @@ def onnx_metadata(path: str, label: str) -> dict[str, Any]:
         "nodes": len(graph.node),
         "initializers": len(graph.initializer),
     }
+
+
+def uses_external_data(model: Any) -> list[str]:
+    """Names of the tensors (initializers and constants, subgraphs included) whose data lies in
+    files beside the model rather than in it."""
+    import onnx
+
+    found: list[str] = []
+    graphs = [model.graph]
+    while graphs:
+        graph = graphs.pop()
+        tensors = list(graph.initializer)
+        for node in graph.node:
+            for attribute in node.attribute:
+                tensors += [attribute.t] if attribute.HasField("t") else []
+                tensors += list(attribute.tensors)
+                graphs += [attribute.g] if attribute.HasField("g") else []
+                graphs += list(attribute.graphs)
+        found += [t.name for t in tensors if t.data_location == onnx.TensorProto.EXTERNAL]
+    return found
+
+
+def _refuse_external_data(model: Any, label: str) -> None:
+    """One uploaded file cannot bring the files its external data lives in, and a location
+    like ``../../etc/passwd`` would have the hub read what it must not: such models are refused,
+    naming a tensor and how to save the model whole."""
+    external = uses_external_data(model)
+    if external:
+        raise ValidationError(
+            {
+                "file": f"{label} keeps the data of {len(external)} tensor(s) (first: "
+                f"{external[0][:100]}) in separate files; save it as one file with "
+                "onnx.save(model, path, save_as_external_data=False) and upload that."
+            }
+        )
 
 
 def _check_declared_inputs(graph: Any, initializers: set[str], label: str) -> None:

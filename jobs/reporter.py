@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from jobs.events import ClaimLost, EventType, MetricPointPayload, ProgressPayload, publish
 from jobs.models import Artifact, Job, MetricPoint, MetricSeries, MLModel, StatusLog
+from jobs.redact import scrub_paths
 from jobs.state import job_transition
 from jobs.status import FailureType, JobStatus
 
@@ -101,7 +102,7 @@ class Reporter:
 
     def log(self, line: str) -> None:
         """A line of the job's own log (stored as the training log artifact at the end)."""
-        self.log_lines.append(f"{timezone.now():%Y-%m-%d %H:%M:%S} {line}")
+        self.log_lines.append(f"{timezone.now():%Y-%m-%d %H:%M:%S} {scrub_paths(line)}")
 
     def progress(self, **fields: Any) -> None:
         unknown = set(fields) - PROGRESS_FIELDS

@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from jobs.events import ClaimLost, EventType, StatusPayload, publish
 from jobs.models import Job, StatusLog
+from jobs.redact import scrub_paths
 from jobs.status import FINISHED, FailureType, InvalidTransition, JobStatus, can_transition
 
 
@@ -42,6 +43,7 @@ def job_transition(
         raise ValueError("A failed job needs a failure_type, and only a failed job has one.")
     if not message.strip():
         raise ValueError("A status change needs a message a person can read.")
+    message, detail = scrub_paths(message), scrub_paths(detail)  # people read these
     with transaction.atomic():
         locked = Job.objects.select_for_update().get(pk=job.pk)
         if claim_token is not None and locked.claim_token != claim_token:

@@ -6,6 +6,7 @@ import json
 
 import onnx
 
+from jobs.files import uses_external_data
 from jobs.models import ArtifactKind, ModelFormat
 from jobs.runners.base import JobFailure, RunContext, Runner, Target, register
 from jobs.runners.onnx_link import (
@@ -37,7 +38,11 @@ class LinkRunner(Runner):
             model = job_input.model
             label = f"model {model.public_id} ({model.name})"
             try:
-                proto = onnx.load(model.file.path)
+                # Never the data files a model names: uploads are refused if they use any
+                # (jobs.files), and a path in a stored model is not the hub's to follow.
+                proto = onnx.load(model.file.path, load_external_data=False)
+                if uses_external_data(proto):
+                    raise ValueError("it keeps tensor data in separate files")
                 onnx.checker.check_model(proto)
             except FileNotFoundError:
                 raise JobFailure(

@@ -248,6 +248,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "hubsite.api.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
+        "hubsite.api.throttles.AnonymousThrottleAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": [
@@ -260,10 +261,7 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "hubsite.api.errors.exception_handler",
     # Rates per person (per address when anonymous); a wrong API token counts against its
     # sender's address. Beyond a rate: 429 with Retry-After.
-    "DEFAULT_THROTTLE_CLASSES": [
-        "hubsite.api.throttles.AnonThrottle",
-        "hubsite.api.throttles.UserThrottle",
-    ],
+    "DEFAULT_THROTTLE_CLASSES": ["hubsite.api.throttles.UserThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "anon": env_str("HUB_API_RATE_ANON", "60/minute"),
         "user": env_str("HUB_API_RATE_USER", "1200/minute"),

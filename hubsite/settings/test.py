@@ -19,6 +19,11 @@ os.environ.setdefault("HUB_HEARTBEAT_SECONDS", "1")
 os.environ.setdefault("HUB_WORKER_LOST_AFTER", "4")
 os.environ.setdefault("HUB_REAPER_INTERVAL", "1")
 os.environ.setdefault("HUB_NAMESPACE", f"hub-test-{os.getpid()}")
+# Every test request comes from 127.0.0.1: the suite would pass a person's rate in a minute. The
+# rate-limit tests set low rates of their own (tests/security/test_rate_limits.py).
+os.environ.setdefault("HUB_API_RATE_ANON", "100000/minute")
+os.environ.setdefault("HUB_API_RATE_USER", "100000/minute")
+os.environ.setdefault("HUB_API_RATE_BAD_TOKEN", "100000/minute")
 
 from hubsite.settings.base import *  # noqa: F403
 from hubsite.settings.base import STORAGES

@@ -113,9 +113,8 @@ def test_a_finished_job_s_results_hold_no_server_path(alice):
     client = api(alice)
     for url in (f"/api/v1/jobs/{job.public_id}/", f"/api/v1/jobs/{job.public_id}/status/"):
         assert_no_server_path(client.get(url).content.decode(), url)
-    bundle = zipfile.ZipFile(
-        io.BytesIO(b"".join(client.get(f"/api/v1/jobs/{job.public_id}/results/").streaming_content))
-    )
+    results = client.get(f"/api/v1/jobs/{job.public_id}/results/")
+    bundle = zipfile.ZipFile(io.BytesIO(results.getvalue()))
     for name in bundle.namelist():
         if not name.endswith(".onnx"):
             assert_no_server_path(bundle.read(name).decode(), name)

@@ -106,5 +106,8 @@ def test_createsuperuser_makes_an_operator_who_can_open_the_admin(db, client, mo
     call_command(
         "createsuperuser", "--noinput", username="ops", email="ops@example.com", verbosity=0
     )
-    assert client.login(username="ops", password="an-operator-password-42")
+    signed_in = client.post(
+        "/accounts/login/", {"username": "ops", "password": "an-operator-password-42"}
+    )
+    assert signed_in.status_code == 302
     assert client.get(reverse("admin:jobs_job_changelist")).status_code == 200

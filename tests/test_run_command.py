@@ -27,7 +27,10 @@ def test_demo_account_gets_demo_jobs_once(db, client):
     first = ensure_demo()
     assert first.username == DEMO_USERNAME
     assert first.jobs_created == 2
-    assert client.login(username=DEMO_USERNAME, password=first.password)
+    signed_in = client.post(
+        "/accounts/login/", {"username": DEMO_USERNAME, "password": first.password}
+    )
+    assert signed_in.status_code == 302
     again = ensure_demo()
     assert (again.password, again.jobs_created) == (first.password, 0)
     assert Job.objects.filter(owner__username=DEMO_USERNAME).count() == 2

@@ -248,9 +248,11 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "hubsite.api.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "hubsite.api.throttles.AnonymousThrottleAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "hubsite.api.throttles.AnonymousRateLimit",
+        "rest_framework.permissions.IsAuthenticated",
+    ],
     "DEFAULT_PARSER_CLASSES": [
         "hubsite.api.parsers.BoundedJSONParser",
         "rest_framework.parsers.FormParser",

@@ -118,6 +118,8 @@ def test_revoking_takes_the_owner_s_assets_from_the_reader_and_from_everyone_aft
 
 def test_a_pending_job_on_a_revoked_input_fails_at_start_naming_it(chain, alice, bob):
     job_a, _, checkpoint = chain
+    _, job_b, _ = chain
+    job_transition(job=job_b, to=JobStatus.CANCELLED, message="Cancelled before it started.")
     waiting = job_submit_customization(owner=bob, dataset=job_a.dataset, base_model=checkpoint)
     assert Job.objects.get(pk=waiting.pk).status == JobStatus.PENDING  # queued on commit
     sharing_modify(job=job_a, actor=alice, delete_emails=["bob@example.com"])

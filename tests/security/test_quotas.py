@@ -80,6 +80,9 @@ def test_an_upload_past_the_storage_quota_is_refused(alice, settings):
     assert not Dataset.objects.filter(owner=alice).exists()
 
 
+# PostgreSQL: the embedded profile's test database is an in-memory SQLite that threads cannot
+# share for writing (the embedded hub's own SQLite file serialises writers).
+@pytest.mark.production
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_submissions_never_pass_the_quota_together(alice, settings):
     model = factories.onnx_model(alice)

@@ -31,5 +31,10 @@ urlpatterns = [
     path("admin/", admin.site.urls),
 ]
 
+handler400 = "hubsite.views.bad_request"
+handler403 = "hubsite.views.permission_denied"
+handler404 = "hubsite.views.not_found"
+handler500 = "hubsite.views.server_error"
+
 admin.site.site_header = "Model Job Hub administration"
 admin.site.site_title = "Model Job Hub"

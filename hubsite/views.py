@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.views import defaults
 from django.views.decorators.cache import never_cache
 from rest_framework.authtoken.models import Token
 
@@ -23,3 +24,36 @@ def api_token(request: HttpRequest) -> HttpResponse:
         return redirect("api-token")
     token, _ = Token.objects.get_or_create(user=user_of(request))
     return render(request, "account/token.html", {"token": token})
+
+
+# Errors of requests that no view answered (an id that does not match a route, a server error):
+# the API's routes answer JSON in the API's one error shape, the pages answer pages.
+
+API_PREFIXES = ("/api/", "/v1/")
+
+
+def _api_error(request: HttpRequest, status: int, message: str) -> HttpResponse | None:
+    if not request.path.startswith(API_PREFIXES):
+        return None
+    body: dict[str, object] = {"message": message, "field": None, "errors": {}}
+    return JsonResponse(body, status=status)
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    return _api_error(request, 400, "Bad request.") or defaults.bad_request(request, exception)
+
+
+def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
+    return _api_error(request, 403, str(exception) or "Forbidden.") or (
+        defaults.permission_denied(request, exception)
+    )
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _api_error(request, 404, "Not found.") or defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    return _api_error(request, 500, "The hub hit an internal error.") or defaults.server_error(
+        request
+    )

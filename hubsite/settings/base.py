@@ -269,7 +269,7 @@ REST_FRAMEWORK = {
         "user": env_str("HUB_API_RATE_USER", "1200/minute"),
         "bad_token": env_str("HUB_API_RATE_BAD_TOKEN", "20/minute"),
     },
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "hubsite.api.schema.HubAutoSchema",
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",

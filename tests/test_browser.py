@@ -254,3 +254,29 @@ def test_the_api_docs_and_the_admin_work_under_the_content_security_policy(brows
     page.goto(f"{hub}/admin/login/")
     page.wait_for_selector("#login-form")
     shot(page, "admin-login")
+
+
+HOSTILE = '<script>alert(1)</script><img src=x onerror="alert(2)">"\'><svg onload=alert(3)>'
+
+
+def test_hostile_names_show_as_text_on_every_page(browser, hub_env, alice):
+    """A job, model and dataset named with markup: the pages show the characters, run nothing,
+    and the policy had nothing to block (had escaping failed, it would have)."""
+    from jobs.services import job_rename
+
+    hub = hub_env["HUB_URL"]
+    job = factories.link_job(alice)
+    job_rename(job=job, name=HOSTILE)
+    model = job.job_inputs.first().model
+    model.name = HOSTILE
+    model.save()
+    page = signed_in(browser, hub, "alice")
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    for path in ("/jobs/", f"/jobs/{job.public_id}/", "/jobs/new/link/"):
+        page.goto(f"{hub}{path}")
+        page.wait_for_load_state("networkidle")
+        assert HOSTILE in page.inner_text("main"), path
+        assert page.locator("main img[src=x], main svg[onload]").count() == 0
+        assert_no_csp_violations(page)
+    assert dialogs == []

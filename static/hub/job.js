@@ -122,11 +122,34 @@
     const response = await fetch(`/api/v1/jobs/${id}/`, { credentials: "same-origin" });
     if (!response.ok) return;
     const job = await response.json();
+    // Built as elements, never as HTML: names are text, whatever characters they hold.
+    const link = (href, text, id) => {
+      const a = document.createElement("a");
+      a.href = href;
+      a.textContent = text;
+      if (id) a.id = id;
+      return a;
+    };
     const items = [];
-    if (job.target_model) items.push(`<li><a id="download-target" href="/api/v1/jobs/${id}/target-model/">Target model</a> <span class="mono muted">${job.target_model}</span></li>`);
-    for (const artifact of job.artifacts) items.push(`<li><a href="/api/v1/jobs/${id}/artifacts/${encodeURIComponent(artifact.name)}/">${artifact.name.replace(/</g, "&lt;")}</a> · ${artifact.size} bytes</li>`);
-    if (items.length) items.push(`<li><a id="download-results" href="/api/v1/jobs/${id}/results/">All results (.zip)</a></li>`);
-    if (items.length) $("#artifact-list").innerHTML = items.join("");
+    if (job.target_model) {
+      const li = document.createElement("li");
+      const model = document.createElement("span");
+      model.className = "mono muted";
+      model.textContent = job.target_model;
+      li.append(link(`/api/v1/jobs/${id}/target-model/`, "Target model", "download-target"), " ", model);
+      items.push(li);
+    }
+    for (const artifact of job.artifacts) {
+      const li = document.createElement("li");
+      li.append(link(`/api/v1/jobs/${id}/artifacts/${encodeURIComponent(artifact.name)}/`, artifact.name), ` · ${artifact.size} bytes`);
+      items.push(li);
+    }
+    if (items.length) {
+      const li = document.createElement("li");
+      li.append(link(`/api/v1/jobs/${id}/results/`, "All results (.zip)", "download-results"));
+      items.push(li);
+      $("#artifact-list").replaceChildren(...items);
+    }
   }
 
   // Chart

@@ -272,7 +272,12 @@ def test_hostile_names_show_as_text_on_every_page(browser, hub_env, alice):
     model.save()
     page = signed_in(browser, hub, "alice")
     dialogs: list[str] = []
-    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+    def on_dialog(dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
     for path in ("/jobs/", f"/jobs/{job.public_id}/", "/jobs/new/link/"):
         page.goto(f"{hub}{path}")
         page.wait_for_load_state("networkidle")

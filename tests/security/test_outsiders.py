@@ -37,7 +37,7 @@ def _fill(template: str, job) -> str:
         "name": "manifest.json",
         "token": "not-a-token",
     }
-    return "/" + re.sub(r"<(\w+)>", lambda m: values.get(m.group(1), "x"), template)
+    return "/" + re.sub(r"<(\w+)>", lambda m: values.get(str(m.group(1)), "x"), template)
 
 
 def test_anonymous_requests_get_nothing_from_any_route(ready_job):

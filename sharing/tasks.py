@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import smtplib
+from collections.abc import Callable
+from typing import Any
 
 from celery import shared_task
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
@@ -19,39 +22,48 @@ RETRYABLE = (smtplib.SMTPException, OSError)
 SUBJECT = "A job was shared with you on the Model Job Hub"
 
 
+def _send_once(rows: QuerySet[Any], stamp: str, compose: Callable[[Any], tuple[str, str]]) -> str:
+    """Lock the row, send its email unless ``stamp`` says it went out already (a repeated
+    delivery) or ``compose`` declines (returns no body), and stamp it: never twice."""
+    with transaction.atomic():
+        row = rows.select_for_update(of=("self",)).first()
+        if row is None or getattr(row, stamp) is not None:
+            return "skipped"
+        address, body = compose(row)
+        if not body:
+            return "skipped"
+        send_mail(subject=SUBJECT, message=body, from_email=None, recipient_list=[address])
+        setattr(row, stamp, timezone.now())
+        row.save(update_fields=[stamp])
+    return "sent"
+
+
+def _giver(user: Any) -> str:
+    return user.get_username() if user else "Someone"
+
+
 @shared_task(
     name="sharing.tasks.send_invitation", autoretry_for=RETRYABLE, retry_backoff=True, max_retries=6
 )
 def send_invitation(invitation_id: int) -> str:
     from sharing.services import invitation_token
 
-    with transaction.atomic():
-        invitation = (
-            Invitation.objects.select_for_update(of=("self",))
-            .select_related("job", "invited_by")
-            .filter(pk=invitation_id)
-            .first()
-        )
-        if invitation is None or invitation.sent_at is not None or not invitation.pending:
-            return "skipped"  # already sent (a repeated delivery), withdrawn, or expired
+    def compose(invitation: Invitation) -> tuple[str, str]:
+        if not invitation.pending:
+            return invitation.email, ""  # withdrawn or expired since it was queued
         link = settings.HUB_BASE_URL + reverse(
             "sharing:accept", args=[invitation_token(invitation)]
         )
-        who = invitation.invited_by.get_username() if invitation.invited_by else "Someone"
-        send_mail(
-            subject=SUBJECT,
-            message=(
-                f"{who} shared the job “{invitation.job.name}” ({invitation.job.public_id}) on the Model Job Hub "
-                f"with {invitation.email}.\n\nCreate your account and open the job:\n{link}\n\n"
-                f"The link works once, for {invitation.email} only, until "
-                f"{invitation.expires_at:%Y-%m-%d %H:%M} UTC.\n"
-            ),
-            from_email=None,
-            recipient_list=[invitation.email],
+        job = invitation.job
+        return invitation.email, (
+            f"{_giver(invitation.invited_by)} shared the job “{job.name}” ({job.public_id}) on "
+            f"the Model Job Hub with {invitation.email}.\n\nCreate your account and open the "
+            f"job:\n{link}\n\nThe link works once, for {invitation.email} only, until "
+            f"{invitation.expires_at:%Y-%m-%d %H:%M} UTC.\n"
         )
-        invitation.sent_at = timezone.now()
-        invitation.save(update_fields=["sent_at"])
-    return "sent"
+
+    rows = Invitation.objects.select_related("job", "invited_by").filter(pk=invitation_id)
+    return _send_once(rows, "sent_at", compose)
 
 
 @shared_task(
@@ -61,25 +73,13 @@ def send_invitation(invitation_id: int) -> str:
     max_retries=6,
 )
 def send_share_notice(share_id: int) -> str:
-    with transaction.atomic():
-        share = (
-            Share.objects.select_for_update(of=("self",))
-            .select_related("job", "created_by")
-            .filter(pk=share_id, user__isnull=False)
-            .first()
+    def compose(share: Share) -> tuple[str, str]:
+        job = share.job
+        return share.email, (
+            f"{_giver(share.created_by)} shared the job “{job.name}” ({job.public_id}) with you "
+            f"on the Model Job Hub:\n{job.url}\n"
         )
-        if share is None or share.notified_at is not None:
-            return "skipped"  # removed since, or already told (a repeated delivery)
-        who = share.created_by.get_username() if share.created_by else "Someone"
-        send_mail(
-            subject=SUBJECT,
-            message=(
-                f"{who} shared the job “{share.job.name}” ({share.job.public_id}) with you on "
-                f"the Model Job Hub:\n{share.job.url}\n"
-            ),
-            from_email=None,
-            recipient_list=[share.email],
-        )
-        share.notified_at = timezone.now()
-        share.save(update_fields=["notified_at"])
-    return "sent"
+
+    # Only a share that reaches an account (an invitation is sent otherwise); removed: nothing.
+    rows = Share.objects.select_related("job", "created_by").filter(pk=share_id, user__isnull=False)
+    return _send_once(rows, "notified_at", compose)

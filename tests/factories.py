@@ -103,3 +103,12 @@ def ready_job(job: Job) -> Job:
     job_transition(job=job, to=JobStatus.READY, message="ready")
     job.refresh_from_db()
     return job
+
+
+def invitation(job: Job, email: str = "newcomer@example.com") -> Any:
+    """Share ``job`` with an address that has no account, as its owner: the invitation."""
+    from sharing.models import Invitation
+    from sharing.services import sharing_modify
+
+    sharing_modify(job=job, actor=job.owner, add_emails=[email])
+    return Invitation.objects.get(job=job, email=email)

@@ -25,9 +25,7 @@ def job(alice):
     return factories.unqueued_job(alice)
 
 
-def invite(job, email="newcomer@example.com"):
-    sharing_modify(job=job, actor=job.owner, add_emails=[email])
-    return Invitation.objects.get(job=job, email=email)
+invite = factories.invitation
 
 
 def link_of(message) -> str:

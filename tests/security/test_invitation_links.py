@@ -12,15 +12,12 @@ from sharing.services import invitation_token, sharing_modify
 from sharing.tasks import send_invitation
 from tests import factories
 
+invite = factories.invitation
+
 
 @pytest.fixture
 def job(alice):
     return factories.unqueued_job(alice)
-
-
-def invite(job, email="newcomer@example.com"):
-    sharing_modify(job=job, actor=job.owner, add_emails=[email])
-    return Invitation.objects.get(job=job, email=email)
 
 
 def test_a_used_link_does_not_work_twice(job, client):

@@ -20,7 +20,7 @@ from types import TracebackType
 
 from django.conf import settings
 from django.db import connections, transaction
-from django.db.models import Count, F, OuterRef, QuerySet, Subquery
+from django.db.models import Count, F, Min, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -40,33 +40,49 @@ def worker_name(node: str | None = None) -> str:
     return f"{node or socket.gethostname()} pid {os.getpid()}"
 
 
-def fair_order(pending: QuerySet[Job]) -> QuerySet[Job]:
-    """Pending jobs in the order workers should take them: per-person round robin. First the
-    jobs of people with the fewest jobs running, then of those whose last job started longest
-    ago (or never), then the oldest. So one person's thousand queued jobs make another person's
-    first job wait for one free worker, not for the thousand."""
-    mine = Job.objects.filter(owner_id=OuterRef("owner_id"))
+def owners_in_turn() -> list[int]:
+    """The people with pending jobs, in the order their next job should run: per-person round
+    robin. First those with the fewest jobs running, then those whose last job started longest
+    ago (or never), then those waiting longest. So one person's thousand queued jobs make another
+    person's first job wait for one free worker, not for the thousand. One row per person, so
+    the cost follows the number of people waiting, not of jobs."""
+    theirs = Job.objects.filter(owner_id=OuterRef("owner_id"))
     running = (
-        mine.filter(status__in=[JobStatus.RUNNING, JobStatus.CANCELLING])
+        theirs.filter(status__in=[JobStatus.RUNNING, JobStatus.CANCELLING])
         .values("owner_id")
         .annotate(n=Count("pk"))
         .values("n")
     )
-    last_start = mine.filter(started_at__isnull=False).order_by("-started_at").values("started_at")
-    return pending.annotate(
-        owner_running=Coalesce(Subquery(running), 0),
-        owner_last_start=Subquery(last_start[:1]),
-    ).order_by("owner_running", F("owner_last_start").asc(nulls_first=True), "created_at", "pk")
+    last_start = theirs.filter(started_at__isnull=False).order_by("-started_at")
+    waiting = (
+        Job.objects.filter(status=JobStatus.PENDING)
+        .values("owner_id")
+        .annotate(
+            oldest=Min("created_at"),
+            running=Coalesce(Subquery(running), 0),
+            last_start=Subquery(last_start.values("started_at")[:1]),
+        )
+        .order_by("running", F("last_start").asc(nulls_first=True), "oldest")
+    )
+    return [row["owner_id"] for row in waiting]
 
 
 def claim_next(node: str | None = None) -> tuple[Job, str] | None:
     """Take the fairest pending job for this process, whichever message brought the worker here:
-    every pending job has a message on the queue, so every job is taken once, in fair order.
-    None when no job is pending (its job was cancelled, or taken by another delivery)."""
-    with transaction.atomic():
-        pending = Job.objects.filter(status=JobStatus.PENDING)
-        job = fair_order(pending).select_for_update(skip_locked=True).first()
-        return None if job is None else _take(job, node)
+    every pending job has a message on the queue, so every job is taken once, in fair order
+    (the oldest job of the person whose turn it is). None when no job is pending (its job was
+    cancelled, or taken by another delivery)."""
+    for owner_id in owners_in_turn():
+        with transaction.atomic():
+            job = (
+                Job.objects.filter(status=JobStatus.PENDING, owner_id=owner_id)
+                .order_by("created_at", "pk")
+                .select_for_update(skip_locked=True)  # another worker is taking that one
+                .first()
+            )
+            if job is not None:
+                return _take(job, node)
+    return None
 
 
 def claim(job_id: int, node: str | None = None) -> tuple[Job, str] | None:

@@ -3,4 +3,7 @@ from django.http import HttpRequest
 
 
 def hub(request: HttpRequest) -> dict[str, object]:
-    return {"hub_profile": settings.HUB_PROFILE}
+    return {
+        "hub_profile": settings.HUB_PROFILE,
+        "lockout_minutes": int(settings.AXES_COOLOFF_TIME.total_seconds() // 60),
+    }

@@ -40,6 +40,7 @@ def test_five_failed_sign_ins_lock_that_name_from_that_address(alice, settings):
     locked = sign_in(client, "alice", PASSWORD)  # even the right password now
     assert locked.status_code == 429
     assert b"Too many failed sign-ins" in locked.content
+    assert b"paused for 15 minutes" in locked.content
     assert "_auth_user_id" not in client.session
     # Someone else's address is not locked out: nobody can lock a victim out from afar.
     assert sign_in(Client(), "alice", PASSWORD, address="10.1.1.1").status_code == 302

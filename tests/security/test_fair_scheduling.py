@@ -1,5 +1,5 @@
 """One person's queue cannot starve another's: workers take pending jobs per-person round robin
-(jobs.execution.fair_order), whichever job's message brought them."""
+(jobs.execution.owners_in_turn), whichever job's message brought them."""
 
 from __future__ import annotations
 

@@ -255,7 +255,11 @@ def _stopped_at(job: Job, verb: str) -> str:
 
 
 def _store_records(ctx: RunContext) -> None:
-    """The job's own log and its metrics as CSV, kept whatever the outcome."""
+    """The job's own log and its metrics as CSV, kept whatever the outcome; once, also when
+    the target model fails verification after they were stored."""
+    if ctx.records_stored:
+        return
+    ctx.records_stored = True
     reporter = ctx.reporter
     reporter.flush()
     if reporter.log_lines:

@@ -297,6 +297,10 @@ HUB_MAX_VERIFY_INPUT_BYTES = env_int("HUB_MAX_VERIFY_INPUT_BYTES", 256 * 1024 * 
 HUB_QUOTA_ACTIVE_JOBS = env_int("HUB_QUOTA_ACTIVE_JOBS", 20, minimum=0)
 HUB_QUOTA_UPLOADS_PER_HOUR = env_int("HUB_QUOTA_UPLOADS_PER_HOUR", 60, minimum=0)
 HUB_QUOTA_STORAGE_BYTES = env_int("HUB_QUOTA_STORAGE_BYTES", 20 * 1024**3, minimum=0)
+# ... and runs them within this much memory: a tiny model can compute a huge tensor.
+HUB_MAX_VERIFY_MEMORY_BYTES = env_int(
+    "HUB_MAX_VERIFY_MEMORY_BYTES", 2 * 1024 * 1024 * 1024, minimum=16 * 1024 * 1024
+)
 # One dataset record per line: a longer line is refused at upload, naming it.
 HUB_MAX_DATASET_LINE_BYTES = env_int("HUB_MAX_DATASET_LINE_BYTES", 4 * 1024 * 1024, minimum=1024)
 # A worker proves it is alive every HUB_HEARTBEAT_SECONDS; the reaper, every HUB_REAPER_INTERVAL,

@@ -27,6 +27,7 @@ class RunContext:
     job: Job
     reporter: Reporter
     workdir: Path  # removed when the run ends
+    records_stored: bool = False  # the log and metrics artifacts, stored once whatever happens
 
 
 @dataclass

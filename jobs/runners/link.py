@@ -13,6 +13,7 @@ from jobs.runners.onnx_link import (
     InputTooLarge,
     LinkError,
     LinkInput,
+    TooMuchMemory,
     link_models,
     verify_linked,
 )
@@ -102,7 +103,7 @@ class LinkRunner(Runner):
     def verify(self, ctx: RunContext, target: Target, stored) -> str:  # type: ignore[no-untyped-def]
         try:
             compared = verify_linked(stored, target.extra["sources"])
-        except InputTooLarge as error:
+        except (InputTooLarge, TooMuchMemory) as error:
             raise JobFailure(FailureType.INVALID_MODEL, str(error)) from None
         except LinkError as error:
             raise JobFailure(

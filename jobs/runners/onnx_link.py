@@ -33,6 +33,10 @@ class InputTooLarge(LinkError):
     """A model declares an input too large to verify with (the model's fault, not the hub's)."""
 
 
+class TooMuchMemory(LinkError):
+    """Running a model on test inputs needs more memory than the hub gives verification."""
+
+
 @dataclass
 class LinkInput:
     prefix: str  # e.g. "m0/": every name of this input's graph gets it
@@ -250,13 +254,54 @@ def _itemsize(kind: str) -> int:
     return np.dtype(known).itemsize if known is not None else 1
 
 
+_ENV_ALLOCATOR_REGISTERED = False
+
+
+def _bounded_session_options() -> tuple[Any, Any]:
+    """Session and run options under which onnxruntime allocates from one arena capped at
+    HUB_MAX_VERIFY_MEMORY_BYTES (registered once per process), given back after every run: a
+    model of a few bytes can compute a tensor of gigabytes (an Expand to a huge shape), and
+    verifying it must fail, not take the worker's memory."""
+    import onnxruntime as ort
+    from django.conf import settings
+
+    global _ENV_ALLOCATOR_REGISTERED
+    if not _ENV_ALLOCATOR_REGISTERED:
+        same_as_requested = 1  # grow by what a run needs, not by powers of two
+        arena = ort.OrtArenaCfg(settings.HUB_MAX_VERIFY_MEMORY_BYTES, same_as_requested, -1, -1)
+        cpu = ort.OrtMemoryInfo(
+            "Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT
+        )
+        ort.create_and_register_allocator(cpu, arena)
+        _ENV_ALLOCATOR_REGISTERED = True
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.add_session_config_entry("session.use_env_allocators", "1")
+    run = ort.RunOptions()
+    run.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+    return options, run
+
+
+def _run(session: Any, names: list[str] | None, feeds: dict[str, Any], run: Any, label: str) -> Any:
+    from django.conf import settings
+
+    try:
+        return session.run(names, feeds, run)
+    except Exception as error:  # onnxruntime's own exception types, one per status code
+        if "Available memory of" not in str(error):
+            raise
+        raise TooMuchMemory(
+            f"{label} needs more than {settings.HUB_MAX_VERIFY_MEMORY_BYTES} bytes of memory to "
+            "run on test inputs (HUB_MAX_VERIFY_MEMORY_BYTES)."
+        ) from None
+
+
 def verify_linked(target: Path, sources: Sequence[tuple[str, Path, str]], seed: int = 0) -> int:
     """Run every source model and the linked target on the same random inputs and require the
     same outputs; returns the number of outputs compared."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
+    options, run = _bounded_session_options()
     rng = np.random.default_rng(seed)
     feeds: dict[str, np.ndarray] = {}
     expected: dict[str, np.ndarray] = {}
@@ -265,13 +310,13 @@ def verify_linked(target: Path, sources: Sequence[tuple[str, Path, str]], seed: 
         for i in session.get_inputs():
             check_input_size(i.name, i.shape, _itemsize(i.type), label)
         inputs = {i.name: _sample(i.type, list(i.shape), rng, label) for i in session.get_inputs()}
-        outputs = session.run(None, inputs)
+        outputs = _run(session, None, inputs, run, label)
         feeds.update({prefix + name: value for name, value in inputs.items()})
         for meta, value in zip(session.get_outputs(), outputs, strict=True):
             expected[prefix + meta.name] = value
     linked = ort.InferenceSession(str(target), options, providers=["CPUExecutionProvider"])
     names = list(expected)
-    for name, value in zip(names, linked.run(names, feeds), strict=True):
+    for name, value in zip(names, _run(linked, names, feeds, run, "the linked model"), strict=True):
         if value.shape != expected[name].shape or not np.allclose(
             value, expected[name], rtol=1e-5, atol=1e-6
         ):

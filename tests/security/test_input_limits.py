@@ -171,3 +171,35 @@ async def test_a_hostile_socket_message_gets_an_error_and_changes_nothing(alice)
     assert "nested more than 32 levels deep" in error["message"]
     assert await ws.receive_nothing(timeout=0.5)  # and the socket stays open
     await ws.disconnect()
+
+
+def _expanding_model() -> bytes:
+    """Some 80 bytes whose one output is 30,000 × 30,000 floats (3.6 GB)."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["rows", "columns"])
+    shape = helper.make_tensor("s", TensorProto.INT64, [2], [30_000, 30_000])
+    graph = helper.make_graph(
+        [helper.make_node("Expand", ["x", "s"], ["y"])], "g", [x], [y], [shape]
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_verifying_a_model_that_computes_a_huge_tensor_fails_within_the_memory_cap(alice):
+    from jobs.execution import execute
+    from jobs.models import Job
+    from jobs.services import job_submit_link
+    from jobs.state import job_transition
+    from jobs.status import FailureType, JobStatus
+
+    bomb = model_upload(owner=alice, file=SimpleUploadedFile("expand.onnx", _expanding_model()))
+    job = job_submit_link(owner=alice, models=[bomb])
+    if Job.objects.get(pk=job.pk).status == JobStatus.CREATED:
+        job_transition(job=job, to=JobStatus.PENDING, message="Queued.")
+    execute(job.pk)
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    assert job.failure_type == FailureType.INVALID_MODEL
+    assert "HUB_MAX_VERIFY_MEMORY_BYTES" in job.failure_message

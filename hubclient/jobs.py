@@ -9,12 +9,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from hubclient.connection import Connection
 from hubclient.errors import HubError
-
-if TYPE_CHECKING:
-    from hubclient.client import Client
 
 FINISHED = {"completed", "ready", "failed", "cancelled"}
 SUCCESS = {"completed", "ready"}
@@ -97,7 +95,7 @@ class JobResults:
 
 
 class Model:
-    def __init__(self, client: Client, data: dict[str, Any]) -> None:
+    def __init__(self, client: Connection, data: dict[str, Any]) -> None:
         self._client, self.data = client, data
         self.model_id: str = data["id"]
         self.name: str = data["name"]
@@ -111,7 +109,7 @@ class Model:
 
 
 class Dataset:
-    def __init__(self, client: Client, data: dict[str, Any]) -> None:
+    def __init__(self, client: Connection, data: dict[str, Any]) -> None:
         self._client, self.data = client, data
         self.dataset_id: str = data["id"]
         self.name: str = data["name"]
@@ -122,7 +120,7 @@ class Dataset:
 
 
 class Job:
-    def __init__(self, client: Client, data: dict[str, Any]) -> None:
+    def __init__(self, client: Connection, data: dict[str, Any]) -> None:
         self._client = client
         self._update(data)
 
@@ -172,8 +170,8 @@ class Job:
         self._client.request("DELETE", f"/api/v1/jobs/{self.job_id}/sharing/")
 
     def resubmit(self) -> Job:
-        return self._client._job(
-            self._client.request("POST", f"/api/v1/jobs/{self.job_id}/resubmit/")
+        return job_from(
+            self._client, self._client.request("POST", f"/api/v1/jobs/{self.job_id}/resubmit/")
         )
 
     def wait(self, timeout: float | None = None) -> JobStatus:
@@ -298,9 +296,15 @@ def _finished(message: dict[str, Any]) -> bool:
     return message.get("event") == "status" and message["data"].get("status") in TERMINAL
 
 
-def _download(client: Client, path: str, target: Path) -> Path:
+def _download(client: Connection, path: str, target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with client.stream(path) as response, target.open("wb") as out:
         for chunk in response.iter_bytes():
             out.write(chunk)
     return target
+
+
+def job_from(connection: Connection, data: dict[str, Any]) -> Job:
+    """The client's object for a job the hub described: its kind's class."""
+    kind = {"link": LinkJob, "customization": CustomizationJob}.get(data["kind"], Job)
+    return kind(connection, data)

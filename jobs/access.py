@@ -24,6 +24,8 @@ from django.db import transaction
 from django.utils.crypto import constant_time_compare
 from rest_framework.authtoken.models import Token
 
+from jobs.events import run_on_sender
+
 logger = logging.getLogger(__name__)
 
 CHECK_TIMEOUT = 2.0
@@ -41,8 +43,6 @@ def announce_access_change(user_id: int | None) -> None:
 
 
 def _send(user_id: int) -> None:
-    from jobs.events import run_on_sender
-
     try:
         run_on_sender(_group_send(access_group(user_id)), CHECK_TIMEOUT)
     except Exception:  # the sockets' own periodic check is the fallback

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from kombu.utils.url import maybe_sanitize_url
@@ -17,6 +18,9 @@ logger = logging.getLogger(__name__)
 # Publishing gives up after about a second and a half: a submission whose broker is down must
 # answer within seconds, not hang.
 RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1.0}
+
+
+RUN_JOB = "jobs.tasks.run_job"  # the Celery task that runs the fairest pending job
 
 
 class QueueUnavailable(Exception):
@@ -34,13 +38,12 @@ def enqueue(job: Job) -> None:
 
 
 def send(job: Job) -> None:
-    """A message for a pending job; if the broker is unreachable the job fails at once."""
-    from jobs.tasks import run_job
-
+    """A message for a pending job; if the broker is unreachable the job fails at once. The task
+    is named, not imported: the tasks module sits above this one (it runs what this queues)."""
     try:
         # No time limit of this job's on the message: a worker may take another job with it
         # (fair scheduling); CELERY_TASK_TIME_LIMIT bounds every task by the operator's limit.
-        run_job.apply_async(args=(job.pk,), retry=True, retry_policy=RETRY_POLICY)
+        current_app.send_task(RUN_JOB, args=(job.pk,), retry=True, retry_policy=RETRY_POLICY)
     except Exception as error:  # kombu and the transports raise many kinds; all mean "not queued"
         logger.error("Could not queue job %s: %s", job.public_id, error)
         job_transition(

@@ -3,9 +3,10 @@
 from celery import Task, shared_task
 
 from jobs import execution, reaper
+from jobs.dispatch import RUN_JOB
 
 
-@shared_task(name="jobs.tasks.run_job", bind=True)
+@shared_task(name=RUN_JOB, bind=True)
 def run_job(self: Task, job_id: int) -> str:
     return execution.execute(job_id, node=self.request.hostname)
 

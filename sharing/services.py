@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 from functools import partial
 
+from celery import current_app
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
@@ -170,11 +171,10 @@ def _withdraw(job: Job, email: str) -> None:
 
 
 def _queue(task: str, object_id: int) -> None:
-    """Emails go out from a worker, with retries, after the change is committed."""
-    from hubsite.celery import app
-
+    """Emails go out from a worker, with retries, after the change is committed (the task is
+    named, not imported: the tasks module imports this one)."""
     try:
-        app.send_task(task, args=(object_id,))
+        current_app.send_task(task, args=(object_id,))
     except Exception:  # the share stands; only its email could not be queued
         logger.exception("Could not queue %s for %s", task, object_id)
 

@@ -16,7 +16,7 @@ from django.db import transaction
 
 from jobs import files, quotas
 from jobs.dispatch import enqueue_on_commit
-from jobs.hyperparameters import parse_hyperparameters
+from jobs.hyperparameters import Hyperparameters, parse_hyperparameters
 from jobs.models import Dataset, Job, JobInput, JobKind, MLModel, ModelFormat
 from jobs.selectors import datasets_visible_to, models_visible_to
 from jobs.state import job_transition
@@ -153,6 +153,20 @@ def job_submit_link(
     return job
 
 
+def _hyperparameters(data: object) -> Hyperparameters:
+    """Parsed once, here, for the form, the API and the NeMo routes alike; each error names its
+    field as ``hyperparameters.<name>`` (the form puts it back on its own field)."""
+    try:
+        return parse_hyperparameters(data)
+    except ValidationError as error:
+        raise ValidationError(
+            {
+                key if key == "hyperparameters" else f"hyperparameters.{key}": messages
+                for key, messages in error.message_dict.items()
+            }
+        ) from None
+
+
 def job_submit_customization(
     *,
     owner: User,
@@ -168,7 +182,7 @@ def job_submit_customization(
     customization's checkpoint) on a dataset."""
     from jobs.runners.builtin_models import BUILTIN_MODELS, DEFAULT_BASE_MODEL
 
-    params = parse_hyperparameters(hyperparameters)
+    params = _hyperparameters(hyperparameters)
     readable = datasets_visible_to(owner)
     for field, value in (("dataset", dataset), ("validation_dataset", validation_dataset)):
         if value is not None and not readable.filter(pk=value.pk).exists():

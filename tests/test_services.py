@@ -131,7 +131,7 @@ def test_customization_job_refuses_bad_hyperparameters_and_creates_nothing(alice
     data = factories.dataset(alice)
     with pytest.raises(ValidationError) as caught:
         job_submit_customization(owner=alice, dataset=data, hyperparameters={"batch_size": 0})
-    assert "batch_size" in caught.value.message_dict
+    assert "hyperparameters.batch_size" in caught.value.message_dict  # named as the API names it
     assert not Job.objects.exists()
 
 

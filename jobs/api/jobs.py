@@ -27,7 +27,6 @@ from jobs.api.serializers import (
     StatusDetailsSerializer,
     StatusLogSerializer,
 )
-from jobs.hyperparameters import parse_hyperparameters
 from jobs.metrics import MAX_POINTS, job_metrics
 from jobs.models import Dataset, Job, JobKind, MLModel
 from jobs.runners.builtin_models import BUILTIN_MODELS
@@ -140,12 +139,6 @@ class CustomizationSubmit(APIView):
         data = CustomizationSubmitSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        try:
-            parse_hyperparameters(values.get("hyperparameters"))
-        except ValidationError as error:
-            raise ValidationError(
-                {f"hyperparameters.{k}": v for k, v in error.message_dict.items()}
-            ) from None
         user = user_of(request)
         dataset: Dataset = _lookup(
             "dataset", lambda i: dataset_for_user(user, i), values["dataset"], "dataset"

@@ -13,4 +13,5 @@ echo "== ruff check";  .venv/bin/ruff check .
 echo "== ruff format"; .venv/bin/ruff format --check .
 echo "== mypy";        .venv/bin/mypy .
 echo "== migrations";  .venv/bin/python manage.py makemigrations --check --dry-run
+echo "== layers";      .venv/bin/lint-imports --no-cache
 echo "== pytest";      .venv/bin/python -m pytest "$@"

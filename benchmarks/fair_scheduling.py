@@ -95,9 +95,9 @@ def run(queued: int, worker_count: int) -> str:
     from django.core.files.base import ContentFile
 
     from jobs.demo import tiny_mlp_onnx
+    from jobs.domain.status import InvalidTransition, JobStatus
     from jobs.models import Job
     from jobs.services import job_cancel, job_submit_link, model_upload
-    from jobs.status import InvalidTransition, JobStatus
 
     def models_of(user: User) -> list:
         return [
@@ -139,9 +139,9 @@ def calibrate(owner: Any, models: list, jobs: int = 20) -> float:
     """A job's share of a worker, measured with nothing else going on: the median time from one
     job's start to the next start on the same worker (taking the message, claiming, running,
     storing and verifying the target model)."""
+    from jobs.domain.status import FINISHED
     from jobs.models import Job
     from jobs.services import job_submit_link
-    from jobs.status import FINISHED
 
     batch = [job_submit_link(owner=owner, models=models).pk for _ in range(jobs)]
     while Job.objects.filter(pk__in=batch, status__in=FINISHED).count() < jobs:

@@ -8,4 +8,5 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hubsite.settings.base")
 
 app = Celery("hubsite")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks()
+# Tasks live in each app's task module: sharing.tasks, and the engine's jobs.engine.tasks.
+app.autodiscover_tasks(["jobs.engine", "sharing"])

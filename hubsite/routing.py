@@ -2,6 +2,6 @@
 
 from django.urls import URLPattern, URLResolver
 
-from jobs.routing import websocket_urlpatterns as job_routes
+from jobs.live.routing import websocket_urlpatterns as job_routes
 
 websocket_urlpatterns: list[URLPattern | URLResolver] = [*job_routes]

@@ -31,7 +31,7 @@ from django.core.handlers.asgi import ASGIHandler
 from django.utils.crypto import constant_time_compare
 from rest_framework.authtoken.models import Token
 
-from jobs.quotas import upload_refusal
+from jobs.domain.quotas import upload_refusal
 
 logger = logging.getLogger(__name__)
 

@@ -16,15 +16,15 @@ urlpatterns = [
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("account/token/", views.api_token, name="api-token"),
-    path("jobs/", include("jobs.urls")),
+    path("jobs/", include("jobs.web.urls")),
     path("", include("sharing.urls")),
-    path("api/v1/", include("jobs.api.urls")),
+    path("api/v1/", include("jobs.web.api.urls")),
     path(
         "api/v1/jobs/<slug:job_id>/sharing/",
         sharing_api.JobSharing.as_view(),
         name="api-job-sharing",
     ),
-    path("v1/customization/", include("jobs.api.nemo")),  # NeMo Customizer compatible routes
+    path("v1/customization/", include("jobs.web.api.nemo")),  # NeMo Customizer compatible routes
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves its script as a file: the page keeps the no-inline-script policy.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),

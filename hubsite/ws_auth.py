@@ -23,7 +23,7 @@ class TokenAuthMiddleware(BaseMiddleware):
         if len(header) == 2 and header[0].lower() in ("token", "bearer"):
             from django.contrib.auth.models import AnonymousUser
 
-            # The key is kept so the socket can check later that it still signs in (jobs.access).
+            # The key is kept so the socket can check later that it still signs in (jobs.live.access).
             user = await _user_of(header[1])
             scope = {**scope, "user": user or AnonymousUser(), "token_key": header[1]}
         return await super().__call__(scope, receive, send)

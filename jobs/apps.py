@@ -6,4 +6,5 @@ class JobsConfig(AppConfig):
     verbose_name = "Jobs"
 
     def ready(self) -> None:
-        from jobs import signals  # noqa: F401 (connects the receivers)
+        # The live layer's receivers: sockets follow access changes, committed events reach them.
+        from jobs.live import delivery, signals  # noqa: F401

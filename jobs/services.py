@@ -1,5 +1,5 @@
 """Writes to jobs and their assets. Each service validates everything first and changes nothing
-when it refuses; callers pass objects they fetched through ``jobs.selectors``, and each service
+when it refuses; callers pass objects they fetched through ``jobs.domain.selectors``, and each service
 checks again that the acting user may use them."""
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.db import transaction
 
-from jobs import files, quotas
-from jobs.dispatch import enqueue_on_commit
-from jobs.hyperparameters import Hyperparameters, parse_hyperparameters
+from jobs.domain import files, quotas
+from jobs.domain.hyperparameters import Hyperparameters, parse_hyperparameters
+from jobs.domain.selectors import datasets_visible_to, models_visible_to
+from jobs.domain.state import job_transition
+from jobs.domain.status import FINISHED, JobStatus
+from jobs.engine.dispatch import enqueue_on_commit
+from jobs.engine.runners.builtin_models import BUILTIN_MODELS, DEFAULT_BASE_MODEL
 from jobs.models import Dataset, Job, JobInput, JobKind, MLModel, ModelFormat
-from jobs.selectors import datasets_visible_to, models_visible_to
-from jobs.state import job_transition
-from jobs.status import FINISHED, JobStatus
 
 MAX_LINK_INPUTS = 32
 NAME_MAX = 200
@@ -180,8 +181,6 @@ def job_submit_customization(
 ) -> Job:
     """A customization job: fine-tune a base model (built-in by name, or an earlier
     customization's checkpoint) on a dataset."""
-    from jobs.runners.builtin_models import BUILTIN_MODELS, DEFAULT_BASE_MODEL
-
     params = _hyperparameters(hyperparameters)
     readable = datasets_visible_to(owner)
     for field, value in (("dataset", dataset), ("validation_dataset", validation_dataset)):

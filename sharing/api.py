@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from hubsite.api.auth import user_of
-from jobs.selectors import job_for_user
+from jobs.domain.selectors import job_for_user
 from sharing import services
 
 

@@ -2,7 +2,7 @@
 
 A share gives one email address read access to one job, and through it to everything the job
 touches (its models, datasets, artifacts, target model, and the upstream jobs whose target models
-it used); ``jobs.selectors`` derives all of that from the shares at read time, so removing a
+it used); ``jobs.domain.selectors`` derives all of that from the shares at read time, so removing a
 share removes exactly what it granted. A share points at a job, so this app imports ``jobs`` and
 never the other way round.
 """

@@ -18,7 +18,7 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
-from jobs.events import EventType, publish
+from jobs.domain.events import EventType, publish
 from jobs.models import Job
 from sharing.models import Invitation, InvitationQuota, Share, ShareAction, ShareAuditEntry
 

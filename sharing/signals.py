@@ -1,6 +1,6 @@
 """A share made, changed or deleted, however it happened (the owner's sharing page, the API, an
 operator in the admin, a deleted job): the reader's open sockets check what they still may read
-(jobs.access)."""
+(jobs.live.access)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from jobs.access import announce_access_change
+from jobs.live.access import announce_access_change
 from sharing.models import Share
 
 

@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from sharing.models import Invitation, Share
+from sharing.services import invitation_token
 
 RETRYABLE = (smtplib.SMTPException, OSError)
 # The same words for everyone: nothing a user typed (a job's name, a username) goes into a
@@ -46,8 +47,6 @@ def _giver(user: Any) -> str:
     name="sharing.tasks.send_invitation", autoretry_for=RETRYABLE, retry_backoff=True, max_retries=6
 )
 def send_invitation(invitation_id: int) -> str:
-    from sharing.services import invitation_token
-
     def compose(invitation: Invitation) -> tuple[str, str]:
         if not invitation.pending:
             return invitation.email, ""  # withdrawn or expired since it was queued

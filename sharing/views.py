@@ -15,8 +15,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from hubsite.api.auth import user_of
-from jobs.forms import put_errors
-from jobs.selectors import job_for_user
+from jobs.domain.selectors import job_for_user
+from jobs.web.forms import put_errors
 from sharing.services import (
     InvitationQuotaExceeded,
     invitation_accept,

@@ -64,9 +64,9 @@ def customization_job(owner: User, **hyperparameters: Any) -> Job:
 
 def claimed(job: Job) -> tuple[Job, str]:
     """The job taken by this process as a worker would take it: pending, then claimed."""
-    from jobs.execution import claim
-    from jobs.state import job_transition
-    from jobs.status import JobStatus
+    from jobs.domain.state import job_transition
+    from jobs.domain.status import JobStatus
+    from jobs.engine.execution import claim
 
     job_transition(job=job, to=JobStatus.PENDING, message="Queued; waiting for a worker.")
     taken = claim(job.pk)
@@ -86,9 +86,9 @@ def ready_job(job: Job) -> Job:
     tests need finished jobs, not the work itself, which test_execution runs for real)."""
     from django.core.files.base import ContentFile
 
+    from jobs.domain.state import job_transition
+    from jobs.domain.status import JobStatus
     from jobs.models import Artifact
-    from jobs.state import job_transition
-    from jobs.status import JobStatus
 
     target = onnx_model(job.owner, f"target-{job.pk}", seed=job.pk)
     job.refresh_from_db()

@@ -4,9 +4,9 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
+from jobs.domain.state import job_transition
+from jobs.domain.status import JobStatus
 from jobs.models import Job
-from jobs.state import job_transition
-from jobs.status import JobStatus
 from tests import factories
 
 

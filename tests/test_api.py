@@ -10,9 +10,9 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from jobs.demo import numbers_dataset, tiny_mlp_onnx
+from jobs.domain.state import job_transition
+from jobs.domain.status import JobStatus
 from jobs.models import Artifact, Job, MetricPoint, MetricSeries
-from jobs.state import job_transition
-from jobs.status import JobStatus
 from tests import factories
 
 

@@ -7,11 +7,11 @@ from django.db import transaction
 from rest_framework.authtoken.models import Token
 
 from hubsite.asgi import application
-from jobs.events import EventType, next_seq, publish
+from jobs.domain.events import EventType, next_seq, publish
+from jobs.domain.state import job_transition
+from jobs.domain.status import JobStatus
 from jobs.models import Job, JobEvent
 from jobs.services import job_cancel, job_rename
-from jobs.state import job_transition
-from jobs.status import JobStatus
 from tests import factories
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]

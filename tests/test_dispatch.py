@@ -13,7 +13,7 @@ django.setup()
 from django.core.management import call_command
 call_command("migrate", verbosity=0)
 from django.contrib.auth.models import User
-from jobs.dispatch import QueueUnavailable
+from jobs.engine.dispatch import QueueUnavailable
 from jobs.models import Job
 from tests import factories
 owner = User.objects.create_user("alice")

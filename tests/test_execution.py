@@ -1,4 +1,4 @@
-"""Jobs run in this process exactly as a worker runs them (jobs.execution.execute): real ONNX
+"""Jobs run in this process exactly as a worker runs them (jobs.engine.execution.execute): real ONNX
 linking, real training, real files. The worker-process tests (test_workers.py) add the queue."""
 
 import csv
@@ -13,12 +13,12 @@ import pytest
 import torch
 from django.core.files.base import ContentFile
 
-from jobs.execution import execute
+from jobs.domain.state import job_transition
+from jobs.domain.status import FailureType, JobStatus
+from jobs.engine.execution import execute
+from jobs.engine.runners import charlm
 from jobs.models import Job, MLModel
-from jobs.runners import charlm
 from jobs.services import job_submit_customization
-from jobs.state import job_transition
-from jobs.status import FailureType, JobStatus
 from tests import factories
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -191,9 +191,9 @@ def test_a_cancelled_job_is_not_run(alice):
 
 
 def test_a_requeued_job_starts_again_from_nothing(alice):
-    from jobs.execution import claim
-    from jobs.reaper import _release
-    from jobs.reporter import Reporter
+    from jobs.engine.execution import claim
+    from jobs.engine.reaper import _release
+    from jobs.engine.reporter import Reporter
 
     job = factories.customization_job(alice, epochs=2)  # queued at once: these tests commit
     job, token = claim(job.pk)

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from jobs import formulas
+from jobs.domain import formulas
 from tests import factories
 
 

@@ -1,7 +1,7 @@
 import pytest
 from django.core.exceptions import ValidationError
 
-from jobs.hyperparameters import Hyperparameters, parse_hyperparameters
+from jobs.domain.hyperparameters import Hyperparameters, parse_hyperparameters
 
 
 def test_missing_hyperparameters_take_their_defaults():

@@ -8,7 +8,7 @@ import pytest
 from django.core import mail
 from django.urls import reverse
 
-from jobs.selectors import jobs_visible_to
+from jobs.domain.selectors import jobs_visible_to
 from sharing.models import Invitation, InvitationQuota, Share
 from sharing.services import (
     InvitationQuotaExceeded,

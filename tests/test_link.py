@@ -9,7 +9,7 @@ import pytest
 from onnx import numpy_helper
 
 from jobs.demo import tiny_mlp_onnx
-from jobs.runners.onnx_link import LinkError, LinkInput, link_models, verify_linked
+from jobs.engine.runners.onnx_link import LinkError, LinkInput, link_models, verify_linked
 from tests.onnx_samples import conv_model, embedding_model
 
 

@@ -3,7 +3,7 @@
 import pytest
 from django.urls import reverse
 
-from jobs.selectors import job_for_user, jobs_visible_to
+from jobs.domain.selectors import job_for_user, jobs_visible_to
 from jobs.services import job_cancel
 from tests import factories
 
@@ -91,8 +91,8 @@ def test_list_filters_by_status_kind_and_name(client, alice):
 
 
 def test_failed_job_page_says_why_and_whose_fault(client, alice):
-    from jobs.state import job_transition
-    from jobs.status import FailureType, JobStatus
+    from jobs.domain.state import job_transition
+    from jobs.domain.status import FailureType, JobStatus
 
     job = factories.customization_job(alice)
     job_transition(job=job, to=JobStatus.PENDING, message="queued")

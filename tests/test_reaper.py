@@ -5,11 +5,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from jobs.domain.state import job_transition
+from jobs.domain.status import FailureType, JobStatus
+from jobs.engine.reaper import reap
 from jobs.models import Job, JobEvent
-from jobs.reaper import reap
 from jobs.services import job_cancel
-from jobs.state import job_transition
-from jobs.status import FailureType, JobStatus
 from tests import factories
 
 

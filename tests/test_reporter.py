@@ -6,10 +6,10 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from jobs.events import ClaimLost
+from jobs.domain.events import ClaimLost
+from jobs.engine.reaper import _release
+from jobs.engine.reporter import Reporter, StopRequested
 from jobs.models import Job, JobEvent, MetricPoint, MetricSeries
-from jobs.reaper import _release
-from jobs.reporter import Reporter, StopRequested
 from jobs.services import job_cancel
 from tests import factories
 
@@ -135,7 +135,7 @@ def test_committed_events_reach_the_job_and_owner_groups_through_redis(alice):
     from asgiref.sync import async_to_sync
     from channels.layers import get_channel_layer
 
-    from jobs.events import job_group, user_group
+    from jobs.domain.events import job_group, user_group
 
     layer = get_channel_layer()
     job = factories.unqueued_job(alice)

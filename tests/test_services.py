@@ -9,6 +9,8 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 
 from jobs.demo import numbers_dataset, tiny_mlp_onnx
+from jobs.domain.state import job_transition
+from jobs.domain.status import InvalidTransition, JobStatus
 from jobs.models import Dataset, Job, JobKind, MLModel
 from jobs.services import (
     dataset_upload,
@@ -19,8 +21,6 @@ from jobs.services import (
     job_submit_link,
     model_upload,
 )
-from jobs.state import job_transition
-from jobs.status import InvalidTransition, JobStatus
 from tests import factories
 
 

@@ -10,8 +10,8 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from hubsite.asgi import application
+from jobs.domain.selectors import datasets_visible_to, jobs_visible_to, models_visible_to
 from jobs.models import Job
-from jobs.selectors import datasets_visible_to, jobs_visible_to, models_visible_to
 from jobs.services import job_submit_link
 from sharing.models import Share, ShareAuditEntry
 from sharing.services import sharing_disable, sharing_get, sharing_modify

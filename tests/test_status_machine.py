@@ -5,10 +5,10 @@ import threading
 import pytest
 from django.db import IntegrityError, connection, transaction
 
+from jobs.domain.state import job_transition
+from jobs.domain.status import FINISHED, TRANSITIONS, FailureType, InvalidTransition, JobStatus
 from jobs.models import Job, StatusLog
 from jobs.models.job import StatusChangeOutsideMachine
-from jobs.state import job_transition
-from jobs.status import FINISHED, TRANSITIONS, FailureType, InvalidTransition, JobStatus
 from tests import factories
 
 

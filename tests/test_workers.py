@@ -9,9 +9,9 @@ import time
 import pytest
 from django.conf import settings
 
+from jobs.domain.status import FailureType, JobStatus
 from jobs.models import Job, MLModel
 from jobs.services import job_cancel, job_submit_customization
-from jobs.status import FailureType, JobStatus
 from tests import factories
 from tests.workers import WorkerPool, wait_for, wait_for_status
 
@@ -79,7 +79,7 @@ def test_the_time_limit_fails_a_job_that_runs_too_long(alice, workers: WorkerPoo
 
 
 def test_a_job_delivered_twice_runs_once(alice, workers: WorkerPool):
-    from jobs.tasks import run_job
+    from jobs.engine.tasks import run_job
 
     job = factories.link_job(alice)
     run_job.apply_async(args=(job.pk,))  # a second message for the same job

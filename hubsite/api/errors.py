@@ -15,9 +15,9 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from jobs.dispatch import QueueUnavailable
-from jobs.quotas import QuotaExceeded
-from jobs.status import InvalidTransition
+from jobs.domain.quotas import QuotaExceeded
+from jobs.domain.status import InvalidTransition
+from jobs.engine.dispatch import QueueUnavailable
 from sharing.services import InvitationQuotaExceeded
 
 NON_FIELD = {"non_field_errors", "__all__", "detail"}

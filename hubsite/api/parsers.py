@@ -1,4 +1,4 @@
-"""The API's JSON parser: a bounded body, read with the limits of ``jobs.jsonlimits``."""
+"""The API's JSON parser: a bounded body, read with the limits of ``jobs.domain.jsonlimits``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import IO, Any
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
-from jobs.jsonlimits import JSONRefused, loads_bounded
+from jobs.domain.jsonlimits import JSONRefused, loads_bounded
 
 MAX_JSON_BODY = 1024 * 1024  # a submission is a few kilobytes; a megabyte is generous
 

@@ -293,7 +293,7 @@ HUB_MAX_UPLOAD_BYTES = env_int("HUB_MAX_UPLOAD_BYTES", 512 * 1024 * 1024, minimu
 # Verifying a link job runs each model on test inputs of its declared shapes: a model of a few
 # bytes can declare a shape that takes gigabytes, so larger inputs are refused at upload.
 HUB_MAX_VERIFY_INPUT_BYTES = env_int("HUB_MAX_VERIFY_INPUT_BYTES", 256 * 1024 * 1024, minimum=1024)
-# Per-person quotas (jobs.quotas); 0 turns one off.
+# Per-person quotas (jobs.domain.quotas); 0 turns one off.
 HUB_QUOTA_ACTIVE_JOBS = env_int("HUB_QUOTA_ACTIVE_JOBS", 20, minimum=0)
 HUB_QUOTA_UPLOADS_PER_HOUR = env_int("HUB_QUOTA_UPLOADS_PER_HOUR", 60, minimum=0)
 HUB_QUOTA_STORAGE_BYTES = env_int("HUB_QUOTA_STORAGE_BYTES", 20 * 1024**3, minimum=0)
@@ -338,7 +338,7 @@ DEFAULT_FROM_EMAIL = env_str("HUB_EMAIL_FROM", "Model Job Hub <hub@localhost>")
 # Redis carries both the Celery queue and the channel layer in production. The embedded profile
 # needs neither server: Celery uses kombu's filesystem transport (a directory of message files
 # that the web process writes and the worker reads), and events reach browsers from the
-# database (jobs.events keeps every event with its sequence number).
+# database (jobs.domain.events keeps every event with its sequence number).
 HUB_EVENTS_VIA_CHANNEL_LAYER = REDIS_URL is not None
 if REDIS_URL:
     CHANNEL_LAYERS = {

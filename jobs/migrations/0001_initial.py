@@ -2,7 +2,7 @@
 
 import django.db.models.deletion
 import django.utils.timezone
-import jobs.ids
+import jobs.domain.ids
 import jobs.models.assets
 from django.conf import settings
 from django.db import migrations, models
@@ -21,7 +21,7 @@ class Migration(migrations.Migration):
             name='Dataset',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('public_id', models.CharField(default=jobs.ids.dataset_public_id, editable=False, max_length=12, unique=True)),
+                ('public_id', models.CharField(default=jobs.domain.ids.dataset_public_id, editable=False, max_length=12, unique=True)),
                 ('name', models.CharField(max_length=200)),
                 ('file', models.FileField(max_length=300, upload_to=jobs.models.assets._dataset_path)),
                 ('size', models.PositiveBigIntegerField(help_text='Bytes.')),
@@ -38,7 +38,7 @@ class Migration(migrations.Migration):
             name='Job',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('public_id', models.CharField(default=jobs.ids.job_public_id, editable=False, max_length=12, unique=True)),
+                ('public_id', models.CharField(default=jobs.domain.ids.job_public_id, editable=False, max_length=12, unique=True)),
                 ('kind', models.CharField(choices=[('link', 'Link'), ('customization', 'Customization')], max_length=32)),
                 ('name', models.CharField(max_length=200)),
                 ('device', models.CharField(blank=True, max_length=100)),
@@ -113,7 +113,7 @@ class Migration(migrations.Migration):
             name='MLModel',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('public_id', models.CharField(default=jobs.ids.model_public_id, editable=False, max_length=12, unique=True)),
+                ('public_id', models.CharField(default=jobs.domain.ids.model_public_id, editable=False, max_length=12, unique=True)),
                 ('name', models.CharField(max_length=200)),
                 ('format', models.CharField(choices=[('onnx', 'ONNX'), ('torch', 'PyTorch checkpoint')], max_length=16)),
                 ('file', models.FileField(max_length=300, upload_to=jobs.models.assets._model_path)),

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.db import models
 
-from jobs.ids import dataset_public_id, model_public_id
+from jobs.domain.ids import dataset_public_id, model_public_id
 
 if TYPE_CHECKING:
     from jobs.models.job import Job

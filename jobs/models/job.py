@@ -11,10 +11,10 @@ from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs import formulas
-from jobs.hyperparameters import Hyperparameters
-from jobs.ids import job_public_id
-from jobs.status import FINISHED, USER_FAILURES, FailureType, JobStatus
+from jobs.domain import formulas
+from jobs.domain.hyperparameters import Hyperparameters
+from jobs.domain.ids import job_public_id
+from jobs.domain.status import FINISHED, USER_FAILURES, FailureType, JobStatus
 
 
 class JobKind(models.TextChoices):
@@ -81,7 +81,7 @@ class Job(models.Model):
     train_loss = models.FloatField(null=True, blank=True)
     val_loss = models.FloatField(null=True, blank=True)
 
-    # The sequence number of the last event published for this job (jobs.events).
+    # The sequence number of the last event published for this job (jobs.domain.events).
     event_seq = models.PositiveBigIntegerField(default=0)
 
     # Execution: which worker holds the job, and proof that it is still alive. A worker writes
@@ -143,7 +143,7 @@ class Job(models.Model):
         changed = self._saved_status is not None and self.status != self._saved_status
         if changed and not self._status_change_allowed:
             raise StatusChangeOutsideMachine(
-                f"Job {self.public_id}: change status with jobs.state.job_transition, "
+                f"Job {self.public_id}: change status with jobs.domain.state.job_transition, "
                 f"not by assigning it ({self._saved_status} → {self.status})."
             )
         super().save(*args, **kwargs)

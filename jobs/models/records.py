@@ -2,7 +2,7 @@
 
 from django.db import models
 
-from jobs.status import JobStatus
+from jobs.domain.status import JobStatus
 
 
 class StatusLog(models.Model):

@@ -8,8 +8,8 @@ from django.test import Client
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from jobs.domain.status import JobStatus
 from jobs.models import Job
-from jobs.status import JobStatus
 from tests import factories
 
 

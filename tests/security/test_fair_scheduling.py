@@ -1,15 +1,15 @@
 """One person's queue cannot starve another's: workers take pending jobs per-person round robin
-(jobs.execution.owners_in_turn), whichever job's message brought them."""
+(jobs.engine.execution.owners_in_turn), whichever job's message brought them."""
 
 from __future__ import annotations
 
 import pytest
 
-from jobs.execution import claim_next
+from jobs.domain.state import job_transition
+from jobs.domain.status import JobStatus
+from jobs.engine.execution import claim_next
 from jobs.models import Job
 from jobs.services import job_submit_link
-from jobs.state import job_transition
-from jobs.status import JobStatus
 from tests import factories
 from tests.workers import wait_for_status
 

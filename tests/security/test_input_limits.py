@@ -16,7 +16,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from onnx import TensorProto, helper
 
 from hubsite.asgi import application
-from jobs.files import check_jsonl_dataset
+from jobs.domain.files import check_jsonl_dataset
 from jobs.services import dataset_upload, model_upload
 from tests import factories
 from tests.security.access import api
@@ -188,11 +188,11 @@ def _expanding_model() -> bytes:
 
 @pytest.mark.django_db(transaction=True)
 def test_verifying_a_model_that_computes_a_huge_tensor_fails_within_the_memory_cap(alice):
-    from jobs.execution import execute
+    from jobs.domain.state import job_transition
+    from jobs.domain.status import FailureType, JobStatus
+    from jobs.engine.execution import execute
     from jobs.models import Job
     from jobs.services import job_submit_link
-    from jobs.state import job_transition
-    from jobs.status import FailureType, JobStatus
 
     bomb = model_upload(owner=alice, file=SimpleUploadedFile("expand.onnx", _expanding_model()))
     job = job_submit_link(owner=alice, models=[bomb])

@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from django.urls import reverse
 
-from jobs.selectors import jobs_visible_to
+from jobs.domain.selectors import jobs_visible_to
 from sharing.models import Invitation
 from sharing.services import invitation_token, sharing_modify
 from sharing.tasks import send_invitation

@@ -17,12 +17,12 @@ from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from onnx import TensorProto, helper
 
-from jobs.execution import execute
+from jobs.domain.redact import scrub_paths
+from jobs.domain.state import job_transition
+from jobs.domain.status import JobStatus
+from jobs.engine.execution import execute
 from jobs.models import Job
-from jobs.redact import scrub_paths
 from jobs.services import model_upload
-from jobs.state import job_transition
-from jobs.status import JobStatus
 from tests import factories
 from tests.security.access import api
 

@@ -9,8 +9,8 @@ from django.core.files.base import ContentFile
 from django.db import connections
 
 from jobs.demo import tiny_mlp_onnx
+from jobs.domain.quotas import QuotaExceeded
 from jobs.models import Dataset, Job, MLModel
-from jobs.quotas import QuotaExceeded
 from jobs.services import job_submit_link
 from tests import factories
 from tests.security.access import api

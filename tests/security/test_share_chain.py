@@ -12,12 +12,12 @@ from __future__ import annotations
 import pytest
 from django.core.files.base import ContentFile
 
-from jobs.execution import execute
+from jobs.domain.selectors import datasets_visible_to, jobs_visible_to, models_visible_to
+from jobs.domain.state import job_transition
+from jobs.domain.status import FailureType, JobStatus
+from jobs.engine.execution import execute
 from jobs.models import Job, MLModel
-from jobs.selectors import datasets_visible_to, jobs_visible_to, models_visible_to
 from jobs.services import job_submit_customization, job_submit_link
-from jobs.state import job_transition
-from jobs.status import FailureType, JobStatus
 from sharing.services import sharing_modify
 from tests import factories
 from tests.security.access import api, assert_every_route_reads, assert_no_route_reaches

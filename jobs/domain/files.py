@@ -1,0 +1,187 @@
+"""Reading uploaded files: hashing them and telling a valid ONNX model or JSONL dataset from
+anything else, with messages that name the file and the line at fault."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.files import File
+
+from jobs.domain.jsonlimits import JSONRefused, loads_bounded
+from jobs.domain.onnx_inputs import InputTooLarge, check_input_size
+from jobs.domain.redact import scrub_paths
+
+REQUIRED_RECORD_FIELDS = ("prompt", "completion")
+CHUNK = 1024 * 1024
+
+
+def sha256_of(file: File | IO[bytes]) -> tuple[str, int]:
+    """(hex digest, size in bytes), read in chunks so a large upload never sits in memory."""
+    digest, size = hashlib.sha256(), 0
+    file.seek(0)
+    while chunk := file.read(CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+    file.seek(0)
+    return digest.hexdigest(), size
+
+
+@contextmanager
+def local_path(file: File) -> Iterator[str]:
+    """A path on disk holding the file's bytes: the upload's own temporary file when Django
+    spooled it to disk, otherwise a copy that is removed afterwards."""
+    temporary = getattr(file, "temporary_file_path", None)
+    if temporary is not None:
+        yield temporary()
+        return
+    folder = Path(settings.FILE_UPLOAD_TEMP_DIR)
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(suffix=".upload", delete=False, dir=folder) as copy:
+        file.seek(0)
+        while chunk := file.read(CHUNK):
+            copy.write(chunk)
+    file.seek(0)
+    try:
+        yield copy.name
+    finally:
+        os.unlink(copy.name)
+
+
+def _invalid(label: str, error: Exception) -> ValidationError:
+    text = str(error).strip()
+    first_line = text.splitlines()[0] if text else type(error).__name__
+    return ValidationError(
+        {"file": f"{label} is not a valid ONNX model: {scrub_paths(first_line)[:300]}"}
+    )
+
+
+def onnx_metadata(path: str, label: str) -> dict[str, Any]:
+    """Check that ``path`` is a valid ONNX model and describe its graph; ``label`` names the
+    file in the error."""
+    import onnx  # imported here: only model uploads and the workers need it
+
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except Exception as error:  # onnx raises DecodeError, … with no common base
+        raise _invalid(label, error) from None
+    _refuse_external_data(model, label)  # before the checker, which would follow the paths
+    try:
+        onnx.checker.check_model(model)
+    except Exception as error:
+        raise _invalid(label, error) from None
+    graph = model.graph
+    initializer_names = {t.name for t in graph.initializer}
+    _check_declared_inputs(graph, initializer_names, label)
+    return {
+        "ir_version": model.ir_version,
+        "opsets": {imp.domain or "ai.onnx": imp.version for imp in model.opset_import},
+        "graph": graph.name,
+        "inputs": [i.name for i in graph.input if i.name not in initializer_names],
+        "outputs": [o.name for o in graph.output],
+        "nodes": len(graph.node),
+        "initializers": len(graph.initializer),
+    }
+
+
+def uses_external_data(model: Any) -> list[str]:
+    """Names of the tensors (initializers and constants, subgraphs included) whose data lies in
+    files beside the model rather than in it."""
+    import onnx
+
+    found: list[str] = []
+    graphs = [model.graph]
+    while graphs:
+        graph = graphs.pop()
+        tensors = list(graph.initializer)
+        for node in graph.node:
+            for attribute in node.attribute:
+                tensors += [attribute.t] if attribute.HasField("t") else []
+                tensors += list(attribute.tensors)
+                graphs += [attribute.g] if attribute.HasField("g") else []
+                graphs += list(attribute.graphs)
+        found += [t.name for t in tensors if t.data_location == onnx.TensorProto.EXTERNAL]
+    return found
+
+
+def _refuse_external_data(model: Any, label: str) -> None:
+    """One uploaded file cannot bring the files its external data lives in, and a location
+    like ``../../etc/passwd`` would have the hub read what it must not: such models are refused,
+    naming a tensor and how to save the model whole."""
+    external = uses_external_data(model)
+    if external:
+        raise ValidationError(
+            {
+                "file": f"{label} keeps the data of {len(external)} tensor(s) (first: "
+                f"{external[0][:100]}) in separate files; save it as one file with "
+                "onnx.save(model, path, save_as_external_data=False) and upload that."
+            }
+        )
+
+
+def _check_declared_inputs(graph: Any, initializers: set[str], label: str) -> None:
+    """Refuse at upload an input that verifying a link job would need too much memory for."""
+    import onnx
+
+    for value in graph.input:
+        if value.name in initializers or not value.type.HasField("tensor_type"):
+            continue
+        tensor = value.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
+        try:
+            itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).itemsize
+        except (KeyError, TypeError, ValueError):
+            itemsize = 1
+        try:
+            check_input_size(value.name, dims, itemsize, label)
+        except InputTooLarge as error:
+            raise ValidationError({"file": str(error)}) from None
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    records: int
+
+
+def check_jsonl_dataset(file: File | IO[bytes], label: str) -> DatasetSummary:
+    """Every non-blank line must be a JSON object with string ``prompt`` and ``completion``.
+    Linear in the file's size: lines are read with a bound (never joined chunk by chunk), and
+    a line past HUB_MAX_DATASET_LINE_BYTES is refused as soon as the bound is reached."""
+    limit = settings.HUB_MAX_DATASET_LINE_BYTES
+    file.seek(0)
+    records = number = 0
+    while raw := file.readline(limit + 1):
+        number += 1
+        if len(raw) > limit and not raw.endswith(b"\n"):
+            raise ValidationError(
+                {
+                    "file": f"{label}, line {number}: longer than {limit} bytes "
+                    "(HUB_MAX_DATASET_LINE_BYTES); one record per line."
+                }
+            )
+        if not raw.strip():
+            continue
+        try:
+            record = loads_bounded(raw)
+        except JSONRefused as refused:
+            raise ValidationError({"file": f"{label}, line {number}: {refused}."}) from None
+        if not isinstance(record, dict):
+            raise ValidationError({"file": f"{label}, line {number}: expected a JSON object."})
+        for field in REQUIRED_RECORD_FIELDS:
+            if not isinstance(record.get(field), str) or not record[field]:
+                raise ValidationError(
+                    {"file": f"{label}, line {number}: {field!r} must be a non-empty string."}
+                )
+        records += 1
+    file.seek(0)
+    if records == 0:
+        raise ValidationError({"file": f"{label} has no records: expected JSON lines."})
+    return DatasetSummary(records=records)

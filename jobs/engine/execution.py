@@ -1,0 +1,283 @@
+"""Running one job on a worker: claim it, run its runner, record the outcome.
+
+A job is claimed only from PENDING, under a row lock, with a fresh claim token: a message
+delivered twice (or a stale one after a requeue) finds the job taken and does nothing. While the
+runner works, a heartbeat thread proves the worker alive; if the worker dies, the reaper
+(jobs.engine.reaper) notices the silent heartbeat and requeues or fails the job.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import socket
+import tempfile
+import threading
+import uuid
+from pathlib import Path
+from types import TracebackType
+
+from django.conf import settings
+from django.db import connections, transaction
+from django.db.models import Count, F, Min, OuterRef, Subquery
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from jobs.domain.events import ClaimLost, EventType, publish
+from jobs.domain.selectors import inputs_unreadable_by_owner
+from jobs.domain.state import job_transition
+from jobs.domain.status import FailureType, JobStatus
+from jobs.engine.reporter import Reporter, StopRequested
+from jobs.engine.runners import runner_for
+from jobs.engine.runners.base import JobFailure, RunContext, Runner
+from jobs.models import Artifact, ArtifactKind, Job, MetricPoint, MLModel
+
+logger = logging.getLogger(__name__)
+
+
+def worker_name(node: str | None = None) -> str:
+    """How status logs name a worker: its Celery node name and the process doing the work."""
+    return f"{node or socket.gethostname()} pid {os.getpid()}"
+
+
+def owners_in_turn() -> list[int]:
+    """The people with pending jobs, in the order their next job should run: per-person round
+    robin. First those with the fewest jobs running, then those whose last job started longest
+    ago (or never), then those waiting longest. So one person's thousand queued jobs make another
+    person's first job wait for one free worker, not for the thousand. One row per person, so
+    the cost follows the number of people waiting, not of jobs."""
+    theirs = Job.objects.filter(owner_id=OuterRef("owner_id"))
+    running = (
+        theirs.filter(status__in=[JobStatus.RUNNING, JobStatus.CANCELLING])
+        .values("owner_id")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    last_start = theirs.filter(started_at__isnull=False).order_by("-started_at")
+    waiting = (
+        Job.objects.filter(status=JobStatus.PENDING)
+        .values("owner_id")
+        .annotate(
+            oldest=Min("created_at"),
+            running=Coalesce(Subquery(running), 0),
+            last_start=Subquery(last_start.values("started_at")[:1]),
+        )
+        .order_by("running", F("last_start").asc(nulls_first=True), "oldest")
+    )
+    return [row["owner_id"] for row in waiting]
+
+
+def claim_next(node: str | None = None) -> tuple[Job, str] | None:
+    """Take the fairest pending job for this process, whichever message brought the worker here:
+    every pending job has a message on the queue, so every job is taken once, in fair order
+    (the oldest job of the person whose turn it is). None when no job is pending (its job was
+    cancelled, or taken by another delivery)."""
+    for owner_id in owners_in_turn():
+        with transaction.atomic():
+            job = (
+                Job.objects.filter(status=JobStatus.PENDING, owner_id=owner_id)
+                .order_by("created_at", "pk")
+                .select_for_update(skip_locked=True)  # another worker is taking that one
+                .first()
+            )
+            if job is not None:
+                return _take(job, node)
+    return None
+
+
+def claim(job_id: int, node: str | None = None) -> tuple[Job, str] | None:
+    """Take this pending job for this process; None if it is not pending (taken, cancelled,
+    gone)."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or job.status != JobStatus.PENDING:
+            return None
+        return _take(job, node)
+
+
+def _take(job: Job, node: str | None) -> tuple[Job, str]:
+    """Inside the transaction that locked the pending job: give it a fresh claim token."""
+    if job.attempts:
+        _discard_attempt(job)
+    token = uuid.uuid4().hex
+    job.claim_token, job.worker, job.heartbeat_at = token, worker_name(node), timezone.now()
+    job.attempts += 1
+    job.save(update_fields=["claim_token", "worker", "heartbeat_at", "attempts", "updated_at"])
+    attempt = (
+        f" (attempt {job.attempts} of {settings.HUB_MAX_ATTEMPTS})" if job.attempts > 1 else ""
+    )
+    job_transition(job=job, to=JobStatus.RUNNING, message=f"Running on {job.worker}{attempt}.")
+    return job, token
+
+
+def _discard_attempt(job: Job) -> None:
+    """A requeued job starts again from nothing: what its lost attempt recorded would mix with
+    the new attempt's steps. Watchers learn of it from a reset event and reload."""
+    for field in ("epochs_completed", "steps_completed", "best_epoch", "train_loss", "val_loss"):
+        setattr(job, field, None)
+    job.save(
+        update_fields=[
+            "epochs_completed",
+            "steps_completed",
+            "best_epoch",
+            "train_loss",
+            "val_loss",
+        ]
+    )
+    job.metric_series.all().delete()
+    stored: list[Artifact | MLModel] = [*job.artifacts.all(), *job.produced_models.all()]
+    for item in stored:
+        item.file.delete(save=False)
+        item.delete()
+    publish(job, EventType.JOB, {"reset": True, "attempt": job.attempts + 1})
+
+
+class Heartbeat:
+    """Updates the job's heartbeat from a thread of its own, so that a long single step (an
+    export, a big link) does not look like a dead worker."""
+
+    def __init__(self, reporter: Reporter, every: float) -> None:
+        self.reporter, self.every = reporter, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="hub-heartbeat", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        try:
+            while not self._stop.wait(self.every):
+                try:
+                    if not self.reporter.heartbeat():
+                        return  # the job is no longer ours; the runner finds out at its next step
+                except Exception:
+                    logger.warning(
+                        "Heartbeat of job %s failed", self.reporter.job.public_id, exc_info=True
+                    )
+        finally:
+            connections.close_all()
+
+
+def execute(job_id: int, node: str | None = None) -> str:
+    """Run the fairest pending job (``job_id`` names the job whose submission sent this message;
+    another may be taken first, see ``fair_order``); returns what happened, for the worker's
+    log."""
+    claimed = claim_next(node)
+    if claimed is None:
+        logger.info("No job is pending (message for %s); this delivery does nothing.", job_id)
+        return "skipped"
+    job, token = claimed
+    reporter = Reporter(job, token)
+    runner = runner_for(job.kind)
+    with (
+        Heartbeat(reporter, settings.HUB_HEARTBEAT_SECONDS),
+        tempfile.TemporaryDirectory(prefix=f"job-{job.public_id}-") as workdir,
+    ):
+        ctx = RunContext(job, reporter, Path(workdir))
+        try:
+            return _run(ctx, runner)
+        except ClaimLost:
+            logger.warning(
+                "Job %s was taken from this worker; stopping without writing.", job.public_id
+            )
+            return "lost"
+
+
+def _run(ctx: RunContext, runner: Runner) -> str:
+    reporter = ctx.reporter
+    try:
+        reporter.check_stop()
+        _require_readable_inputs(ctx.job)
+        target = runner.run(ctx)
+        reporter.transition(JobStatus.COMPLETED, target.message)
+        model = reporter.produced_model(target.path, target.name, target.format, target.metadata)
+        reporter.set_target_model(model)
+        _store_records(ctx)
+        summary = runner.verify(ctx, target, Path(model.file.path))
+        reporter.transition(
+            JobStatus.READY, summary, detail=f"sha256 {model.sha256}, {model.size} bytes"
+        )
+        return "ready"
+    except StopRequested as stop:
+        _store_records(ctx)
+        if stop.reason == "cancel":
+            reporter.transition(JobStatus.CANCELLED, _stopped_at(ctx.job, "Cancelled"))
+            return "cancelled"
+        limit = ctx.job.time_limit_seconds
+        reporter.transition(
+            JobStatus.FAILED,
+            f"Time limit reached: jobs may take {limit} s from their creation, queue time included. "
+            + _stopped_at(ctx.job, "Stopped"),
+            failure_type=FailureType.TIME_LIMIT,
+        )
+        return "time_limit"
+    except JobFailure as failure:
+        _store_records(ctx)
+        reporter.transition(JobStatus.FAILED, failure.message, failure.detail, failure.failure_type)
+        return "failed"
+    except ClaimLost:
+        raise
+    except Exception as error:
+        logger.exception("Job %s failed inside the hub", ctx.job.public_id)
+        reporter.transition(
+            JobStatus.FAILED,
+            "The hub hit an internal error while running this job; resubmitting it may succeed.",
+            detail=f"{type(error).__name__}: {error}"[:2000],
+            failure_type=FailureType.INTERNAL_ERROR,
+        )
+        return "error"
+
+
+def _require_readable_inputs(job: Job) -> None:
+    """A job starts only while its owner may still read its inputs: an input someone shared
+    with the owner and then revoked is not the hub's to read for them any more. (A job already
+    running when the share ends goes on: its worker read the inputs when it started.)"""
+    lost = inputs_unreadable_by_owner(job)
+    if lost:
+        names = ", ".join(f"{view.name} ({view.public_id})" for view in lost)
+        raise JobFailure(
+            FailureType.INPUT_UNAVAILABLE,
+            f"This job cannot start: {names} is no longer shared with you. Ask its owner to "
+            "share it again, or submit the job with inputs of your own.",
+        )
+
+
+def _stopped_at(job: Job, verb: str) -> str:
+    job.refresh_from_db()
+    if job.total_steps:
+        return f"{verb} at step {job.steps_completed or 0} of {job.total_steps}."
+    return f"{verb} before the work finished."
+
+
+def _store_records(ctx: RunContext) -> None:
+    """The job's own log and its metrics as CSV, kept whatever the outcome; once, also when
+    the target model fails verification after they were stored."""
+    if ctx.records_stored:
+        return
+    ctx.records_stored = True
+    reporter = ctx.reporter
+    reporter.flush()
+    if reporter.log_lines:
+        log = ctx.workdir / "log.txt"
+        log.write_text("\n".join(reporter.log_lines) + "\n")
+        name = "training_log.txt" if ctx.job.kind == "customization" else "log.txt"
+        reporter.artifact(ArtifactKind.TRAINING_LOG, name, log)
+    points = MetricPoint.objects.filter(series__job=ctx.job).order_by("series__key", "step")
+    if points.exists():
+        path = ctx.workdir / "metrics.csv"
+        with path.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["series", "step", "value", "timestamp"])
+            for key, step, value, timestamp in points.values_list(
+                "series__key", "step", "value", "timestamp"
+            ).iterator():
+                writer.writerow(
+                    [key, step, "" if value is None else repr(value), timestamp.isoformat()]
+                )
+        reporter.artifact(ArtifactKind.METRICS_CSV, "metrics.csv", path)

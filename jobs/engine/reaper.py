@@ -1,0 +1,126 @@
+"""The periodic reaper (Celery beat runs it every HUB_REAPER_INTERVAL seconds).
+
+* A running job whose heartbeat is older than HUB_WORKER_LOST_AFTER lost its worker (killed,
+  out of memory, its machine gone): it is requeued while it has attempts left, else failed with
+  failure type worker_lost; a cancelling one is simply cancelled. This never waits for the
+  broker's visibility timeout.
+* A job past its time limit is failed with failure type time_limit. A running job with a live
+  worker stops itself at its next step; the reaper steps in only if the worker has not done so
+  HUB_WORKER_LOST_AFTER seconds later.
+* Stored events of jobs finished more than HUB_EVENT_RETENTION_HOURS ago are deleted: nobody
+  needs to catch up on them any more.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from jobs.domain.state import job_transition
+from jobs.domain.status import FINISHED, FailureType, JobStatus
+from jobs.engine import dispatch
+from jobs.models import Job, JobEvent
+
+UNFINISHED = [
+    JobStatus.CREATED,
+    JobStatus.PENDING,
+    JobStatus.RUNNING,
+    JobStatus.CANCELLING,
+    JobStatus.UNKNOWN,
+]
+HELD = [JobStatus.RUNNING, JobStatus.CANCELLING]
+
+
+def reap(now: datetime | None = None) -> dict[str, int]:
+    now = now or timezone.now()
+    counts = {"timed_out": 0, "requeued": 0, "worker_lost": 0, "cancelled": 0, "events_deleted": 0}
+    for job in _past_deadline(now):
+        if _expire(job.pk, now):
+            counts["timed_out"] += 1
+    lost_before = now - timedelta(seconds=settings.HUB_WORKER_LOST_AFTER)
+    for job_id in Job.objects.filter(status__in=HELD, heartbeat_at__lt=lost_before).values_list(
+        "pk", flat=True
+    ):
+        outcome = _recover(job_id, lost_before, now)
+        if outcome:
+            counts[outcome] += 1
+    retention = now - timedelta(hours=settings.HUB_EVENT_RETENTION_HOURS)
+    counts["events_deleted"], _ = JobEvent.objects.filter(job__finished_at__lt=retention).delete()
+    return counts
+
+
+def _past_deadline(now: datetime) -> list[Job]:
+    default_cutoff = now - timedelta(seconds=settings.HUB_JOB_TIME_LIMIT)
+    candidates = Job.objects.filter(status__in=UNFINISHED).filter(
+        Q(time_limit__isnull=True, created_at__lt=default_cutoff) | Q(time_limit__isnull=False)
+    )
+    return [job for job in candidates.only("pk", "created_at", "time_limit") if job.deadline <= now]
+
+
+def _expire(job_id: int, now: datetime) -> bool:
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job_id)
+        if job.status in FINISHED or job.deadline > now:
+            return False
+        grace = timedelta(seconds=settings.HUB_WORKER_LOST_AFTER)
+        alive = (
+            job.status in HELD and job.heartbeat_at is not None and job.heartbeat_at > now - grace
+        )
+        if alive and now < job.deadline + grace:
+            return False  # the worker will stop it at its next step, with a better message
+        waited = (
+            "in the queue" if job.status in (JobStatus.CREATED, JobStatus.PENDING) else "running"
+        )
+        _release(job)
+        job_transition(
+            job=job,
+            to=JobStatus.FAILED,
+            message=f"Time limit reached: jobs may take {job.time_limit_seconds} s from their creation, "
+            f"queue time included, and this one was still {waited}.",
+            failure_type=FailureType.TIME_LIMIT,
+        )
+    return True
+
+
+def _recover(job_id: int, lost_before: datetime, now: datetime) -> str | None:
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job_id)
+        if job.status not in HELD or job.heartbeat_at is None or job.heartbeat_at >= lost_before:
+            return None  # it moved on since we looked
+        silent = int((now - job.heartbeat_at).total_seconds())
+        who = job.worker or "its worker"
+        _release(job)
+        if job.status == JobStatus.CANCELLING:
+            job_transition(
+                job=job,
+                to=JobStatus.CANCELLED,
+                message=f"{who} stopped answering while cancelling; cancelled.",
+            )
+            return "cancelled"
+        if job.attempts < settings.HUB_MAX_ATTEMPTS:
+            job_transition(
+                job=job,
+                to=JobStatus.PENDING,
+                message=f"{who} stopped answering (last heartbeat {silent} s ago); requeued for attempt "
+                f"{job.attempts + 1} of {settings.HUB_MAX_ATTEMPTS}.",
+            )
+            transaction.on_commit(lambda: dispatch.send(job))
+            return "requeued"
+        job_transition(
+            job=job,
+            to=JobStatus.FAILED,
+            message=f"{who} stopped answering (last heartbeat {silent} s ago) and the job has had all "
+            f"{settings.HUB_MAX_ATTEMPTS} attempts. This was the hub's problem, not the job's; resubmit it.",
+            failure_type=FailureType.WORKER_LOST,
+        )
+        return "worker_lost"
+
+
+def _release(job: Job) -> None:
+    """Take the job from its worker: any write it still tries is refused (ClaimLost)."""
+    Job.objects.filter(pk=job.pk).update(claim_token="", worker="")
+    job.claim_token, job.worker = "", ""

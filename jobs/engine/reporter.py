@@ -1,0 +1,291 @@
+"""The progress reporter: the one way a runner tells the hub about its job.
+
+It persists what the runner reports (status, status details, metric points, status log entries,
+artifacts, the target model) and publishes each change as a numbered event, all guarded by the
+worker's claim on the job. A training loop may call it on every step: metric points are buffered
+and written in one batch, and status details are coalesced, at most every ``flush_every``
+seconds (or sooner when ``max_points`` pile up), so the loop pays for a few inserts a second, not
+one commit per point.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from django.core.files import File
+from django.db import transaction
+from django.db.models import F
+from django.db.models.functions import Greatest
+from django.utils import timezone
+
+from jobs.domain.events import ClaimLost, EventType, MetricPointPayload, ProgressPayload, publish
+from jobs.domain.redact import scrub_paths
+from jobs.domain.state import job_transition
+from jobs.domain.status import FailureType, JobStatus
+from jobs.models import Artifact, Job, MetricPoint, MetricSeries, MLModel, StatusLog
+
+PROGRESS_FIELDS = frozenset(
+    {
+        "epochs_completed",
+        "steps_completed",
+        "best_epoch",
+        "train_loss",
+        "val_loss",
+        "training_samples",
+    }
+)
+
+
+class StopRequested(Exception):
+    """The runner must stop at this step: the user cancelled, or the job's time is up."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason  # "cancel" or "time_limit"
+
+
+def progress_payload(job: Job) -> ProgressPayload:
+    return {
+        "epochs_completed": job.epochs_completed,
+        "steps_completed": job.steps_completed,
+        "steps_per_epoch": job.steps_per_epoch,
+        "total_steps": job.total_steps,
+        "best_epoch": job.best_epoch,
+        "train_loss": job.train_loss,
+        "val_loss": job.val_loss,
+        "percentage_done": job.percentage_done,
+        "elapsed_time": job.elapsed_time,
+        "eta_seconds": job.eta_seconds,
+    }
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class Reporter:
+    def __init__(
+        self,
+        job: Job,
+        claim_token: str,
+        *,
+        flush_every: float = 0.5,
+        max_points: int = 2000,
+        check_every: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.job = job
+        self.token = claim_token
+        self.flush_every = flush_every
+        self.max_points = max_points
+        self.check_every = check_every
+        self.clock = clock
+        self._fields: dict[str, Any] = {}
+        self._points: dict[str, list[tuple[int, float | None, datetime]]] = defaultdict(list)
+        self._buffered = 0
+        self._last_flush = clock()
+        self._last_check = -math.inf
+        self.log_lines: list[str] = []
+
+    # What a runner reports
+
+    def log(self, line: str) -> None:
+        """A line of the job's own log (stored as the training log artifact at the end)."""
+        self.log_lines.append(f"{timezone.now():%Y-%m-%d %H:%M:%S} {scrub_paths(line)}")
+
+    def progress(self, **fields: Any) -> None:
+        unknown = set(fields) - PROGRESS_FIELDS
+        if unknown:
+            raise ValueError(f"Not a status detail a runner sets: {', '.join(sorted(unknown))}")
+        self._fields.update(fields)
+        self._flush_if_due()
+
+    def metric(self, key: str, step: int, value: float) -> None:
+        """One point of a series; a NaN or infinite value is kept as a gap (None)."""
+        kept = float(value) if math.isfinite(value) else None
+        self._points[key].append((step, kept, timezone.now()))
+        self._buffered += 1
+        self._flush_if_due()
+
+    def note(self, message: str, detail: str = "") -> None:
+        """A status log entry that is not a status change."""
+        self.flush()
+        with transaction.atomic():
+            status = Job.objects.values_list("status", flat=True).get(pk=self.job.pk)
+            entry = StatusLog.objects.create(
+                job=self.job,
+                status=status,
+                message=message,
+                detail=detail,
+                updated_at=timezone.now(),
+            )
+            publish(
+                self.job,
+                EventType.LOG,
+                {
+                    "status": entry.status,
+                    "message": message,
+                    "detail": detail,
+                    "updated_at": entry.updated_at.isoformat(),
+                },
+                claim_token=self.token,
+            )
+
+    def transition(
+        self, to: JobStatus, message: str, detail: str = "", failure_type: FailureType | None = None
+    ) -> None:
+        self.flush()
+        job_transition(
+            job=self.job,
+            to=to,
+            message=message,
+            detail=detail,
+            failure_type=failure_type,
+            claim_token=self.token,
+        )
+
+    def artifact(self, kind: str, name: str, path: Path) -> Artifact:
+        self.flush()
+        with transaction.atomic(), path.open("rb") as handle:
+            artifact = Artifact(
+                job=self.job, kind=kind, name=name, size=path.stat().st_size, sha256=_sha256(path)
+            )
+            artifact.file.save(name, File(handle), save=False)
+            artifact.save()
+            publish(
+                self.job,
+                EventType.ARTIFACT,
+                {"name": name, "kind": kind, "size": artifact.size},
+                claim_token=self.token,
+            )
+        return artifact
+
+    def produced_model(
+        self, path: Path, name: str, format: str, metadata: dict[str, Any]
+    ) -> MLModel:
+        """Store a model this job made (its target model, a checkpoint)."""
+        self.flush()
+        with transaction.atomic(), path.open("rb") as handle:
+            model = MLModel(
+                owner_id=self.job.owner_id,
+                name=name,
+                format=format,
+                size=path.stat().st_size,
+                sha256=_sha256(path),
+                metadata=metadata,
+                produced_by=self.job,
+            )
+            model.file.save(path.name, File(handle), save=False)
+            model.save()
+            publish(
+                self.job,
+                EventType.ARTIFACT,
+                {
+                    "name": name,
+                    "kind": f"model:{format}",
+                    "size": model.size,
+                    "model": model.public_id,
+                },
+                claim_token=self.token,
+            )
+        return model
+
+    def set_target_model(self, model: MLModel) -> None:
+        with transaction.atomic():
+            updated = Job.objects.filter(pk=self.job.pk, claim_token=self.token).update(
+                target_model=model
+            )
+            if not updated:
+                raise ClaimLost(f"Job {self.job.public_id} is no longer held by this worker.")
+        self.job.target_model = model
+
+    # Liveness and stopping
+
+    def heartbeat(self) -> bool:
+        """Prove the worker is alive; False once the job is no longer this worker's."""
+        return bool(
+            Job.objects.filter(pk=self.job.pk, claim_token=self.token).update(
+                heartbeat_at=timezone.now()
+            )
+        )
+
+    def check_stop(self) -> None:
+        """Raise StopRequested if the user cancelled or the time limit passed; called by runners
+        between steps, it reads the database at most every ``check_every`` seconds."""
+        now = self.clock()
+        if now - self._last_check < self.check_every:
+            return
+        self._last_check = now
+        current = Job.objects.filter(pk=self.job.pk).values("status", "claim_token").first()
+        if current is None or current["claim_token"] != self.token:
+            raise ClaimLost(f"Job {self.job.public_id} is no longer held by this worker.")
+        if current["status"] == JobStatus.CANCELLING:
+            raise StopRequested("cancel")
+        if timezone.now() >= self.job.deadline:
+            raise StopRequested("time_limit")
+
+    # Writing
+
+    def _flush_if_due(self) -> None:
+        if self._buffered >= self.max_points or self.clock() - self._last_flush >= self.flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is buffered in one transaction, and publish it."""
+        self._last_flush = self.clock()
+        if not self._fields and not self._points:
+            return
+        fields, points = self._fields, self._points
+        self._fields, self._points, self._buffered = {}, defaultdict(list), 0
+        with transaction.atomic():
+            if points:
+                self._write_points(points)
+            if fields:
+                self._write_fields(fields)
+
+    def _write_points(self, points: dict[str, list[tuple[int, float | None, datetime]]]) -> None:
+        stored: dict[str, list[int]] = {}
+        live: dict[str, list[MetricPointPayload]] = {}
+        for key, rows in points.items():
+            series, _ = MetricSeries.objects.get_or_create(job=self.job, key=key)
+            MetricPoint.objects.bulk_create(
+                [
+                    MetricPoint(series=series, step=step, value=value, timestamp=ts)
+                    for step, value, ts in rows
+                ],
+                batch_size=1000,
+            )
+            last = max(step for step, _, _ in rows)
+            MetricSeries.objects.filter(pk=series.pk).update(
+                points_count=F("points_count") + len(rows),
+                last_step=Greatest(F("last_step"), last) if series.last_step is not None else last,
+            )
+            stored[key] = [rows[0][0], rows[-1][0]]
+            live[key] = [{"step": s, "value": v, "timestamp": ts.isoformat()} for s, v, ts in rows]
+        publish(
+            self.job,
+            EventType.METRICS,
+            {"series": stored},
+            live={"series": live},
+            claim_token=self.token,
+        )
+
+    def _write_fields(self, fields: dict[str, Any]) -> None:
+        now = timezone.now()
+        Job.objects.filter(pk=self.job.pk).update(**fields, heartbeat_at=now, updated_at=now)
+        for name, value in fields.items():
+            setattr(self.job, name, value)
+        publish(
+            self.job, EventType.PROGRESS, dict(progress_payload(self.job)), claim_token=self.token
+        )

@@ -1,0 +1,64 @@
+"""What every runner is: one class per job kind, registered by kind, that does the work and
+reports only through the progress reporter."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from jobs.domain.status import FailureType
+from jobs.engine.reporter import Reporter
+from jobs.models import Job
+
+
+class JobFailure(Exception):
+    """The job cannot succeed, for a reason the user can read and act on."""
+
+    def __init__(self, failure_type: FailureType, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.failure_type = failure_type
+        self.message = message
+        self.detail = detail
+
+
+@dataclass
+class RunContext:
+    job: Job
+    reporter: Reporter
+    workdir: Path  # removed when the run ends
+    records_stored: bool = False  # the log and metrics artifacts, stored once whatever happens
+
+
+@dataclass
+class Target:
+    """The target model a runner made, still in its work directory."""
+
+    path: Path
+    name: str
+    format: str
+    metadata: dict[str, Any]
+    message: str  # for the COMPLETED status log entry
+    extra: dict[str, Any] = field(default_factory=dict)  # anything verify() needs
+
+
+class Runner:
+    kind: ClassVar[str]
+
+    def run(self, ctx: RunContext) -> Target:
+        """Do the job's work; call ``ctx.reporter.check_stop()`` between steps."""
+        raise NotImplementedError
+
+    def verify(self, ctx: RunContext, target: Target, stored: Path) -> str:
+        """Check the stored target model; return what was checked, raise JobFailure if bad."""
+        raise NotImplementedError
+
+
+REGISTRY: dict[str, type[Runner]] = {}
+
+
+def register(runner: type[Runner]) -> type[Runner]:
+    if runner.kind in REGISTRY:
+        raise ValueError(f"Two runners for job kind {runner.kind!r}")
+    REGISTRY[runner.kind] = runner
+    return runner

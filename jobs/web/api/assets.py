@@ -1,0 +1,203 @@
+"""API views of models and datasets (upload, list, detail, download), the built-in models, and
+the downloads of a job (target model, artifacts, all results as one archive)."""
+
+from __future__ import annotations
+
+import tempfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.http import FileResponse, Http404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, status
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from hubsite.uploads import upload_temp_dir
+from jobs import services
+from jobs.domain.selectors import (
+    dataset_for_user,
+    datasets_visible_to,
+    job_for_user,
+    model_for_user,
+    models_visible_to,
+)
+from jobs.engine.runners.builtin_models import BUILTIN_MODELS, DEFAULT_BASE_MODEL
+from jobs.models import Artifact, Dataset, Job, MLModel
+from jobs.web.api.serializers import UploadSerializer
+from jobs.wire.serializers import BuiltinModelSerializer, DatasetSerializer, MLModelSerializer
+from jobs.wire.snapshots import status_details
+
+
+def _upload(request: Request, store: Callable[..., Any]) -> Any:
+    data = UploadSerializer(data=request.data)  # reading data runs the upload handlers
+    refused = getattr(request, "upload_refused", None)  # set by the size-limiting handler
+    if refused:
+        raise ValidationError({"file": refused})
+    data.is_valid(raise_exception=True)
+    return store(
+        owner=request.user, file=data.validated_data["file"], name=data.validated_data.get("name")
+    )
+
+
+def _download(file: Any, filename: str) -> FileResponse:
+    try:
+        handle = file.open("rb")
+    except FileNotFoundError:
+        raise Http404("The stored file is missing.") from None
+    # One documented type for every download: a guess from the file name can be absurd (.onnx is
+    # "application/vnd.snesdev-page-table" to Python's mimetypes).
+    return FileResponse(
+        handle, as_attachment=True, filename=filename, content_type="application/octet-stream"
+    )
+
+
+class ModelList(generics.ListAPIView):
+    """Models you may read (uploaded, or made by your jobs)."""
+
+    serializer_class = MLModelSerializer
+    parser_classes = [MultiPartParser, FormParser]
+
+    def get_queryset(self) -> QuerySet[MLModel]:
+        return models_visible_to(self.request.user).select_related("owner", "produced_by")
+
+    @extend_schema(
+        request={"multipart/form-data": UploadSerializer},
+        responses={201: MLModelSerializer},
+        summary="Upload an ONNX model",
+    )
+    def post(self, request: Request) -> Response:
+        model = _upload(request, services.model_upload)
+        return Response(MLModelSerializer(model).data, status=status.HTTP_201_CREATED)
+
+
+class ModelDetail(APIView):
+    @extend_schema(responses=MLModelSerializer)
+    def get(self, request: Request, model_id: str) -> Response:
+        return Response(MLModelSerializer(model_for_user(request.user, model_id)).data)
+
+
+class ModelDownload(APIView):
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    def get(self, request: Request, model_id: str) -> FileResponse:
+        model = model_for_user(request.user, model_id)
+        return _download(model.file, Path(model.file.name).name)
+
+
+class DatasetList(generics.ListAPIView):
+    serializer_class = DatasetSerializer
+    parser_classes = [MultiPartParser, FormParser]
+
+    def get_queryset(self) -> QuerySet[Dataset]:
+        return datasets_visible_to(self.request.user).select_related("owner")
+
+    @extend_schema(
+        request={"multipart/form-data": UploadSerializer},
+        responses={201: DatasetSerializer},
+        summary="Upload a JSONL dataset",
+    )
+    def post(self, request: Request) -> Response:
+        dataset = _upload(request, services.dataset_upload)
+        return Response(DatasetSerializer(dataset).data, status=status.HTTP_201_CREATED)
+
+
+class DatasetDetail(APIView):
+    @extend_schema(responses=DatasetSerializer)
+    def get(self, request: Request, dataset_id: str) -> Response:
+        return Response(DatasetSerializer(dataset_for_user(request.user, dataset_id)).data)
+
+
+class DatasetDownload(APIView):
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    def get(self, request: Request, dataset_id: str) -> FileResponse:
+        dataset = dataset_for_user(request.user, dataset_id)
+        return _download(dataset.file, Path(dataset.file.name).name)
+
+
+class BuiltinModels(APIView):
+    @extend_schema(
+        responses=BuiltinModelSerializer(many=True),
+        summary="Built-in base models of customization jobs",
+    )
+    def get(self, request: Request) -> Response:
+        models = [
+            {"name": m.name, "description": m.description, "default": m.name == DEFAULT_BASE_MODEL}
+            for m in BUILTIN_MODELS.values()
+        ]
+        return Response(BuiltinModelSerializer(models, many=True).data)
+
+
+def _target(job: Job) -> MLModel:
+    if job.target_model is None:
+        raise Http404(f"Job {job.public_id} has no target model ({job.status}).")
+    return job.target_model
+
+
+class TargetModelDownload(APIView):
+    @extend_schema(
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+        summary="Download the target model",
+    )
+    def get(self, request: Request, job_id: str) -> FileResponse:
+        model = _target(job_for_user(request.user, job_id))
+        suffix = ".onnx" if model.format == "onnx" else ".pt"
+        return _download(model.file, f"{job_id}-target-model{suffix}")
+
+
+class ArtifactDownload(APIView):
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    def get(self, request: Request, job_id: str, name: str) -> FileResponse:
+        job = job_for_user(request.user, job_id)
+        artifact = Artifact.objects.filter(job=job, name=name).first()
+        if artifact is None:
+            raise Http404(f"Job {job_id} has no artifact {name!r}.")
+        return _download(artifact.file, artifact.name)
+
+
+class ResultsDownload(APIView):
+    """Everything a job produced, as one zip: the target model, every artifact, and its status
+    details as JSON."""
+
+    @extend_schema(
+        responses={(200, "application/zip"): OpenApiTypes.BINARY},
+        summary="Download all results as a zip",
+    )
+    def get(self, request: Request, job_id: str) -> FileResponse:
+        import json
+
+        from rest_framework.utils.encoders import JSONEncoder
+
+        job = job_for_user(request.user, job_id)
+        # An unnamed file on the media file system: it vanishes with its process whatever happens.
+        bundle = tempfile.TemporaryFile(suffix=".zip", dir=upload_temp_dir())  # noqa: SIM115
+        with zipfile.ZipFile(bundle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            if job.target_model is not None:
+                suffix = ".onnx" if job.target_model.format == "onnx" else ".pt"
+                with (
+                    job.target_model.file.open("rb") as source,
+                    archive.open(f"target_model{suffix}", "w") as out,
+                ):
+                    _copy(source, out)
+            for artifact in job.artifacts.all():
+                with (
+                    artifact.file.open("rb") as source,
+                    archive.open(f"artifacts/{artifact.name}", "w") as out,
+                ):
+                    _copy(source, out)
+            archive.writestr(
+                "status_details.json", json.dumps(status_details(job), cls=JSONEncoder, indent=2)
+            )
+        bundle.seek(0)
+        return FileResponse(bundle, as_attachment=True, filename=f"{job_id}-results.zip")
+
+
+def _copy(source: Any, target: Any) -> None:
+    while chunk := source.read(1024 * 1024):
+        target.write(chunk)

@@ -1,0 +1,228 @@
+"""API views of jobs: list, detail, rename, submit, cancel, resubmit, status details, metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.http import Http404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from hubsite.api.auth import user_of
+from jobs import services
+from jobs.domain.metrics import MAX_POINTS, job_metrics
+from jobs.domain.selectors import (
+    dataset_for_user,
+    job_for_owner,
+    job_for_user,
+    job_status_logs,
+    jobs_visible_to,
+    model_for_user,
+)
+from jobs.domain.status import JobStatus
+from jobs.engine.runners.builtin_models import BUILTIN_MODELS
+from jobs.models import Dataset, Job, JobKind, MLModel
+from jobs.web.api.params import choice_param, int_param
+from jobs.web.api.serializers import (
+    CustomizationSubmitSerializer,
+    JobRenameSerializer,
+    LinkSubmitSerializer,
+)
+from jobs.wire.serializers import (
+    JobDetailSerializer,
+    JobSerializer,
+    MetricsSerializer,
+    StatusDetailsSerializer,
+    StatusLogSerializer,
+)
+from jobs.wire.snapshots import job_data, status_details, with_inputs
+
+
+def job_response(job: Job, user: Any, code: int = status.HTTP_200_OK) -> Response:
+    """The job as ``user`` sees it, inputs included."""
+    return Response(job_data(job, user), status=code)
+
+
+def _lookup(kind: str, lookup: Any, public_id: str, field: str) -> Any:
+    """An input named by id, or a 400 naming the field (never a 404: the request is at fault)."""
+    try:
+        return lookup(public_id)
+    except Http404:
+        raise ValidationError({field: f"No {kind} {public_id} that you may use."}) from None
+
+
+@extend_schema(
+    parameters=[
+        OpenApiParameter("kind", str, enum=JobKind.values),
+        OpenApiParameter("status", str, enum=JobStatus.values),
+        OpenApiParameter("owner", str, description="Username of the job's owner."),
+        OpenApiParameter("search", str, description="Part of the job's name."),
+    ]
+)
+class JobList(generics.ListAPIView):
+    """Jobs you may read, newest first."""
+
+    serializer_class = JobSerializer
+
+    def get_queryset(self) -> QuerySet[Job]:
+        jobs = with_inputs(jobs_visible_to(self.request.user))
+        kind = choice_param(self.request, "kind", JobKind.values)
+        state = choice_param(self.request, "status", JobStatus.values)
+        if kind:
+            jobs = jobs.filter(kind=kind)
+        if state:
+            jobs = jobs.filter(status=state)
+        if owner := self.request.query_params.get("owner"):
+            jobs = jobs.filter(owner__username=owner)
+        if search := self.request.query_params.get("search", "").strip():
+            jobs = jobs.filter(name__icontains=search)
+        return jobs.order_by("-created_at", "-id")
+
+
+class JobDetail(APIView):
+    @extend_schema(responses=JobDetailSerializer)
+    def get(self, request: Request, job_id: str) -> Response:
+        return job_response(job_for_user(request.user, job_id), request.user)
+
+    @extend_schema(
+        request=JobRenameSerializer, responses=JobDetailSerializer, summary="Rename a job"
+    )
+    def patch(self, request: Request, job_id: str) -> Response:
+        job = job_for_owner(request.user, job_id)
+        data = JobRenameSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        renamed = services.job_rename(job=job, name=data.validated_data["name"])
+        return job_response(renamed, request.user)
+
+
+class LinkSubmit(APIView):
+    @extend_schema(
+        request=LinkSubmitSerializer,
+        responses={201: JobDetailSerializer},
+        summary="Submit a link job",
+    )
+    def post(self, request: Request) -> Response:
+        data = LinkSubmitSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        models = [
+            _lookup("model", lambda i: model_for_user(request.user, i), model_id, "models")
+            for model_id in data.validated_data["models"]
+        ]
+        job = services.job_submit_link(
+            owner=user_of(request),
+            models=models,
+            name=data.validated_data.get("name"),
+            device=data.validated_data.get("device"),
+        )
+        return job_response(job, request.user, status.HTTP_201_CREATED)
+
+
+class CustomizationSubmit(APIView):
+    @extend_schema(
+        request=CustomizationSubmitSerializer,
+        responses={201: JobDetailSerializer},
+        summary="Submit a customization job",
+    )
+    def post(self, request: Request) -> Response:
+        data = CustomizationSubmitSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        user = user_of(request)
+        dataset: Dataset = _lookup(
+            "dataset", lambda i: dataset_for_user(user, i), values["dataset"], "dataset"
+        )
+        validation = values.get("validation_dataset")
+        if validation:
+            validation = _lookup(
+                "dataset", lambda i: dataset_for_user(user, i), validation, "validation_dataset"
+            )
+        named: str | None = values.get("model")
+        base: MLModel | str | None = named
+        if named and named not in BUILTIN_MODELS:
+            known = ", ".join(sorted(BUILTIN_MODELS))
+            try:
+                base = model_for_user(user, named)
+            except Http404:
+                message = f"No model {named} that you may use, and no built-in model of that name ({known})."
+                raise ValidationError({"model": message}) from None
+        job = services.job_submit_customization(
+            owner=user,
+            dataset=dataset,
+            validation_dataset=validation or None,
+            base_model=base,
+            hyperparameters=values.get("hyperparameters"),
+            name=values.get("name"),
+            device=values.get("device"),
+            time_limit=values.get("time_limit"),
+        )
+        return job_response(job, request.user, status.HTTP_201_CREATED)
+
+
+class JobCancel(APIView):
+    @extend_schema(request=None, responses=JobDetailSerializer, summary="Cancel a job")
+    def post(self, request: Request, job_id: str) -> Response:
+        cancelled = services.job_cancel(job=job_for_owner(request.user, job_id))
+        return job_response(cancelled, request.user)
+
+
+class JobResubmit(APIView):
+    @extend_schema(
+        request=None,
+        responses={201: JobDetailSerializer},
+        summary="Submit a finished job again with the same inputs",
+    )
+    def post(self, request: Request, job_id: str) -> Response:
+        job = job_for_owner(request.user, job_id)
+        clone = services.job_resubmit(job=job, owner=user_of(request))
+        return job_response(clone, request.user, status.HTTP_201_CREATED)
+
+
+class JobStatusDetails(APIView):
+    @extend_schema(responses=StatusDetailsSerializer, summary="Status details (seed 004)")
+    def get(self, request: Request, job_id: str) -> Response:
+        job = job_for_user(request.user, job_id)
+        return Response(StatusDetailsSerializer(status_details(job)).data)
+
+
+class JobStatusLogs(APIView):
+    @extend_schema(responses=StatusLogSerializer(many=True))
+    def get(self, request: Request, job_id: str) -> Response:
+        job = job_for_user(request.user, job_id)
+        return Response(StatusLogSerializer(job_status_logs(job), many=True).data)
+
+
+class JobMetrics(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "keys", str, description="Comma-separated series names; all when left out."
+            ),
+            OpenApiParameter("after_step", int, description="Only points after this step."),
+            OpenApiParameter(
+                "after_seq", int, description="Only points published after this event number."
+            ),
+            OpenApiParameter(
+                "points",
+                int,
+                description=f"Downsample each series to about this many points (2–{MAX_POINTS}), keeping spikes.",
+            ),
+        ],
+        responses=MetricsSerializer,
+    )
+    def get(self, request: Request, job_id: str) -> Response:
+        job = job_for_user(request.user, job_id)
+        keys = [k for k in request.query_params.get("keys", "").split(",") if k]
+        metrics = job_metrics(
+            job,
+            keys=keys or None,
+            after_step=int_param(request, "after_step", minimum=0),
+            after_seq=int_param(request, "after_seq", minimum=0),
+            until_step=int_param(request, "until_step", minimum=0),
+            points=int_param(request, "points", minimum=2, maximum=MAX_POINTS),
+        )
+        return Response(metrics)

@@ -1,0 +1,45 @@
+from django.urls import path
+
+from jobs.web.api import assets, jobs
+
+urlpatterns = [
+    path("jobs/", jobs.JobList.as_view(), name="api-jobs"),
+    path("jobs/link/", jobs.LinkSubmit.as_view(), name="api-submit-link"),
+    path(
+        "jobs/customization/", jobs.CustomizationSubmit.as_view(), name="api-submit-customization"
+    ),
+    path("jobs/<slug:job_id>/", jobs.JobDetail.as_view(), name="api-job"),
+    path("jobs/<slug:job_id>/cancel/", jobs.JobCancel.as_view(), name="api-job-cancel"),
+    path("jobs/<slug:job_id>/resubmit/", jobs.JobResubmit.as_view(), name="api-job-resubmit"),
+    path("jobs/<slug:job_id>/status/", jobs.JobStatusDetails.as_view(), name="api-job-status"),
+    path(
+        "jobs/<slug:job_id>/status-logs/", jobs.JobStatusLogs.as_view(), name="api-job-status-logs"
+    ),
+    path("jobs/<slug:job_id>/metrics/", jobs.JobMetrics.as_view(), name="api-job-metrics"),
+    path(
+        "jobs/<slug:job_id>/target-model/",
+        assets.TargetModelDownload.as_view(),
+        name="api-job-target-model",
+    ),
+    path("jobs/<slug:job_id>/results/", assets.ResultsDownload.as_view(), name="api-job-results"),
+    path(
+        "jobs/<slug:job_id>/artifacts/<str:name>/",
+        assets.ArtifactDownload.as_view(),
+        name="api-job-artifact",
+    ),
+    path("models/", assets.ModelList.as_view(), name="api-models"),
+    path("models/builtin/", assets.BuiltinModels.as_view(), name="api-builtin-models"),
+    path("models/<slug:model_id>/", assets.ModelDetail.as_view(), name="api-model"),
+    path(
+        "models/<slug:model_id>/download/",
+        assets.ModelDownload.as_view(),
+        name="api-model-download",
+    ),
+    path("datasets/", assets.DatasetList.as_view(), name="api-datasets"),
+    path("datasets/<slug:dataset_id>/", assets.DatasetDetail.as_view(), name="api-dataset"),
+    path(
+        "datasets/<slug:dataset_id>/download/",
+        assets.DatasetDownload.as_view(),
+        name="api-dataset-download",
+    ),
+]

@@ -1,0 +1,18 @@
+from django.urls import path
+
+from jobs.web import views
+
+app_name = "jobs"
+
+urlpatterns = [
+    path("", views.job_list, name="list"),
+    path("new/link/", views.submit_link, name="submit-link"),
+    path("new/customization/", views.submit_customization, name="submit-customization"),
+    path("upload/model/", views.upload_model, name="upload-model"),
+    path("upload/dataset/", views.upload_dataset, name="upload-dataset"),
+    path("<slug:public_id>/", views.job_detail, name="detail"),
+    path("<slug:public_id>/row/", views.job_row, name="row"),
+    path("<slug:public_id>/cancel/", views.job_action, {"action": "cancel"}, name="cancel"),
+    path("<slug:public_id>/resubmit/", views.job_action, {"action": "resubmit"}, name="resubmit"),
+    path("<slug:public_id>/rename/", views.job_action, {"action": "rename"}, name="rename"),
+]

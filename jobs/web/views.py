@@ -1,0 +1,200 @@
+"""HTML pages of jobs. Every job, model and dataset is fetched through ``jobs.domain.selectors``."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from hubsite.api.auth import user_of
+from jobs import services
+from jobs.domain.quotas import QuotaExceeded, usage_of
+from jobs.domain.selectors import (
+    dataset_for_user,
+    job_for_owner,
+    job_for_user,
+    job_inputs_for,
+    job_status_logs,
+    jobs_visible_to,
+    model_for_user,
+)
+from jobs.domain.status import STATUS_MEANINGS, InvalidTransition, JobStatus
+from jobs.engine.dispatch import QueueUnavailable
+from jobs.engine.runners.builtin_models import BUILTIN_MODELS
+from jobs.models import Job, JobKind
+from jobs.web.forms import CustomizationJobForm, LinkJobForm, UploadForm, put_errors
+
+PAGE_SIZE = 25
+
+
+def _filtered(request: HttpRequest) -> tuple[QuerySet[Job], dict[str, str]]:
+    jobs = jobs_visible_to(request.user).select_related("owner")
+    filters = {
+        "status": request.GET.get("status", ""),
+        "kind": request.GET.get("kind", ""),
+        "q": request.GET.get("q", "").strip(),
+        "shared": request.GET.get("shared", ""),
+    }
+    if filters["status"] in JobStatus.values:
+        jobs = jobs.filter(status=filters["status"])
+    if filters["kind"] in JobKind.values:
+        jobs = jobs.filter(kind=filters["kind"])
+    if filters["q"]:
+        jobs = jobs.filter(name__icontains=filters["q"])
+    if filters["shared"] == "1":
+        jobs = jobs.exclude(owner_id=request.user.pk)
+    return jobs, filters
+
+
+@login_required
+def job_list(request: HttpRequest) -> HttpResponse:
+    jobs, filters = _filtered(request)
+    page = Paginator(jobs, PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {
+        "page": page,
+        "statuses": JobStatus.choices,
+        "kinds": JobKind.choices,
+        "filters": filters,
+    }
+    return render(request, "jobs/list.html", context)
+
+
+@login_required
+def job_row(request: HttpRequest, public_id: str) -> HttpResponse:
+    """One row of the job list, for a job the page learns of live; 204 if it is not readable or
+    does not match the page's filters."""
+    jobs, _ = _filtered(request)
+    job = jobs.filter(public_id=public_id).first()
+    if job is None:
+        return HttpResponse(status=204)
+    return render(request, "jobs/_row.html", {"job": job})
+
+
+@login_required
+def job_detail(request: HttpRequest, public_id: str) -> HttpResponse:
+    job = job_for_user(request.user, public_id)
+    context = {
+        "job": job,
+        "status_meaning": STATUS_MEANINGS[job.status],
+        "status_logs": job_status_logs(job),
+        "inputs": job_inputs_for(request.user, job),
+        "artifacts": job.artifacts.all(),
+    }
+    return render(request, "jobs/detail.html", context)
+
+
+@login_required
+@require_POST
+def job_action(request: HttpRequest, public_id: str, action: str) -> HttpResponse:
+    """Cancel, resubmit or rename from the job page (forms that work without JavaScript)."""
+    job = job_for_user(request.user, public_id)
+    try:
+        job_for_owner(request.user, public_id)
+        if action == "cancel":
+            services.job_cancel(job=job)
+        elif action == "resubmit":
+            clone = services.job_resubmit(job=job, owner=user_of(request))
+            messages.success(request, f"Resubmitted as {clone.public_id}.")
+            return redirect(clone)
+        elif action == "rename":
+            services.job_rename(job=job, name=request.POST.get("name", ""))
+    except (
+        ValidationError,
+        InvalidTransition,
+        QueueUnavailable,
+        PermissionDenied,
+        QuotaExceeded,
+    ) as error:
+        text = "; ".join(error.messages) if isinstance(error, ValidationError) else str(error)
+        messages.error(request, text)
+    return redirect(job)
+
+
+def _upload_page(request: HttpRequest, what: str) -> HttpResponse:
+    form = UploadForm(request.POST or None, request.FILES or None)
+    refused = getattr(request, "upload_refused", None)
+    if request.method == "POST" and refused:
+        form.is_valid()
+        form.add_error("file", refused)
+    elif request.method == "POST" and form.is_valid():
+        store = services.model_upload if what == "model" else services.dataset_upload
+        try:
+            asset = store(
+                owner=user_of(request),
+                file=form.cleaned_data["file"],
+                name=form.cleaned_data["name"],
+            )
+        except ValidationError as error:
+            put_errors(form, error)
+        except QuotaExceeded as error:
+            form.add_error(None, error.message)
+        else:
+            messages.success(request, f"Uploaded {what} {asset.name} ({asset.public_id}).")
+            return redirect("jobs:submit-link" if what == "model" else "jobs:submit-customization")
+    context = {"form": form, "what": what, "usage": usage_of(user_of(request).pk)}
+    return render(request, "jobs/upload.html", context)
+
+
+@login_required
+def upload_model(request: HttpRequest) -> HttpResponse:
+    return _upload_page(request, "model")
+
+
+@login_required
+def upload_dataset(request: HttpRequest) -> HttpResponse:
+    return _upload_page(request, "dataset")
+
+
+@login_required
+def submit_link(request: HttpRequest) -> HttpResponse:
+    user = user_of(request)
+    form = LinkJobForm(request.POST or None, user=user)
+    if request.method == "POST" and form.is_valid():
+        try:
+            models = [model_for_user(user, model_id) for model_id in form.cleaned_data["models"]]
+            job = services.job_submit_link(
+                owner=user,
+                models=models,
+                name=form.cleaned_data["name"],
+                device=form.cleaned_data["device"],
+            )
+            return redirect(job)
+        except ValidationError as error:
+            put_errors(form, error)
+        except (QueueUnavailable, QuotaExceeded) as error:
+            form.add_error(None, str(error))
+    context = {"form": form, "kind": "link", "usage": usage_of(user.pk)}
+    return render(request, "jobs/submit.html", context)
+
+
+@login_required
+def submit_customization(request: HttpRequest) -> HttpResponse:
+    user = user_of(request)
+    form = CustomizationJobForm(request.POST or None, user=user)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            base = data["base_model"]
+            job = services.job_submit_customization(
+                owner=user,
+                dataset=dataset_for_user(user, data["dataset"]),
+                validation_dataset=dataset_for_user(user, data["validation_dataset"])
+                if data["validation_dataset"]
+                else None,
+                base_model=base if base in BUILTIN_MODELS else model_for_user(user, base),
+                hyperparameters=form.hyperparameters(),
+                name=data["name"],
+                device=data["device"],
+            )
+            return redirect(job)
+        except ValidationError as error:
+            put_errors(form, error)
+        except (QueueUnavailable, QuotaExceeded) as error:
+            form.add_error(None, str(error))
+    context = {"form": form, "kind": "customization", "usage": usage_of(user.pk)}
+    return render(request, "jobs/submit.html", context)

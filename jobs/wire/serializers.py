@@ -1,0 +1,213 @@
+"""How jobs, models and datasets look to the people who read them, in the vocabulary of the
+seeds: what the API answers and what a socket's snapshot carries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from jobs.domain.selectors import job_inputs_for
+from jobs.domain.status import USER_FAILURES, JobStatus
+from jobs.models import Dataset, Job, MLModel, StatusLog
+
+
+class StatusLogSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = StatusLog
+        fields = ["updated_at", "status", "message", "detail"]
+
+
+class FailureSerializer(serializers.Serializer):
+    type = serializers.CharField()
+    message = serializers.CharField()
+    by_user = serializers.BooleanField(
+        help_text="True when the job's inputs must change; false for the hub's own failures."
+    )
+
+
+class ArtifactSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    kind = serializers.CharField()
+    size = serializers.IntegerField()
+    sha256 = serializers.CharField()
+
+
+class JobSerializer(serializers.ModelSerializer):
+    """A job as seed 000 names it (id, name, owner, device, models, date, url) and more."""
+
+    id = serializers.CharField(source="public_id", read_only=True)
+    owner = serializers.CharField(source="owner.get_username", read_only=True)
+    date = serializers.DateTimeField(
+        source="created_at", read_only=True, help_text="When the job was submitted."
+    )
+    url = serializers.CharField(read_only=True, help_text="The job's page.")
+    models = serializers.SerializerMethodField(help_text="Ids of the input models, in order.")
+    dataset = serializers.CharField(source="dataset.public_id", read_only=True, allow_null=True)
+    validation_dataset = serializers.CharField(
+        source="validation_dataset.public_id", read_only=True, allow_null=True
+    )
+    base_model = serializers.SerializerMethodField()
+    target_model = serializers.CharField(
+        source="target_model.public_id", read_only=True, allow_null=True
+    )
+    finished = serializers.BooleanField(source="is_finished", read_only=True)
+    failure = serializers.SerializerMethodField()
+    percentage_done = serializers.FloatField(read_only=True, allow_null=True)
+    resubmitted_from = serializers.CharField(
+        source="resubmitted_from.public_id", read_only=True, allow_null=True
+    )
+    artifacts = serializers.SerializerMethodField(
+        help_text="Result files, each at artifacts/<name>/."
+    )
+
+    class Meta:
+        model = Job
+        fields = [
+            "id", "name", "kind", "owner", "device", "models", "date", "url", "status", "finished",
+            "failure", "dataset", "validation_dataset", "base_model", "hyperparameters", "target_model",
+            "percentage_done", "time_limit", "attempts", "resubmitted_from", "event_seq", "artifacts",
+            "created_at", "queued_at", "started_at", "finished_at", "updated_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    def get_models(self, job: Job) -> list[str]:
+        return [ji.model.public_id for ji in job.job_inputs.all()]
+
+    @extend_schema_field(ArtifactSerializer(many=True))
+    def get_artifacts(self, job: Job) -> list[dict[str, Any]]:
+        return [
+            {"name": a.name, "kind": a.kind, "size": a.size, "sha256": a.sha256}
+            for a in job.artifacts.all()
+        ]
+
+    def get_base_model(self, job: Job) -> str | None:
+        if job.kind != "customization":
+            return None
+        return job.builtin_base_model or next(
+            (ji.model.public_id for ji in job.job_inputs.all()), None
+        )
+
+    @extend_schema_field(FailureSerializer(allow_null=True))
+    def get_failure(self, job: Job) -> dict[str, Any] | None:
+        if job.status != JobStatus.FAILED:
+            return None
+        return {
+            "type": job.failure_type,
+            "message": job.failure_message,
+            "by_user": job.failure_type in USER_FAILURES,
+        }
+
+
+class InputSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=["model", "dataset", "validation_dataset"])
+    id = serializers.CharField(source="public_id")
+    name = serializers.CharField()
+    readable = serializers.BooleanField(
+        help_text="False when the input was not shared with you: only its name and id show."
+    )
+
+
+class JobDetailSerializer(JobSerializer):
+    """A job with its inputs as the reader sees them (context: ``user``)."""
+
+    inputs = serializers.SerializerMethodField()
+
+    class Meta(JobSerializer.Meta):
+        fields = [*JobSerializer.Meta.fields, "inputs"]
+        read_only_fields = fields
+
+    @extend_schema_field(InputSerializer(many=True))
+    def get_inputs(self, job: Job) -> list[dict[str, Any]]:
+        views = job_inputs_for(self.context["user"], job)
+        return [dict(row) for row in InputSerializer(views, many=True).data]
+
+
+class MetricPointSerializer(serializers.Serializer):
+    step = serializers.IntegerField()
+    value = serializers.FloatField(
+        allow_null=True, help_text="Null where the value was NaN or infinite."
+    )
+    timestamp = serializers.DateTimeField()
+
+
+class MetricsSerializer(serializers.Serializer):
+    keys = serializers.ListField(child=serializers.CharField())
+    metrics = serializers.DictField(child=MetricPointSerializer(many=True))
+    total_points = serializers.DictField(
+        child=serializers.IntegerField(), help_text="Points of each series in all."
+    )
+    downsampled = serializers.BooleanField(
+        help_text="True when some series were thinned to the points asked for."
+    )
+    seq = serializers.IntegerField(help_text="The job's latest event number.")
+
+
+class StatusDetailsSerializer(serializers.Serializer):
+    """Seed 004's CustomizationStatusDetails: these names and meanings exactly."""
+
+    best_epoch = serializers.IntegerField(
+        allow_null=True, help_text="The epoch of the best checkpoint."
+    )
+    created_at = serializers.DateTimeField(
+        help_text="When training started (the job's creation until then)."
+    )
+    elapsed_time = serializers.FloatField(
+        allow_null=True, help_text="Seconds the job has been running or took to run."
+    )
+    epochs_completed = serializers.IntegerField(allow_null=True)
+    metrics = MetricsSerializer(allow_null=True)
+    percentage_done = serializers.FloatField(
+        allow_null=True, help_text="Completed epochs / epochs × 100."
+    )
+    status = serializers.ChoiceField(choices=JobStatus.choices)
+    status_logs = StatusLogSerializer(many=True)
+    steps_completed = serializers.IntegerField(allow_null=True)
+    steps_per_epoch = serializers.IntegerField(allow_null=True)
+    train_loss = serializers.FloatField(
+        allow_null=True, help_text="Training loss of the best checkpoint."
+    )
+    updated_at = serializers.DateTimeField(help_text="The last time the status was updated.")
+    val_loss = serializers.FloatField(
+        allow_null=True, help_text="Validation loss of the best checkpoint."
+    )
+
+
+class MLModelSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="public_id", read_only=True)
+    owner = serializers.CharField(source="owner.get_username", read_only=True)
+    produced_by = serializers.CharField(
+        source="produced_by.public_id", read_only=True, allow_null=True
+    )
+
+    class Meta:
+        model = MLModel
+        fields = [
+            "id",
+            "name",
+            "owner",
+            "format",
+            "size",
+            "sha256",
+            "metadata",
+            "produced_by",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class DatasetSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="public_id", read_only=True)
+    owner = serializers.CharField(source="owner.get_username", read_only=True)
+
+    class Meta:
+        model = Dataset
+        fields = ["id", "name", "owner", "num_records", "size", "sha256", "created_at"]
+        read_only_fields = fields
+
+
+class BuiltinModelSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    description = serializers.CharField()
+    default = serializers.BooleanField()

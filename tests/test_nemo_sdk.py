@@ -38,7 +38,7 @@ def test_the_sdk_lists_retrieves_and_reads_status(sdk, alice, charlie):
         2,
     )
     assert one.output_model == job.target_model.public_id
-    details = sdk.customization.jobs.domain.status(job.public_id)
+    details = sdk.customization.jobs.status(job.public_id)
     assert (details.status, details.epochs_completed, details.percentage_done) == (
         "ready",
         2,

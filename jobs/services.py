@@ -5,7 +5,7 @@ checks again that the acting user may use them."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any
 
 from django.conf import settings
@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.db import transaction
 
-from jobs.domain import files, quotas
+from jobs.domain import files, hf_models, quotas
 from jobs.domain.hyperparameters import Hyperparameters, parse_hyperparameters
 from jobs.domain.selectors import datasets_visible_to, models_visible_to
 from jobs.domain.state import job_transition
@@ -77,10 +77,13 @@ def _filename(file: File) -> str:
 
 
 def model_upload(*, owner: User, file: File, name: str | None = None) -> MLModel:
-    """Store an ONNX model after checking it is one."""
+    """Store a model after checking it: an ONNX file (for link jobs), or a Hugging Face model
+    folder as a .zip or .tar.gz archive (for customization jobs)."""
     label = _filename(file)
     sha256, size = files.sha256_of(file)
     _check_upload_size(size, label)
+    if hf_models.is_model_archive(label):
+        return _hf_model_upload(owner=owner, file=file, name=name, label=label)
     name = _clean_name(name, PurePath(label).stem or "model")
     with files.local_path(file) as path:
         metadata = files.onnx_metadata(path, label)
@@ -91,6 +94,27 @@ def model_upload(*, owner: User, file: File, name: str | None = None) -> MLModel
         quotas.check_upload_quota(owner.pk, size)
         model.file.save(label if label.endswith(".onnx") else f"{label}.onnx", file, save=False)
         model.save()
+    return model
+
+
+def _hf_model_upload(*, owner: User, file: File, name: str | None, label: str) -> MLModel:
+    """Unpack and check the folder (jobs/domain/hf_models.py), then store it as one normalised
+    zip, whose size and sha256 are what the hub keeps and serves."""
+    stem = label
+    for suffix in hf_models.ARCHIVE_SUFFIXES:
+        stem = stem.removesuffix(suffix).removesuffix(suffix.upper())
+    name = _clean_name(name, stem or "model")
+    with files.local_path(file) as path, files.work_folder() as workdir:
+        metadata, normalised = hf_models.inspect_archive(Path(path), label, workdir)
+        with normalised.open("rb") as handle:
+            sha256, size = files.sha256_of(handle)
+            model = MLModel(owner=owner, name=name, format=ModelFormat.HF, size=size, sha256=sha256)
+            model.metadata = metadata
+            with transaction.atomic():
+                quotas.lock_person(owner.pk)
+                quotas.check_upload_quota(owner.pk, size)
+                model.file.save(f"{stem or 'model'}.zip", File(handle), save=False)
+                model.save()
     return model
 
 

@@ -64,6 +64,15 @@ def _invalid(label: str, error: Exception) -> ValidationError:
     )
 
 
+@contextmanager
+def work_folder() -> Iterator[Path]:
+    """A temporary folder beside the uploads (on the media disk), removed afterwards."""
+    root = Path(settings.FILE_UPLOAD_TEMP_DIR)
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root) as folder:
+        yield Path(folder)
+
+
 def onnx_metadata(path: str, label: str) -> dict[str, Any]:
     """Check that ``path`` is a valid ONNX model and describe its graph; ``label`` names the
     file in the error."""

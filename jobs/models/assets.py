@@ -29,6 +29,7 @@ def _artifact_path(instance: Artifact, filename: str) -> str:
 class ModelFormat(models.TextChoices):
     ONNX = "onnx", "ONNX"
     TORCH = "torch", "PyTorch checkpoint"
+    HF = "hf", "Hugging Face model"
 
 
 class MLModel(models.Model):

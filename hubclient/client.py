@@ -4,6 +4,8 @@ websocket to learn of changes the moment they happen."""
 from __future__ import annotations
 
 import os
+import tempfile
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,18 @@ class Client(Connection):
     # Models and datasets
 
     def upload_model(self, path: str | os.PathLike[str], name: str | None = None) -> Model:
-        return Model(self, self._upload("/api/v1/models/", path, name))
+        """An ONNX file, a model archive (.zip, .tar.gz), or a Hugging Face model folder, which
+        is packed into a zip first (its name becomes the model's name unless ``name`` is set)."""
+        folder = Path(path)
+        if not folder.is_dir():
+            return Model(self, self._upload("/api/v1/models/", path, name))
+        with tempfile.TemporaryDirectory() as scratch:
+            packed = Path(scratch) / f"{folder.name}.zip"
+            with zipfile.ZipFile(packed, "w", compression=zipfile.ZIP_STORED) as archive:
+                for file in sorted(folder.rglob("*")):
+                    if file.is_file():
+                        archive.write(file, file.relative_to(folder).as_posix())
+            return Model(self, self._upload("/api/v1/models/", packed, name))
 
     def upload_dataset(self, path: str | os.PathLike[str], name: str | None = None) -> Dataset:
         return Dataset(self, self._upload("/api/v1/datasets/", path, name))

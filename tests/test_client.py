@@ -226,3 +226,13 @@ def test_sharing_from_the_client_and_the_command_line(hub, hub_env, bob, files):
     assert "shared with: nobody" in removed.stdout
     with pytest.raises(NotFoundError):
         bob_hub.get_job(job.job_id)
+
+
+def test_a_hugging_face_model_folder_is_packed_and_uploaded_by_the_client(hub, tmp_path):
+    from tests.hf_samples import tiny_llama_folder
+
+    folder = tiny_llama_folder(tmp_path / "tiny-llama")
+    model = hub.upload_model(folder)
+    assert (model.name, model.format) == ("tiny-llama", "hf")
+    assert model.data["metadata"]["architecture"] == "LlamaForCausalLM"
+    assert "model.safetensors" in model.data["metadata"]["weights"]

@@ -1,8 +1,8 @@
 """The demo account and its jobs, so that a newcomer's first page is not empty.
 
 Everything here is real input: two small ONNX models that share a weight tensor (so linking them
-shows the deduplication), and a dataset of numbers spelled out in words for the built-in model to
-learn.
+shows the deduplication), and a dataset of numbers spelled out in words that a LoRA adapter on the
+built-in tiny-llama learns.
 """
 
 from __future__ import annotations
@@ -19,27 +19,12 @@ from django.contrib.auth.models import User
 from django.core.files.base import ContentFile
 from django.db import transaction
 
+from jobs.domain.numbers import number_in_words
 from jobs.models import Job
 from jobs.services import dataset_upload, job_submit_customization, job_submit_link, model_upload
 
 DEMO_USERNAME = "demo"
-
-_ONES = (
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-    "fifteen sixteen seventeen eighteen nineteen"
-).split()
-_TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
-
-
-def number_in_words(n: int) -> str:
-    if n < 20:
-        return _ONES[n]
-    if n < 100:
-        tens, ones = divmod(n, 10)
-        return _TENS[tens - 2] + ("" if ones == 0 else "-" + _ONES[ones])
-    hundreds, rest = divmod(n, 100)
-    return _ONES[hundreds] + " hundred" + ("" if rest == 0 else " and " + number_in_words(rest))
-
+DEMO_CUSTOMIZATION = "Demo: LoRA-tune tiny-llama to spell numbers"
 
 def numbers_dataset(start: int = 0, stop: int = 300) -> bytes:
     """JSONL records {"prompt": "137", "completion": "one hundred and thirty-seven"}."""
@@ -134,7 +119,14 @@ def _create_demo_jobs(user: User) -> int:
     job_submit_customization(
         owner=user,
         dataset=numbers,
-        name="Demo: teach tiny-char-lm to spell numbers",
-        hyperparameters={"epochs": 30, "batch_size": 16, "early_stopping_patience": 5},
+        name=DEMO_CUSTOMIZATION,
+        hyperparameters={
+            "finetuning_type": "lora",
+            "epochs": 12,
+            "batch_size": 16,
+            "learning_rate": 0.01,
+            "early_stopping_patience": 3,
+            "lora": {"adapter_dim": 16, "alpha": 32},
+        },
     )
     return 2

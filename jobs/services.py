@@ -14,14 +14,13 @@ from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.db import transaction
 
-from jobs.domain import files, hf_models, quotas
-from jobs.domain.hyperparameters import Hyperparameters, parse_hyperparameters
+from jobs.domain import base_models, files, hf_models, quotas, sft_data
+from jobs.domain.hyperparameters import GPU_PRECISIONS, Hyperparameters, parse_hyperparameters
 from jobs.domain.selectors import datasets_visible_to, models_visible_to
 from jobs.domain.state import job_transition
 from jobs.domain.status import FINISHED, JobStatus
 from jobs.engine.dispatch import enqueue_on_commit
-from jobs.engine.runners.builtin_models import BUILTIN_MODELS, DEFAULT_BASE_MODEL
-from jobs.models import Dataset, Job, JobInput, JobKind, MLModel, ModelFormat
+from jobs.models import Dataset, Hardware, Job, JobInput, JobKind, MLModel, ModelFormat
 
 MAX_LINK_INPUTS = 32
 NAME_MAX = 200
@@ -119,13 +118,20 @@ def _hf_model_upload(*, owner: User, file: File, name: str | None, label: str) -
 
 
 def dataset_upload(*, owner: User, file: File, name: str | None = None) -> Dataset:
-    """Store a JSONL dataset of prompt/completion records after reading every line."""
+    """Store a JSONL dataset (prompt/completion or chat rows) after reading every line."""
     label = _filename(file)
     sha256, size = files.sha256_of(file)
     _check_upload_size(size, label)
     name = _clean_name(name, PurePath(label).stem or "dataset")
     summary = files.check_jsonl_dataset(file, label)
-    dataset = Dataset(owner=owner, name=name, size=size, sha256=sha256, num_records=summary.records)
+    dataset = Dataset(
+        owner=owner,
+        name=name,
+        size=size,
+        sha256=sha256,
+        num_records=summary.records,
+        format=summary.format,
+    )
     with transaction.atomic():
         quotas.lock_person(owner.pk)
         quotas.check_upload_quota(owner.pk, size)
@@ -192,6 +198,80 @@ def _hyperparameters(data: object) -> Hyperparameters:
         ) from None
 
 
+def _clean_hardware(hardware: str | None) -> str:
+    hardware = hardware or Hardware.ANY
+    if hardware not in Hardware.values:
+        raise ValidationError(
+            {"hardware": f"hardware must be one of {', '.join(Hardware.values)}, not {hardware!r}."}
+        )
+    return hardware
+
+
+def _base_model(owner: User, base_model: MLModel | str | None) -> tuple[str, MLModel | None, dict[str, Any]]:
+    """(offered name or "", uploaded model or None, its description) of a customization's
+    base model; refusals name what is wrong."""
+    if base_model is None or isinstance(base_model, str):
+        offered = base_models.server_model(base_model or base_models.BUILTIN_NAME)
+        return offered.name, None, offered.metadata
+    _require_models(owner, [base_model], "model")
+    if base_model.format == ModelFormat.TORCH:
+        raise ValidationError(
+            {
+                "model": f"Model {base_model.public_id} is a checkpoint of the retired "
+                "tiny-char-lm; customize a Hugging Face model (upload one, or use "
+                f"{base_models.BUILTIN_NAME!r})."
+            }
+        )
+    if base_model.format != ModelFormat.HF:
+        raise ValidationError(
+            {
+                "model": f"Model {base_model.public_id} is {base_model.get_format_display()}; "
+                "customization fine-tunes a Hugging Face causal language model (a folder "
+                "uploaded as .zip or .tar.gz)."
+            }
+        )
+    return "", base_model, base_model.metadata
+
+
+def _check_fit(
+    params: Hyperparameters,
+    base: str | MLModel,
+    metadata: dict[str, Any],
+    datasets: list[tuple[str, Dataset]],
+) -> None:
+    """What can be known before a worker starts: the rows fit the model (chat template,
+    context length, max_seq_length once tokenized with the model's own tokenizer)."""
+    context = metadata.get("context_length")
+    if params.max_seq_length and context and params.max_seq_length > context:
+        raise ValidationError(
+            {
+                "hyperparameters.max_seq_length": f"max_seq_length ({params.max_seq_length}) is "
+                f"longer than the base model's context length ({context} tokens)."
+            }
+        )
+    tokenizer = base_models.tokenizer_for(base)
+    label = base if isinstance(base, str) else f"{base.name} ({base.public_id})"
+    for field, dataset in datasets:
+        if dataset.format == sft_data.CHAT and not getattr(tokenizer, "chat_template", None):
+            raise ValidationError(
+                {
+                    field: f"Dataset {dataset.public_id} holds chat messages, but the tokenizer "
+                    f"of {label} has no chat template to render them with. Use prompt/completion "
+                    "rows, or a model whose tokenizer has a chat template."
+                }
+            )
+    if params.overlong_rows != "refuse":
+        return
+    limit = params.max_length(context)
+    for field, dataset in datasets:
+        with dataset.file.open("rb") as handle:
+            report = sft_data.length_report(tokenizer, handle, limit)
+        if report.overlong:
+            raise ValidationError(
+                {field: report.describe(f"Dataset {dataset.public_id} ({dataset.name})", limit)}
+            )
+
+
 def job_submit_customization(
     *,
     owner: User,
@@ -202,10 +282,21 @@ def job_submit_customization(
     name: str | None = None,
     device: str | None = None,
     time_limit: int | None = None,
+    hardware: str | None = None,
 ) -> Job:
-    """A customization job: fine-tune a base model (built-in by name, or an earlier
-    customization's checkpoint) on a dataset."""
+    """A customization job: fine-tune a Hugging Face causal LM (one the hub offers, by name, or
+    one the user may read: uploaded, or made by an earlier customization) on a dataset, with
+    LoRA or all weights, on the hardware asked for."""
     params = _hyperparameters(hyperparameters)
+    hardware = _clean_hardware(hardware)
+    if params.precision in GPU_PRECISIONS and hardware != Hardware.GPU:
+        raise ValidationError(
+            {
+                "hyperparameters.precision": f"precision {params.precision!r} needs a GPU; this "
+                f"job asks for hardware {hardware!r}. Set hardware to 'gpu', or precision to "
+                "'auto' or 'fp32'."
+            }
+        )
     readable = datasets_visible_to(owner)
     for field, value in (("dataset", dataset), ("validation_dataset", validation_dataset)):
         if value is not None and not readable.filter(pk=value.pk).exists():
@@ -218,29 +309,24 @@ def job_submit_customization(
             }
         )
     _check_time_limit(time_limit)
-    builtin, checkpoint = "", None
-    if base_model is None or isinstance(base_model, str):
-        builtin = base_model or DEFAULT_BASE_MODEL
-        if builtin not in BUILTIN_MODELS:
-            known = ", ".join(sorted(BUILTIN_MODELS))
-            raise ValidationError(
-                {"model": f"No built-in model {builtin!r}; built-in models: {known}."}
-            )
-    else:
-        _require_models(owner, [base_model], "model")
-        if base_model.format != ModelFormat.TORCH:
-            raise ValidationError(
-                {"model": f"Model {base_model.public_id} is not a customization checkpoint."}
-            )
-        checkpoint = base_model
+    offered, uploaded, metadata = _base_model(owner, base_model)
+    _check_fit(
+        params,
+        uploaded or offered,
+        metadata,
+        [("dataset", dataset)]
+        + ([("validation_dataset", validation_dataset)] if validation_dataset else []),
+    )
+    base_label = offered or (uploaded.name if uploaded else "")
     job = Job(
         kind=JobKind.CUSTOMIZATION,
         owner=owner,
-        name=_clean_name(name, f"Customize {builtin or checkpoint} on {dataset.name}"[:200]),
+        name=_clean_name(name, f"Customize {base_label} on {dataset.name}"[:200]),
         device=_clean_device(device),
+        hardware=hardware,
         dataset=dataset,
         validation_dataset=validation_dataset,
-        builtin_base_model=builtin,
+        builtin_base_model=offered,
         hyperparameters=params.as_dict(),
         training_samples=dataset.num_records,
         time_limit=time_limit,
@@ -249,8 +335,8 @@ def job_submit_customization(
         quotas.lock_person(owner.pk)
         quotas.check_job_quota(owner.pk)
         job.save()
-        if checkpoint is not None:
-            JobInput.objects.create(job=job, model=checkpoint, position=0)
+        if uploaded is not None:
+            JobInput.objects.create(job=job, model=uploaded, position=0)
         enqueue_on_commit(job)
     return job
 
@@ -297,6 +383,7 @@ def job_resubmit(*, job: Job, owner: User) -> Job:
             name=job.name,
             device=job.device,
             time_limit=job.time_limit,
+            hardware=job.hardware,
         )
     Job.objects.filter(pk=clone.pk).update(resubmitted_from=job)
     clone.resubmitted_from = job

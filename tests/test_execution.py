@@ -1,24 +1,20 @@
 """Jobs run in this process exactly as a worker runs them (jobs.engine.execution.execute): real ONNX
-linking, real training, real files. The worker-process tests (test_workers.py) add the queue."""
+linking, real files. Training is in test_customization.py; the worker-process tests
+(test_workers.py) add the queue."""
 
-import csv
 import hashlib
-import io
 import json
 from datetime import timedelta
 from pathlib import Path
 
 import onnx
 import pytest
-import torch
 from django.core.files.base import ContentFile
 
 from jobs.domain.state import job_transition
 from jobs.domain.status import FailureType, JobStatus
 from jobs.engine.execution import execute
-from jobs.engine.runners import charlm
 from jobs.models import Job, MLModel
-from jobs.services import job_submit_customization
 from tests import factories
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -56,88 +52,6 @@ def test_link_job_reaches_ready_with_a_verified_target_and_manifest(alice):
     assert job.finished_at
     assert job.started_at
     assert job.attempts == 1
-
-
-def test_customization_job_trains_and_sets_every_status_detail(alice):
-    job = factories.customization_job(
-        alice, epochs=3, batch_size=8, log_every_n_steps=2, early_stopping_patience=0
-    )
-    job = _run(job)
-    assert job.status == JobStatus.READY, job.failure_message
-    # 50 records, no validation dataset: 45 train → ceil(45 / 8) = 6 steps per epoch.
-    assert (job.steps_per_epoch, job.total_steps, job.steps_completed) == (6, 18, 18)
-    assert (job.epochs_completed, job.percentage_done) == (3, 100.0)
-    assert job.best_epoch in (1, 2, 3)
-    assert job.train_loss is not None
-    assert job.val_loss is not None
-    series = {s.key: s for s in job.metric_series.all()}
-    assert series["train_loss"].points_count == 9  # every 2nd of 18 steps
-    assert series["val_loss"].points_count == 3  # once per epoch
-    val = list(series["val_loss"].points.order_by("step").values_list("step", "value"))
-    assert [step for step, _ in val] == [6, 12, 18]
-    assert min(value or 0.0 for _, value in val) == pytest.approx(job.val_loss)
-    rows = list(
-        csv.DictReader(io.StringIO(job.artifacts.get(name="metrics.csv").file.read().decode()))
-    )
-    assert len(rows) == 12
-    assert rows[0].keys() == {"series", "step", "value", "timestamp"}
-    log = job.artifacts.get(name="training_log.txt").file.read().decode()
-    assert "Epoch 3/3" in log
-    assert "Sample:" in log
-    checkpoint = MLModel.objects.get(produced_by=job, format="torch")
-    assert checkpoint.metadata["best_epoch"] == job.best_epoch
-
-
-def test_a_falling_loss_on_the_demo_dataset(alice):
-    job = job_submit_customization(
-        owner=alice,
-        dataset=factories.dataset(alice, records=300),
-        hyperparameters={"epochs": 6, "batch_size": 16, "early_stopping_patience": 0},
-    )
-    job = _run(job)
-    assert job.status == JobStatus.READY
-    values = list(
-        job.metric_series.get(key="val_loss")
-        .points.order_by("step")
-        .values_list("value", flat=True)
-    )
-    assert values[-1] < values[0] / 3  # learns to spell numbers, not just noise
-
-
-def test_a_checkpoint_can_be_customized_again(alice):
-    first = _run(factories.customization_job(alice, epochs=2))
-    checkpoint = MLModel.objects.get(produced_by=first, format="torch")
-    second = job_submit_customization(
-        owner=alice,
-        dataset=factories.dataset(alice, records=20),
-        base_model=checkpoint,
-        hyperparameters={"epochs": 1},
-    )
-    second = _run(second)
-    assert second.status == JobStatus.READY, second.failure_message
-    assert [i.model for i in second.job_inputs.all()] == [checkpoint]
-
-
-def test_a_diverging_model_fails_with_a_reason_instead_of_crashing(alice, tmp_path):
-    broken = charlm.CharLM(charlm.CharLMConfig())
-    with torch.no_grad():
-        broken.head.weight.fill_(float("nan"))
-    path = tmp_path / "nan.pt"
-    charlm.save_checkpoint(broken, path, {})
-    model = MLModel.objects.create(
-        owner=alice, name="nan", format="torch", size=path.stat().st_size, sha256="0" * 64
-    )
-    model.file.save("nan.pt", ContentFile(path.read_bytes()))
-    job = _run(
-        job_submit_customization(owner=alice, dataset=factories.dataset(alice), base_model=model)
-    )
-    assert (job.status, job.failure_type) == (JobStatus.FAILED, FailureType.TRAINING_DIVERGED)
-    assert "became NaN or infinite at step 1 (epoch 1)" in job.failure_message
-    assert "Lower learning_rate" in job.failure_message
-    assert job.failed_by_user_error
-    assert job.target_model is None
-    point = job.metric_series.get(key="train_loss").points.get()
-    assert point.value is None  # recorded as a gap
 
 
 def test_a_dataset_line_that_is_not_json_fails_the_job_naming_the_line(alice):

@@ -20,6 +20,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from jobs.engine.dispatch import worker_queues
 from jobs.models import Job
 from tests.helpers import ROOT, LineReader
 
@@ -35,7 +36,7 @@ class WorkerPool:
     def start(self, name: str, *extra: str, queue: str | None = None) -> None:
         command = [
             sys.executable, "-m", "celery", "-A", "hubsite", "worker",
-            "-n", f"{name}@%h", "-Q", queue or settings.CELERY_TASK_DEFAULT_QUEUE,
+            "-n", f"{name}@%h", "-Q", queue or worker_queues(),
             "--concurrency", "1", "--pool", "prefork", "--loglevel", "INFO",
             "--without-gossip", "--without-mingle", *extra,
         ]  # fmt: skip

@@ -316,6 +316,16 @@ if HUB_WORKER_LOST_AFTER <= HUB_HEARTBEAT_SECONDS:
     raise ImproperlyConfigured("HUB_WORKER_LOST_AFTER must be longer than HUB_HEARTBEAT_SECONDS.")
 HUB_MAX_ATTEMPTS = env_int("HUB_MAX_ATTEMPTS", 2, minimum=1, maximum=10)
 HUB_TORCH_THREADS = env_int("HUB_TORCH_THREADS", 1, minimum=1, maximum=64)
+# Processes that train one customization job on a worker: 0 is one per GPU (one on a CPU
+# worker); more than one runs torchrun with DistributedDataParallel (gloo on CPUs), or FSDP
+# with HUB_TRAIN_STRATEGY=fsdp for a model too big for one GPU.
+HUB_TRAIN_PROCESSES = env_int("HUB_TRAIN_PROCESSES", 0, minimum=0, maximum=64)
+HUB_TRAIN_STRATEGY = env_str("HUB_TRAIN_STRATEGY", "ddp")
+if HUB_TRAIN_STRATEGY not in ("ddp", "fsdp"):
+    raise ImproperlyConfigured("HUB_TRAIN_STRATEGY must be ddp or fsdp.")
+# Folders of Hugging Face models on the server that every user may fine-tune by name (a
+# model folder, or a Hugging Face cache such as ~/.cache/huggingface/hub), separated by ":".
+HUB_MODEL_DIRS = [p for p in env_str("HUB_MODEL_DIRS", "").split(os.pathsep) if p]
 HUB_EVENT_RETENTION_HOURS = env_int("HUB_EVENT_RETENTION_HOURS", 24, minimum=1)
 # Names the job queue and prefixes the channel layer's keys, so that several hubs (or a test
 # run beside a developer's hub) can share one Redis without taking each other's work.

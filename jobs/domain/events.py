@@ -65,6 +65,8 @@ class ProgressPayload(TypedDict, total=False):
     percentage_done: float | None
     elapsed_time: float | None
     eta_seconds: float | None
+    ran_on: str
+    samples: list[dict[str, str | None]]
 
 
 class MetricPointPayload(TypedDict):

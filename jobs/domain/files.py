@@ -16,11 +16,11 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files import File
 
+from jobs.domain import sft_data
 from jobs.domain.jsonlimits import JSONRefused, loads_bounded
 from jobs.domain.onnx_inputs import InputTooLarge, check_input_size
 from jobs.domain.redact import scrub_paths
 
-REQUIRED_RECORD_FIELDS = ("prompt", "completion")
 CHUNK = 1024 * 1024
 
 
@@ -158,15 +158,18 @@ def _check_declared_inputs(graph: Any, initializers: set[str], label: str) -> No
 @dataclass(frozen=True)
 class DatasetSummary:
     records: int
+    format: str  # jobs.domain.sft_data.PROMPT_COMPLETION or CHAT
 
 
 def check_jsonl_dataset(file: File | IO[bytes], label: str) -> DatasetSummary:
-    """Every non-blank line must be a JSON object with string ``prompt`` and ``completion``.
+    """Every non-blank line must be a row of one format (jobs.domain.sft_data): prompt and
+    completion strings, or chat ``messages``; all lines alike.
     Linear in the file's size: lines are read with a bound (never joined chunk by chunk), and
     a line past HUB_MAX_DATASET_LINE_BYTES is refused as soon as the bound is reached."""
     limit = settings.HUB_MAX_DATASET_LINE_BYTES
     file.seek(0)
     records = number = 0
+    first_format: str | None = None
     while raw := file.readline(limit + 1):
         number += 1
         if len(raw) > limit and not raw.endswith(b"\n"):
@@ -182,15 +185,22 @@ def check_jsonl_dataset(file: File | IO[bytes], label: str) -> DatasetSummary:
             record = loads_bounded(raw)
         except JSONRefused as refused:
             raise ValidationError({"file": f"{label}, line {number}: {refused}."}) from None
-        if not isinstance(record, dict):
-            raise ValidationError({"file": f"{label}, line {number}: expected a JSON object."})
-        for field in REQUIRED_RECORD_FIELDS:
-            if not isinstance(record.get(field), str) or not record[field]:
-                raise ValidationError(
-                    {"file": f"{label}, line {number}: {field!r} must be a non-empty string."}
-                )
+        try:
+            row = sft_data.row_format(record)
+        except sft_data.RowError as error:
+            raise ValidationError({"file": f"{label}, line {number}: {error}."}) from None
+        if first_format is None:
+            first_format = row
+        elif row != first_format:
+            raise ValidationError(
+                {
+                    "file": f"{label}, line {number}: a {row.replace('_', '/')} row in a dataset "
+                    f"of {first_format.replace('_', '/')} rows; use one format per dataset."
+                }
+            )
         records += 1
     file.seek(0)
     if records == 0:
         raise ValidationError({"file": f"{label} has no records: expected JSON lines."})
-    return DatasetSummary(records=records)
+    assert first_format is not None
+    return DatasetSummary(records=records, format=first_format)

@@ -225,3 +225,19 @@ def inspect_archive(archive: Path, label: str, workdir: Path) -> tuple[dict[str,
         return metadata, normalised_zip(folder, workdir / "model.zip")
     finally:
         shutil.rmtree(unpacked, ignore_errors=True)
+
+
+WEIGHT_SUFFIXES = (".safetensors",)
+
+
+def unpack_stored(stored: Path, into: Path, *, weights: bool = True) -> Path:
+    """A stored model zip (written by normalised_zip, so its members are known safe) as a
+    folder; without the weights when only the config and tokenizer are needed."""
+    into.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(stored) as zipped:
+        for member in zipped.infolist():
+            if not weights and member.filename.endswith(WEIGHT_SUFFIXES):
+                continue
+            _safe_name(member.filename, stored.name)
+            zipped.extract(member, into)
+    return into

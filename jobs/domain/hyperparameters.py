@@ -1,9 +1,23 @@
-"""Hyperparameters of a customization job: names, defaults and the ranges they must lie in."""
+"""Hyperparameters of a customization job: names, defaults and the ranges they must lie in.
+
+Names and shapes follow NeMo Customizer's (``nemo-microservices`` 1.5.0,
+``customization.jobs.create``): ``finetuning_type``, ``training_type``, ``epochs``,
+``batch_size``, ``learning_rate``, ``log_every_n_steps``, ``weight_decay``, ``warmup_steps``,
+``seed``, ``optimizer``, ``min_learning_rate``, ``lora: {adapter_dim, alpha, adapter_dropout,
+target_modules}`` and ``sft: {hidden_dropout, attention_dropout}``. The hub adds
+``early_stopping_patience``, ``max_seq_length``, ``gradient_accumulation_steps``,
+``overlong_rows`` and ``precision``. NeMo options the hub does not run (DPO, GRPO,
+distillation, sequence packing, …) are refused by name rather than ignored.
+
+``batch_size`` is, as in NeMo, the number of samples per optimizer step (the global batch):
+with gradient accumulation each forward pass takes ``batch_size / gradient_accumulation_steps``
+of them, so seed 004's ``steps_per_epoch = ceil(n / batch_size)`` stays true.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -32,20 +46,176 @@ RANGES: dict[str, Range] = {
     "learning_rate": Range(0, 1, integer=False, low_inclusive=False),
     "log_every_n_steps": Range(1, 100_000, integer=True),
     "early_stopping_patience": Range(0, 1000, integer=True),
+    "max_seq_length": Range(8, 131_072, integer=True),
+    "gradient_accumulation_steps": Range(1, 1024, integer=True),
+    "warmup_steps": Range(0, 1_000_000, integer=True),
+    "weight_decay": Range(0, 1, integer=False),
+    "min_learning_rate": Range(0, 1, integer=False),
+    "seed": Range(0, 2**31 - 1, integer=True),
+}
+LORA_RANGES: dict[str, Range] = {
+    "adapter_dim": Range(1, 1024, integer=True),
+    "alpha": Range(1, 4096, integer=True),
+    "adapter_dropout": Range(0, 0.9, integer=False),
+}
+SFT_RANGES: dict[str, Range] = {
+    "hidden_dropout": Range(0, 0.9, integer=False),
+    "attention_dropout": Range(0, 0.9, integer=False),
+}
+CHOICES: dict[str, tuple[str, ...]] = {
+    # NeMo's "lora_merged" is LoRA whose merged model is the output: the hub always gives both.
+    "finetuning_type": ("lora", "all_weights", "lora_merged"),
+    "training_type": ("sft",),
+    "optimizer": (
+        "adamw_with_flat_lr",
+        "adamw_with_cosine_annealing",
+        "adam_with_flat_lr",
+        "adam_with_cosine_annealing",
+    ),
+    # What to do with a row longer than max_seq_length once tokenized with the job's model.
+    "overlong_rows": ("refuse", "truncate"),
+    # "auto": bfloat16 on a GPU that supports it, float32 otherwise.
+    "precision": ("auto", "fp32", "bf16", "fp16"),
+}
+GPU_PRECISIONS = ("bf16", "fp16")
+# NeMo Customizer options that this hub does not run: named in the refusal, never ignored.
+NOT_SUPPORTED = {
+    "dpo": "DPO training",
+    "grpo": "GRPO training",
+    "distillation": "knowledge distillation",
+    "sequence_packing_enabled": "sequence packing",
+    "val_check_interval": "validation more often than once an epoch",
+    "max_steps": "a step limit (use epochs)",
+    "adam_beta1": "Adam betas",
+    "adam_beta2": "Adam betas",
+}
+NOT_SUPPORTED_TRAINING = {
+    "dpo": "DPO",
+    "grpo": "GRPO",
+    "distillation": "distillation",
 }
 
 
 @dataclass(frozen=True)
+class Lora:
+    adapter_dim: int = 8
+    alpha: int = 16
+    adapter_dropout: float = 0.0
+    # None: the default for the model's architecture (jobs.domain.base_models.lora_targets).
+    target_modules: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Sft:
+    hidden_dropout: float | None = None  # None keeps the model's own
+    attention_dropout: float | None = None
+
+
+@dataclass(frozen=True)
 class Hyperparameters:
+    finetuning_type: str = "lora"
+    training_type: str = "sft"
     epochs: int = 5
     batch_size: int = 16
-    learning_rate: float = 0.005
+    learning_rate: float = 0.0001
     log_every_n_steps: int = 1
     # Epochs without a better validation loss before training stops; 0 turns early stopping off.
     early_stopping_patience: int = 3
+    # None: the model's context length, at most 2048 tokens.
+    max_seq_length: int | None = None
+    gradient_accumulation_steps: int = 1
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    optimizer: str = "adamw_with_flat_lr"
+    min_learning_rate: float | None = None
+    seed: int = 42
+    overlong_rows: str = "refuse"
+    precision: str = "auto"
+    lora: Lora = field(default_factory=Lora)
+    sft: Sft = field(default_factory=Sft)
+
+    @property
+    def uses_lora(self) -> bool:
+        return self.finetuning_type in ("lora", "lora_merged")
+
+    def max_length(self, context: int | None) -> int:
+        """max_seq_length, or the model's context length up to 2048 tokens."""
+        if self.max_seq_length is not None:
+            return self.max_seq_length
+        return min(context or 2048, 2048)
+
+    @property
+    def micro_batch_size(self) -> int:
+        return self.batch_size // self.gradient_accumulation_steps
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if data["lora"]["target_modules"] is not None:
+            data["lora"]["target_modules"] = list(data["lora"]["target_modules"])
+        return data
+
+    @classmethod
+    def from_stored(cls, data: dict[str, Any]) -> Hyperparameters:
+        """What a job stored (by as_dict), including jobs stored before a field existed."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known and k not in ("lora", "sft")}
+        lora = dict(data.get("lora") or {})
+        if lora.get("target_modules") is not None:
+            lora["target_modules"] = tuple(lora["target_modules"])
+        return cls(**values, lora=Lora(**lora), sft=Sft(**(data.get("sft") or {})))
+
+
+def _number(name: str, value: object, rule: Range, errors: dict[str, str]) -> float | int | None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (rule.integer and not float(value).is_integer())
+        or not math.isfinite(value)
+        or not rule.admits(value)
+    ):
+        errors[name] = f"{name} must be {rule.describe()}, not {value!r}."
+        return None
+    return int(value) if rule.integer else float(value)
+
+
+def _group(
+    name: str, data: object, ranges: dict[str, Range], extra: tuple[str, ...], errors: dict[str, str]
+) -> dict[str, Any]:
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        errors[name] = f"{name} must be an object of name: value."
+        return {}
+    values: dict[str, Any] = {}
+    known = sorted([*ranges, *extra])
+    for key, value in data.items():
+        label = f"{name}.{key}"
+        if key in ranges:
+            if value is None and name == "sft":
+                continue
+            number = _number(label, value, ranges[key], errors)
+            if number is not None:
+                values[key] = number
+        elif key not in extra:
+            errors[label] = f"Unknown {name} option {key!r}; known ones: {', '.join(known)}."
+    return values
+
+
+def _target_modules(value: object, errors: dict[str, str]) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or not value
+        or len(value) > 64
+        or not all(isinstance(v, str) and 0 < len(v) <= 200 for v in value)
+    ):
+        errors["lora.target_modules"] = (
+            "lora.target_modules must be a list of 1 to 64 module names (for example "
+            '["q_proj", "v_proj"]), or null for the architecture\'s default.'
+        )
+        return None
+    return tuple(value)
 
 
 def parse_hyperparameters(data: object) -> Hyperparameters:
@@ -56,23 +226,57 @@ def parse_hyperparameters(data: object) -> Hyperparameters:
         raise ValidationError(
             {"hyperparameters": "Hyperparameters must be an object of name: value."}
         )
-    known = {f.name for f in fields(Hyperparameters)}
+    known = [f.name for f in fields(Hyperparameters)]
     errors: dict[str, str] = {}
-    for name in sorted(set(data) - known):
-        errors[name] = f"Unknown hyperparameter {name!r}; known ones: {', '.join(sorted(known))}."
     values: dict[str, Any] = {}
-    for name in known & set(data):
-        value, rule = data[name], RANGES[name]
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or (rule.integer and not float(value).is_integer())
-            or not math.isfinite(value)
-            or not rule.admits(value)
-        ):
-            errors[name] = f"{name} must be {rule.describe()}, not {value!r}."
-        else:
-            values[name] = int(value) if rule.integer else float(value)
+    for name, value in data.items():
+        if name in NOT_SUPPORTED:
+            errors[name] = (
+                f"{name} ({NOT_SUPPORTED[name]}) is a NeMo Customizer option this hub does not "
+                "support; leave it out."
+            )
+        elif name in RANGES:
+            if value is None and name in ("max_seq_length", "min_learning_rate"):
+                continue
+            number = _number(name, value, RANGES[name], errors)
+            if number is not None:
+                values[name] = number
+        elif name in CHOICES:
+            if name == "training_type" and value in NOT_SUPPORTED_TRAINING:
+                errors[name] = (
+                    f"training_type {value!r} ({NOT_SUPPORTED_TRAINING[str(value)]}) is not "
+                    "supported by this hub; it runs sft."
+                )
+            elif value not in CHOICES[name]:
+                allowed = ", ".join(repr(c) for c in CHOICES[name])
+                errors[name] = f"{name} must be one of {allowed}, not {value!r}."
+            else:
+                values[name] = value
+        elif name not in ("lora", "sft"):
+            errors[name] = (
+                f"Unknown hyperparameter {name!r}; known ones: {', '.join(sorted(known))}."
+            )
+    lora = _group("lora", data.get("lora"), LORA_RANGES, ("target_modules",), errors)
+    if isinstance(data.get("lora"), dict) and "target_modules" in data["lora"]:
+        lora["target_modules"] = _target_modules(data["lora"]["target_modules"], errors)
+    sft = _group("sft", data.get("sft"), SFT_RANGES, (), errors)
+    params = Hyperparameters(**values, lora=Lora(**lora), sft=Sft(**sft))
+    if "batch_size" not in errors and "gradient_accumulation_steps" not in errors:
+        if params.batch_size % params.gradient_accumulation_steps:
+            errors["gradient_accumulation_steps"] = (
+                f"batch_size ({params.batch_size}) must be a multiple of "
+                f"gradient_accumulation_steps ({params.gradient_accumulation_steps}): each "
+                "optimizer step takes batch_size samples in that many forward passes."
+            )
+    if (
+        params.min_learning_rate is not None
+        and "learning_rate" not in errors
+        and params.min_learning_rate >= params.learning_rate
+    ):
+        errors["min_learning_rate"] = (
+            f"min_learning_rate ({params.min_learning_rate:g}) must be below learning_rate "
+            f"({params.learning_rate:g})."
+        )
     if errors:
         raise ValidationError(errors)
-    return Hyperparameters(**values)
+    return params

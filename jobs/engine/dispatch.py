@@ -11,7 +11,7 @@ from kombu.utils.url import maybe_sanitize_url
 
 from jobs.domain.state import job_transition
 from jobs.domain.status import FailureType, JobStatus
-from jobs.models import Job
+from jobs.models import Hardware, Job
 
 logger = logging.getLogger(__name__)
 
@@ -31,9 +31,36 @@ def enqueue_on_commit(job: Job) -> None:
     transaction.on_commit(lambda: enqueue(job))
 
 
+def queue_for(job: Job) -> str:
+    """The queue of the workers that can run the job: ``hub.gpu`` for a job that asks for a GPU,
+    ``hub.cpu`` for one that asks for the CPU, ``hub`` for any worker (with the default
+    HUB_NAMESPACE)."""
+    if job.hardware in (Hardware.GPU, Hardware.CPU):
+        return f"{settings.CELERY_TASK_DEFAULT_QUEUE}.{job.hardware}"
+    return str(settings.CELERY_TASK_DEFAULT_QUEUE)
+
+
+def worker_queues() -> str:
+    """The queues a job worker on this machine consumes (celery's -Q): every job queue its
+    hardware serves."""
+    from jobs.engine.training.device import has_gpu
+
+    default = str(settings.CELERY_TASK_DEFAULT_QUEUE)
+    return ",".join([default, f"{default}.cpu", *([f"{default}.gpu"] if has_gpu() else [])])
+
+
+WAITING = {
+    Hardware.GPU: "Queued for a worker with a GPU (queue {queue}); it waits until one is free. "
+    "Without a GPU worker serving {queue}, it waits until its time limit.",
+    Hardware.CPU: "Queued for a CPU worker (queue {queue}); waiting for a worker.",
+    Hardware.ANY: "Queued; waiting for a worker.",
+}
+
+
 def enqueue(job: Job) -> None:
     """CREATED → PENDING, then a message on the queue for a worker."""
-    job_transition(job=job, to=JobStatus.PENDING, message="Queued; waiting for a worker.")
+    message = WAITING[Hardware(job.hardware)].format(queue=queue_for(job))
+    job_transition(job=job, to=JobStatus.PENDING, message=message)
     send(job)
 
 
@@ -43,7 +70,9 @@ def send(job: Job) -> None:
     try:
         # No time limit of this job's on the message: a worker may take another job with it
         # (fair scheduling); CELERY_TASK_TIME_LIMIT bounds every task by the operator's limit.
-        current_app.send_task(RUN_JOB, args=(job.pk,), retry=True, retry_policy=RETRY_POLICY)
+        current_app.send_task(
+            RUN_JOB, args=(job.pk,), queue=queue_for(job), retry=True, retry_policy=RETRY_POLICY
+        )
     except Exception as error:  # kombu and the transports raise many kinds; all mean "not queued"
         logger.error("Could not queue job %s: %s", job.public_id, error)
         job_transition(

@@ -20,7 +20,7 @@ from types import TracebackType
 
 from django.conf import settings
 from django.db import connections, transaction
-from django.db.models import Count, F, Min, OuterRef, Subquery
+from django.db.models import Count, F, Max, Min, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -31,7 +31,7 @@ from jobs.domain.status import FailureType, JobStatus
 from jobs.engine.reporter import Reporter, StopRequested
 from jobs.engine.runners import runner_for
 from jobs.engine.runners.base import JobFailure, RunContext, Runner
-from jobs.models import Artifact, ArtifactKind, Job, MetricPoint, MLModel
+from jobs.models import Artifact, ArtifactKind, Hardware, Job, MetricPoint, MLModel
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,16 @@ def worker_name(node: str | None = None) -> str:
     return f"{node or socket.gethostname()} pid {os.getpid()}"
 
 
-def owners_in_turn() -> list[int]:
+def hardware_served() -> list[str]:
+    """What this worker can run: jobs for any worker and CPU jobs, and GPU jobs if it has a
+    GPU. (A worker consuming a queue it cannot serve takes no job from it: the job waits for a
+    worker that can.)"""
+    from jobs.engine.training.device import has_gpu
+
+    return [Hardware.ANY, Hardware.CPU, *([Hardware.GPU] if has_gpu() else [])]
+
+
+def owners_in_turn(served: list[str] | None = None) -> list[int]:
     """The people with pending jobs, in the order their next job should run: per-person round
     robin. First those with the fewest jobs running, then those whose last job started longest
     ago (or never), then those waiting longest. So one person's thousand queued jobs make another
@@ -55,9 +64,11 @@ def owners_in_turn() -> list[int]:
         .values("n")
     )
     last_start = theirs.filter(started_at__isnull=False).order_by("-started_at")
+    pending = Job.objects.filter(status=JobStatus.PENDING)
+    if served is not None:
+        pending = pending.filter(hardware__in=served)
     waiting = (
-        Job.objects.filter(status=JobStatus.PENDING)
-        .values("owner_id")
+        pending.values("owner_id")
         .annotate(
             oldest=Min("created_at"),
             running=Coalesce(Subquery(running), 0),
@@ -73,10 +84,13 @@ def claim_next(node: str | None = None) -> tuple[Job, str] | None:
     every pending job has a message on the queue, so every job is taken once, in fair order
     (the oldest job of the person whose turn it is). None when no job is pending (its job was
     cancelled, or taken by another delivery)."""
-    for owner_id in owners_in_turn():
+    served = hardware_served()
+    for owner_id in owners_in_turn(served):
         with transaction.atomic():
             job = (
-                Job.objects.filter(status=JobStatus.PENDING, owner_id=owner_id)
+                Job.objects.filter(
+                    status=JobStatus.PENDING, owner_id=owner_id, hardware__in=served
+                )
                 .order_by("created_at", "pk")
                 .select_for_update(skip_locked=True)  # another worker is taking that one
                 .first()
@@ -111,26 +125,41 @@ def _take(job: Job, node: str | None) -> tuple[Job, str]:
     return job, token
 
 
+DETAILS = ("epochs_completed", "steps_completed", "best_epoch", "train_loss", "val_loss")
+
+
 def _discard_attempt(job: Job) -> None:
-    """A requeued job starts again from nothing: what its lost attempt recorded would mix with
-    the new attempt's steps. Watchers learn of it from a reset event and reload."""
-    for field in ("epochs_completed", "steps_completed", "best_epoch", "train_loss", "val_loss"):
-        setattr(job, field, None)
-    job.save(
-        update_fields=[
-            "epochs_completed",
-            "steps_completed",
-            "best_epoch",
-            "train_loss",
-            "val_loss",
-        ]
-    )
-    job.metric_series.all().delete()
+    """A requeued job continues from what its lost attempt left that its runner can resume from
+    (a customization's newest epoch checkpoint), or else starts again from nothing: what the
+    lost attempt recorded after that point would mix with the new attempt's steps, so it goes.
+    Watchers learn of it from a reset event and reload."""
+    resume = runner_for(job.kind).resume_point(job)
+    details = resume.details if resume else dict.fromkeys(DETAILS)
+    for field in DETAILS:
+        setattr(job, field, details.get(field))
+    job.ran_on = ""
+    job.save(update_fields=[*DETAILS, "ran_on"])
+    if resume is None:
+        job.metric_series.all().delete()
+    else:
+        MetricPoint.objects.filter(series__job=job, step__gt=resume.step).delete()
+        for series in job.metric_series.all():
+            kept = series.points.aggregate(count=Count("pk"), last=Max("step"))
+            series.points_count, series.last_step = kept["count"], kept["last"]
+            series.save(update_fields=["points_count", "last_step"])
     stored: list[Artifact | MLModel] = [*job.artifacts.all(), *job.produced_models.all()]
     for item in stored:
         item.file.delete(save=False)
         item.delete()
-    publish(job, EventType.JOB, {"reset": True, "attempt": job.attempts + 1})
+    publish(
+        job,
+        EventType.JOB,
+        {
+            "reset": True,
+            "attempt": job.attempts + 1,
+            "resumed_from_step": resume.step if resume else None,
+        },
+    )
 
 
 class Heartbeat:
@@ -181,7 +210,9 @@ def execute(job_id: int, node: str | None = None) -> str:
     ):
         ctx = RunContext(job, reporter, Path(workdir))
         try:
-            return _run(ctx, runner)
+            outcome = _run(ctx, runner)
+            runner.finished(job)
+            return outcome
         except ClaimLost:
             logger.warning(
                 "Job %s was taken from this worker; stopping without writing.", job.public_id

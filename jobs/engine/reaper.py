@@ -9,11 +9,15 @@
   HUB_WORKER_LOST_AFTER seconds later.
 * Stored events of jobs finished more than HUB_EVENT_RETENTION_HOURS ago are deleted: nobody
   needs to catch up on them any more.
+* Training checkpoints kept for a next attempt are removed once their job is finished (however
+  it finished: by its worker, cancelled while requeued, failed here).
 """
 
 from __future__ import annotations
 
+import shutil
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
@@ -23,6 +27,8 @@ from django.utils import timezone
 from jobs.domain.state import job_transition
 from jobs.domain.status import FINISHED, FailureType, JobStatus
 from jobs.engine import dispatch
+from jobs.engine.runners import runner_for
+from jobs.engine.runners.customization import checkpoints_root
 from jobs.models import Job, JobEvent
 
 UNFINISHED = [
@@ -37,7 +43,14 @@ HELD = [JobStatus.RUNNING, JobStatus.CANCELLING]
 
 def reap(now: datetime | None = None) -> dict[str, int]:
     now = now or timezone.now()
-    counts = {"timed_out": 0, "requeued": 0, "worker_lost": 0, "cancelled": 0, "events_deleted": 0}
+    counts = {
+        "timed_out": 0,
+        "requeued": 0,
+        "worker_lost": 0,
+        "cancelled": 0,
+        "events_deleted": 0,
+        "checkpoints_removed": 0,
+    }
     for job in _past_deadline(now):
         if _expire(job.pk, now):
             counts["timed_out"] += 1
@@ -50,7 +63,29 @@ def reap(now: datetime | None = None) -> dict[str, int]:
             counts[outcome] += 1
     retention = now - timedelta(hours=settings.HUB_EVENT_RETENTION_HOURS)
     counts["events_deleted"], _ = JobEvent.objects.filter(job__finished_at__lt=retention).delete()
+    counts["checkpoints_removed"] = _sweep_checkpoints()
     return counts
+
+
+def _sweep_checkpoints() -> int:
+    """Remove the checkpoint folders of jobs that are finished or gone."""
+    root = checkpoints_root()
+    if not root.is_dir():
+        return 0
+    folders = {p.name: p for p in root.iterdir() if p.is_dir()}
+    if not folders:
+        return 0
+    unfinished = set(
+        Job.objects.filter(public_id__in=list(folders), status__in=UNFINISHED).values_list(
+            "public_id", flat=True
+        )
+    )
+    removed = 0
+    for name, folder in folders.items():
+        if name not in unfinished:
+            shutil.rmtree(Path(folder), ignore_errors=True)
+            removed += 1
+    return removed
 
 
 def _past_deadline(now: datetime) -> list[Job]:
@@ -102,11 +137,17 @@ def _recover(job_id: int, lost_before: datetime, now: datetime) -> str | None:
             )
             return "cancelled"
         if job.attempts < settings.HUB_MAX_ATTEMPTS:
+            resume = runner_for(job.kind).resume_point(job)
             job_transition(
                 job=job,
                 to=JobStatus.PENDING,
                 message=f"{who} stopped answering (last heartbeat {silent} s ago); requeued for attempt "
-                f"{job.attempts + 1} of {settings.HUB_MAX_ATTEMPTS}.",
+                f"{job.attempts + 1} of {settings.HUB_MAX_ATTEMPTS}"
+                + (
+                    f", which resumes from the checkpoint of epoch {resume.epoch} (step {resume.step})."
+                    if resume
+                    else ", from the start."
+                ),
             )
             transaction.on_commit(lambda: dispatch.send(job))
             return "requeued"

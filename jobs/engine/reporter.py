@@ -39,6 +39,8 @@ PROGRESS_FIELDS = frozenset(
         "train_loss",
         "val_loss",
         "training_samples",
+        "ran_on",
+        "samples",
     }
 )
 
@@ -63,6 +65,8 @@ def progress_payload(job: Job) -> ProgressPayload:
         "percentage_done": job.percentage_done,
         "elapsed_time": job.elapsed_time,
         "eta_seconds": job.eta_seconds,
+        "ran_on": job.ran_on,
+        "samples": job.samples,
     }
 
 

@@ -1,5 +1,5 @@
 from jobs.models.assets import Artifact, ArtifactKind, Dataset, MLModel, ModelFormat
-from jobs.models.job import Job, JobInput, JobKind
+from jobs.models.job import Hardware, Job, JobInput, JobKind
 from jobs.models.records import JobEvent, MetricPoint, MetricSeries, StatusLog
 
 __all__ = [
@@ -9,6 +9,7 @@ __all__ = [
     "Job",
     "JobEvent",
     "JobInput",
+    "Hardware",
     "JobKind",
     "MLModel",
     "MetricPoint",

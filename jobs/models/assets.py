@@ -28,7 +28,7 @@ def _artifact_path(instance: Artifact, filename: str) -> str:
 
 class ModelFormat(models.TextChoices):
     ONNX = "onnx", "ONNX"
-    TORCH = "torch", "PyTorch checkpoint"
+    TORCH = "torch", "PyTorch checkpoint (retired tiny-char-lm)"
     HF = "hf", "Hugging Face model"
 
 
@@ -68,7 +68,7 @@ class MLModel(models.Model):
 
 
 class Dataset(models.Model):
-    """A JSONL file of prompt/completion records."""
+    """A JSONL file of prompt/completion records or of chat conversations (jobs.domain.sft_data)."""
 
     public_id = models.CharField(
         max_length=12, unique=True, default=dataset_public_id, editable=False
@@ -81,6 +81,11 @@ class Dataset(models.Model):
     size = models.PositiveBigIntegerField(help_text="Bytes.")
     sha256 = models.CharField(max_length=64)
     num_records = models.PositiveIntegerField()
+    format = models.CharField(
+        max_length=24,
+        choices=[("prompt_completion", "Prompt and completion"), ("chat", "Chat messages")],
+        default="prompt_completion",
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
@@ -96,6 +101,8 @@ class ArtifactKind(models.TextChoices):
     METRICS_CSV = "metrics_csv", "Metrics (CSV)"
     MANIFEST = "manifest", "Link manifest"
     CHECKPOINT = "checkpoint", "Checkpoint"
+    ADAPTER = "adapter", "LoRA adapter"
+    ONNX = "onnx", "ONNX export"
     OTHER = "other", "Other"
 
 

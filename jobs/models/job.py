@@ -22,6 +22,14 @@ class JobKind(models.TextChoices):
     CUSTOMIZATION = "customization", "Customization"
 
 
+class Hardware(models.TextChoices):
+    """What a job asks to run on; workers take the jobs their hardware serves."""
+
+    ANY = "any", "Any worker"
+    GPU = "gpu", "A worker with a GPU"
+    CPU = "cpu", "A CPU worker"
+
+
 class StatusChangeOutsideMachine(Exception):
     """Raised when code sets ``Job.status`` and saves instead of calling ``job_transition``."""
 
@@ -34,6 +42,9 @@ class Job(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs"
     )
     device = models.CharField(max_length=100, blank=True)
+    hardware = models.CharField(max_length=8, choices=Hardware.choices, default=Hardware.ANY)
+    # What ran it, as the worker saw it: "cuda:0 NVIDIA H100 80GB HBM3", "cpu (2 threads)".
+    ran_on = models.CharField(max_length=200, blank=True)
 
     status = models.CharField(
         max_length=16, choices=JobStatus.choices, default=JobStatus.CREATED, db_index=True
@@ -42,8 +53,9 @@ class Job(models.Model):
     failure_message = models.TextField(blank=True)
 
     # Inputs. Link jobs list their models in JobInput; a customization job has one dataset, an
-    # optional validation dataset, and a base model: a built-in one by name, or a checkpoint
-    # (a JobInput) made by an earlier customization job.
+    # optional validation dataset, and a base model: one the hub offers, by name
+    # (jobs.domain.base_models: built in, or from HUB_MODEL_DIRS), or a Hugging Face model
+    # (a JobInput) uploaded or made by an earlier customization job.
     inputs: models.ManyToManyField[Any, Any] = models.ManyToManyField(
         "jobs.MLModel", through="jobs.JobInput", related_name="used_by_jobs", blank=True
     )
@@ -61,7 +73,7 @@ class Job(models.Model):
         blank=True,
         related_name="validation_jobs",
     )
-    builtin_base_model = models.CharField(max_length=64, blank=True)
+    builtin_base_model = models.CharField(max_length=200, blank=True)
     hyperparameters = models.JSONField(default=dict, blank=True)
     target_model = models.ForeignKey(
         "jobs.MLModel", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
@@ -80,6 +92,9 @@ class Job(models.Model):
     best_epoch = models.PositiveIntegerField(null=True, blank=True)
     train_loss = models.FloatField(null=True, blank=True)
     val_loss = models.FloatField(null=True, blank=True)
+    # A few validation prompts completed by the base model and by the trained one:
+    # [{"prompt", "expected", "before", "after"}].
+    samples = models.JSONField(default=list, blank=True)
 
     # The sequence number of the last event published for this job (jobs.domain.events).
     event_seq = models.PositiveBigIntegerField(default=0)
@@ -187,7 +202,7 @@ class Job(models.Model):
 
     @property
     def params(self) -> Hyperparameters:
-        return Hyperparameters(**self.hyperparameters)
+        return Hyperparameters.from_stored(self.hyperparameters)
 
     @property
     def epochs(self) -> int | None:

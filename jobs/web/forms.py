@@ -9,10 +9,10 @@ from django import forms
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 
-from jobs.domain.hyperparameters import RANGES, Hyperparameters
+from jobs.domain.base_models import BUILTIN_NAME, server_models
+from jobs.domain.hyperparameters import LORA_RANGES, RANGES, Hyperparameters
 from jobs.domain.selectors import datasets_visible_to, models_visible_to
-from jobs.engine.runners.builtin_models import BUILTIN_MODELS, DEFAULT_BASE_MODEL
-from jobs.models import ModelFormat
+from jobs.models import Hardware, ModelFormat
 from jobs.services import MAX_LINK_INPUTS
 
 DEFAULTS = Hyperparameters()
@@ -55,9 +55,31 @@ class CustomizationJobForm(forms.Form):
         required=False, help_text="Without one, 10% of the dataset validates."
     )
     base_model = forms.ChoiceField(label="Base model")
+    finetuning_type = forms.ChoiceField(
+        label="Fine-tuning",
+        choices=[("lora", "LoRA adapter (peft)"), ("all_weights", "All weights")],
+        initial=DEFAULTS.finetuning_type,
+    )
+    hardware = forms.ChoiceField(
+        choices=Hardware.choices,
+        initial=Hardware.ANY,
+        help_text="A GPU worker trains in bfloat16 where the GPU supports it.",
+    )
     epochs = forms.IntegerField(initial=DEFAULTS.epochs)
     batch_size = forms.IntegerField(initial=DEFAULTS.batch_size)
     learning_rate = forms.FloatField(initial=DEFAULTS.learning_rate)
+    adapter_dim = forms.IntegerField(
+        label="LoRA rank (adapter_dim)", initial=DEFAULTS.lora.adapter_dim, required=False
+    )
+    alpha = forms.IntegerField(label="LoRA alpha", initial=DEFAULTS.lora.alpha, required=False)
+    max_seq_length = forms.IntegerField(
+        required=False, help_text="Tokens; empty uses the model's context length (at most 2048)."
+    )
+    overlong_rows = forms.ChoiceField(
+        label="Rows longer than that",
+        choices=[("refuse", "Refuse the job, naming them"), ("truncate", "Truncate them")],
+        initial=DEFAULTS.overlong_rows,
+    )
     log_every_n_steps = forms.IntegerField(initial=DEFAULTS.log_every_n_steps)
     early_stopping_patience = forms.IntegerField(
         initial=DEFAULTS.early_stopping_patience, help_text="0 turns it off."
@@ -66,39 +88,56 @@ class CustomizationJobForm(forms.Form):
     device = forms.CharField(required=False, max_length=100)
 
     HYPERPARAMETERS = (
+        "finetuning_type",
         "epochs",
         "batch_size",
         "learning_rate",
+        "max_seq_length",
+        "overlong_rows",
         "log_every_n_steps",
         "early_stopping_patience",
     )
+    LORA = ("adapter_dim", "alpha")
 
     def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         datasets = [
-            (d.public_id, f"{d.name} ({d.num_records} records)") for d in datasets_visible_to(user)
+            (d.public_id, f"{d.name} ({d.num_records} {d.get_format_display().lower()} rows)")
+            for d in datasets_visible_to(user)
         ]
         self.fields["dataset"].choices = datasets  # type: ignore[attr-defined]
         self.fields["validation_dataset"].choices = [("", "None: hold out 10%"), *datasets]  # type: ignore[attr-defined]
-        checkpoints = models_visible_to(user).filter(format=ModelFormat.TORCH)
+        uploaded = models_visible_to(user).filter(format=ModelFormat.HF)
         self.fields["base_model"].choices = [  # type: ignore[attr-defined]
-            *[(name, f"{name} (built-in)") for name in BUILTIN_MODELS],
-            *[(m.public_id, f"{m.name} ({m.public_id})") for m in checkpoints],
+            *[
+                (m.name, f"{m.name} ({'built in' if m.builtin else 'offered by this hub'})")
+                for m in server_models().values()
+            ],
+            *[(m.public_id, f"{m.name} ({m.public_id})") for m in uploaded],
         ]
-        self.fields["base_model"].initial = DEFAULT_BASE_MODEL
-        for name in self.HYPERPARAMETERS:
-            self.fields[name].help_text = (
-                self.fields[name].help_text or f"{RANGES[name].describe()}"
-            )
+        self.fields["base_model"].initial = BUILTIN_NAME
+        for name in (*self.HYPERPARAMETERS, *self.LORA):
+            rule = RANGES.get(name) or LORA_RANGES.get(name)
+            if rule is not None:
+                self.fields[name].help_text = self.fields[name].help_text or rule.describe()
 
     def hyperparameters(self) -> dict[str, Any]:
-        return {name: self.cleaned_data[name] for name in self.HYPERPARAMETERS}
+        values: dict[str, Any] = {
+            name: self.cleaned_data[name]
+            for name in self.HYPERPARAMETERS
+            if self.cleaned_data.get(name) is not None
+        }
+        if values.get("finetuning_type") == "lora":
+            lora = {n: self.cleaned_data[n] for n in self.LORA if self.cleaned_data.get(n) is not None}
+            if lora:
+                values["lora"] = lora
+        return values
 
 
 def put_errors(form: forms.BaseForm, error: ValidationError) -> None:
     """A service's errors onto the form: on the field they name, else on the form."""
     for field, messages in error.message_dict.items():
-        name = field.removeprefix("hyperparameters.")
+        name = field.removeprefix("hyperparameters.").removeprefix("lora.")
         target = name if name in form.fields else None
         for message in messages:
             form.add_error(target, message)

@@ -25,7 +25,7 @@ from jobs.domain.selectors import (
 )
 from jobs.domain.status import STATUS_MEANINGS, InvalidTransition, JobStatus
 from jobs.engine.dispatch import QueueUnavailable
-from jobs.engine.runners.builtin_models import BUILTIN_MODELS
+from jobs.domain.base_models import server_models
 from jobs.models import Job, JobKind
 from jobs.web.forms import CustomizationJobForm, LinkJobForm, UploadForm, put_errors
 
@@ -186,10 +186,11 @@ def submit_customization(request: HttpRequest) -> HttpResponse:
                 validation_dataset=dataset_for_user(user, data["validation_dataset"])
                 if data["validation_dataset"]
                 else None,
-                base_model=base if base in BUILTIN_MODELS else model_for_user(user, base),
+                base_model=base if base in server_models() else model_for_user(user, base),
                 hyperparameters=form.hyperparameters(),
                 name=data["name"],
                 device=data["device"],
+                hardware=data["hardware"],
             )
             return redirect(job)
         except ValidationError as error:

@@ -68,7 +68,8 @@ class JobSerializer(serializers.ModelSerializer):
             "id", "name", "kind", "owner", "device", "models", "date", "url", "status", "finished",
             "failure", "dataset", "validation_dataset", "base_model", "hyperparameters", "target_model",
             "percentage_done", "time_limit", "attempts", "resubmitted_from", "event_seq", "artifacts",
-            "created_at", "queued_at", "started_at", "finished_at", "updated_at",
+            "created_at", "queued_at", "started_at", "finished_at", "updated_at", "hardware",
+            "ran_on", "samples",
         ]  # fmt: skip
         read_only_fields = fields
 
@@ -203,7 +204,7 @@ class DatasetSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Dataset
-        fields = ["id", "name", "owner", "num_records", "size", "sha256", "created_at"]
+        fields = ["id", "name", "owner", "num_records", "format", "size", "sha256", "created_at"]
         read_only_fields = fields
 
 
@@ -211,3 +212,6 @@ class BuiltinModelSerializer(serializers.Serializer):
     name = serializers.CharField()
     description = serializers.CharField()
     default = serializers.BooleanField()
+    metadata = serializers.DictField(
+        help_text="Architecture, parameters, dtype, context length, vocabulary size, files."
+    )

@@ -18,6 +18,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
 from jobs.demo import ensure_demo
+from jobs.engine.dispatch import worker_queues
 
 RESTART_DELAY = 2.0
 
@@ -63,7 +64,7 @@ def worker_commands() -> dict[str, list[str]]:
     celery = [sys.executable, "-m", "celery", "-A", "hubsite"]
     return {
         "job worker": [
-            *celery, "worker", "-n", "jobs@%h", "-Q", settings.CELERY_TASK_DEFAULT_QUEUE,
+            *celery, "worker", "-n", "jobs@%h", "-Q", worker_queues(),
             "--concurrency", "1", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
         ],
         "control worker": [

@@ -53,6 +53,14 @@ class Runner:
         """Check the stored target model; return what was checked, raise JobFailure if bad."""
         raise NotImplementedError
 
+    def resume_point(self, job: Job) -> Any | None:
+        """What a lost attempt left that the next one continues from (an object with ``step``
+        and ``details``, the status details at that step); None starts again from nothing."""
+        return None
+
+    def finished(self, job: Job) -> None:
+        """The job reached a final status: remove what was kept only for a next attempt."""
+
 
 REGISTRY: dict[str, type[Runner]] = {}
 

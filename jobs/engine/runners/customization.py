@@ -1,258 +1,298 @@
-"""Customization jobs: fine-tune a small model on a JSONL dataset with PyTorch on the CPU.
+"""Customization jobs: fine-tune a Hugging Face causal LM on a JSONL dataset, with LoRA or all
+weights, on transformers' Trainer (jobs.engine.training.sft), on a GPU when the worker has one.
 
-Train loss is recorded every ``log_every_n_steps`` steps (the mean over those steps), validation
-loss after every epoch. The best epoch (lowest validation loss) is kept, exported to ONNX as the
-target model, and saved as a checkpoint that another customization job can start from.
+The run: unpack the base model; complete a few validation prompts with it; train, with a
+checkpoint every epoch in the job's checkpoint folder on the media storage (a requeued job
+resumes from the newest); keep the best epoch; complete the same prompts with the trained
+model; export the merged model to ONNX and check it against PyTorch with onnxruntime. The
+target model is the merged Hugging Face folder (zip); the results hold the LoRA adapter, the
+ONNX file, the metrics and the training log.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import random
+import shutil
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from django.conf import settings
 
-from jobs.domain.formulas import training_split
+from jobs.domain import base_models, formulas, hf_models
 from jobs.domain.status import FailureType
-from jobs.engine.runners import charlm
 from jobs.engine.runners.base import JobFailure, RunContext, Runner, Target, register
-from jobs.models import Dataset, Job, ModelFormat
+from jobs.engine.training import outputs
+from jobs.engine.training.device import detect
+from jobs.engine.training.launch import train_in_processes
+from jobs.engine.training.sft import TrainingFailed, TrainSpec, latest_checkpoint, train
+from jobs.models import ArtifactKind, Job, ModelFormat
 
-MIN_IMPROVEMENT = 1e-4  # a validation loss must beat the best by this much to count as better
+
+def checkpoints_root() -> Path:
+    return Path(settings.MEDIA_ROOT) / "checkpoints"
 
 
-def read_records(dataset: Dataset, role: str) -> list[tuple[str, str]]:
-    """(prompt, completion) pairs; a bad line fails the job naming the dataset and the line."""
-    label = f"{role} {dataset.public_id} ({dataset.name})"
-    records: list[tuple[str, str]] = []
-    try:
-        handle = dataset.file.open("rb")
-    except FileNotFoundError:
-        raise JobFailure(
-            FailureType.INTERNAL_ERROR, f"The stored file of {label} is missing."
-        ) from None
-    with handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(raw)
-                prompt, completion = record["prompt"], record["completion"]
-                if not isinstance(prompt, str) or not isinstance(completion, str):
-                    raise TypeError
-            except (ValueError, KeyError, TypeError):
-                raise JobFailure(
-                    FailureType.INVALID_DATASET,
-                    f"{label}, line {number}: expected a JSON object with string prompt and completion.",
-                ) from None
-            records.append((prompt, completion))
-    if not records:
-        raise JobFailure(FailureType.INVALID_DATASET, f"{label} has no records.")
-    return records
+def checkpoint_folder(job: Job) -> Path:
+    """Where the job's epoch checkpoints live: on the media storage, which every worker
+    shares, so that the attempt after a lost worker finds them."""
+    return checkpoints_root() / job.public_id
 
 
 @dataclass
-class Best:
-    epoch: int | None = None
-    val_loss: float = math.inf
-    train_loss: float | None = None
-    state: dict[str, torch.Tensor] | None = None
+class ResumePoint:
+    step: int
+    epoch: int
+    details: dict[str, Any]
 
 
-def _diverged(what: str, step: int, epoch: int, learning_rate: float) -> JobFailure:
-    return JobFailure(
-        FailureType.TRAINING_DIVERGED,
-        f"{what} became NaN or infinite at step {step} (epoch {epoch}). Lower learning_rate "
-        f"(now {learning_rate:g}) and resubmit.",
-    )
+def _zip_folder(folder: Path, target: Path) -> Path:
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED) as zipped:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                zipped.write(path, path.relative_to(folder).as_posix())
+    return target
 
 
 @register
 class CustomizationRunner(Runner):
     kind = "customization"
 
+    def resume_point(self, job: Job) -> ResumePoint | None:
+        found = latest_checkpoint(checkpoint_folder(job))
+        if found is None:
+            return None
+        _, state = found
+        details: dict[str, Any] = {
+            "epochs_completed": state.epoch,
+            "steps_completed": state.step,
+            "best_epoch": state.best_epoch or None,
+            "train_loss": state.best_train_loss if state.best_epoch else None,
+            "val_loss": state.best_val_loss if state.best_epoch else None,
+        }
+        return ResumePoint(state.step, state.epoch, details)
+
+    def finished(self, job: Job) -> None:
+        shutil.rmtree(checkpoint_folder(job), ignore_errors=True)
+
     def run(self, ctx: RunContext) -> Target:
         job, reporter = ctx.job, ctx.reporter
         params = job.params
-        torch.set_num_threads(settings.HUB_TORCH_THREADS)
-        torch.manual_seed(job.pk)
-        shuffler = random.Random(job.pk)
-
+        threads = settings.HUB_TORCH_THREADS
+        device = detect(want=job.hardware, threads=threads)
+        if job.hardware == "gpu" and not device.is_gpu:
+            raise JobFailure(
+                FailureType.INTERNAL_ERROR,
+                "This job asks for a GPU, but the worker that took it has none (a worker without "
+                "a GPU is consuming the GPU queue). Resubmit it once a GPU worker serves it.",
+            )
+        reporter.progress(ran_on=device.label)
+        base = self._base_folder(ctx)
         assert job.dataset is not None
-        records = read_records(job.dataset, "dataset")
-        if job.validation_dataset is not None:
-            train, validation = records, read_records(job.validation_dataset, "validation dataset")
-        else:
-            shuffler.shuffle(records)
-            kept, _ = training_split(len(records), has_validation_dataset=False)
-            train, validation = records[:kept], records[kept:]
-            if not validation:
-                raise JobFailure(
-                    FailureType.INVALID_DATASET,
-                    f"Dataset {job.dataset.public_id} has {len(records)} record(s): too few to hold "
-                    "10% out for validation. Add records or give a validation dataset.",
-                )
-        reporter.progress(training_samples=len(records), epochs_completed=0, steps_completed=0)
-        model = self._base_model(job)
-        reporter.log(
-            f"Training {job.builtin_base_model or 'a checkpoint'} on {len(train)} records, validating on "
-            f"{len(validation)}; {params.epochs} epochs of {job.steps_per_epoch} steps, batch_size "
-            f"{params.batch_size}, learning_rate {params.learning_rate:g}."
+        train_file = Path(job.dataset.file.path)
+        validation_file = (
+            Path(job.validation_dataset.file.path) if job.validation_dataset else None
         )
-        encoded_train = [charlm.encode(p, c) for p, c in train]
-        encoded_val = [charlm.encode(p, c) for p, c in validation]
-        optimizer = torch.optim.Adam(model.parameters(), lr=params.learning_rate)
-        best, step, since_best, window = Best(), 0, 0, []
-        epoch = 0
-        for epoch in range(1, params.epochs + 1):
-            model.train()
-            order = list(range(len(encoded_train)))
-            shuffler.shuffle(order)
-            epoch_losses: list[float] = []
-            for start in range(0, len(order), params.batch_size):
-                reporter.check_stop()
-                tokens, targets = charlm.batch(
-                    [encoded_train[i] for i in order[start : start + params.batch_size]]
-                )
-                optimizer.zero_grad()
-                loss = charlm.loss_of(model, tokens, targets)
-                value = float(loss.item())
-                step += 1
-                if not math.isfinite(value):
-                    reporter.metric("train_loss", step, value)
-                    raise _diverged("The training loss", step, epoch, params.learning_rate)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
-                epoch_losses.append(value)
-                window.append(value)
-                if step % params.log_every_n_steps == 0:
-                    reporter.metric("train_loss", step, float(np.mean(window)))
-                    window = []
-                reporter.progress(steps_completed=step)
-            val_loss = self._evaluate(model, encoded_val, params.batch_size)
-            reporter.metric("val_loss", step, val_loss)
-            if not math.isfinite(val_loss):
-                raise _diverged("The validation loss", step, epoch, params.learning_rate)
-            train_loss = float(np.mean(epoch_losses))
-            if val_loss < best.val_loss - MIN_IMPROVEMENT:
-                best = Best(
-                    epoch,
-                    val_loss,
-                    train_loss,
-                    {k: v.clone() for k, v in model.state_dict().items()},
-                )
-                since_best = 0
-                reporter.progress(
-                    epochs_completed=epoch,
-                    best_epoch=epoch,
-                    train_loss=train_loss,
-                    val_loss=val_loss,
-                )
-            else:
-                since_best += 1
-                reporter.progress(epochs_completed=epoch)
-            reporter.log(
-                f"Epoch {epoch}/{params.epochs}: train_loss {train_loss:.4f}, val_loss {val_loss:.4f}"
-                + (" (best so far)" if best.epoch == epoch else "")
-            )
-            if params.early_stopping_patience and since_best >= params.early_stopping_patience:
-                reporter.note(
-                    f"Early stopping after epoch {epoch} of {params.epochs}: val_loss has not improved "
-                    f"for {since_best} epochs (best {best.val_loss:.4f} at epoch {best.epoch})."
-                )
-                break
+        kept, _ = formulas.training_split(
+            job.dataset.num_records, has_validation_dataset=validation_file is not None
+        )
+        reporter.progress(training_samples=job.dataset.num_records)
 
-        assert best.state is not None
-        assert best.epoch is not None
-        model.load_state_dict(best.state)
-        model.eval()
-        for prompt, completion in validation[:3]:
-            reporter.log(
-                f"Sample: {prompt!r} → {charlm.complete(model, prompt)!r} (expected {completion!r})"
+        import torch
+
+        torch.set_num_threads(threads)
+        tokenizer = _tokenizer(base)
+        prompts = outputs.sample_prompts(
+            _validation_records(train_file, validation_file, kept, params.seed), tokenizer
+        )
+        before = outputs.complete(_load(base), tokenizer, prompts)
+        samples = [
+            {"prompt": p["shown"], "expected": p["expected"], "before": b, "after": None}
+            for p, b in zip(prompts, before, strict=True)
+        ]
+        reporter.progress(samples=samples)
+
+        checkpoints = checkpoint_folder(job)
+        resumed = latest_checkpoint(checkpoints)
+        if resumed is not None:
+            reporter.note(
+                f"Resuming from the checkpoint of epoch {resumed[1].epoch} (step "
+                f"{resumed[1].step}) with its optimizer and scheduler state, not from step 0."
             )
-        checkpoint = ctx.workdir / "checkpoint.pt"
-        charlm.save_checkpoint(
-            model, checkpoint, {"best_epoch": best.epoch, "val_loss": best.val_loss}
+        spec = TrainSpec(
+            base=str(base),
+            train_file=str(train_file),
+            validation_file=str(validation_file) if validation_file else None,
+            kept=kept,
+            params=job.hyperparameters,
+            checkpoints=str(checkpoints),
+            final=str(ctx.workdir / "final"),
+            want=job.hardware,
+            threads=threads,
+            strategy=settings.HUB_TRAIN_STRATEGY,
+            seed_of_split=params.seed,
         )
-        reporter.produced_model(
-            checkpoint,
-            f"{job.name} (checkpoint)",
-            ModelFormat.TORCH,
-            {"architecture": "tiny-char-lm", "best_epoch": best.epoch, "val_loss": best.val_loss},
+        processes = settings.HUB_TRAIN_PROCESSES or max(device.count, 1)
+        try:
+            if processes > 1:
+                result = train_in_processes(spec, processes, ctx.workdir, reporter)
+            else:
+                result = train(spec, reporter)
+        except TrainingFailed as failure:
+            raise JobFailure(FailureType(failure.kind), failure.message) from None
+        if result.tokens_trained and result.seconds:
+            reporter.log(
+                f"Trained {result.tokens_trained:,} tokens in {result.seconds:.1f} s "
+                f"({result.tokens_trained / result.seconds:,.0f} tokens/s)."
+            )
+
+        final = ctx.workdir / "final"
+        merged_folder = final / "merged"
+        merged = _load(merged_folder)
+        after = outputs.complete(merged, tokenizer, prompts)
+        for sample, text in zip(samples, after, strict=True):
+            sample["after"] = text
+            reporter.log(
+                f"Sample: {sample['prompt']!r} → before {sample['before']!r}, after {text!r} "
+                f"(expected {sample['expected']!r})"
+            )
+        reporter.progress(samples=samples)
+
+        if params.uses_lora:
+            adapter = _zip_folder(final / "adapter", ctx.workdir / "adapter.zip")
+            reporter.artifact(ArtifactKind.ADAPTER, "adapter.zip", adapter)
+        onnx_message = self._export_onnx(ctx, merged)
+
+        metadata = hf_models.describe(merged_folder, "the merged model")
+        metadata.update(
+            {
+                "base_model": job.builtin_base_model or self._uploaded_base(job),
+                "finetuning_type": params.finetuning_type,
+                "best_epoch": result.best_epoch,
+                "val_loss": result.val_loss,
+            }
         )
-        target = ctx.workdir / "model.onnx"
-        probe = charlm.export_onnx(model, target)
-        metadata: dict[str, Any] = {
-            "architecture": "tiny-char-lm",
-            "inputs": ["tokens"],
-            "outputs": ["logits"],
-            "vocabulary": "token = byte 0-255; 256 separates prompt and completion; 257 ends it",
-            "best_epoch": best.epoch,
-            "val_loss": best.val_loss,
-        }
+        target = _zip_folder(merged_folder, ctx.workdir / "merged.zip")
         message = (
-            f"Training finished after {epoch} of {params.epochs} epochs; best epoch {best.epoch} "
-            f"(val_loss {best.val_loss:.4f})."
+            f"Training finished after {result.epochs_run} of {params.epochs} epochs; best epoch "
+            f"{result.best_epoch} (val_loss {result.val_loss:.4f})."
         )
         return Target(
             target,
-            f"{job.name}.onnx",
-            ModelFormat.ONNX,
+            f"{job.name} (merged)",
+            ModelFormat.HF,
             metadata,
             message,
-            {"model": model, "probe": probe},
+            {"model": merged, "onnx": onnx_message, "vocab": merged.config.vocab_size},
         )
 
     def verify(self, ctx: RunContext, target: Target, stored: Path) -> str:
-        import onnxruntime as ort
+        """The stored zip is what people download: it must load with transformers and give the
+        trained model's logits."""
+        import torch
 
-        model, probe = target.extra["model"], target.extra["probe"]
+        folder = hf_models.unpack_stored(stored, ctx.workdir / "verify")
+        loaded = _load(folder)
+        probe = torch.randint(0, target.extra["vocab"], (2, 12), generator=torch.Generator().manual_seed(1))
         with torch.no_grad():
-            expected = model(probe).numpy()
-        session = ort.InferenceSession(str(stored), providers=["CPUExecutionProvider"])
-        (actual,) = session.run(["logits"], {"tokens": probe.numpy()})
-        difference = float(np.max(np.abs(actual - expected)))
-        if actual.shape != expected.shape or difference > 1e-3:
+            expected = target.extra["model"](input_ids=probe).logits
+            actual = loaded(input_ids=probe).logits
+        difference = float((expected - actual).abs().max())
+        if difference > 1e-4:
             raise JobFailure(
                 FailureType.INTERNAL_ERROR,
-                f"The exported ONNX model does not reproduce the checkpoint (largest difference {difference:.2e}).",
+                "The stored merged model does not reproduce the trained one "
+                f"(largest logit difference {difference:.2e}).",
             )
         return (
-            "Target model verified with onnxruntime: its logits match the best checkpoint's "
-            f"(largest difference {difference:.1e})."
+            "Merged model verified: the stored folder loads with AutoModelForCausalLM and "
+            f"reproduces the trained model's logits (largest difference {difference:.1e}). "
+            + target.extra["onnx"]
         )
 
-    @staticmethod
-    def _base_model(job: Job) -> charlm.CharLM:
+    # Helpers
+
+    def _base_folder(self, ctx: RunContext) -> Path:
+        job = ctx.job
         if job.builtin_base_model:
-            return charlm.CharLM(charlm.CharLMConfig())
+            try:
+                return base_models.server_model(job.builtin_base_model).folder
+            except Exception:
+                raise JobFailure(
+                    FailureType.INVALID_MODEL,
+                    f"The base model {job.builtin_base_model!r} is no longer offered by this hub.",
+                ) from None
         base = job.job_inputs.select_related("model").get().model
         try:
-            return charlm.load_checkpoint(Path(base.file.path))
-        except (ValueError, FileNotFoundError) as error:
+            return hf_models.unpack_stored(Path(base.file.path), ctx.workdir / "base")
+        except (OSError, zipfile.BadZipFile) as error:
             raise JobFailure(
                 FailureType.INVALID_MODEL,
-                f"Model {base.public_id} ({base.name}) cannot be customized: {error}.",
+                f"Model {base.public_id} ({base.name}) cannot be read: {type(error).__name__}.",
             ) from None
 
     @staticmethod
-    @torch.no_grad()
-    def _evaluate(
-        model: charlm.CharLM, records: list[tuple[list[int], list[int]]], batch_size: int
-    ) -> float:
-        """Mean loss per completion byte over the whole validation set."""
-        model.eval()
-        total, counted = 0.0, 0
-        for start in range(0, len(records), batch_size):
-            tokens, targets = charlm.batch(records[start : start + batch_size])
-            n = int((targets != charlm.IGNORE).sum())
-            total += float(charlm.loss_of(model, tokens, targets)) * n
-            counted += n
-        return total / counted
+    def _uploaded_base(job: Job) -> str:
+        first = job.job_inputs.select_related("model").first()
+        return first.model.public_id if first else ""
+
+    def _export_onnx(self, ctx: RunContext, merged: Any) -> str:
+        target = ctx.workdir / "model.onnx"
+        try:
+            check = outputs.export_onnx(merged, target, merged.config.vocab_size)
+        except Exception as error:  # the exporter fails in many ways on many architectures
+            ctx.reporter.note(
+                "No ONNX export: this architecture does not export with torch.onnx "
+                f"({type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}). "
+                "The merged model and adapter are complete."
+            )
+            return "No ONNX export for this architecture."
+        if outputs.external_data(merged):  # the weights lie beside the graph: one zip of both
+            bundle = ctx.workdir / "onnx"
+            bundle.mkdir()
+            for path in ctx.workdir.glob("model.onnx*"):
+                path.rename(bundle / path.name)
+            ctx.reporter.artifact(
+                ArtifactKind.ONNX, "model.onnx.zip", _zip_folder(bundle, ctx.workdir / "onnx.zip")
+            )
+        else:
+            ctx.reporter.artifact(ArtifactKind.ONNX, "model.onnx", target)
+        return (
+            "ONNX export checked with onnxruntime against PyTorch's logits (largest difference "
+            f"{check.largest_difference:.1e})."
+        )
+
+
+def _tokenizer(folder: Path) -> Any:
+    from jobs.engine.training.sft import load_tokenizer
+
+    return load_tokenizer(str(folder))
+
+
+def _load(folder: Path) -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
+    return model.eval()
+
+
+def _validation_records(
+    train_file: Path, validation_file: Path | None, kept: int, seed: int
+) -> list[dict[str, Any]]:
+    """The first validation rows, as training will hold them out."""
+    import json
+
+    from jobs.engine.training.data import line_offsets, split
+
+    if validation_file is not None:
+        path, offsets = validation_file, line_offsets(validation_file)[: outputs.SAMPLE_ROWS]
+    else:
+        path = train_file
+        offsets = split(line_offsets(train_file), kept, seed)[1][: outputs.SAMPLE_ROWS]
+    rows = []
+    with path.open("rb") as handle:
+        for offset in offsets:
+            handle.seek(offset)
+            rows.append(json.loads(handle.readline()))
+    return rows

@@ -29,7 +29,7 @@ from jobs.domain.selectors import (
     model_for_user,
     models_visible_to,
 )
-from jobs.engine.runners.builtin_models import BUILTIN_MODELS, DEFAULT_BASE_MODEL
+from jobs.domain.base_models import BUILTIN_NAME, server_models
 from jobs.models import Artifact, Dataset, Job, MLModel
 from jobs.web.api.serializers import UploadSerializer
 from jobs.wire.serializers import BuiltinModelSerializer, DatasetSerializer, MLModelSerializer
@@ -124,12 +124,17 @@ class DatasetDownload(APIView):
 class BuiltinModels(APIView):
     @extend_schema(
         responses=BuiltinModelSerializer(many=True),
-        summary="Built-in base models of customization jobs",
+        summary="Base models this hub offers to customization jobs (built in and HUB_MODEL_DIRS)",
     )
     def get(self, request: Request) -> Response:
         models = [
-            {"name": m.name, "description": m.description, "default": m.name == DEFAULT_BASE_MODEL}
-            for m in BUILTIN_MODELS.values()
+            {
+                "name": m.name,
+                "description": m.description,
+                "default": m.name == BUILTIN_NAME,
+                "metadata": m.metadata,
+            }
+            for m in server_models().values()
         ]
         return Response(BuiltinModelSerializer(models, many=True).data)
 

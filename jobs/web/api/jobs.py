@@ -25,7 +25,7 @@ from jobs.domain.selectors import (
     model_for_user,
 )
 from jobs.domain.status import JobStatus
-from jobs.engine.runners.builtin_models import BUILTIN_MODELS
+from jobs.domain.base_models import server_models
 from jobs.models import Dataset, Job, JobKind, MLModel
 from jobs.web.api.params import choice_param, int_param
 from jobs.web.api.serializers import (
@@ -143,12 +143,16 @@ class CustomizationSubmit(APIView):
             )
         named: str | None = values.get("model")
         base: MLModel | str | None = named
-        if named and named not in BUILTIN_MODELS:
-            known = ", ".join(sorted(BUILTIN_MODELS))
+        offered = server_models()
+        if named and named not in offered:
+            known = ", ".join(sorted(offered))
             try:
                 base = model_for_user(user, named)
             except Http404:
-                message = f"No model {named} that you may use, and no built-in model of that name ({known})."
+                message = (
+                    f"No model {named} that you may use, and no base model of that name on this "
+                    f"hub ({known})."
+                )
                 raise ValidationError({"model": message}) from None
         job = services.job_submit_customization(
             owner=user,
@@ -159,6 +163,7 @@ class CustomizationSubmit(APIView):
             name=values.get("name"),
             device=values.get("device"),
             time_limit=values.get("time_limit"),
+            hardware=values.get("hardware"),
         )
         return job_response(job, request.user, status.HTTP_201_CREATED)
 

@@ -24,14 +24,23 @@ class LinkSubmitSerializer(serializers.Serializer):
 
 
 class CustomizationSubmitSerializer(serializers.Serializer):
-    dataset = serializers.CharField(help_text="Id of a JSONL dataset of prompt/completion records.")
+    dataset = serializers.CharField(
+        help_text="Id of a JSONL dataset: prompt/completion rows or chat messages."
+    )
     validation_dataset = serializers.CharField(
         required=False, allow_null=True, help_text="Without one, 10% of the dataset validates."
     )
     model = serializers.CharField(
         required=False,
         allow_null=True,
-        help_text="A built-in model's name, or the id of an earlier customization's checkpoint.",
+        help_text="A base model the hub offers, by name (GET models/builtin/; default "
+        "tiny-llama), or the id of a Hugging Face model you may read (uploaded, or made by an "
+        "earlier customization).",
+    )
+    hardware = serializers.ChoiceField(
+        choices=["any", "gpu", "cpu"],
+        required=False,
+        help_text="What the job runs on: any worker (default), a GPU worker, or a CPU worker.",
     )
     hyperparameters = serializers.DictField(
         required=False, allow_null=True, help_text=f"Defaults: {Hyperparameters().as_dict()}"

@@ -1,0 +1,176 @@
+"""Supervised fine-tuning rows: what a dataset line may hold, and how it becomes tokens.
+
+Two formats, one per dataset (every line alike):
+
+- ``prompt_completion``: ``{"prompt": "...", "completion": "..."}``; the loss counts the
+  completion's tokens (and the end-of-sequence token after it), never the prompt's.
+- ``chat``: ``{"messages": [{"role": "system"|"user"|"assistant", "content": "..."}, …]}``,
+  rendered with the model's own chat template; the loss counts the assistant turns.
+
+A row longer than ``max_seq_length`` tokens is refused or truncated as the job's
+``overlong_rows`` says; ``length_report`` counts such rows for the refusal message.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any, Protocol
+
+IGNORE = -100  # the label transformers' losses skip
+PROMPT_COMPLETION = "prompt_completion"
+CHAT = "chat"
+ROLES = ("system", "user", "assistant", "tool")
+
+
+class RowError(ValueError):
+    """A line that is not a row of either format; the message says what is wrong with it."""
+
+
+def row_format(record: object) -> str:
+    """The format of one parsed line, or RowError naming what is wrong."""
+    if not isinstance(record, dict):
+        raise RowError("expected a JSON object")
+    if "messages" in record:
+        messages = record["messages"]
+        if not isinstance(messages, list) or not messages:
+            raise RowError("'messages' must be a non-empty list of {role, content} objects")
+        for index, message in enumerate(messages):
+            if (
+                not isinstance(message, dict)
+                or message.get("role") not in ROLES
+                or not isinstance(message.get("content"), str)
+            ):
+                raise RowError(
+                    f"messages[{index}] must be an object with a role ({', '.join(ROLES)}) and "
+                    "string content"
+                )
+        if not any(m["role"] == "assistant" for m in messages):
+            raise RowError("a chat row needs at least one assistant message to learn from")
+        return CHAT
+    for name in ("prompt", "completion"):
+        if not isinstance(record.get(name), str) or not record[name]:
+            raise RowError(
+                f"{name!r} must be a non-empty string (or give 'messages' for a chat row)"
+            )
+    return PROMPT_COMPLETION
+
+
+class Tokenizer(Protocol):
+    """What is used of a transformers tokenizer (a protocol, so the domain needs no import)."""
+
+    bos_token_id: int | None
+    eos_token_id: int | None
+    chat_template: str | None
+
+    def __call__(self, text: str, **kwargs: Any) -> Any: ...
+    def apply_chat_template(self, conversation: Any, **kwargs: Any) -> Any: ...
+
+
+@dataclass
+class Encoded:
+    input_ids: list[int]
+    labels: list[int]
+    full_length: int  # before any truncation
+
+    @property
+    def learned_tokens(self) -> int:
+        return sum(1 for label in self.labels if label != IGNORE)
+
+
+def _prompt_completion(tokenizer: Tokenizer, record: dict[str, Any]) -> Encoded:
+    prompt = tokenizer(record["prompt"], add_special_tokens=False)["input_ids"]
+    completion = tokenizer(record["completion"], add_special_tokens=False)["input_ids"]
+    head = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    tail = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    ids = head + prompt + completion + tail
+    labels = [IGNORE] * (len(head) + len(prompt)) + completion + tail
+    return Encoded(ids, labels, len(ids))
+
+
+def _render(tokenizer: Tokenizer, messages: list[dict[str, str]], generation: bool) -> str:
+    text = tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=generation
+    )
+    return str(text)
+
+
+def _chat(tokenizer: Tokenizer, record: dict[str, Any]) -> Encoded:
+    """Tokens of the rendered conversation, labelled where the characters belong to an
+    assistant turn: each turn is the text the template adds between the conversation up to it
+    (with the generation prompt) and the conversation including it."""
+    messages = record["messages"]
+    text = _render(tokenizer, messages, generation=False)
+    spans: list[tuple[int, int]] = []
+    for index, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        start = len(_render(tokenizer, messages[:index], generation=True)) if index else 0
+        end = len(_render(tokenizer, messages[: index + 1], generation=False))
+        spans.append((start, end))
+    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids = list(encoding["input_ids"])
+    labels = [
+        token if any(s <= begin < e for s, e in spans) else IGNORE
+        for token, (begin, _) in zip(ids, encoding["offset_mapping"], strict=True)
+    ]
+    return Encoded(ids, labels, len(ids))
+
+
+def encode(
+    tokenizer: Tokenizer, record: dict[str, Any], max_length: int, truncate: bool
+) -> Encoded | None:
+    """The row's tokens and labels; None if it is longer than ``max_length`` and not truncated."""
+    encoded = (
+        _chat(tokenizer, record) if row_format(record) == CHAT else _prompt_completion(tokenizer, record)
+    )
+    if encoded.full_length > max_length:
+        if not truncate:
+            return None
+        encoded.input_ids = encoded.input_ids[:max_length]
+        encoded.labels = encoded.labels[:max_length]
+    return encoded
+
+
+def records(handle: IO[bytes]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) of a dataset the hub stored (so already checked line by line)."""
+    for number, raw in enumerate(handle, start=1):
+        if raw.strip():
+            yield number, json.loads(raw)
+
+
+@dataclass
+class LengthReport:
+    rows: int = 0
+    overlong: int = 0
+    first_overlong: list[int] = field(default_factory=list)  # line numbers, at most 5
+    longest: int = 0
+    no_learned_tokens: int = 0  # rows whose completion truncation cut away entirely
+
+    def describe(self, label: str, max_length: int) -> str:
+        lines = ", ".join(str(n) for n in self.first_overlong)
+        more = " …" if self.overlong > len(self.first_overlong) else ""
+        return (
+            f"{label}: {self.overlong} of {self.rows} rows are longer than max_seq_length "
+            f"({max_length} tokens with this model's tokenizer; the longest has {self.longest}), "
+            f"first on line(s) {lines}{more}. Raise max_seq_length, shorten those rows, or set "
+            'overlong_rows to "truncate".'
+        )
+
+
+def length_report(tokenizer: Tokenizer, handle: IO[bytes], max_length: int) -> LengthReport:
+    report = LengthReport()
+    for number, record in records(handle):
+        encoded = _chat(tokenizer, record) if row_format(record) == CHAT else _prompt_completion(
+            tokenizer, record
+        )
+        report.rows += 1
+        report.longest = max(report.longest, encoded.full_length)
+        if encoded.full_length > max_length:
+            report.overlong += 1
+            if len(report.first_overlong) < 5:
+                report.first_overlong.append(number)
+            if not any(label != IGNORE for label in encoded.labels[:max_length]):
+                report.no_learned_tokens += 1
+    return report

@@ -1,0 +1,30 @@
+"""One process of a multi-process training run (started by torchrun; see launch.py):
+``python -m jobs.engine.training.child SPEC.json EVENTS.jsonl``. No Django here."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from jobs.engine.training.launch import FileSink, NullSink
+from jobs.engine.training.sft import TrainingFailed, TrainSpec, train
+
+
+def main(spec_file: str, events: str) -> int:
+    spec = TrainSpec.from_json(Path(spec_file).read_text())
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    sink = FileSink(Path(events)) if rank0 else None
+    try:
+        result = train(spec, sink or NullSink())
+    except TrainingFailed as failure:
+        if sink:
+            sink.failed(failure.kind, failure.message)
+        return 3
+    if sink:
+        sink.result(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:3]))

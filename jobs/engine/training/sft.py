@@ -1,0 +1,417 @@
+"""Supervised fine-tuning of a Hugging Face causal LM with transformers' Trainer, full weights
+or LoRA (peft), reporting through a ``Sink`` from a ``TrainerCallback``.
+
+This module knows nothing of Django: the same ``train`` runs inside a Celery worker (the sink
+is the job's progress reporter) and in each process of a ``torchrun`` launch (rank 0's sink
+writes events for the worker to relay; jobs.engine.training.launch).
+
+Checkpoints: one per epoch, in the job's checkpoint folder on the shared media storage, with
+optimizer and scheduler state (Trainer's own format) and ``hub_state.json`` (the status details
+at that point); a folder without ``hub_state.json`` was not finished and is never resumed from.
+Trainer keeps the best (lowest validation loss) and the latest; the best is loaded at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from jobs.domain.hyperparameters import Hyperparameters
+from jobs.engine.training.device import Device, detect, precision_flags
+
+HUB_STATE = "hub_state.json"
+CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+class TrainingFailed(Exception):
+    """Training cannot go on, for a reason the user can act on; ``kind`` is a FailureType value."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind, self.message = kind, message
+
+
+class Sink(Protocol):
+    """Where training reports to: the job's progress reporter, or an event file."""
+
+    def progress(self, **fields: Any) -> None: ...
+    def metric(self, key: str, step: int, value: float) -> None: ...
+    def log(self, line: str) -> None: ...
+    def note(self, message: str) -> None: ...
+    def check_stop(self) -> None: ...
+
+
+@dataclass
+class TrainSpec:
+    base: str  # the base model's folder
+    train_file: str
+    validation_file: str | None
+    kept: int  # rows of train_file that train (the rest validate) when no validation file
+    params: dict[str, Any]
+    checkpoints: str  # durable folder, shared by the job's attempts
+    final: str  # where the trained adapter and merged model are written
+    want: str = "any"  # "gpu", "cpu" or "any"
+    threads: int = 1
+    strategy: str = "ddp"  # or "fsdp" (several GPUs, a model too big for one)
+    seed_of_split: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainSpec:
+        return cls(**json.loads(text))
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    val_loss: float
+    train_loss: float | None
+    epochs_run: int
+    stopped_early: bool
+    tokens_trained: int
+    seconds: float
+    resumed_from: int | None = None  # the step of the checkpoint training resumed from
+
+
+@dataclass
+class HubState:
+    """What a checkpoint records besides the Trainer's own state."""
+
+    epoch: int
+    step: int
+    best_epoch: int
+    best_val_loss: float
+    best_train_loss: float | None
+    since_best: int
+    epoch_losses: dict[str, list[float]] = field(default_factory=dict)  # epoch → step losses
+    tokens: int = 0
+
+
+def latest_checkpoint(folder: Path) -> tuple[Path, HubState] | None:
+    """The newest finished checkpoint in the job's checkpoint folder."""
+    found = []
+    if folder.is_dir():
+        for child in folder.iterdir():
+            match = CHECKPOINT.match(child.name)
+            if match and (child / HUB_STATE).exists():
+                found.append((int(match.group(1)), child))
+    if not found:
+        return None
+    _, path = max(found)
+    return path, HubState(**json.loads((path / HUB_STATE).read_text()))
+
+
+def _callback_class() -> type:
+    from transformers import TrainerCallback
+
+    class HubCallback(TrainerCallback):  # type: ignore[misc]
+        """Seed 004's status details from the Trainer's events: train loss as the mean of
+        every ``log_every_n_steps`` steps, validation loss and the best epoch at each epoch's
+        checkpoint, early stopping, cancellation at the next step."""
+
+        def __init__(
+            self, sink: Sink, params: Hyperparameters, state: HubState | None, rank0: bool
+        ) -> None:
+            self.sink, self.params, self.rank0 = sink, params, rank0
+            self.state = state or HubState(0, 0, 0, math.inf, None, 0)
+            self.window: list[float] = []
+            self.last_val: float | None = None
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if self.rank0:
+                self.sink.progress(steps_completed=state.global_step)
+                self.sink.check_stop()
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+            if not self.rank0 or not logs or "loss" not in logs:
+                return
+            loss, step = float(logs["loss"]), state.global_step
+            epoch = int(math.floor(state.epoch - 1e-9)) + 1 if state.epoch else 1
+            if not math.isfinite(loss):
+                self.sink.metric("train_loss", step, loss)
+                raise TrainingFailed(
+                    "training_diverged",
+                    f"The training loss became NaN or infinite at step {step} (epoch {epoch}). "
+                    f"Lower learning_rate (now {self.params.learning_rate:g}) and resubmit.",
+                )
+            self.state.epoch_losses.setdefault(str(epoch), []).append(loss)
+            self.window.append(loss)
+            if step % self.params.log_every_n_steps == 0:
+                self.sink.metric("train_loss", step, sum(self.window) / len(self.window))
+                self.window = []
+
+        def on_evaluate(
+            self, args: Any, state: Any, control: Any, metrics: Any = None, **kw: Any
+        ) -> None:
+            if not self.rank0 or not metrics or "eval_loss" not in metrics:
+                return
+            value = float(metrics["eval_loss"])
+            self.sink.metric("val_loss", state.global_step, value)
+            if not math.isfinite(value):
+                raise TrainingFailed(
+                    "training_diverged",
+                    f"The validation loss became NaN or infinite at step {state.global_step}. "
+                    f"Lower learning_rate (now {self.params.learning_rate:g}) and resubmit.",
+                )
+            self.last_val = value
+
+        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            """After the epoch's checkpoint is whole: record the best, mark the checkpoint
+            finished, decide early stopping."""
+            epoch = round(state.epoch)
+            losses = self.state.epoch_losses.get(str(epoch), [])
+            train_loss = sum(losses) / len(losses) if losses else None
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            best = state.best_model_checkpoint and Path(state.best_model_checkpoint) == folder
+            if best and self.last_val is not None:
+                self.state.best_epoch, self.state.best_val_loss = epoch, self.last_val
+                self.state.best_train_loss, self.state.since_best = train_loss, 0
+            else:
+                self.state.since_best += 1
+            self.state.epoch, self.state.step = epoch, state.global_step
+            self.state.tokens = int(getattr(state, "num_input_tokens_seen", 0) or 0)
+            patience = self.params.early_stopping_patience
+            stopping = bool(patience) and self.state.since_best >= patience and epoch < self.params.epochs
+            if stopping:
+                control.should_training_stop = True
+            if not self.rank0:
+                return
+            (folder / HUB_STATE).write_text(json.dumps(asdict(self.state)))
+            details: dict[str, Any] = {"epochs_completed": epoch, "steps_completed": state.global_step}
+            if best:
+                details.update(
+                    best_epoch=epoch, train_loss=train_loss, val_loss=self.state.best_val_loss
+                )
+            self.sink.progress(**details)
+            self.sink.log(
+                f"Epoch {epoch}/{self.params.epochs}: train_loss "
+                f"{train_loss if train_loss is not None else float('nan'):.4f}, val_loss "
+                f"{self.last_val if self.last_val is not None else float('nan'):.4f}"
+                + (" (best so far)" if best else "")
+            )
+            if stopping:
+                self.sink.note(
+                    f"Early stopping after epoch {epoch} of {self.params.epochs}: val_loss has "
+                    f"not improved for {self.state.since_best} epochs (best "
+                    f"{self.state.best_val_loss:.4f} at epoch {self.state.best_epoch})."
+                )
+
+    return HubCallback
+
+
+def load_tokenizer(folder: str) -> Any:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    return tokenizer
+
+
+def _model(spec: TrainSpec, params: Hyperparameters, device: Device) -> Any:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(spec.base, local_files_only=True)
+    for name, value in (
+        ("hidden_dropout", params.sft.hidden_dropout),
+        ("attention_dropout", params.sft.attention_dropout),
+    ):
+        if value is not None and hasattr(config, name):
+            setattr(config, name, value)
+    dtype = torch.float32
+    if device.is_gpu and precision_flags(params.precision, device)["bf16"]:
+        dtype = torch.bfloat16
+    model = AutoModelForCausalLM.from_pretrained(
+        spec.base, config=config, local_files_only=True, dtype=dtype
+    )
+    model.config.use_cache = False
+    if not params.uses_lora:
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    from jobs.domain.base_models import lora_targets
+
+    targets = (
+        list(params.lora.target_modules)
+        if params.lora.target_modules
+        else lora_targets(model.config.model_type)
+    )
+    lora = LoraConfig(
+        r=params.lora.adapter_dim,
+        lora_alpha=params.lora.alpha,
+        lora_dropout=params.lora.adapter_dropout,
+        target_modules=targets,
+        task_type="CAUSAL_LM",
+    )
+    try:
+        return get_peft_model(model, lora)
+    except ValueError as error:  # peft names the target modules it could not find
+        raise TrainingFailed(
+            "invalid_hyperparameters", f"lora.target_modules: {str(error).splitlines()[0][:300]}"
+        ) from None
+
+
+def _arguments(
+    spec: TrainSpec, params: Hyperparameters, device: Device, processes: int, resuming: bool
+) -> Any:
+    from transformers import TrainingArguments
+
+    cosine = params.optimizer.endswith("cosine_annealing")
+    scheduler: dict[str, Any] = {"lr_scheduler_type": "constant_with_warmup"}
+    if cosine:
+        scheduler = {
+            "lr_scheduler_type": "cosine_with_min_lr",
+            "lr_scheduler_kwargs": {
+                "min_lr": params.min_learning_rate
+                if params.min_learning_rate is not None
+                else 0.1 * params.learning_rate
+            },
+        }
+    extra: dict[str, Any] = {}
+    if spec.strategy == "fsdp" and device.is_gpu and processes > 1:
+        extra["fsdp"] = "full_shard auto_wrap"
+    return TrainingArguments(
+        output_dir=spec.checkpoints,
+        num_train_epochs=params.epochs,
+        per_device_train_batch_size=max(1, params.micro_batch_size // processes),
+        per_device_eval_batch_size=max(1, params.micro_batch_size // processes),
+        gradient_accumulation_steps=params.gradient_accumulation_steps,
+        learning_rate=params.learning_rate,
+        weight_decay=params.weight_decay,
+        warmup_steps=params.warmup_steps,
+        # NeMo's adam_* and adamw_* both run as AdamW: they differ only when weight_decay > 0,
+        # and decoupled weight decay is what fine-tuning wants.
+        optim="adamw_torch",
+        seed=params.seed,
+        data_seed=params.seed,
+        eval_strategy="epoch",
+        # The base model's validation loss at step 0: where the chart starts, what training beat.
+        eval_on_start=not resuming,
+        save_strategy="epoch",
+        save_total_limit=1,  # with load_best_model_at_end: the best and the latest stay
+        load_best_model_at_end=True,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        logging_strategy="steps",
+        logging_steps=1,  # every step's loss reaches the callback, which averages per setting
+        logging_nan_inf_filter=False,  # a NaN loss must be seen, not skipped
+        include_num_input_tokens_seen="non_padding",
+        use_cpu=not device.is_gpu,
+        disable_tqdm=True,
+        report_to="none",
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        ddp_backend="gloo" if not device.is_gpu and processes > 1 else None,
+        log_level="warning",
+        **precision_flags(params.precision, device),
+        **scheduler,
+        **extra,
+    )
+
+
+def train(spec: TrainSpec, sink: Sink) -> TrainResult:
+    """Fine-tune, checkpointing every epoch (resuming from the latest finished one), and write
+    the best weights to ``spec.final``: ``adapter/`` (LoRA) and ``merged/`` (always)."""
+    import time
+
+    import torch
+    from transformers import PrinterCallback, Trainer, set_seed
+
+    from jobs.engine.training.data import Collator, Rows, line_offsets, split
+
+    params = Hyperparameters.from_stored(spec.params)
+    torch.set_num_threads(spec.threads)
+    set_seed(params.seed)
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    device = detect(want=spec.want, threads=spec.threads)
+    tokenizer = load_tokenizer(spec.base)
+    model = _model(spec, params, device)
+    context = getattr(model.config, "max_position_embeddings", None)
+    max_length = params.max_length(context)
+
+    train_path = Path(spec.train_file)
+    offsets = line_offsets(train_path)
+    if spec.validation_file:
+        train_rows, val_path = offsets, Path(spec.validation_file)
+        val_rows = line_offsets(val_path)
+    else:
+        train_rows, val_rows = split(offsets, spec.kept, spec.seed_of_split)
+        val_path = train_path
+    train_set = Rows(train_path, train_rows, tokenizer, max_length)
+    val_set = Rows(val_path, val_rows, tokenizer, max_length)
+
+    resumed = latest_checkpoint(Path(spec.checkpoints))
+    state = resumed[1] if resumed else None
+    callback = _callback_class()(sink, params, state, rank0)
+    trainer = Trainer(
+        model=model,
+        args=_arguments(spec, params, device, processes, resuming=resumed is not None),
+        train_dataset=train_set,
+        eval_dataset=val_set,
+        data_collator=Collator(tokenizer.pad_token_id),
+        callbacks=[callback],
+    )
+    trainer.remove_callback(PrinterCallback)
+    if rank0:
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in model.parameters())
+        sink.log(
+            f"Training on {device.label}"
+            + (f" in {processes} processes ({spec.strategy})" if processes > 1 else "")
+            + f": {params.finetuning_type}, {trainable:,} of {total:,} parameters trainable; "
+            f"{len(train_set)} training rows, {len(val_set)} validation rows, max_seq_length "
+            f"{max_length}; {params.epochs} epochs, batch_size {params.batch_size}"
+            + (
+                f" ({params.gradient_accumulation_steps} × {params.micro_batch_size})"
+                if params.gradient_accumulation_steps > 1
+                else ""
+            )
+            + f", learning_rate {params.learning_rate:g}."
+        )
+    started = time.monotonic()
+    trainer.train(resume_from_checkpoint=str(resumed[0]) if resumed else None)
+    seconds = time.monotonic() - started
+    final_state = callback.state
+    if rank0:
+        _write_final(trainer, tokenizer, params, Path(spec.final))
+    return TrainResult(
+        best_epoch=final_state.best_epoch,
+        val_loss=final_state.best_val_loss,
+        train_loss=final_state.best_train_loss,
+        epochs_run=final_state.epoch,
+        stopped_early=final_state.epoch < params.epochs,
+        tokens_trained=int(trainer.state.num_input_tokens_seen or 0),
+        seconds=seconds,
+        resumed_from=resumed[1].step if resumed else None,
+    )
+
+
+def _write_final(trainer: Any, tokenizer: Any, params: Hyperparameters, final: Path) -> None:
+    """The best weights (Trainer loaded them at the end): the LoRA adapter in peft's format,
+    and the merged model as a Hugging Face folder, both with the tokenizer."""
+    import torch
+
+    model = trainer.model
+    if hasattr(model, "module"):  # unwrapped from DistributedDataParallel
+        model = model.module
+    if final.exists():
+        shutil.rmtree(final)
+    final.mkdir(parents=True)
+    if params.uses_lora:
+        model.save_pretrained(final / "adapter")
+        tokenizer.save_pretrained(final / "adapter")
+        model = model.merge_and_unload()
+    model = model.to(torch.float32) if model.dtype != torch.float32 else model
+    model.config.use_cache = True
+    model.save_pretrained(final / "merged")
+    tokenizer.save_pretrained(final / "merged")

@@ -26,6 +26,7 @@ from jobs.services import dataset_upload, job_submit_customization, job_submit_l
 DEMO_USERNAME = "demo"
 DEMO_CUSTOMIZATION = "Demo: LoRA-tune tiny-llama to spell numbers"
 
+
 def numbers_dataset(start: int = 0, stop: int = 300) -> bytes:
     """JSONL records {"prompt": "137", "completion": "one hundred and thirty-seven"}."""
     lines = (

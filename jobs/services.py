@@ -207,7 +207,9 @@ def _clean_hardware(hardware: str | None) -> str:
     return hardware
 
 
-def _base_model(owner: User, base_model: MLModel | str | None) -> tuple[str, MLModel | None, dict[str, Any]]:
+def _base_model(
+    owner: User, base_model: MLModel | str | None
+) -> tuple[str, MLModel | None, dict[str, Any]]:
     """(offered name or "", uploaded model or None, its description) of a customization's
     base model; refusals name what is wrong."""
     if base_model is None or isinstance(base_model, str):

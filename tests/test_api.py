@@ -185,7 +185,7 @@ def test_submit_customization_names_the_bad_field(alice, charlie):
         (
             {"dataset": dataset.public_id, "model": "gpt-9"},
             "model",
-            "no built-in model of that name",
+            "no base model of that name",
         ),
         ({}, "dataset", "required"),
     ]

@@ -159,7 +159,8 @@ def _read_counting(model: Any, tokenizer: Any, seed: int, steps: int = 300) -> N
     model.train()
     for _ in range(steps):
         rows = [
-            tokenizer(_counting_text(rng))["input_ids"] + [tokenizer.eos_token_id] for _ in range(16)
+            tokenizer(_counting_text(rng))["input_ids"] + [tokenizer.eos_token_id]
+            for _ in range(16)
         ]
         width = max(len(row) for row in rows)
         ids = torch.tensor([row + [tokenizer.pad_token_id] * (width - len(row)) for row in rows])
@@ -283,11 +284,13 @@ def tokenizer_for(model: Any) -> Any:
     unpacked without the weights into a work folder kept while the tokenizer is cached)."""
     if isinstance(model, str):
         offered = server_model(model)
-        return _tokenizer_of(str(offered.folder), str((offered.folder / "config.json").stat().st_mtime))
-    from jobs.domain.hf_models import unpack_stored
-
+        return _tokenizer_of(
+            str(offered.folder), str((offered.folder / "config.json").stat().st_mtime)
+        )
     import shutil
     import tempfile
+
+    from jobs.domain.hf_models import unpack_stored
 
     folder = Path(settings.DATA_DIR) / "tokenizers" / model.sha256
     if not folder.exists():  # unpacked beside it and renamed: a folder that exists is whole

@@ -179,7 +179,11 @@ def _number(name: str, value: object, rule: Range, errors: dict[str, str]) -> fl
 
 
 def _group(
-    name: str, data: object, ranges: dict[str, Range], extra: tuple[str, ...], errors: dict[str, str]
+    name: str,
+    data: object,
+    ranges: dict[str, Range],
+    extra: tuple[str, ...],
+    errors: dict[str, str],
 ) -> dict[str, Any]:
     if data is None:
         return {}
@@ -261,13 +265,16 @@ def parse_hyperparameters(data: object) -> Hyperparameters:
         lora["target_modules"] = _target_modules(data["lora"]["target_modules"], errors)
     sft = _group("sft", data.get("sft"), SFT_RANGES, (), errors)
     params = Hyperparameters(**values, lora=Lora(**lora), sft=Sft(**sft))
-    if "batch_size" not in errors and "gradient_accumulation_steps" not in errors:
-        if params.batch_size % params.gradient_accumulation_steps:
-            errors["gradient_accumulation_steps"] = (
-                f"batch_size ({params.batch_size}) must be a multiple of "
-                f"gradient_accumulation_steps ({params.gradient_accumulation_steps}): each "
-                "optimizer step takes batch_size samples in that many forward passes."
-            )
+    if (
+        "batch_size" not in errors
+        and "gradient_accumulation_steps" not in errors
+        and params.batch_size % params.gradient_accumulation_steps
+    ):
+        errors["gradient_accumulation_steps"] = (
+            f"batch_size ({params.batch_size}) must be a multiple of "
+            f"gradient_accumulation_steps ({params.gradient_accumulation_steps}): each "
+            "optimizer step takes batch_size samples in that many forward passes."
+        )
     if (
         params.min_learning_rate is not None
         and "learning_rate" not in errors

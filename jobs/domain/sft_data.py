@@ -90,9 +90,7 @@ def _prompt_completion(tokenizer: Tokenizer, record: dict[str, Any]) -> Encoded:
 
 
 def _render(tokenizer: Tokenizer, messages: list[dict[str, str]], generation: bool) -> str:
-    text = tokenizer.apply_chat_template(
-        messages, tokenize=False, add_generation_prompt=generation
-    )
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation)
     return str(text)
 
 
@@ -123,7 +121,9 @@ def encode(
 ) -> Encoded | None:
     """The row's tokens and labels; None if it is longer than ``max_length`` and not truncated."""
     encoded = (
-        _chat(tokenizer, record) if row_format(record) == CHAT else _prompt_completion(tokenizer, record)
+        _chat(tokenizer, record)
+        if row_format(record) == CHAT
+        else _prompt_completion(tokenizer, record)
     )
     if encoded.full_length > max_length:
         if not truncate:
@@ -162,8 +162,10 @@ class LengthReport:
 def length_report(tokenizer: Tokenizer, handle: IO[bytes], max_length: int) -> LengthReport:
     report = LengthReport()
     for number, record in records(handle):
-        encoded = _chat(tokenizer, record) if row_format(record) == CHAT else _prompt_completion(
-            tokenizer, record
+        encoded = (
+            _chat(tokenizer, record)
+            if row_format(record) == CHAT
+            else _prompt_completion(tokenizer, record)
         )
         report.rows += 1
         report.longest = max(report.longest, encoded.full_length)

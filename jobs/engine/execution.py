@@ -88,9 +88,7 @@ def claim_next(node: str | None = None) -> tuple[Job, str] | None:
     for owner_id in owners_in_turn(served):
         with transaction.atomic():
             job = (
-                Job.objects.filter(
-                    status=JobStatus.PENDING, owner_id=owner_id, hardware__in=served
-                )
+                Job.objects.filter(status=JobStatus.PENDING, owner_id=owner_id, hardware__in=served)
                 .order_by("created_at", "pk")
                 .select_for_update(skip_locked=True)  # another worker is taking that one
                 .first()

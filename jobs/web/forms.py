@@ -128,7 +128,9 @@ class CustomizationJobForm(forms.Form):
             if self.cleaned_data.get(name) is not None
         }
         if values.get("finetuning_type") == "lora":
-            lora = {n: self.cleaned_data[n] for n in self.LORA if self.cleaned_data.get(n) is not None}
+            lora = {
+                n: self.cleaned_data[n] for n in self.LORA if self.cleaned_data.get(n) is not None
+            }
             if lora:
                 values["lora"] = lora
         return values

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 
 from hubsite.api.auth import user_of
 from jobs import services
+from jobs.domain.base_models import server_models
 from jobs.domain.quotas import QuotaExceeded, usage_of
 from jobs.domain.selectors import (
     dataset_for_user,
@@ -25,7 +26,6 @@ from jobs.domain.selectors import (
 )
 from jobs.domain.status import STATUS_MEANINGS, InvalidTransition, JobStatus
 from jobs.engine.dispatch import QueueUnavailable
-from jobs.domain.base_models import server_models
 from jobs.models import Job, JobKind
 from jobs.web.forms import CustomizationJobForm, LinkJobForm, UploadForm, put_errors
 

@@ -90,9 +90,7 @@ class CustomizationRunner(Runner):
         base = self._base_folder(ctx)
         assert job.dataset is not None
         train_file = Path(job.dataset.file.path)
-        validation_file = (
-            Path(job.validation_dataset.file.path) if job.validation_dataset else None
-        )
+        validation_file = Path(job.validation_dataset.file.path) if job.validation_dataset else None
         kept, _ = formulas.training_split(
             job.dataset.num_records, has_validation_dataset=validation_file is not None
         )
@@ -193,7 +191,9 @@ class CustomizationRunner(Runner):
 
         folder = hf_models.unpack_stored(stored, ctx.workdir / "verify")
         loaded = _load(folder)
-        probe = torch.randint(0, target.extra["vocab"], (2, 12), generator=torch.Generator().manual_seed(1))
+        probe = torch.randint(
+            0, target.extra["vocab"], (2, 12), generator=torch.Generator().manual_seed(1)
+        )
         with torch.no_grad():
             expected = target.extra["model"](input_ids=probe).logits
             actual = loaded(input_ids=probe).logits

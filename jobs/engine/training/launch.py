@@ -10,6 +10,7 @@ reporter says stop, the whole process group is ended.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -29,8 +30,8 @@ class FileSink:
     def __init__(self, path: Path) -> None:
         self.handle = path.open("a", buffering=1)
 
-    def _write(self, kind: str, **data: Any) -> None:
-        self.handle.write(json.dumps({"type": kind, **data}) + "\n")
+    def _write(self, event: str, **data: Any) -> None:
+        self.handle.write(json.dumps({"type": event, **data}) + "\n")
 
     def progress(self, **fields: Any) -> None:
         self._write("progress", fields=fields)
@@ -142,8 +143,6 @@ def _end(process: subprocess.Popen[bytes]) -> None:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=10)
     except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         process.wait()

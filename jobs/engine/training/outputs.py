@@ -27,10 +27,16 @@ def sample_prompts(records: list[dict[str, Any]], tokenizer: Any) -> list[dict[s
                 messages[:last], tokenize=False, add_generation_prompt=True
             )
             shown = messages[last - 1]["content"] if last else ""
-            prompts.append({"prompt": str(text), "shown": shown, "expected": messages[last]["content"]})
+            prompts.append(
+                {"prompt": str(text), "shown": shown, "expected": messages[last]["content"]}
+            )
         else:
             prompts.append(
-                {"prompt": record["prompt"], "shown": record["prompt"], "expected": record["completion"]}
+                {
+                    "prompt": record["prompt"],
+                    "shown": record["prompt"],
+                    "expected": record["completion"],
+                }
             )
     return prompts
 

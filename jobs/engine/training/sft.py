@@ -112,7 +112,7 @@ def latest_checkpoint(folder: Path) -> tuple[Path, HubState] | None:
 def _callback_class() -> type:
     from transformers import TrainerCallback
 
-    class HubCallback(TrainerCallback):  # type: ignore[misc]
+    class HubCallback(TrainerCallback):
         """Seed 004's status details from the Trainer's events: train loss as the mean of
         every ``log_every_n_steps`` steps, validation loss and the best epoch at each epoch's
         checkpoint, early stopping, cancellation at the next step."""
@@ -134,7 +134,7 @@ def _callback_class() -> type:
             if not self.rank0 or not logs or "loss" not in logs:
                 return
             loss, step = float(logs["loss"]), state.global_step
-            epoch = int(math.floor(state.epoch - 1e-9)) + 1 if state.epoch else 1
+            epoch = math.floor(state.epoch - 1e-9) + 1 if state.epoch else 1
             if not math.isfinite(loss):
                 self.sink.metric("train_loss", step, loss)
                 raise TrainingFailed(
@@ -155,6 +155,12 @@ def _callback_class() -> type:
                 return
             value = float(metrics["eval_loss"])
             self.sink.metric("val_loss", state.global_step, value)
+            if not math.isfinite(value) and state.global_step == 0:
+                raise TrainingFailed(
+                    "invalid_model",
+                    "The base model's validation loss is NaN or infinite before any training: "
+                    "its weights hold NaN or infinite values (or overflow in this precision).",
+                )
             if not math.isfinite(value):
                 raise TrainingFailed(
                     "training_diverged",
@@ -179,13 +185,18 @@ def _callback_class() -> type:
             self.state.epoch, self.state.step = epoch, state.global_step
             self.state.tokens = int(getattr(state, "num_input_tokens_seen", 0) or 0)
             patience = self.params.early_stopping_patience
-            stopping = bool(patience) and self.state.since_best >= patience and epoch < self.params.epochs
+            stopping = (
+                bool(patience) and self.state.since_best >= patience and epoch < self.params.epochs
+            )
             if stopping:
                 control.should_training_stop = True
             if not self.rank0:
                 return
             (folder / HUB_STATE).write_text(json.dumps(asdict(self.state)))
-            details: dict[str, Any] = {"epochs_completed": epoch, "steps_completed": state.global_step}
+            details: dict[str, Any] = {
+                "epochs_completed": epoch,
+                "steps_completed": state.global_step,
+            }
             if best:
                 details.update(
                     best_epoch=epoch, train_loss=train_loss, val_loss=self.state.best_val_loss
@@ -256,7 +267,7 @@ def _model(spec: TrainSpec, params: Hyperparameters, device: Device) -> Any:
         return get_peft_model(model, lora)
     except ValueError as error:  # peft names the target modules it could not find
         raise TrainingFailed(
-            "invalid_hyperparameters", f"lora.target_modules: {str(error).splitlines()[0][:300]}"
+            "invalid_parameters", f"lora.target_modules: {str(error).splitlines()[0][:300]}"
         ) from None
 
 
@@ -279,6 +290,7 @@ def _arguments(
     extra: dict[str, Any] = {}
     if spec.strategy == "fsdp" and device.is_gpu and processes > 1:
         extra["fsdp"] = "full_shard auto_wrap"
+    options: dict[str, Any] = {**precision_flags(params.precision, device), **scheduler, **extra}
     return TrainingArguments(
         output_dir=spec.checkpoints,
         num_train_epochs=params.epochs,
@@ -312,9 +324,7 @@ def _arguments(
         dataloader_num_workers=0,
         ddp_backend="gloo" if not device.is_gpu and processes > 1 else None,
         log_level="warning",
-        **precision_flags(params.precision, device),
-        **scheduler,
-        **extra,
+        **options,
     )
 
 

@@ -22,6 +22,7 @@ from rest_framework.views import APIView
 
 from hubsite.uploads import upload_temp_dir
 from jobs import services
+from jobs.domain.base_models import BUILTIN_NAME, server_models
 from jobs.domain.selectors import (
     dataset_for_user,
     datasets_visible_to,
@@ -29,7 +30,6 @@ from jobs.domain.selectors import (
     model_for_user,
     models_visible_to,
 )
-from jobs.domain.base_models import BUILTIN_NAME, server_models
 from jobs.models import Artifact, Dataset, Job, MLModel
 from jobs.web.api.serializers import UploadSerializer
 from jobs.wire.serializers import BuiltinModelSerializer, DatasetSerializer, MLModelSerializer

@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 
 from hubsite.api.auth import user_of
 from jobs import services
+from jobs.domain.base_models import server_models
 from jobs.domain.metrics import MAX_POINTS, job_metrics
 from jobs.domain.selectors import (
     dataset_for_user,
@@ -25,7 +26,6 @@ from jobs.domain.selectors import (
     model_for_user,
 )
 from jobs.domain.status import JobStatus
-from jobs.domain.base_models import server_models
 from jobs.models import Dataset, Job, JobKind, MLModel
 from jobs.web.api.params import choice_param, int_param
 from jobs.web.api.serializers import (

@@ -29,7 +29,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from hubsite.api.auth import user_of
-from hubsite.api.errors import exception_handler
 from jobs import services
 from jobs.domain.base_models import server_models
 from jobs.domain.hyperparameters import Hyperparameters
@@ -219,10 +218,10 @@ class NemoJobList(APIView):
         try:
             return self._create(request)
         except ValidationError as error:
-            response = exception_handler(error, {})
-            assert response is not None
-            response.status_code = 422
-            return response
+            errors = error.message_dict if hasattr(error, "error_dict") else {"": error.messages}
+            field, messages = next(iter(errors.items()))
+            body = {"message": messages[0], "field": field or None, "errors": errors}
+            return Response({**body, "detail": messages[0]}, status=422)
 
     def _create(self, request: Request) -> Response:
         user = user_of(request)

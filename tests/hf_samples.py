@@ -3,9 +3,11 @@ words: real folders as transformers writes them, with no download."""
 
 from __future__ import annotations
 
+import functools
 import io
 import shutil
 import tarfile
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -37,6 +39,13 @@ def tiny_llama_folder(target: Path) -> Path:
     LlamaForCausalLM(config).save_pretrained(target, safe_serialization=True)
     fast.save_pretrained(target)
     return target
+
+
+@functools.cache
+def tiny_llama_zip() -> bytes:
+    """A tiny Llama folder as a zip, built once per test run."""
+    with tempfile.TemporaryDirectory() as scratch:
+        return zipped(tiny_llama_folder(Path(scratch) / "llama"))
 
 
 def zipped(folder: Path, prefix: str = "", extra: dict[str, bytes] | None = None) -> bytes:

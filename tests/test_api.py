@@ -272,9 +272,10 @@ def test_target_model_of_an_unfinished_job_is_404_with_a_reason(alice):
 
 def test_builtin_models_are_listed(alice):
     data = client_for(alice).get("/api/v1/models/builtin/").json()
-    assert data == [
-        {"name": "tiny-char-lm", "description": data[0]["description"], "default": True}
-    ]
+    assert [(m["name"], m["default"]) for m in data] == [("tiny-llama", True)]
+    assert "Llama-architecture" in data[0]["description"]
+    assert data[0]["metadata"]["architecture"] == "LlamaForCausalLM"
+    assert data[0]["metadata"]["vocab_size"] == 512
 
 
 def test_token_page_shows_and_replaces_the_token(client, alice):

@@ -1,9 +1,10 @@
-"""NVIDIA's own NeMo Microservices SDK, pointed at a live hub, reads and cancels the hub's
-customization jobs."""
+"""NVIDIA's own NeMo Microservices SDK, pointed at a live hub, lists the hub's configs, creates
+customization jobs, and reads, watches and cancels them."""
 
 import pytest
-from nemo_microservices import NeMoMicroservices, NotFoundError
+from nemo_microservices import NeMoMicroservices, NotFoundError, UnprocessableEntityError
 
+from jobs.models import Job
 from jobs.services import job_submit_customization
 from tests import factories
 
@@ -34,7 +35,7 @@ def test_the_sdk_lists_retrieves_and_reads_status(sdk, alice, charlie):
     assert (one.id, one.status, one.config, one.hyperparameters.epochs) == (
         job.public_id,
         "ready",
-        "tiny-char-lm",
+        "tiny-llama",
         2,
     )
     assert one.output_model == job.target_model.public_id
@@ -62,3 +63,62 @@ def test_the_sdk_cancels_a_job(sdk, alice):
     from tests.workers import wait_for_status
 
     assert wait_for_status(job, {"cancelled"}, 60).status == "cancelled"
+
+
+def test_the_sdk_lists_configs_creates_a_lora_job_and_reads_its_logs(sdk, alice, bob):
+    from tests.workers import wait_for_status
+
+    configs = {c.name: c for c in sdk.customization.configs.list(page_size=50).data}
+    assert "tiny-llama" in configs
+    options = {(o.training_type, o.finetuning_type) for o in configs["tiny-llama"].training_options}
+    assert options == {("sft", "lora"), ("sft", "all_weights")}
+    mine = factories.dataset(alice, records=40, name="numbers")
+    factories.dataset(bob, records=10, name="numbers")  # same name, someone else's: not taken
+    created = sdk.customization.jobs.create(
+        config="tiny-llama@v1",
+        dataset={"namespace": "alice", "name": "numbers"},
+        hyperparameters={
+            "finetuning_type": "lora",
+            "training_type": "sft",
+            "epochs": 2,
+            "batch_size": 8,
+            "learning_rate": 0.01,
+            "lora": {"adapter_dim": 8, "alpha": 16},
+        },
+        output_model="alice/numbers-lora",
+    )
+    assert (created.config, created.dataset, created.status) == (
+        "tiny-llama",
+        mine.public_id,
+        "pending",
+    )
+    assert created.hyperparameters.lora.adapter_dim == 8
+    job = wait_for_status(Job.objects.get(public_id=created.id), {"ready", "failed"}, 180)
+    assert job.status == "ready", job.failure_message
+    assert sdk.customization.jobs.status(created.id).epochs_completed == 2
+    logs = sdk.customization.jobs.container_logs(created.id)
+    assert any(e.type == "ready" for e in logs.entries["status"].events)
+    assert any("Epoch 2/2" in line for line in logs.entries["training"].logs["lines"])
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"hyperparameters": {"finetuning_type": "lora", "training_type": "dpo"}}, "DPO"),
+        ({"hyperparameters": {"finetuning_type": "lora", "distillation": {}}}, "distillation"),
+        ({"config": "meta/llama-9b@v1"}, "No config"),
+        ({"dataset": "bob/numbers"}, "No dataset 'numbers' in namespace 'bob'"),
+    ],
+)
+def test_the_sdk_gets_422_naming_what_the_hub_does_not_support(sdk, alice, change, words):
+    factories.dataset(alice, records=10, name="numbers")
+    body = {
+        "config": "tiny-llama",
+        "dataset": "numbers",
+        "hyperparameters": {"finetuning_type": "lora", "epochs": 1},
+        **change,
+    }
+    with pytest.raises(UnprocessableEntityError) as refused:
+        sdk.customization.jobs.create(**body)
+    assert words in str(refused.value.body)
+    assert not Job.objects.exists()

@@ -118,7 +118,7 @@ def test_upload_and_submit_pages_put_errors_on_their_fields(client, alice):
     assert "w.onnx is not a valid ONNX model" in bad.content.decode()
     dataset = factories.dataset(alice)
     form = {
-        "dataset": dataset.public_id, "validation_dataset": "", "base_model": "tiny-char-lm", "epochs": 0,
+        "dataset": dataset.public_id, "validation_dataset": "", "base_model": "tiny-llama", "epochs": 0,
         "batch_size": 16, "learning_rate": 0.01, "log_every_n_steps": 1, "early_stopping_patience": 2,
     }  # fmt: skip
     refused = client.post(reverse("jobs:submit-customization"), form)

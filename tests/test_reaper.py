@@ -56,7 +56,15 @@ def test_a_job_with_a_live_worker_is_left_alone(alice, settings):
     job, token = factories.claimed(factories.link_job(alice))
     _silent_for(job, settings.HUB_WORKER_LOST_AFTER - 2)
     assert reap() == dict.fromkeys(
-        ["timed_out", "requeued", "worker_lost", "cancelled", "events_deleted"], 0
+        [
+            "timed_out",
+            "requeued",
+            "worker_lost",
+            "cancelled",
+            "events_deleted",
+            "checkpoints_removed",
+        ],
+        0,
     )
     job.refresh_from_db()
     assert (job.status, job.claim_token) == (JobStatus.RUNNING, token)

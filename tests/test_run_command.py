@@ -75,14 +75,14 @@ def test_run_command_serves_the_hub_with_the_demo_account(tmp_path):
         )
         jobs = opener.open(request).read().decode()
         assert "Demo: link two models" in jobs
-        assert "Demo: teach tiny-char-lm to spell numbers" in jobs
+        assert "Demo: LoRA-tune tiny-llama to spell numbers" in jobs
         css = opener.open(f"{base}/static/hub/hub.css")
         assert css.status == 200
 
         # The worker started beside the server runs both demo jobs to READY.
         def both_ready() -> bool:
             page = opener.open(f"{base}/jobs/?status=ready").read().decode()
-            return "Demo: link two models" in page and "Demo: teach tiny-char-lm" in page
+            return "Demo: link two models" in page and "Demo: LoRA-tune tiny-llama" in page
 
         wait_for(both_ready, 180, "the demo jobs to become ready")
         failed = opener.open(f"{base}/jobs/?status=failed").read().decode()

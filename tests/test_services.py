@@ -123,8 +123,8 @@ def test_link_job_needs_a_model(alice):
 
 def test_customization_job_defaults_to_the_builtin_model(alice):
     job = factories.customization_job(alice)
-    assert job.builtin_base_model == "tiny-char-lm"
-    assert job.hyperparameters["epochs"] == 5
+    assert job.builtin_base_model == "tiny-llama"
+    assert (job.hyperparameters["epochs"], job.hyperparameters["finetuning_type"]) == (5, "lora")
 
 
 def test_customization_job_refuses_bad_hyperparameters_and_creates_nothing(alice):
@@ -136,7 +136,9 @@ def test_customization_job_refuses_bad_hyperparameters_and_creates_nothing(alice
 
 
 def test_customization_job_refuses_an_unknown_builtin_model(alice):
-    with pytest.raises(ValidationError, match="No built-in model 'gpt-9'"):
+    with pytest.raises(
+        ValidationError, match="No base model 'gpt-9' on this hub; offered: tiny-llama"
+    ):
         job_submit_customization(owner=alice, dataset=factories.dataset(alice), base_model="gpt-9")
 
 
@@ -149,8 +151,8 @@ def test_customization_job_refuses_a_dataset_of_a_stranger(alice, charlie):
     ]
 
 
-def test_customization_job_refuses_an_onnx_model_as_a_checkpoint(alice):
-    with pytest.raises(ValidationError, match="not a customization checkpoint"):
+def test_customization_job_refuses_an_onnx_model_as_a_base(alice):
+    with pytest.raises(ValidationError, match="is ONNX; customization fine-tunes a Hugging Face"):
         job_submit_customization(
             owner=alice, dataset=factories.dataset(alice), base_model=factories.onnx_model(alice)
         )

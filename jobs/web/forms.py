@@ -59,10 +59,12 @@ class CustomizationJobForm(forms.Form):
         label="Fine-tuning",
         choices=[("lora", "LoRA adapter (peft)"), ("all_weights", "All weights")],
         initial=DEFAULTS.finetuning_type,
+        required=False,
     )
     hardware = forms.ChoiceField(
         choices=Hardware.choices,
         initial=Hardware.ANY,
+        required=False,
         help_text="A GPU worker trains in bfloat16 where the GPU supports it.",
     )
     epochs = forms.IntegerField(initial=DEFAULTS.epochs)
@@ -79,6 +81,7 @@ class CustomizationJobForm(forms.Form):
         label="Rows longer than that",
         choices=[("refuse", "Refuse the job, naming them"), ("truncate", "Truncate them")],
         initial=DEFAULTS.overlong_rows,
+        required=False,
     )
     log_every_n_steps = forms.IntegerField(initial=DEFAULTS.log_every_n_steps)
     early_stopping_patience = forms.IntegerField(
@@ -125,7 +128,7 @@ class CustomizationJobForm(forms.Form):
         values: dict[str, Any] = {
             name: self.cleaned_data[name]
             for name in self.HYPERPARAMETERS
-            if self.cleaned_data.get(name) is not None
+            if self.cleaned_data.get(name) not in (None, "")
         }
         if values.get("finetuning_type") == "lora":
             lora = {

@@ -190,7 +190,7 @@ def submit_customization(request: HttpRequest) -> HttpResponse:
                 hyperparameters=form.hyperparameters(),
                 name=data["name"],
                 device=data["device"],
-                hardware=data["hardware"],
+                hardware=data["hardware"] or None,
             )
             return redirect(job)
         except ValidationError as error:

@@ -9,6 +9,8 @@ and a job of his that has not started yet cannot start on them.
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from django.core.files.base import ContentFile
 
@@ -20,6 +22,7 @@ from jobs.models import Job, MLModel
 from jobs.services import job_submit_customization, job_submit_link
 from sharing.services import sharing_modify
 from tests import factories
+from tests.hf_samples import tiny_llama_zip
 from tests.security.access import api, assert_every_route_reads, assert_no_route_reaches
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -31,12 +34,14 @@ def mallory(db):
 
 
 def checkpoint_of(job: Job) -> MLModel:
-    """A stored checkpoint that ``job`` produced, as its worker would leave it."""
+    """A merged model (a real Hugging Face folder, zipped) that ``job`` produced, as its worker
+    would leave it."""
+    data = tiny_llama_zip()
     model = MLModel(
-        owner=job.owner, name=f"checkpoint of {job.public_id}", format="torch", size=4,
-        sha256="0" * 64, produced_by=job,
+        owner=job.owner, name=f"merged model of {job.public_id}", format="hf", size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(), produced_by=job,
     )  # fmt: skip
-    model.file.save("checkpoint.pt", ContentFile(b"ckpt"), save=False)
+    model.file.save("merged.zip", ContentFile(data), save=False)
     model.save()
     Job.objects.filter(pk=job.pk).update(target_model=model)
     job.refresh_from_db()

@@ -18,15 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 
-from jobs.domain import base_models, formulas, hf_models
+from jobs.domain import base_models, files, formulas, hf_models
 from jobs.domain.status import FailureType
 from jobs.engine.runners.base import JobFailure, RunContext, Runner, Target, register
 from jobs.engine.training import outputs
 from jobs.engine.training.device import detect
 from jobs.engine.training.launch import train_in_processes
 from jobs.engine.training.sft import TrainingFailed, TrainSpec, latest_checkpoint, train
-from jobs.models import ArtifactKind, Job, ModelFormat
+from jobs.models import ArtifactKind, Dataset, Job, ModelFormat
 
 
 def checkpoints_root() -> Path:
@@ -95,6 +96,12 @@ class CustomizationRunner(Runner):
             job.dataset.num_records, has_validation_dataset=validation_file is not None
         )
         reporter.progress(training_samples=job.dataset.num_records)
+        for role, dataset in (
+            ("dataset", job.dataset),
+            ("validation dataset", job.validation_dataset),
+        ):
+            if dataset is not None:
+                _check_stored(dataset, role)
 
         import torch
 
@@ -261,6 +268,20 @@ class CustomizationRunner(Runner):
             "ONNX export checked with onnxruntime against PyTorch's logits (largest difference "
             f"{check.largest_difference:.1e})."
         )
+
+
+def _check_stored(dataset: Dataset, role: str) -> None:
+    """The stored file is still what was checked at upload (a line per row, each valid)."""
+    label = f"{role} {dataset.public_id} ({dataset.name})"
+    try:
+        with dataset.file.open("rb") as handle:
+            files.check_jsonl_dataset(handle, label)
+    except FileNotFoundError:
+        raise JobFailure(
+            FailureType.INTERNAL_ERROR, f"The stored file of {label} is missing."
+        ) from None
+    except ValidationError as error:
+        raise JobFailure(FailureType.INVALID_DATASET, error.messages[0]) from None
 
 
 def _tokenizer(folder: Path) -> Any:

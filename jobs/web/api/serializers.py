@@ -6,6 +6,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from jobs.domain.hyperparameters import Hyperparameters
+from jobs.models import Hardware
 from jobs.services import MAX_LINK_INPUTS
 
 
@@ -38,7 +39,7 @@ class CustomizationSubmitSerializer(serializers.Serializer):
         "earlier customization).",
     )
     hardware = serializers.ChoiceField(
-        choices=["any", "gpu", "cpu"],
+        choices=Hardware.choices,
         required=False,
         help_text="What the job runs on: any worker (default), a GPU worker, or a CPU worker.",
     )

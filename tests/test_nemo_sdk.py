@@ -46,7 +46,7 @@ def test_the_sdk_lists_retrieves_and_reads_status(sdk, alice, charlie):
         100.0,
     )
     assert details.best_epoch == job.best_epoch and details.val_loss == pytest.approx(job.val_loss)
-    assert details.status_logs[-1].message.startswith("Target model verified")
+    assert details.status_logs[-1].message.startswith("Merged model verified")
     assert set(details.metrics.keys) == {"train_loss", "val_loss"}
     with pytest.raises(NotFoundError):
         sdk.customization.jobs.retrieve(theirs.public_id)

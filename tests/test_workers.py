@@ -54,7 +54,7 @@ def test_both_kinds_of_job_run_to_ready_on_workers(alice, workers: WorkerPool):
         assert job.target_model is not None
         assert re.match(r"Running on w[12]@", job.status_logs.get(status="running").message)
     assert custom.epochs_completed == 3
-    assert custom.metric_series.get(key="val_loss").points_count == 3
+    assert custom.metric_series.get(key="val_loss").points_count == 4  # step 0 and each epoch
 
 
 def test_cancel_stops_a_running_customization_at_its_next_step(alice, workers: WorkerPool):
@@ -94,8 +94,18 @@ def test_a_job_delivered_twice_runs_once(alice, workers: WorkerPool):
     assert MLModel.objects.filter(produced_by=job).count() == 1
 
 
-def test_a_sigkilled_pool_child_gets_its_job_requeued_and_finished(alice, workers: WorkerPool):
-    job = mid_run(long_customization(alice, epochs=40))
+def test_a_sigkilled_pool_child_gets_its_job_requeued_and_resumed_from_its_checkpoint(
+    alice, workers: WorkerPool
+):
+    job = long_customization(alice, epochs=30)
+
+    def past_a_checkpoint() -> bool:
+        job.refresh_from_db()
+        return (job.epochs_completed or 0) >= 2 and (job.steps_completed or 0) > 2 * (
+            job.steps_per_epoch or 0
+        )
+
+    wait_for(past_a_checkpoint, 120, f"job {job.public_id} to pass its second checkpoint")
     child = int(job.worker.rsplit(" pid ", 1)[1])
     killed_at = time.monotonic()
     os.kill(child, signal.SIGKILL)
@@ -110,10 +120,17 @@ def test_a_sigkilled_pool_child_gets_its_job_requeued_and_finished(alice, worker
         f"{m} | {d}" for m, d in job.status_logs.values_list("message", "detail")
     )
     assert job.attempts == 2
-    assert (
-        "requeued for attempt 2 of 2"
-        in job.status_logs.get(message__contains="stopped answering").message
+    requeue = job.status_logs.get(message__contains="stopped answering").message
+    assert "requeued for attempt 2 of 2, which resumes from the checkpoint of epoch" in requeue
+    resumed = job.status_logs.get(message__startswith="Resuming from the checkpoint").message
+    epoch = int(resumed.split("epoch ")[1].split(" ")[0])
+    assert epoch >= 2 and "not from step 0" in resumed
+    steps = list(
+        job.metric_series.get(key="train_loss").points.values_list("step", flat=True)
     )
+    assert len(steps) == len(set(steps)) == job.total_steps  # every step once: none lost or twice
+    val = job.metric_series.get(key="val_loss").points.values_list("step", flat=True)
+    assert list(val) == sorted(set(val)) and len(val) == 31  # step 0, then one an epoch
 
 
 def test_two_workers_share_the_queue_and_survive_one_being_killed(alice, workers: WorkerPool):

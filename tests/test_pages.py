@@ -176,3 +176,34 @@ def test_owner_renames_and_cancels_from_the_page(client, alice):
         client.get(reverse("jobs:row", args=[job.public_id]), {"status": "ready"}).status_code
         == 204
     )
+
+
+def test_the_model_page_describes_a_hugging_face_model_to_its_owner_and_readers_only(
+    client, alice, bob, charlie
+):
+    from django.core.files.base import ContentFile
+
+    from jobs.services import model_upload
+    from sharing.services import sharing_modify
+    from tests.hf_samples import tiny_llama_zip
+
+    model = model_upload(owner=alice, file=ContentFile(tiny_llama_zip(), "tiny.zip"))
+    onnx = factories.onnx_model(alice)
+    job = factories.link_job(alice)
+    url = reverse("jobs:model", args=[model.public_id])
+    client.force_login(alice)
+    page = client.get(url).content.decode()
+    for fact in ("LlamaForCausalLM", "Hugging Face model", "config.json", "model.safetensors",
+                 "tokenizer.json", f"{model.metadata['parameters']:,}", "128 tokens"):  # fmt: skip
+        assert fact in page, fact
+    listing = client.get(reverse("jobs:models")).content.decode()
+    assert "format-hf" in listing and "format-onnx" in listing and onnx.public_id in listing
+    assert "tiny-llama" in listing  # the base models the hub offers
+    client.force_login(charlie)
+    assert client.get(url).status_code == 404
+    assert model.public_id not in client.get(reverse("jobs:models")).content.decode()
+    sharing_modify(job=job, actor=alice, add_emails=["bob@example.com"])
+    client.force_login(bob)
+    shared_input = job.job_inputs.first().model
+    assert client.get(reverse("jobs:model", args=[shared_input.public_id])).status_code == 200
+    assert client.get(url).status_code == 404  # not part of the shared job

@@ -125,9 +125,7 @@ def test_a_sigkilled_pool_child_gets_its_job_requeued_and_resumed_from_its_check
     resumed = job.status_logs.get(message__startswith="Resuming from the checkpoint").message
     epoch = int(resumed.split("epoch ")[1].split(" ")[0])
     assert epoch >= 2 and "not from step 0" in resumed
-    steps = list(
-        job.metric_series.get(key="train_loss").points.values_list("step", flat=True)
-    )
+    steps = list(job.metric_series.get(key="train_loss").points.values_list("step", flat=True))
     assert len(steps) == len(set(steps)) == job.total_steps  # every step once: none lost or twice
     val = job.metric_series.get(key="val_loss").points.values_list("step", flat=True)
     assert list(val) == sorted(set(val)) and len(val) == 31  # step 0, then one an epoch

@@ -35,3 +35,11 @@ def filesize(size: int | None) -> str:
 @register.filter
 def loss(value: float | None) -> str:
     return "—" if value is None else f"{value:.4f}"
+
+
+@register.filter
+def intcomma_plain(value: int | None) -> str:
+    """12345678 → 12,345,678 (no locale, no django.contrib.humanize for one filter)."""
+    if value is None or value == "":
+        return "—"
+    return f"{int(value):,}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -23,10 +25,11 @@ from jobs.domain.selectors import (
     job_status_logs,
     jobs_visible_to,
     model_for_user,
+    models_visible_to,
 )
 from jobs.domain.status import STATUS_MEANINGS, InvalidTransition, JobStatus
 from jobs.engine.dispatch import QueueUnavailable
-from jobs.models import Job, JobKind
+from jobs.models import Job, JobKind, ModelFormat
 from jobs.web.forms import CustomizationJobForm, LinkJobForm, UploadForm, put_errors
 
 PAGE_SIZE = 25
@@ -84,8 +87,21 @@ def job_detail(request: HttpRequest, public_id: str) -> HttpResponse:
         "status_logs": job_status_logs(job),
         "inputs": job_inputs_for(request.user, job),
         "artifacts": job.artifacts.all(),
+        "hyperparameters": _flat(job.hyperparameters),
     }
     return render(request, "jobs/detail.html", context)
+
+
+def _flat(values: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Nested hyperparameters (``lora: {adapter_dim: 8}``) as rows (``lora.adapter_dim 8``),
+    leaving out options that are unset."""
+    rows: list[tuple[str, Any]] = []
+    for key, value in values.items():
+        if isinstance(value, dict):
+            rows += _flat(value, f"{prefix}{key}.")
+        elif value is not None:
+            rows.append((f"{prefix}{key}", ", ".join(value) if isinstance(value, list) else value))
+    return rows
 
 
 @login_required
@@ -135,9 +151,39 @@ def _upload_page(request: HttpRequest, what: str) -> HttpResponse:
             form.add_error(None, error.message)
         else:
             messages.success(request, f"Uploaded {what} {asset.name} ({asset.public_id}).")
-            return redirect("jobs:submit-link" if what == "model" else "jobs:submit-customization")
+            if what == "model":
+                return redirect("jobs:model", model_id=asset.public_id)
+            return redirect("jobs:submit-customization")
     context = {"form": form, "what": what, "usage": usage_of(user_of(request).pk)}
     return render(request, "jobs/upload.html", context)
+
+
+@login_required
+def model_list(request: HttpRequest) -> HttpResponse:
+    """The models the person may read, each with its format, and the base models the hub offers."""
+    user = user_of(request)
+    models = models_visible_to(user).select_related("owner", "produced_by")
+    page = Paginator(models, 50).get_page(request.GET.get("page"))
+    context = {"page": page, "offered": server_models().values()}
+    return render(request, "jobs/models.html", context)
+
+
+@login_required
+def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
+    model = model_for_user(request.user, model_id)
+    producer = model.produced_by
+    readable_producer = (
+        producer
+        if producer is not None and jobs_visible_to(request.user).filter(pk=producer.pk).exists()
+        else None
+    )
+    context = {
+        "model": model,
+        "metadata": model.metadata,
+        "producer": readable_producer,
+        "files": model.metadata.get("files", []) if model.format == ModelFormat.HF else [],
+    }
+    return render(request, "jobs/model.html", context)
 
 
 @login_required

@@ -50,14 +50,31 @@
     if (steps && stepFraction !== null) steps.style.width = `${stepFraction * 100}%`;
   }
 
+  function setSamples(samples) {
+    const body = $("#samples");
+    if (!body || !samples || !samples.length) return;
+    body.replaceChildren(...samples.map((sample) => {
+      const row = document.createElement("tr");
+      for (const text of [sample.prompt, sample.expected, sample.before ?? "…", sample.after ?? "… training"]) {
+        const cell = document.createElement("td");
+        cell.textContent = text;
+        row.append(cell);
+      }
+      return row;
+    }));
+    $("#samples-card").hidden = false;
+  }
+
   function setProgress(data) {
+    if (data.samples) setSamples(data.samples);
     for (const [key, value] of Object.entries(data)) {
+      if (key === "samples") continue;
       const cell = root.querySelector(`[data-field="${key}"]`);
       if (!cell) continue;
       if (key === "elapsed_time") cell.textContent = window.hubDuration(value);
       else if (key.endsWith("_loss")) cell.textContent = fmt(value);
       else if (key === "percentage_done") cell.textContent = fmt(value, 1);
-      else cell.textContent = value === null ? "—" : value;
+      else cell.textContent = value === null || value === "" ? "—" : value;
     }
     if (data.steps_per_epoch) state.stepsPerEpoch = data.steps_per_epoch;
     if (data.best_epoch !== undefined && data.best_epoch !== state.bestEpoch) { state.bestEpoch = data.best_epoch; scheduleChart(); }
@@ -262,7 +279,7 @@
     if (message.type === "snapshot") {
       state.seq = message.seq;
       const job = message.data.job, details = message.data.status_details;
-      setProgress(details);
+      setProgress({ ...details, ran_on: job.ran_on, samples: job.samples });
       setStatus(job.status, { ...(details.status_logs.slice(-1)[0] || {}), failure_message: job.failure && job.failure.message, failure_type: job.failure && job.failure.type });
       loadMetrics(null);
       return;

@@ -4,7 +4,8 @@
     hub show JOB                                      one job and its status details
     hub watch JOB                                     live progress; exit 1 if the job fails
     hub submit link MODEL... [--name N] [--device D] [--wait]
-    hub submit customization --dataset D [--validation-dataset V] [--model M]
+    hub submit customization --dataset D [--validation-dataset V] [--model M|FOLDER]
+        [--finetuning-type lora|all_weights] [--lora-rank R] [--hardware any|gpu|cpu]
                              [--epochs E] [--batch-size B] [--learning-rate L] [--wait]
     hub upload model|dataset PATH [--name N]
     hub download JOB DIR                              target model and all results
@@ -191,14 +192,18 @@ def cmd_submit(hub: Client, args: argparse.Namespace) -> int:
     else:
         hyperparameters = json.loads(args.hyperparameters) if args.hyperparameters else {}
         for name in (
+            "finetuning_type",
             "epochs",
             "batch_size",
             "learning_rate",
             "log_every_n_steps",
             "early_stopping_patience",
+            "max_seq_length",
         ):
             if getattr(args, name) is not None:
                 hyperparameters[name] = getattr(args, name)
+        if args.lora_rank is not None:
+            hyperparameters.setdefault("lora", {})["adapter_dim"] = args.lora_rank
         job = hub.submit_customization_job(
             args.model,
             args.dataset,
@@ -206,6 +211,7 @@ def cmd_submit(hub: Client, args: argparse.Namespace) -> int:
             hyperparameters or None,
             name=args.name,
             device=args.device,
+            hardware=args.hardware,
         )
     if args.json and not args.wait:
         _print_json(job.data)
@@ -326,8 +332,16 @@ def parser() -> argparse.ArgumentParser:
     customization.add_argument("--dataset", required=True, help="dataset id or JSONL file")
     customization.add_argument("--validation-dataset")
     customization.add_argument(
-        "--model", help="built-in model name or checkpoint id (default: the built-in default)"
+        "--model",
+        help="a base model the hub offers (default tiny-llama), a model id, or a Hugging Face "
+        "model folder or archive to upload",
     )
+    customization.add_argument(
+        "--finetuning-type", dest="finetuning_type", choices=["lora", "all_weights"]
+    )
+    customization.add_argument("--lora-rank", dest="lora_rank", type=int, help="adapter_dim")
+    customization.add_argument("--max-seq-length", dest="max_seq_length", type=int)
+    customization.add_argument("--hardware", choices=["any", "gpu", "cpu"])
     customization.add_argument("--hyperparameters", help="JSON object")
     customization.add_argument("--epochs", type=int)
     customization.add_argument("--batch-size", dest="batch_size", type=int)

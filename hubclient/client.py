@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hubclient.connection import Connection
+from hubclient.connection import Connection, progress_bar
 from hubclient.jobs import CustomizationJob, Dataset, Job, LinkJob, Model, job_from
 
 
@@ -19,19 +19,28 @@ class Client(Connection):
 
     # Models and datasets
 
-    def upload_model(self, path: str | os.PathLike[str], name: str | None = None) -> Model:
+    def upload_model(
+        self, path: str | os.PathLike[str], name: str | None = None, progress: bool | None = None
+    ) -> Model:
         """An ONNX file, a model archive (.zip, .tar.gz), or a Hugging Face model folder, which
-        is packed into a zip first (its name becomes the model's name unless ``name`` is set)."""
+        is packed into a zip first (its name becomes the model's name unless ``name`` is set).
+        Large files show a progress bar on stderr (``progress=False`` hides it, ``True`` forces
+        it)."""
         folder = Path(path)
         if not folder.is_dir():
-            return Model(self, self._upload("/api/v1/models/", path, name))
+            return Model(self, self._upload("/api/v1/models/", path, name, progress))
+        files = sorted(f for f in folder.rglob("*") if f.is_file())
+        total = sum(f.stat().st_size for f in files)
         with tempfile.TemporaryDirectory() as scratch:
             packed = Path(scratch) / f"{folder.name}.zip"
-            with zipfile.ZipFile(packed, "w", compression=zipfile.ZIP_STORED) as archive:
-                for file in sorted(folder.rglob("*")):
-                    if file.is_file():
-                        archive.write(file, file.relative_to(folder).as_posix())
-            return Model(self, self._upload("/api/v1/models/", packed, name))
+            with (
+                progress_bar(f"Packing {folder.name}/", total, progress) as advance,
+                zipfile.ZipFile(packed, "w", compression=zipfile.ZIP_STORED) as archive,
+            ):
+                for file in files:
+                    archive.write(file, file.relative_to(folder).as_posix())
+                    advance(file.stat().st_size)
+            return Model(self, self._upload("/api/v1/models/", packed, name, progress))
 
     def upload_dataset(self, path: str | os.PathLike[str], name: str | None = None) -> Dataset:
         return Dataset(self, self._upload("/api/v1/datasets/", path, name))
@@ -60,14 +69,19 @@ class Client(Connection):
 
     def submit_customization_job(
         self,
-        model: Model | str | None,
+        model: Model | str | os.PathLike[str] | None,
         dataset: Dataset | str | os.PathLike[str],
         validation_dataset: Dataset | str | os.PathLike[str] | None = None,
         hyperparameters: dict[str, Any] | None = None,
         name: str | None = None,
         device: str | None = None,
+        hardware: str | None = None,
     ) -> CustomizationJob:
-        """Fine-tune ``model`` (a built-in model's name, a checkpoint, or None for the default)."""
+        """Fine-tune ``model``: a Model, a model id, the name of a base model the hub offers
+        (``get_builtin_models()``; None for its default), or the path of a Hugging Face model
+        folder or archive to upload first. ``hardware`` is "any" (default), "gpu" or "cpu"."""
+        if isinstance(model, str | os.PathLike) and Path(model).exists():
+            model = self.upload_model(model)
         body: dict[str, Any] = {
             "model": model.model_id if isinstance(model, Model) else model,
             "dataset": self._dataset_id(dataset),
@@ -78,6 +92,8 @@ class Client(Connection):
             "name": name or "",
             "device": device or "",
         }
+        if hardware:
+            body["hardware"] = hardware
         return CustomizationJob(
             self, self.request("POST", "/api/v1/jobs/customization/", json=body)
         )

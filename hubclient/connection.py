@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -17,6 +18,60 @@ import httpx
 from hubclient.errors import BY_STATUS, HubError
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+PROGRESS_BYTES = 8 * 1024 * 1024  # files larger than this show a progress bar by default
+
+
+@contextmanager
+def progress_bar(
+    description: str, total: int, show: bool | None
+) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr (bytes, speed, time left); a no-op when not shown."""
+    if show is None:
+        show = total > PROGRESS_BYTES and sys.stderr.isatty()
+    if not show:
+        yield lambda _: None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True)) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda done: bar.update(task, advance=done)
+
+
+class _Counting:
+    """A file that reports how much has been read of it (httpx reads uploads in chunks)."""
+
+    def __init__(self, handle: IO[bytes], advance: Callable[[int], None]) -> None:
+        self.handle, self.advance = handle, advance
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.handle.read(size)
+        self.advance(len(data))
+        return data
+
+    def fileno(self) -> int:  # httpx takes the Content-Length from the file's size
+        return self.handle.fileno()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.handle.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.handle.tell()
 
 
 class Connection:
@@ -84,11 +139,25 @@ class Connection:
         kind = BY_STATUS.get(response.status_code, HubError)
         return kind(message, status=response.status_code, field=field)
 
-    def _upload(self, url: str, path: str | os.PathLike[str], name: str | None) -> Any:
+    def _upload(
+        self,
+        url: str,
+        path: str | os.PathLike[str],
+        name: str | None,
+        progress: bool | None = None,
+        label: str | None = None,
+    ) -> Any:
+        """POST a file as multipart; with a progress bar on stderr when ``progress`` says so
+        (None: for files over PROGRESS_BYTES when stderr is a terminal)."""
         file = Path(path)
         if not file.is_file():
             raise HubError(f"No file at {file}.")
-        with file.open("rb") as handle:
+        size = file.stat().st_size
+        with (
+            file.open("rb") as handle,
+            progress_bar(f"Uploading {label or file.name}", size, progress) as advance,
+        ):
+            body = _Counting(handle, advance)
             return self.request(
-                "POST", url, files={"file": (file.name, handle)}, data={"name": name or ""}
+                "POST", url, files={"file": (label or file.name, body)}, data={"name": name or ""}
             )

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import onnx
@@ -159,8 +160,9 @@ def test_command_line_submits_watches_and_downloads(hub_env, files, tmp_path):
     assert "status: ready" in shown.stdout and "epochs_completed: 2" in shown.stdout
     downloaded = run_hub(hub_env, "download", job_id, str(tmp_path / "out"))
     assert downloaded.returncode == 0, downloaded.stderr
-    assert (tmp_path / "out" / "target_model.onnx").is_file()
-    assert (tmp_path / "out" / "artifacts" / "metrics.csv").is_file()
+    assert (tmp_path / "out" / "target_model.zip").is_file()  # the merged Hugging Face folder
+    for name in ("metrics.csv", "adapter.zip", "model.onnx", "training_log.txt"):
+        assert (tmp_path / "out" / "artifacts" / name).is_file(), name
 
 
 def test_command_line_watch_exits_non_zero_when_the_job_does_not_succeed(hub_env, files):
@@ -236,3 +238,29 @@ def test_a_hugging_face_model_folder_is_packed_and_uploaded_by_the_client(hub, t
     assert (model.name, model.format) == ("tiny-llama", "hf")
     assert model.data["metadata"]["architecture"] == "LlamaForCausalLM"
     assert "model.safetensors" in model.data["metadata"]["weights"]
+
+
+def test_a_folder_uploads_with_a_progress_bar_and_fine_tunes_from_the_client(hub, files, tmp_path):
+    import contextlib
+    import io
+
+    from tests.hf_samples import tiny_llama_folder
+
+    folder = tiny_llama_folder(tmp_path / "my-llama")
+    shown = io.StringIO()
+    with contextlib.redirect_stderr(shown):
+        job = hub.submit_customization_job(
+            folder,  # a folder: uploaded first
+            files / "numbers.jsonl",
+            hyperparameters={"finetuning_type": "all_weights", "epochs": 1, "batch_size": 12},
+            hardware="cpu",
+        )
+        forced = hub.upload_model(folder, name="again", progress=True)
+    bar = shown.getvalue()
+    assert "Packing my-llama/" in bar and "Uploading my-llama.zip" in bar
+    assert forced.name == "again"
+    assert job.wait(timeout=180).success, hub.request("GET", f"/api/v1/jobs/{job.job_id}/status-logs/")
+    assert (job.data["hardware"], job.data["ran_on"]) == ("cpu", "cpu (1 thread)")
+    target = job.download_target_model(str(tmp_path / "merged.zip"))
+    assert zipfile.is_zipfile(target)
+    assert "config.json" in zipfile.ZipFile(target).namelist()

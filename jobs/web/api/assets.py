@@ -184,7 +184,7 @@ class ResultsDownload(APIView):
         bundle = tempfile.TemporaryFile(suffix=".zip", dir=upload_temp_dir())  # noqa: SIM115
         with zipfile.ZipFile(bundle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             if job.target_model is not None:
-                suffix = ".onnx" if job.target_model.format == "onnx" else ".pt"
+                suffix = {"onnx": ".onnx", "hf": ".zip"}.get(job.target_model.format, ".pt")
                 with (
                     job.target_model.file.open("rb") as source,
                     archive.open(f"target_model{suffix}", "w") as out,

@@ -1,0 +1,128 @@
+"""Training throughput and peak memory of a customization, as the worker runs it.
+
+Each configuration runs in a fresh process (so that its peak memory is its own): the runner's
+own training function (jobs.engine.training.sft.train: transformers' Trainer, LoRA with peft or
+all weights, rows tokenized lazily, a checkpoint every epoch) on the demo's model and data (the
+built-in tiny-llama and 300 "numbers in words" rows), on the GPU when there is one, else on the
+CPU. Printed: trained tokens (not padding) per second, wall time of training, peak resident
+memory of the process, and on a GPU the peak memory PyTorch allocated there.
+
+    .venv/bin/python benchmarks/training_throughput.py [--epochs 5] [--threads 2] [--json FILE]
+
+The same command runs unchanged on a GPU machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's code, wherever the script is run from
+
+CONFIGS: dict[str, dict[str, Any]] = {
+    "lora r16": {
+        "finetuning_type": "lora",
+        "learning_rate": 0.01,
+        "lora": {"adapter_dim": 16, "alpha": 32},
+    },
+    "all_weights": {"finetuning_type": "all_weights", "learning_rate": 0.003},
+}
+
+
+def measure(name: str, epochs: int, threads: int, want: str) -> dict[str, Any]:
+    """One configuration, in this process."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hubsite.settings.test")
+    import django
+
+    django.setup()
+    import torch
+
+    from jobs.demo import numbers_dataset
+    from jobs.domain.base_models import build_tiny_llama
+    from jobs.domain.hyperparameters import parse_hyperparameters
+    from jobs.engine.training.device import detect
+    from jobs.engine.training.sft import TrainSpec, train
+
+    class Quiet:
+        def progress(self, **fields: Any) -> None: ...
+        def metric(self, key: str, step: int, value: float) -> None: ...
+        def log(self, line: str) -> None: ...
+        def note(self, message: str) -> None: ...
+        def check_stop(self) -> None: ...
+
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = build_tiny_llama(Path(scratch) / "tiny-llama")
+        data = Path(scratch) / "numbers.jsonl"
+        data.write_bytes(numbers_dataset(0, 300))
+        params = parse_hyperparameters(
+            {**CONFIGS[name], "epochs": epochs, "batch_size": 16, "early_stopping_patience": 0}
+        )
+        spec = TrainSpec(
+            base=str(folder),
+            train_file=str(data),
+            validation_file=None,
+            kept=270,
+            params=params.as_dict(),
+            checkpoints=str(Path(scratch) / "checkpoints"),
+            final=str(Path(scratch) / "final"),
+            want=want,
+            threads=threads,
+        )
+        device = detect(want=want, threads=threads)
+        if device.is_gpu:
+            torch.cuda.reset_peak_memory_stats()
+        result = train(spec, Quiet())
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "config": name,
+        "device": device.label,
+        "epochs": epochs,
+        "tokens": result.tokens_trained,
+        "seconds": round(result.seconds, 2),
+        "tokens_per_s": round(result.tokens_trained / result.seconds),
+        "peak_rss_mib": round(peak_kib / 1024),
+        "peak_gpu_mib": round(torch.cuda.max_memory_allocated() / 2**20) if device.is_gpu else None,
+        "final_val_loss": round(result.val_loss, 4),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--hardware", default="any", choices=["any", "gpu", "cpu"])
+    parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # a child process measuring one config
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(measure(args.one, args.epochs, args.threads, args.hardware)))
+        return
+    rows = []
+    for name in CONFIGS:
+        command = [sys.executable, __file__, "--one", name, "--epochs", str(args.epochs)]
+        command += ["--threads", str(args.threads), "--hardware", args.hardware]
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    header = f"{'config':<12} {'device':<18} {'tokens/s':>9} {'tokens':>8} {'train s':>8} {'peak RSS':>9} {'peak GPU':>9} {'val_loss':>9}"
+    print(header)
+    for row in rows:
+        gpu = f"{row['peak_gpu_mib']} MiB" if row["peak_gpu_mib"] is not None else "—"
+        print(
+            f"{row['config']:<12} {row['device']:<18} {row['tokens_per_s']:>9,} {row['tokens']:>8,} "
+            f"{row['seconds']:>8} {row['peak_rss_mib']:>5} MiB {gpu:>9} {row['final_val_loss']:>9}"
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -112,8 +112,10 @@ def main() -> None:
         command += ["--threads", str(args.threads), "--hardware", args.hardware]
         done = subprocess.run(command, capture_output=True, text=True, check=True)
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    header = f"{'config':<12} {'device':<18} {'tokens/s':>9} {'tokens':>8} {'train s':>8} {'peak RSS':>9} {'peak GPU':>9} {'val_loss':>9}"
-    print(header)
+    print(
+        f"{'config':<12} {'device':<18} {'tokens/s':>9} {'tokens':>8} {'train s':>8} "
+        f"{'peak RSS':>9} {'peak GPU':>9} {'val_loss':>9}"
+    )
     for row in rows:
         gpu = f"{row['peak_gpu_mib']} MiB" if row["peak_gpu_mib"] is not None else "—"
         print(

@@ -111,7 +111,11 @@ def test_a_customization_job_submitted_from_the_page_trains_live_to_ready(
     assert "epochs must be a whole number ≥ 1" in page.inner_text(
         ".errorlist"
     )  # a form error, nothing submitted
+    page.select_option("#id_finetuning_type", "lora")
     page.fill("#id_epochs", "60")
+    page.fill("#id_learning_rate", "0.01")
+    page.fill("#id_adapter_dim", "16")
+    page.fill("#id_alpha", "32")
     page.fill("#id_early_stopping_patience", "0")
     page.fill("#id_name", "watch me train")
     page.click("button[type=submit]")
@@ -123,6 +127,10 @@ def test_a_customization_job_submitted_from_the_page_trains_live_to_ready(
     wait_until(page, "window.hubJobState.series.train_loss.length > 60", timeout=90)
     assert page.inner_text("#status-badge") == "RUNNING"
     assert page.inner_text("#timeline").count("RUNNING") == 1
+    # The base model's completions of validation prompts, before training; after it, later.
+    samples = page.locator("#samples tr")
+    assert samples.count() == 3 and "… training" in samples.first.inner_text()
+    assert page.inner_text("[data-field=ran_on]") == "cpu (1 thread)"
     shot(page, "job-running")
 
     # Zoom in on the chart by dragging across it, as a person would; new points keep coming and
@@ -148,14 +156,29 @@ def test_a_customization_job_submitted_from_the_page_trains_live_to_ready(
     timeline = page.inner_text("#timeline")
     for status in ("PENDING", "RUNNING", "COMPLETED", "READY"):
         assert status in timeline
+    assert "… training" not in page.inner_text("#samples")  # the trained model's completions
     with page.expect_download() as download:
         page.click("#download-target")
-    saved = tmp_path / "model.onnx"
+    saved = tmp_path / "merged.zip"
     download.value.save_as(saved)
-    import onnx
+    import zipfile
 
-    assert [o.name for o in onnx.load(saved).graph.output] == ["logits"]
+    assert {"config.json", "model.safetensors"} <= set(zipfile.ZipFile(saved).namelist())
+    assert "adapter.zip" in page.inner_text("#artifact-list")
+    assert "model.onnx" in page.inner_text("#artifact-list")
     shot(page, "job-ready")
+
+    # The merged model's own page: what it is, where it came from.
+    page.click("#artifact-list a:has-text('Hugging Face model')")
+    page.wait_for_selector("#model-facts")
+    facts = page.inner_text("#model-facts")
+    for fact in ("LlamaForCausalLM", "parameters", "256 tokens", "lora from tiny-llama"):
+        assert fact in facts, fact
+    assert "model.safetensors" in page.inner_text("#model-files")
+    shot(page, "model-page")
+    page.goto(f"{hub}/jobs/models/")
+    assert "Hugging Face model" in page.inner_text("#models")
+    shot(page, "model-list")
     page.goto(f"{hub}/jobs/")
     page.wait_for_selector("#live[data-state=live]")
     assert "watch me train" in page.inner_text("#job-table")

@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 BUILTIN_NAME = "tiny-llama"
 BUILTIN_DESCRIPTION = (
-    "A 2-layer Llama-architecture model (hidden size 64, 150k parameters) with a BPE tokenizer "
+    "A 2-layer Llama-architecture model (hidden size 64, 115k parameters) with a BPE tokenizer "
     "and a chat template, made on this machine at first start (no download) and pre-trained "
     "for a few seconds on counting in words: small enough to fine-tune on two CPU cores in "
     "seconds. The demo teaches it, with LoRA, to answer a number in digits with its words."

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_POST
 from hubsite.api.auth import user_of
 from jobs import services
 from jobs.domain.base_models import server_models
+from jobs.domain.hyperparameters import Hyperparameters
 from jobs.domain.quotas import QuotaExceeded, usage_of
 from jobs.domain.selectors import (
     dataset_for_user,
@@ -87,7 +88,10 @@ def job_detail(request: HttpRequest, public_id: str) -> HttpResponse:
         "status_logs": job_status_logs(job),
         "inputs": job_inputs_for(request.user, job),
         "artifacts": job.artifacts.all(),
-        "hyperparameters": _flat(job.hyperparameters),
+        # In the order of the dataclass (a jsonb column keeps keys in its own order).
+        "hyperparameters": _flat(Hyperparameters.from_stored(job.hyperparameters).as_dict())
+        if job.kind == JobKind.CUSTOMIZATION
+        else [],
     }
     return render(request, "jobs/detail.html", context)
 

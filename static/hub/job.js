@@ -135,6 +135,16 @@
 
   // Results
 
+  const FORMATS = { onnx: "ONNX", hf: "Hugging Face model", torch: "PyTorch checkpoint (retired tiny-char-lm)" };
+
+  // Sizes as the server's filesize filter writes them (KiB, MiB, … with one decimal).
+  function bytes(size) {
+    const units = ["B", "KiB", "MiB", "GiB"];
+    let value = size, unit = 0;
+    while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
+    return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
+  }
+
   async function refreshResults() {
     const response = await fetch(`/api/v1/jobs/${id}/`, { credentials: "same-origin" });
     if (!response.ok) return;
@@ -149,16 +159,23 @@
     };
     const items = [];
     if (job.target_model) {
+      // The same row a reload renders: download, the model's page by its format, size, sha256.
       const li = document.createElement("li");
-      const model = document.createElement("span");
-      model.className = "mono muted";
-      model.textContent = job.target_model;
-      li.append(link(`/api/v1/jobs/${id}/target-model/`, "Target model", "download-target"), " ", model);
+      const meta = await fetch(`/api/v1/models/${job.target_model}/`, { credentials: "same-origin" });
+      const model = meta.ok ? await meta.json() : { format: "", size: null, sha256: "" };
+      const hash = document.createElement("span");
+      hash.className = "mono muted";
+      hash.textContent = `sha256 ${model.sha256.slice(0, 19)}…`;
+      li.append(
+        link(`/api/v1/jobs/${id}/target-model/`, "Target model", "download-target"), " (",
+        link(`/jobs/models/${job.target_model}/`, FORMATS[model.format] || model.format), ")",
+        model.size === null ? "" : ` · ${bytes(model.size)} · `, hash,
+      );
       items.push(li);
     }
     for (const artifact of job.artifacts) {
       const li = document.createElement("li");
-      li.append(link(`/api/v1/jobs/${id}/artifacts/${encodeURIComponent(artifact.name)}/`, artifact.name), ` · ${artifact.size} bytes`);
+      li.append(link(`/api/v1/jobs/${id}/artifacts/${encodeURIComponent(artifact.name)}/`, artifact.name), ` · ${bytes(artifact.size)}`);
       items.push(li);
     }
     if (items.length) {

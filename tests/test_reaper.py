@@ -130,3 +130,18 @@ def test_finished_jobs_are_never_touched(alice, status):
     Job.objects.filter(pk=job.pk).update(created_at=timezone.now() - timedelta(days=2))
     reap()
     assert Job.objects.get(pk=job.pk).status == status
+
+
+def test_checkpoints_of_finished_or_deleted_jobs_are_removed_and_others_kept(alice):
+    from jobs.engine.runners.customization import checkpoint_folder, checkpoints_root
+
+    running = factories.unqueued_job(alice)
+    finished = factories.unqueued_job(alice)
+    job_transition(job=finished, to=JobStatus.CANCELLED, message="cancelled")
+    for job in (running, finished):
+        (checkpoint_folder(job) / "checkpoint-7").mkdir(parents=True)
+    (checkpoints_root() / "jgone12345").mkdir()  # its job was deleted
+    assert reap()["checkpoints_removed"] == 2
+    assert checkpoint_folder(running).exists()
+    assert not checkpoint_folder(finished).exists()
+    assert not (checkpoints_root() / "jgone12345").exists()

@@ -228,6 +228,11 @@ STATICFILES_FINDERS = [
     "hubsite.staticfinders.PlotlyFinder",
 ]
 MEDIA_ROOT = Path(env_str("HUB_MEDIA_ROOT", str(DATA_DIR / "media"))).resolve()
+# The built-in base model (tiny-llama), made by `migrate` the first time: on the media storage,
+# so that every web process and worker of a deployment uses the one made there.
+HUB_BUILTIN_MODEL_DIR = Path(
+    env_str("HUB_BUILTIN_MODEL_DIR", str(MEDIA_ROOT / "builtin-models"))
+).resolve()
 MEDIA_URL = "media/"  # never served as-is: every download goes through the read-access selector
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

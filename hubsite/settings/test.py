@@ -12,6 +12,9 @@ os.environ.setdefault("HUB_SECRET_KEY", "test-only-secret-key-" + "x" * 40)
 # Never the developer's own data directory: uploads and the embedded queue go to a fresh one.
 os.environ["HUB_DATA_DIR"] = tempfile.mkdtemp(prefix="hub-test-")
 os.environ.pop("HUB_MEDIA_ROOT", None)
+# The built-in model is made once per run (by the test database's migrate) and shared by every
+# test and every process the tests start, whatever media root each of them uses.
+os.environ["HUB_BUILTIN_MODEL_DIR"] = os.path.join(os.environ["HUB_DATA_DIR"], "builtin-models")
 # Worker processes started by the tests read these from the environment too: a lost worker is
 # noticed within seconds, and this run's queue and channel-layer keys are its own, so a
 # developer's hub on the same Redis neither takes nor sees the tests' jobs.

@@ -82,7 +82,7 @@ class ServerModel:
 
 
 def builtin_folder() -> Path:
-    return Path(settings.DATA_DIR) / "models" / BUILTIN_NAME
+    return Path(settings.HUB_BUILTIN_MODEL_DIR) / BUILTIN_NAME
 
 
 def build_tiny_llama(target: Path, *, seed: int = 0) -> Path:

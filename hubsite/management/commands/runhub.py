@@ -18,6 +18,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
 from jobs.demo import ensure_demo
+from jobs.domain.base_models import BUILTIN_NAME, builtin_folder
 from jobs.engine.dispatch import worker_queues
 
 RESTART_DELAY = 2.0
@@ -94,6 +95,10 @@ class Command(BaseCommand):
     def handle(
         self, *args: Any, host: str, port: int, no_demo: bool, no_worker: bool, **options: Any
     ) -> None:
+        if not builtin_folder().exists():  # migrate makes it
+            self.stdout.write(
+                f"Making the built-in model {BUILTIN_NAME} (once, a few seconds, no download) …"
+            )
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
         address = f"http://{'localhost' if host in ('0.0.0.0', '::') else host}:{port}/"

@@ -61,8 +61,9 @@ def test_a_message_finds_nothing_when_nothing_is_pending(alice):
 @pytest.mark.production
 @pytest.mark.django_db(transaction=True)
 def test_with_real_workers_a_long_queue_delays_another_person_by_at_most_the_running_jobs(
-    workers, alice, bob
+    workers, alice, bob, settings
 ):
+    settings.HUB_QUOTA_ACTIVE_JOBS = 50  # the queue is longer than a person's default quota
     models = [factories.onnx_model(alice, f"m{i}", seed=i) for i in range(2)]
 
     queue = [job_submit_link(owner=alice, models=models) for _ in range(24)]

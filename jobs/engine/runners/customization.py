@@ -22,11 +22,18 @@ from django.core.exceptions import ValidationError
 
 from jobs.domain import base_models, files, formulas, hf_models
 from jobs.domain.status import FailureType
+from jobs.engine.reporter import Reporter
 from jobs.engine.runners.base import JobFailure, RunContext, Runner, Target, register
 from jobs.engine.training import outputs
 from jobs.engine.training.device import detect
 from jobs.engine.training.launch import train_in_processes
-from jobs.engine.training.sft import TrainingFailed, TrainSpec, latest_checkpoint, train
+from jobs.engine.training.sft import (
+    TrainingFailed,
+    TrainSpec,
+    latest_checkpoint,
+    train,
+    write_hub_state,
+)
 from jobs.models import ArtifactKind, Dataset, Job, ModelFormat
 
 
@@ -53,6 +60,33 @@ def _zip_folder(folder: Path, target: Path) -> Path:
             if path.is_file():
                 zipped.write(path, path.relative_to(folder).as_posix())
     return target
+
+
+class ReporterSink:
+    """What training reports, to the job's progress reporter; a checkpoint is marked finished
+    only once the reports before it are stored."""
+
+    def __init__(self, reporter: Reporter) -> None:
+        self.reporter = reporter
+
+    def progress(self, **fields: Any) -> None:
+        self.reporter.progress(**fields)
+
+    def metric(self, key: str, step: int, value: float) -> None:
+        self.reporter.metric(key, step, value)
+
+    def log(self, line: str) -> None:
+        self.reporter.log(line)
+
+    def note(self, message: str) -> None:
+        self.reporter.note(message)
+
+    def check_stop(self) -> None:
+        self.reporter.check_stop()
+
+    def checkpoint_done(self, folder: str, state: dict[str, Any]) -> None:
+        self.reporter.flush()
+        write_hub_state(folder, state)
 
 
 @register
@@ -139,10 +173,12 @@ class CustomizationRunner(Runner):
         )
         processes = settings.HUB_TRAIN_PROCESSES or max(device.count, 1)
         try:
-            if processes > 1:
-                result = train_in_processes(spec, processes, ctx.workdir, reporter)
-            else:
-                result = train(spec, reporter)
+            sink = ReporterSink(reporter)
+            result = (
+                train_in_processes(spec, processes, ctx.workdir, sink)
+                if processes > 1
+                else train(spec, sink)
+            )
         except TrainingFailed as failure:
             raise JobFailure(FailureType(failure.kind), failure.message) from None
         if result.tokens_trained and result.seconds:

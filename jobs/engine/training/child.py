@@ -7,11 +7,12 @@ import os
 import sys
 from pathlib import Path
 
-from jobs.engine.training.launch import FileSink, NullSink
+from jobs.engine.training.launch import FileSink, NullSink, die_with_parent
 from jobs.engine.training.sft import TrainingFailed, TrainSpec, train
 
 
 def main(spec_file: str, events: str) -> int:
+    die_with_parent()  # torchrun's agent gone (its worker killed): stop training too
     spec = TrainSpec.from_json(Path(spec_file).read_text())
     rank0 = int(os.environ.get("RANK", "0")) == 0
     sink = FileSink(Path(events)) if rank0 else None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -17,7 +19,15 @@ class Device:
         return self.kind == "cuda"
 
 
+NVIDIA_GPUS = Path("/proc/driver/nvidia/gpus")  # one entry per GPU the driver sees
+
+
+@functools.cache
 def has_gpu() -> bool:
+    """Whether this machine can train on a GPU. Asked on every claim, so a machine without the
+    NVIDIA driver answers without importing torch (seconds, for a link job that needs none)."""
+    if not (NVIDIA_GPUS.is_dir() and any(NVIDIA_GPUS.iterdir())):
+        return False
     import torch
 
     return bool(torch.cuda.is_available() and torch.cuda.device_count() > 0)

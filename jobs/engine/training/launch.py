@@ -11,6 +11,7 @@ reporter says stop, the whole process group is ended.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -22,6 +23,15 @@ from typing import IO, Any
 from jobs.engine.training.sft import Sink, TrainingFailed, TrainResult, TrainSpec
 
 POLL_SECONDS = 0.2
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Linux: this process is killed when its parent dies, so that a worker killed outright
+    leaves no training behind to write into the checkpoints its next attempt resumes from."""
+    # Not Linux (no prctl): the reaper's requeue still bounds the harm.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class FileSink:
@@ -48,6 +58,10 @@ class FileSink:
     def check_stop(self) -> None:
         """The worker ends the processes when the job must stop."""
 
+    def checkpoint_done(self, folder: str, state: dict[str, Any]) -> None:
+        """The worker marks the checkpoint finished once it has stored what came before."""
+        self._write("checkpoint", folder=folder, state=state)
+
     def result(self, result: TrainResult) -> None:
         self._write("result", result=result.__dict__)
 
@@ -61,6 +75,7 @@ class NullSink:
     def log(self, line: str) -> None: ...
     def note(self, message: str) -> None: ...
     def check_stop(self) -> None: ...
+    def checkpoint_done(self, folder: str, state: dict[str, Any]) -> None: ...
 
 
 def _relay(line: str, sink: Sink) -> dict[str, Any] | None:
@@ -75,6 +90,8 @@ def _relay(line: str, sink: Sink) -> dict[str, Any] | None:
         sink.log(event["line"])
     elif kind == "note":
         sink.note(event["message"])
+    elif kind == "checkpoint":
+        sink.checkpoint_done(event["folder"], event["state"])
     else:
         return {"type": kind, **event}
     return None
@@ -98,7 +115,12 @@ def train_in_processes(spec: TrainSpec, processes: int, workdir: Path, sink: Sin
     ]
     env = {**os.environ, "OMP_NUM_THREADS": str(spec.threads), "HF_HUB_OFFLINE": "1"}
     process = subprocess.Popen(
-        command, stdout=output, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        command,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+        preexec_fn=die_with_parent,
     )
     final: dict[str, Any] | None = None
     try:

@@ -46,6 +46,24 @@ class Sink(Protocol):
     def note(self, message: str) -> None: ...
     def check_stop(self) -> None: ...
 
+    def checkpoint_done(self, folder: str, state: dict[str, Any]) -> None:
+        """The checkpoint in ``folder`` is whole: once every report before it is stored, mark
+        it finished (write_hub_state), so that a resumed attempt finds exactly what it had."""
+        ...
+
+
+def write_hub_state(folder: str, state: dict[str, Any]) -> None:
+    """Written beside and renamed: a checkpoint folder has a whole hub_state.json or none."""
+    target = Path(folder) / HUB_STATE
+    partial = target.with_suffix(".partial")
+    try:
+        partial.write_text(json.dumps(state))
+        partial.rename(target)
+    except FileNotFoundError:
+        # Trainer already rotated that checkpoint away (several processes report late): a newer
+        # one is being marked, and this one could not be resumed from anyway.
+        pass
+
 
 @dataclass
 class TrainSpec:
@@ -208,6 +226,7 @@ def _callback_class() -> type:
                 f"{self.last_val if self.last_val is not None else float('nan'):.4f}"
                 + (" (best so far)" if best else "")
             )
+            self.sink.checkpoint_done(str(folder), asdict(self.state))
             if stopping:
                 self.sink.note(
                     f"Early stopping after epoch {epoch} of {self.params.epochs}: val_loss has "

@@ -259,7 +259,9 @@ def test_a_folder_uploads_with_a_progress_bar_and_fine_tunes_from_the_client(hub
     bar = shown.getvalue()
     assert "Packing my-llama/" in bar and "Uploading my-llama.zip" in bar
     assert forced.name == "again"
-    assert job.wait(timeout=180).success, hub.request("GET", f"/api/v1/jobs/{job.job_id}/status-logs/")
+    assert job.wait(timeout=180).success, hub.request(
+        "GET", f"/api/v1/jobs/{job.job_id}/status-logs/"
+    )
     assert (job.data["hardware"], job.data["ran_on"]) == ("cpu", "cpu (1 thread)")
     target = job.download_target_model(str(tmp_path / "merged.zip"))
     assert zipfile.is_zipfile(target)

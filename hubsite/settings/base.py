@@ -28,6 +28,8 @@ from hubsite.env import env_bool, env_int, env_list, env_optional, env_str
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 # The hub never fetches models or datasets from a model hub: what people bring is what it uses.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Download-style progress bars (loading weights, writing shards) would fill the workers' logs.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 DATA_DIR = Path(env_str("HUB_DATA_DIR", str(BASE_DIR / "var"))).resolve()
 

@@ -55,8 +55,10 @@
     if (!body || !samples || !samples.length) return;
     body.replaceChildren(...samples.map((sample) => {
       const row = document.createElement("tr");
-      for (const text of [sample.prompt, sample.expected, sample.before ?? "…", sample.after ?? "… training"]) {
+      const cells = { prompt: sample.prompt, expected: sample.expected, before: sample.before ?? "…", after: sample.after ?? "… training" };
+      for (const [label, text] of Object.entries(cells)) {
         const cell = document.createElement("td");
+        cell.dataset.label = label;
         cell.textContent = text;
         row.append(cell);
       }

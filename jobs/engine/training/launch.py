@@ -114,6 +114,7 @@ def train_in_processes(spec: TrainSpec, processes: int, workdir: Path, sink: Sin
         str(events),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": str(spec.threads), "HF_HUB_OFFLINE": "1"}
+    env.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     process = subprocess.Popen(
         command,
         stdout=output,

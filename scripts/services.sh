@@ -38,7 +38,9 @@ start_services() {
   command -v redis-server >/dev/null || apt_install redis-server
   if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
     mkdir -p /var/lib/redis /var/log/redis
-    redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    # Append-only persistence, as the production topology runs it (README): queued jobs survive
+    # a restart of Redis. (The hub also sends again what the broker lost; see dispatch.py.)
+    redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly yes \
       --dir /var/lib/redis --logfile /var/log/redis/ci.log
   fi
   wait_until 30 Redis redis-cli -h 127.0.0.1 -p 6379 ping

@@ -1,7 +1,8 @@
-"""Submitting when the job queue cannot be reached: a clear error within seconds, and no job
-left waiting for a worker that will never hear of it."""
+"""Submitting when the job queue cannot be reached: an answer within seconds, the job pending in
+the database with a status log that says so (tests/faults/ sends it once the queue is back)."""
 
 import json
+import os
 import sys
 
 from tests.helpers import ROOT, child_env
@@ -13,28 +14,27 @@ django.setup()
 from django.core.management import call_command
 call_command("migrate", verbosity=0)
 from django.contrib.auth.models import User
-from jobs.engine.dispatch import QueueUnavailable
 from jobs.models import Job
 from tests import factories
 owner = User.objects.create_user("alice")
 started = time.monotonic()
-try:
-    factories.link_job(owner)
-    outcome = "queued"
-except QueueUnavailable as error:
-    outcome = str(error)
+factories.link_job(owner)
 job = Job.objects.get()
-print(json.dumps({"outcome": outcome, "seconds": time.monotonic() - started, "status": job.status,
-                  "failure_type": job.failure_type, "failure_message": job.failure_message}))
+print(json.dumps({"seconds": time.monotonic() - started, "status": job.status,
+                  "sent": job.sent_at is not None, "log": job.status_logs.last().message,
+                  "detail": job.status_logs.last().detail}))
 """
 
 
-def test_submitting_while_the_broker_is_down_fails_fast_and_says_so(tmp_path):
+def test_submitting_while_the_broker_is_down_answers_fast_and_keeps_the_job_pending(tmp_path):
     import subprocess
 
     # Port 9 on loopback: nothing listens there, so every connection is refused.
     env = child_env(
-        HUB_DATA_DIR=str(tmp_path), REDIS_URL="redis://127.0.0.1:9/0", HUB_SECRET_KEY="k" * 50
+        HUB_DATA_DIR=str(tmp_path),
+        REDIS_URL="redis://127.0.0.1:9/0",
+        HUB_SECRET_KEY="k" * 50,
+        HUB_BUILTIN_MODEL_DIR=os.environ["HUB_BUILTIN_MODEL_DIR"],
     )
     result = subprocess.run(
         [sys.executable, "-c", SCRIPT],
@@ -46,11 +46,10 @@ def test_submitting_while_the_broker_is_down_fails_fast_and_says_so(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert "The job queue (redis://127.0.0.1:9/0) is unreachable" in report["outcome"]
-    assert "was not queued and is marked failed" in report["outcome"]
-    assert report["seconds"] < 10  # the issue's "within seconds"; retries give up after ~1.5 s
-    assert (report["status"], report["failure_type"]) == ("failed", "queue_unavailable")
-    assert "never queued" in report["failure_message"]
+    assert report["seconds"] < 5  # the issue's "about two seconds", with room for a slow start
+    assert (report["status"], report["sent"]) == ("pending", False)
+    assert "The job queue could not be reached; the job waits here" in report["log"]
+    assert "127.0.0.1:9" in report["detail"]
 
 
 def test_the_reaper_and_jobs_use_separate_queues(settings):

@@ -63,6 +63,7 @@ def test_a_job_with_a_live_worker_is_left_alone(alice, settings):
             "cancelled",
             "events_deleted",
             "checkpoints_removed",
+            "resent",
         ],
         0,
     )

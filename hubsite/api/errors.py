@@ -17,7 +17,6 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from jobs.domain.quotas import QuotaExceeded
 from jobs.domain.status import InvalidTransition
-from jobs.engine.dispatch import QueueUnavailable
 from sharing.services import InvitationQuotaExceeded
 
 NON_FIELD = {"non_field_errors", "__all__", "detail"}
@@ -72,8 +71,6 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         )
     if isinstance(exc, InvitationQuotaExceeded):
         return Response(error_body(str(exc), "emails"), status=status.HTTP_429_TOO_MANY_REQUESTS)
-    if isinstance(exc, QueueUnavailable):
-        return Response(error_body(str(exc)), status=status.HTTP_503_SERVICE_UNAVAILABLE)
     if isinstance(exc, Http404):
         return Response(error_body(str(exc) or "Not found."), status=status.HTTP_404_NOT_FOUND)
     if isinstance(exc, PermissionDenied):

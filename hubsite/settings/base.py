@@ -322,6 +322,9 @@ HUB_REAPER_INTERVAL = env_int("HUB_REAPER_INTERVAL", 15, minimum=1)
 if HUB_WORKER_LOST_AFTER <= HUB_HEARTBEAT_SECONDS:
     raise ImproperlyConfigured("HUB_WORKER_LOST_AFTER must be longer than HUB_HEARTBEAT_SECONDS.")
 HUB_MAX_ATTEMPTS = env_int("HUB_MAX_ATTEMPTS", 2, minimum=1, maximum=10)
+# A pending job whose message the broker does not hold (lost in a restart, or never sent) is
+# sent again once its last send is this many seconds old.
+HUB_PENDING_RESEND_AFTER = env_int("HUB_PENDING_RESEND_AFTER", 30, minimum=1)
 HUB_TORCH_THREADS = env_int("HUB_TORCH_THREADS", 1, minimum=1, maximum=64)
 # Processes that train one customization job on a worker: 0 is one per GPU (one on a CPU
 # worker); more than one runs torchrun with DistributedDataParallel (gloo on CPUs), or FSDP
@@ -364,11 +367,21 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{HUB_NAMESPACE}:asgi", "capacity": 1000},
+            "CONFIG": {
+                # Timeouts on every connection: a stopped Redis must not hang a socket or a send
+                # (reads wait up to 5 s for a message by design: brpop_timeout; 10 s is past it).
+                "hosts": [{"address": REDIS_URL, "socket_connect_timeout": 1, "socket_timeout": 10}],
+                "prefix": f"{HUB_NAMESPACE}:asgi",
+                "capacity": 1000,
+            },
         }
     }
     CELERY_BROKER_URL = REDIS_URL
-    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {"socket_connect_timeout": 3}
+    # Every broker call has a deadline: a stopped (not dead) Redis must not hang a request.
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
+        "socket_connect_timeout": 1,
+        "socket_timeout": 2,  # above kombu's 1 s BRPOP wait, so an idle worker's reads are fine
+    }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CELERY_BROKER_URL = "filesystem://localhost/"
@@ -407,7 +420,7 @@ CELERY_TASK_ACKS_LATE = True
 # A job takes at most HUB_JOB_TIME_LIMIT from its creation (the worker stops it then); a task
 # still running two minutes past that is stuck, and Celery kills it outright.
 CELERY_TASK_TIME_LIMIT = HUB_JOB_TIME_LIMIT + 120
-CELERY_BROKER_CONNECTION_TIMEOUT = 3
+CELERY_BROKER_CONNECTION_TIMEOUT = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE = {

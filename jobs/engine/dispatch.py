@@ -3,28 +3,24 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
 
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 from kombu.utils.url import maybe_sanitize_url
 
+from jobs.domain.events import EventType, publish
 from jobs.domain.state import job_transition
-from jobs.domain.status import FailureType, JobStatus
-from jobs.models import Hardware, Job
+from jobs.domain.status import JobStatus
+from jobs.models import Hardware, Job, StatusLog
 
 logger = logging.getLogger(__name__)
 
-# Publishing gives up after about a second and a half: a submission whose broker is down must
-# answer within seconds, not hang.
-RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1.0}
 
 
 RUN_JOB = "jobs.tasks.run_job"  # the Celery task that runs the fairest pending job
-
-
-class QueueUnavailable(Exception):
-    """The broker could not be reached; the job was marked failed rather than left waiting."""
 
 
 def enqueue_on_commit(job: Job) -> None:
@@ -64,26 +60,97 @@ def enqueue(job: Job) -> None:
     send(job)
 
 
-def send(job: Job) -> None:
-    """A message for a pending job; if the broker is unreachable the job fails at once. The task
-    is named, not imported: the tasks module sits above this one (it runs what this queues)."""
+def send(job: Job) -> bool:
+    """A message for a pending job; True if the broker took it. If the broker cannot be reached
+    (down, or hung: every call has a timeout) the job stays pending: the database is the record
+    of what must run, and ``resend_missing`` (run with the reaper) sends it once the broker is
+    back. A second message for a job is harmless: a job is claimed once, by token. The task is
+    named, not imported: the tasks module sits above this one (it runs what this queues)."""
     try:
         # No time limit of this job's on the message: a worker may take another job with it
         # (fair scheduling); CELERY_TASK_TIME_LIMIT bounds every task by the operator's limit.
-        current_app.send_task(
-            RUN_JOB, args=(job.pk,), queue=queue_for(job), retry=True, retry_policy=RETRY_POLICY
-        )
-    except Exception as error:  # kombu and the transports raise many kinds; all mean "not queued"
-        logger.error("Could not queue job %s: %s", job.public_id, error)
-        job_transition(
+        # One attempt, bounded by the transport's socket timeouts (about two seconds on a hung
+        # broker): a submission answers at once, its job pending, whatever the broker does;
+        # resend_missing is the retry.
+        current_app.send_task(RUN_JOB, args=(job.pk,), queue=queue_for(job), retry=False)
+    except Exception as error:  # kombu and the transports raise many kinds; all mean "not sent"
+        logger.warning("Could not queue job %s (it stays pending): %s", job.public_id, error)
+        _note_unsent(job, error)
+        return False
+    Job.objects.filter(pk=job.pk).update(sent_at=timezone.now())
+    return True
+
+
+def _note_unsent(job: Job, error: Exception) -> None:
+    with transaction.atomic():
+        entry = StatusLog.objects.create(
             job=job,
-            to=JobStatus.FAILED,
-            message="The job queue could not be reached, so this job was never queued. "
-            "Resubmit it once the hub's queue is back.",
-            detail=f"{type(error).__name__}: {error}"[:2000],
-            failure_type=FailureType.QUEUE_UNAVAILABLE,
+            status=JobStatus.PENDING,
+            message="The job queue could not be reached; the job waits here and is sent to a "
+            "worker as soon as the queue is back.",
+            detail=f"{type(error).__name__}: {maybe_sanitize_url(str(error))}"[:2000],
+            updated_at=timezone.now(),
         )
-        raise QueueUnavailable(
-            f"The job queue ({maybe_sanitize_url(settings.CELERY_BROKER_URL)}) is unreachable; "
-            f"job {job.public_id} was not queued and is marked failed."
-        ) from error
+        publish(
+            job,
+            EventType.LOG,
+            {
+                "status": entry.status,
+                "message": entry.message,
+                "detail": entry.detail,
+                "updated_at": entry.updated_at.isoformat(),
+            },
+        )
+
+
+def _waiting_messages(queues: list[str]) -> dict[str, int]:
+    """Messages the broker holds, per queue (taken but unacknowledged ones are running)."""
+    from kombu.exceptions import ChannelError
+
+    counts: dict[str, int] = {}
+    with current_app.connection_for_read() as connection:
+        channel = connection.default_channel
+        for queue in queues:
+            try:
+                counts[queue] = channel.queue_declare(queue=queue, passive=True).message_count
+            except ChannelError:  # never declared: nothing was ever sent to it
+                counts[queue] = 0
+    return counts
+
+
+def resend_missing(now: datetime | None = None) -> int:
+    """Send again what the broker lost: per queue, as many messages as pending jobs outnumber
+    the messages waiting there (a Redis restart without persistence, a send that failed). Only
+    jobs whose last send is older than HUB_PENDING_RESEND_AFTER count, so a message on its way
+    is not doubled. Returns the messages sent."""
+    now = now or timezone.now()
+    bound = now - timedelta(seconds=settings.HUB_PENDING_RESEND_AFTER)
+    pending = list(
+        Job.objects.filter(status=JobStatus.PENDING).only(
+            "pk", "public_id", "hardware", "sent_at", "created_at"
+        )
+    )
+    stale = [job for job in pending if (job.sent_at or job.created_at) < bound]
+    if not stale:
+        return 0
+    by_queue: dict[str, list[Job]] = {}
+    for job in pending:
+        by_queue.setdefault(queue_for(job), []).append(job)
+    try:
+        waiting = _waiting_messages(sorted(by_queue))
+    except Exception as error:  # the broker is still away: try again at the next run
+        logger.warning("Cannot count the queued messages: %s", error)
+        return 0
+    sent = 0
+    for queue, jobs in by_queue.items():
+        missing = len(jobs) - waiting.get(queue, 0)
+        candidates = sorted(
+            (j for j in jobs if (j.sent_at or j.created_at) < bound),
+            key=lambda j: j.sent_at or j.created_at,
+        )
+        for job in candidates[: max(missing, 0)]:
+            if send(job):
+                sent += 1
+    if sent:
+        logger.info("Sent %d message(s) again for pending jobs the broker did not hold", sent)
+    return sent

@@ -9,6 +9,8 @@
   HUB_WORKER_LOST_AFTER seconds later.
 * Stored events of jobs finished more than HUB_EVENT_RETENTION_HOURS ago are deleted: nobody
   needs to catch up on them any more.
+* Pending jobs whose messages the broker does not hold (lost in a restart without persistence,
+  or never sent while it was away) are sent again (dispatch.resend_missing).
 * Training checkpoints kept for a next attempt are removed once their job is finished (however
   it finished: by its worker, cancelled while requeued, failed here).
 """
@@ -50,6 +52,7 @@ def reap(now: datetime | None = None) -> dict[str, int]:
         "cancelled": 0,
         "events_deleted": 0,
         "checkpoints_removed": 0,
+        "resent": 0,
     }
     for job in _past_deadline(now):
         if _expire(job.pk, now):
@@ -64,6 +67,7 @@ def reap(now: datetime | None = None) -> dict[str, int]:
     retention = now - timedelta(hours=settings.HUB_EVENT_RETENTION_HOURS)
     counts["events_deleted"], _ = JobEvent.objects.filter(job__finished_at__lt=retention).delete()
     counts["checkpoints_removed"] = _sweep_checkpoints()
+    counts["resent"] = dispatch.resend_missing(now)
     return counts
 
 

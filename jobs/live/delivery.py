@@ -24,7 +24,8 @@ from jobs.domain.events import EventMessage, event_committed
 
 logger = logging.getLogger(__name__)
 
-SEND_TIMEOUT = 5.0
+SEND_TIMEOUT = 2.0  # one group send; a hung Redis costs the sender this, never the caller
+MAX_BACKLOG = 10_000  # events waiting for the channel layer; past it the oldest are dropped
 
 
 @receiver(event_committed)
@@ -50,16 +51,59 @@ def send(groups: Iterable[str], message: EventMessage) -> None:
 
 class _Sender:
     """One event loop on a thread of its own, so that every send of this process reuses the
-    channel layer's connection pool instead of opening one per call (async_to_sync would)."""
+    channel layer's connection pool instead of opening one per call (async_to_sync would).
+    Callers hand events over and go on: one task sends them in order, each send bounded by
+    SEND_TIMEOUT, so a stopped Redis delays events (which watchers then repair from their
+    sequence numbers), never the request or the training step that made them."""
 
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, name="hub-events", daemon=True).start()
+        self.queue: asyncio.Queue[tuple[list[str], dict[str, Any]]] = (
+            asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(timeout=5)
+        )
+
+    async def _start(self) -> asyncio.Queue[tuple[list[str], dict[str, Any]]]:
+        queue: asyncio.Queue[tuple[list[str], dict[str, Any]]] = asyncio.Queue()
+        self._drainer = self.loop.create_task(self._drain(queue))
+        return queue
 
     def send(self, groups: list[str], message: dict[str, Any]) -> None:
-        future = asyncio.run_coroutine_threadsafe(self._send(groups, message), self.loop)
-        future.result(timeout=SEND_TIMEOUT)
+        self.loop.call_soon_threadsafe(self._put, groups, message)
+
+    def _put(self, groups: list[str], message: dict[str, Any]) -> None:
+        if self.queue.qsize() >= MAX_BACKLOG:
+            dropped = self.queue.get_nowait()[1]
+            logger.warning(
+                "Channel layer backlog full: dropped event %s#%s",
+                dropped.get("job"),
+                dropped.get("seq"),
+            )
+        self.queue.put_nowait((groups, message))
+
+    async def _drain(self, queue: asyncio.Queue[tuple[list[str], dict[str, Any]]]) -> None:
+        while True:
+            groups, message = await queue.get()
+            try:
+                await asyncio.wait_for(self._send(groups, message), SEND_TIMEOUT)
+            except Exception:
+                logger.warning(
+                    "Could not push event %s#%s to the channel layer",
+                    message.get("job"),
+                    message.get("seq"),
+                    exc_info=True,
+                )
+
+    def flush(self, timeout: float) -> None:
+        """Wait until what was handed over has been sent (or given up on): for tests and for a
+        process about to exit."""
+
+        async def empty() -> None:
+            while not self.queue.empty():
+                await asyncio.sleep(0.01)
+
+        asyncio.run_coroutine_threadsafe(empty(), self.loop).result(timeout=timeout)
 
     @staticmethod
     async def _send(groups: list[str], message: dict[str, Any]) -> None:

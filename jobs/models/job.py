@@ -109,6 +109,9 @@ class Job(models.Model):
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     queued_at = models.DateTimeField(null=True, blank=True)
+    # When the broker last took a message for this pending job (None: never, or it refused):
+    # jobs.engine.dispatch.resend_missing sends again what the broker lost.
+    sent_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -29,7 +29,6 @@ from jobs.domain.selectors import (
     models_visible_to,
 )
 from jobs.domain.status import STATUS_MEANINGS, InvalidTransition, JobStatus
-from jobs.engine.dispatch import QueueUnavailable
 from jobs.models import Job, JobKind, ModelFormat
 from jobs.web.forms import CustomizationJobForm, LinkJobForm, UploadForm, put_errors
 
@@ -126,7 +125,6 @@ def job_action(request: HttpRequest, public_id: str, action: str) -> HttpRespons
     except (
         ValidationError,
         InvalidTransition,
-        QueueUnavailable,
         PermissionDenied,
         QuotaExceeded,
     ) as error:
@@ -216,7 +214,7 @@ def submit_link(request: HttpRequest) -> HttpResponse:
             return redirect(job)
         except ValidationError as error:
             put_errors(form, error)
-        except (QueueUnavailable, QuotaExceeded) as error:
+        except QuotaExceeded as error:
             form.add_error(None, str(error))
     context = {"form": form, "kind": "link", "usage": usage_of(user.pk)}
     return render(request, "jobs/submit.html", context)
@@ -245,7 +243,7 @@ def submit_customization(request: HttpRequest) -> HttpResponse:
             return redirect(job)
         except ValidationError as error:
             put_errors(form, error)
-        except (QueueUnavailable, QuotaExceeded) as error:
+        except QuotaExceeded as error:
             form.add_error(None, str(error))
     context = {"form": form, "kind": "customization", "usage": usage_of(user.pk)}
     return render(request, "jobs/submit.html", context)

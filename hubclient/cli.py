@@ -12,6 +12,8 @@
     hub cancel JOB
     hub rename JOB NAME
     hub share JOB [--add EMAIL...] [--remove EMAIL...] [--disable]
+    hub doctor                                        the hub's health: database, broker,
+                                                      channel layer, reaper, workers (no token)
 
 Every command takes --json for scripts. HUB_URL and HUB_API_TOKEN say where and who.
 """
@@ -20,15 +22,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
+import httpx
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from hubclient.client import Client
+from hubclient.connection import DEFAULT_URL
 from hubclient.errors import HubError
 from hubclient.jobs import Job
 
@@ -299,6 +304,9 @@ def parser() -> argparse.ArgumentParser:
     main.add_argument("--token", help="API token (default: $HUB_API_TOKEN)")
     commands = main.add_subparsers(dest="command", required=True)
 
+    commands.add_parser(
+        "doctor", parents=[common], help="the hub's health (database, broker, workers, reaper)"
+    )
     jobs = commands.add_parser("jobs", parents=[common], help="list jobs")
     jobs.add_argument("--kind", choices=["link", "customization"])
     jobs.add_argument("--status")
@@ -380,8 +388,56 @@ def parser() -> argparse.ArgumentParser:
     return main
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """GET /healthz (no token needed) and say what is wrong; exit 1 unless all is well."""
+    url = (args.url or os.environ.get("HUB_URL") or DEFAULT_URL).rstrip("/")
+    try:
+        response = httpx.get(f"{url}/healthz", timeout=15)
+        report = response.json()
+    except (httpx.HTTPError, ValueError) as error:
+        errors.print(f"[red]The hub at {url} does not answer: {error}[/red]")
+        return 2
+    if args.json:
+        _print_json(report)
+        return 0 if report.get("status") == "ok" else 1
+    for part in ("database", "broker", "channel_layer"):
+        check = report.get(part, {})
+        mark = (
+            "[green]ok[/green]" if check.get("ok") else f"[red]{check.get('error', 'down')}[/red]"
+        )
+        extra = f" · queues {check['queue_depth']}" if "queue_depth" in check else ""
+        console.print(f"{part:<14} {mark} ({check.get('ms', '?')} ms){extra}")
+    if "jobs" in report:
+        last = report.get("last_reap_s_ago")
+        console.print(
+            f"{'reaper':<14} last run {'never' if last is None else f'{last} s ago'} "
+            f"(every {report['reap_interval_s']} s)"
+        )
+        console.print(f"{'jobs':<14} " + ", ".join(f"{k} {v}" for k, v in report["jobs"].items()))
+        workers = report.get("workers_seen") or []
+        console.print(
+            f"{'workers':<14} "
+            + (
+                ", ".join(
+                    f"{w['name']} ({'/'.join(w['hardware'])}, {w['seen_s_ago']} s ago)"
+                    for w in workers
+                )
+                or "none seen recently"
+            )
+        )
+    status = report.get("status")
+    console.print(
+        "[green]All well.[/green]"
+        if status == "ok"
+        else f"[yellow]Degraded:[/yellow] {'; '.join(report.get('problems', []))}"
+    )
+    return 0 if status == "ok" else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "doctor":
+        return cmd_doctor(args)
     try:
         with Client(url=args.url, token=args.token) as hub:
             return int(args.run(hub, args))

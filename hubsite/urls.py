@@ -4,7 +4,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from hubsite import views
+from hubsite import health, views
 from sharing import api as sharing_api
 
 urlpatterns = [
@@ -16,6 +16,7 @@ urlpatterns = [
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("account/token/", views.api_token, name="api-token"),
+    path("healthz", health.healthz, name="healthz"),
     path("jobs/", include("jobs.web.urls")),
     path("", include("sharing.urls")),
     path("api/v1/", include("jobs.web.api.urls")),

@@ -370,7 +370,9 @@ if REDIS_URL:
             "CONFIG": {
                 # Timeouts on every connection: a stopped Redis must not hang a socket or a send
                 # (reads wait up to 5 s for a message by design: brpop_timeout; 10 s is past it).
-                "hosts": [{"address": REDIS_URL, "socket_connect_timeout": 1, "socket_timeout": 10}],
+                "hosts": [
+                    {"address": REDIS_URL, "socket_connect_timeout": 1, "socket_timeout": 10}
+                ],
                 "prefix": f"{HUB_NAMESPACE}:asgi",
                 "capacity": 1000,
             },

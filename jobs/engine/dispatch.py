@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import Any
 
 from celery import current_app
 from django.conf import settings
@@ -17,7 +18,6 @@ from jobs.domain.status import JobStatus
 from jobs.models import Hardware, Job, StatusLog
 
 logger = logging.getLogger(__name__)
-
 
 
 RUN_JOB = "jobs.tasks.run_job"  # the Celery task that runs the fairest pending job
@@ -103,13 +103,13 @@ def _note_unsent(job: Job, error: Exception) -> None:
         )
 
 
-def _waiting_messages(queues: list[str]) -> dict[str, int]:
+def waiting_messages(queues: list[str]) -> dict[str, int]:
     """Messages the broker holds, per queue (taken but unacknowledged ones are running)."""
     from kombu.exceptions import ChannelError
 
     counts: dict[str, int] = {}
     with current_app.connection_for_read() as connection:
-        channel = connection.default_channel
+        channel: Any = connection.default_channel  # a kombu virtual channel: queue_declare
         for queue in queues:
             try:
                 counts[queue] = channel.queue_declare(queue=queue, passive=True).message_count
@@ -137,7 +137,7 @@ def resend_missing(now: datetime | None = None) -> int:
     for job in pending:
         by_queue.setdefault(queue_for(job), []).append(job)
     try:
-        waiting = _waiting_messages(sorted(by_queue))
+        waiting = waiting_messages(sorted(by_queue))
     except Exception as error:  # the broker is still away: try again at the next run
         logger.warning("Cannot count the queued messages: %s", error)
         return 0

@@ -1,5 +1,6 @@
 from jobs.models.assets import Artifact, ArtifactKind, Dataset, MLModel, ModelFormat
 from jobs.models.job import Hardware, Job, JobInput, JobKind
+from jobs.models.ops import Lease, WorkerSeen
 from jobs.models.records import JobEvent, MetricPoint, MetricSeries, StatusLog
 
 __all__ = [
@@ -11,9 +12,11 @@ __all__ = [
     "JobEvent",
     "JobInput",
     "JobKind",
+    "Lease",
     "MLModel",
     "MetricPoint",
     "MetricSeries",
     "ModelFormat",
     "StatusLog",
+    "WorkerSeen",
 ]

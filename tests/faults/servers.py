@@ -9,6 +9,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.helpers import free_port
 
@@ -68,7 +69,8 @@ class PrivateRedis:
     def length(self, queue: str) -> int:
         import redis
 
-        return int(redis.Redis(port=self.port).llen(queue))
+        length: Any = redis.Redis(port=self.port).llen(queue)
+        return int(length)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -1,0 +1,107 @@
+"""``/healthz``: is this hub able to run jobs? Plain JSON, no secrets (no addresses, no
+credentials), each check bounded by a short timeout so that the answer comes even while a part
+is stopped. 200 when the database answers (the hub's source of truth), else 503; the other
+parts are reported as found. ``hub doctor`` prints the same."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+
+WORKER_FRESH = 3  # a worker is "seen recently" within this many reaper intervals
+
+
+def _timed(check: Any) -> dict[str, Any]:
+    started = time.monotonic()
+    try:
+        result = check()
+    except Exception as error:  # each part fails in its own way; all mean "not reachable"
+        return {
+            "ok": False,
+            "error": type(error).__name__,
+            "ms": round((time.monotonic() - started) * 1000, 1),
+        }
+    return {"ok": True, "ms": round((time.monotonic() - started) * 1000, 1), **(result or {})}
+
+
+def _database() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+def _broker() -> dict[str, Any]:
+    from jobs.engine.dispatch import waiting_messages
+
+    default = settings.CELERY_TASK_DEFAULT_QUEUE
+    return {"queue_depth": waiting_messages([default, f"{default}.cpu", f"{default}.gpu"])}
+
+
+def _channel_layer() -> dict[str, Any]:
+    if not settings.HUB_EVENTS_VIA_CHANNEL_LAYER:
+        return {"kind": "in-process (events read from the database)"}
+    from channels.layers import get_channel_layer
+
+    from jobs.live.delivery import run_on_sender
+
+    layer = get_channel_layer()
+    assert layer is not None
+    run_on_sender(layer.group_send("hub-healthz", {"type": "healthz.probe"}), timeout=2)
+    return {"kind": "redis"}
+
+
+def _jobs() -> dict[str, Any]:
+    from jobs.engine.reaper import REAPER_LEASE
+    from jobs.models import Job, Lease, WorkerSeen
+
+    now = timezone.now()
+    lease = Lease.objects.filter(name=REAPER_LEASE).first()
+    fresh = now - timedelta(seconds=WORKER_FRESH * settings.HUB_REAPER_INTERVAL)
+    workers = [
+        {
+            "name": w.name,
+            "hardware": w.hardware,
+            "seen_s_ago": round((now - w.seen_at).total_seconds(), 1),
+        }
+        for w in WorkerSeen.objects.filter(seen_at__gte=fresh).order_by("name")
+    ]
+    counts = {
+        status: Job.objects.filter(status=status).count()
+        for status in ("pending", "running", "cancelling")
+    }
+    return {
+        "last_reap_s_ago": round((now - lease.last_run_at).total_seconds(), 1)
+        if lease and lease.last_run_at
+        else None,
+        "reap_interval_s": settings.HUB_REAPER_INTERVAL,
+        "jobs": counts,
+        "workers_seen": workers,
+    }
+
+
+@never_cache
+def healthz(request: HttpRequest) -> JsonResponse:
+    database = _timed(_database)
+    report: dict[str, Any] = {
+        "database": database,
+        "broker": _timed(_broker),
+        "channel_layer": _timed(_channel_layer),
+    }
+    if database["ok"]:
+        report.update(_timed(_jobs))
+        report.pop("ok", None)
+    problems = [part for part in ("database", "broker", "channel_layer") if not report[part]["ok"]]
+    if database["ok"] and not report.get("workers_seen"):
+        problems.append("no worker seen recently")
+    last = report.get("last_reap_s_ago")
+    if database["ok"] and (last is None or last > WORKER_FRESH * settings.HUB_REAPER_INTERVAL):
+        problems.append("no recent reaper run")
+    report["status"] = "ok" if not problems else "degraded"
+    report["problems"] = problems
+    return JsonResponse(report, status=200 if database["ok"] else 503)

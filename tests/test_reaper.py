@@ -146,3 +146,21 @@ def test_checkpoints_of_finished_or_deleted_jobs_are_removed_and_others_kept(ali
     assert checkpoint_folder(running).exists()
     assert not checkpoint_folder(finished).exists()
     assert not (checkpoints_root() / "jgone12345").exists()
+
+
+def test_after_a_gap_in_reaping_workers_get_time_to_beat_again_before_any_is_lost(alice, settings):
+    from jobs.engine.reaper import REAPER_LEASE, reap_if_due
+    from jobs.models import Lease
+
+    now = timezone.now()
+    job, _ = factories.claimed(factories.link_job(alice))
+    _silent_for(job, settings.HUB_WORKER_LOST_AFTER + 30)  # silent through a database outage
+    Lease.objects.create(
+        name=REAPER_LEASE,
+        expires_at=now - timedelta(hours=1),
+        last_run_at=now - timedelta(minutes=1),
+    )
+    assert reap_if_due("w1", now)["requeued"] == 0  # reaping just came back: no verdict yet
+    assert Job.objects.get(pk=job.pk).status == JobStatus.RUNNING
+    later = now + timedelta(seconds=settings.HUB_WORKER_LOST_AFTER + settings.HUB_REAPER_INTERVAL)
+    assert reap_if_due("w1", later)["requeued"] == 1  # still silent after the grace: lost

@@ -322,6 +322,9 @@ HUB_REAPER_INTERVAL = env_int("HUB_REAPER_INTERVAL", 15, minimum=1)
 if HUB_WORKER_LOST_AFTER <= HUB_HEARTBEAT_SECONDS:
     raise ImproperlyConfigured("HUB_WORKER_LOST_AFTER must be longer than HUB_HEARTBEAT_SECONDS.")
 HUB_MAX_ATTEMPTS = env_int("HUB_MAX_ATTEMPTS", 2, minimum=1, maximum=10)
+# How long a worker retries its writes while the database is unreachable before it stops and
+# leaves the job to be requeued (jobs.engine.outages).
+HUB_DB_OUTAGE_SECONDS = env_int("HUB_DB_OUTAGE_SECONDS", 60, minimum=1)
 # A pending job whose message the broker does not hold (lost in a restart, or never sent) is
 # sent again once its last send is this many seconds old.
 HUB_PENDING_RESEND_AFTER = env_int("HUB_PENDING_RESEND_AFTER", 30, minimum=1)

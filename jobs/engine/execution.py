@@ -28,6 +28,7 @@ from jobs.domain.events import ClaimLost, EventType, publish
 from jobs.domain.selectors import inputs_unreadable_by_owner
 from jobs.domain.state import job_transition
 from jobs.domain.status import FailureType, JobStatus
+from jobs.engine.outages import DatabaseAway
 from jobs.engine.reporter import Reporter, StopRequested
 from jobs.engine.runners import runner_for
 from jobs.engine.runners.base import JobFailure, RunContext, Runner
@@ -187,6 +188,7 @@ class Heartbeat:
                     logger.warning(
                         "Heartbeat of job %s failed", self.reporter.job.public_id, exc_info=True
                     )
+                    connections.close_all()  # the next beat opens a fresh connection
         finally:
             connections.close_all()
 
@@ -216,6 +218,10 @@ def execute(job_id: int, node: str | None = None) -> str:
                 "Job %s was taken from this worker; stopping without writing.", job.public_id
             )
             return "lost"
+        except DatabaseAway as away:
+            # The job stays RUNNING; once the database is back, the reaper requeues it.
+            logger.error("Job %s: %s; leaving it to be requeued.", job.public_id, away)
+            return "database_away"
 
 
 def _run(ctx: RunContext, runner: Runner) -> str:
@@ -250,7 +256,7 @@ def _run(ctx: RunContext, runner: Runner) -> str:
         _store_records(ctx)
         reporter.transition(JobStatus.FAILED, failure.message, failure.detail, failure.failure_type)
         return "failed"
-    except ClaimLost:
+    except (ClaimLost, DatabaseAway):
         raise
     except Exception as error:
         logger.exception("Job %s failed inside the hub", ctx.job.public_id)

@@ -60,12 +60,21 @@ def reap_if_due(holder: str, now: datetime | None = None) -> dict[str, int] | No
     )
     if not taken:
         return None
-    counts = reap(now)
-    Lease.objects.filter(name=REAPER_LEASE).update(last_run_at=timezone.now(), last_result=counts)
+    lease = Lease.objects.get(name=REAPER_LEASE)
+    grace_until = lease.grace_until
+    if lease.last_run_at is not None and now - lease.last_run_at > interval * 3:
+        # Nobody could reap for a while: the database (or every process) was away, and so were
+        # the workers' heartbeats. Give them HUB_WORKER_LOST_AFTER to beat again before any is
+        # presumed dead, so that an outage the workers outlasted requeues nothing.
+        grace_until = now + timedelta(seconds=settings.HUB_WORKER_LOST_AFTER)
+    counts = reap(now, judge_heartbeats=grace_until is None or now >= grace_until)
+    Lease.objects.filter(name=REAPER_LEASE).update(
+        last_run_at=now, last_result=counts, grace_until=grace_until
+    )
     return counts
 
 
-def reap(now: datetime | None = None) -> dict[str, int]:
+def reap(now: datetime | None = None, *, judge_heartbeats: bool = True) -> dict[str, int]:
     now = now or timezone.now()
     counts = {
         "timed_out": 0,
@@ -80,9 +89,8 @@ def reap(now: datetime | None = None) -> dict[str, int]:
         if _expire(job.pk, now):
             counts["timed_out"] += 1
     lost_before = now - timedelta(seconds=settings.HUB_WORKER_LOST_AFTER)
-    for job_id in Job.objects.filter(status__in=HELD, heartbeat_at__lt=lost_before).values_list(
-        "pk", flat=True
-    ):
+    silent = Job.objects.filter(status__in=HELD, heartbeat_at__lt=lost_before)
+    for job_id in silent.values_list("pk", flat=True) if judge_heartbeats else []:
         outcome = _recover(job_id, lost_before, now)
         if outcome:
             counts[outcome] += 1

@@ -29,6 +29,7 @@ from jobs.domain.events import ClaimLost, EventType, MetricPointPayload, Progres
 from jobs.domain.redact import scrub_paths
 from jobs.domain.state import job_transition
 from jobs.domain.status import FailureType, JobStatus
+from jobs.engine.outages import outlasting_outages
 from jobs.models import Artifact, Job, MetricPoint, MetricSeries, MLModel, StatusLog
 
 PROGRESS_FIELDS = frozenset(
@@ -125,6 +126,9 @@ class Reporter:
     def note(self, message: str, detail: str = "") -> None:
         """A status log entry that is not a status change."""
         self.flush()
+        outlasting_outages(lambda: self._note(message, detail))
+
+    def _note(self, message: str, detail: str) -> None:
         with transaction.atomic():
             status = Job.objects.values_list("status", flat=True).get(pk=self.job.pk)
             entry = StatusLog.objects.create(
@@ -150,17 +154,22 @@ class Reporter:
         self, to: JobStatus, message: str, detail: str = "", failure_type: FailureType | None = None
     ) -> None:
         self.flush()
-        job_transition(
-            job=self.job,
-            to=to,
-            message=message,
-            detail=detail,
-            failure_type=failure_type,
-            claim_token=self.token,
+        outlasting_outages(
+            lambda: job_transition(
+                job=self.job,
+                to=to,
+                message=message,
+                detail=detail,
+                failure_type=failure_type,
+                claim_token=self.token,
+            )
         )
 
     def artifact(self, kind: str, name: str, path: Path) -> Artifact:
         self.flush()
+        return outlasting_outages(lambda: self._artifact(kind, name, path))
+
+    def _artifact(self, kind: str, name: str, path: Path) -> Artifact:
         with transaction.atomic(), path.open("rb") as handle:
             artifact = Artifact(
                 job=self.job, kind=kind, name=name, size=path.stat().st_size, sha256=_sha256(path)
@@ -180,6 +189,11 @@ class Reporter:
     ) -> MLModel:
         """Store a model this job made (its target model, a checkpoint)."""
         self.flush()
+        return outlasting_outages(lambda: self._produced_model(path, name, format, metadata))
+
+    def _produced_model(
+        self, path: Path, name: str, format: str, metadata: dict[str, Any]
+    ) -> MLModel:
         with transaction.atomic(), path.open("rb") as handle:
             model = MLModel(
                 owner_id=self.job.owner_id,
@@ -206,6 +220,9 @@ class Reporter:
         return model
 
     def set_target_model(self, model: MLModel) -> None:
+        outlasting_outages(lambda: self._set_target_model(model))
+
+    def _set_target_model(self, model: MLModel) -> None:
         with transaction.atomic():
             updated = Job.objects.filter(pk=self.job.pk, claim_token=self.token).update(
                 target_model=model
@@ -231,7 +248,9 @@ class Reporter:
         if now - self._last_check < self.check_every:
             return
         self._last_check = now
-        current = Job.objects.filter(pk=self.job.pk).values("status", "claim_token").first()
+        current = outlasting_outages(
+            lambda: Job.objects.filter(pk=self.job.pk).values("status", "claim_token").first()
+        )
         if current is None or current["claim_token"] != self.token:
             raise ClaimLost(f"Job {self.job.public_id} is no longer held by this worker.")
         if current["status"] == JobStatus.CANCELLING:
@@ -252,6 +271,12 @@ class Reporter:
             return
         fields, points = self._fields, self._points
         self._fields, self._points, self._buffered = {}, defaultdict(list), 0
+        # What was taken from the buffers is written whole or retried whole (outages.py).
+        outlasting_outages(lambda: self._write(fields, points))
+
+    def _write(
+        self, fields: dict[str, Any], points: dict[str, list[tuple[int, float | None, datetime]]]
+    ) -> None:
         with transaction.atomic():
             if points:
                 self._write_points(points)

@@ -12,6 +12,9 @@ class Lease(models.Model):
     expires_at = models.DateTimeField()
     last_run_at = models.DateTimeField(null=True, blank=True)
     last_result = models.JSONField(default=dict, blank=True)
+    # After a gap in the duty (the database was away, so no one could reap), heartbeats are not
+    # judged until this time: workers need a moment to write theirs again.
+    grace_until = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.name} ({self.holder})"

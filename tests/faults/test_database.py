@@ -1,0 +1,65 @@
+"""PostgreSQL goes away under running jobs: every connection of the workers is cut and new ones
+are refused for a few seconds (the database refuses connections, as during a restart). A worker
+retries with backoff and goes on: the job is neither failed nor requeued, and no metric point is
+lost or written twice."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.db import connection
+
+from jobs.domain.status import JobStatus
+from jobs.services import job_submit_customization
+from tests import factories
+from tests.workers import WorkerPool, wait_for, wait_for_status
+
+pytestmark = [pytest.mark.production, pytest.mark.django_db(transaction=True)]
+
+
+def _cut_off(seconds: float) -> int:
+    """Refuse new connections to the test database and end every one of them but this test's
+    own, for ``seconds`` (done from the server's maintenance database); returns how many
+    connections were cut."""
+    import psycopg
+
+    own = connection.cursor().connection.info.backend_pid
+    params = connection.settings_dict
+    name = params["NAME"]
+    with psycopg.connect(
+        dbname="postgres", user=params["USER"], password=params["PASSWORD"],
+        host=params["HOST"], port=params["PORT"] or 5432, autocommit=True,
+    ) as admin:  # fmt: skip
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        row = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> %s",
+            (name, own),
+        ).fetchone()
+        time.sleep(seconds)  # the outage itself: the time the workers must outlast
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    return int(row[0]) if row else 0
+
+
+def test_a_database_outage_of_seconds_pauses_a_training_job_and_loses_nothing(
+    alice, workers: WorkerPool
+):
+    job = job_submit_customization(
+        owner=alice,
+        dataset=factories.dataset(alice, records=300),
+        hyperparameters={"epochs": 12, "early_stopping_patience": 0},
+    )
+
+    def training() -> bool:
+        job.refresh_from_db()
+        return job.status == JobStatus.RUNNING and (job.steps_completed or 0) >= 20
+
+    wait_for(training, 90, "the job to be training")
+    assert _cut_off(4.0) >= 1
+    job = wait_for_status(job, {"ready", "failed", "cancelled"}, 180)
+    assert job.status == JobStatus.READY, job.failure_message
+    assert job.attempts == 1  # outlasted, not requeued
+    steps = list(job.metric_series.get(key="train_loss").points.values_list("step", flat=True))
+    assert len(steps) == len(set(steps)) == job.total_steps  # none lost, none twice
+    assert not job.status_logs.filter(message__contains="stopped answering").exists()

@@ -19,7 +19,21 @@ SUCCESS = {"completed", "ready"}
 # Where waiting ends: a completed job is finished but still becomes ready (its target model
 # stored and verified) or failed a moment later, and only then can it be downloaded.
 TERMINAL = {"ready", "failed", "cancelled"}
-RECONNECT_DELAY = 1.0
+RECONNECT_MAX_DELAY = 10.0  # seconds between reconnects at most (exponential, with jitter)
+QUIET = 30.0  # seconds without a message after which the job is polled again
+
+
+class _Deadline(TimeoutError):
+    """The caller's timeout ran out: never retried."""
+
+
+class _Interrupted(Exception):
+    """The way to the hub broke for now (connection, handshake, the hub away): try again."""
+
+
+def _stop_at(deadline: float) -> Any:
+    """A tenacity stop condition: no retry would start after ``deadline`` (time.monotonic())."""
+    return lambda state: time.monotonic() >= deadline
 
 
 @dataclass(frozen=True)
@@ -189,50 +203,91 @@ class Job:
     def events(
         self, *, deadline: float | None = None, stop_when_finished: bool = False
     ) -> Iterator[dict[str, Any]]:
-        """The job's websocket messages (a snapshot, then each event), reconnecting without
-        gaps until the job finishes (with ``stop_when_finished``) or ``deadline`` passes."""
-        from websockets.exceptions import ConnectionClosed
+        """The job's websocket messages (a snapshot, then each event), until the job finishes
+        (with ``stop_when_finished``) or ``deadline`` (time.monotonic()) passes.
+
+        Whatever breaks between here and the hub (a dropped connection, a refused handshake
+        while the hub's Redis restarts, the hub itself away) is outlasted: the client reconnects
+        with exponential backoff and jitter (tenacity), asking for the events after the last
+        sequence number it saw, and meanwhile polls the job over HTTP so that a job that
+        finished while the socket could not open still ends the wait. Only the deadline, a
+        final status, or a job that cannot be read ends it."""
+        from tenacity import (
+            Retrying,
+            retry_if_exception_type,
+            stop_never,
+            wait_random_exponential,
+        )
+
+        state: dict[str, Any] = {"seq": None}
+        retrying = Retrying(
+            retry=retry_if_exception_type(_Interrupted),
+            wait=wait_random_exponential(multiplier=0.5, max=RECONNECT_MAX_DELAY),
+            stop=stop_never if deadline is None else _stop_at(deadline),
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    yield from self._stream(state, deadline, stop_when_finished)
+        except _Interrupted as interrupted:
+            raise TimeoutError(
+                f"Job {self.job_id} did not finish within the timeout (the hub could not be "
+                f"reached at the end: {interrupted})."
+            ) from None
+
+    def _stream(
+        self, state: dict[str, Any], deadline: float | None, stop_when_finished: bool
+    ) -> Iterator[dict[str, Any]]:
+        """One connection's worth of events; _Interrupted when the connection cannot be made or
+        is lost."""
+        from websockets.exceptions import ConnectionClosed, InvalidHandshake
         from websockets.sync.client import connect
         from websockets.typing import Origin
 
-        last_seq: int | None = None
-        while True:
-            if stop_when_finished and self.get_status().code in TERMINAL:
-                return
-            query = f"?after={last_seq}" if last_seq is not None else ""
-            url = self._client.websocket_url(f"/ws/jobs/{self.job_id}/{query}")
-            try:
-                with connect(
-                    url,
-                    additional_headers={"Authorization": f"Token {self._client.token}"},
-                    origin=Origin(self._client.origin),
-                    open_timeout=10,
-                ) as socket:
-                    while True:
-                        wait = None if deadline is None else deadline - time.monotonic()
-                        if wait is not None and wait <= 0:
-                            raise TimeoutError(
-                                f"Job {self.job_id} did not finish within the timeout."
-                            )
-                        try:
-                            message = json.loads(socket.recv(timeout=wait))
-                        except TimeoutError:
-                            raise TimeoutError(
+        try:
+            status = self.get_status()  # the poll that also covers the time the socket was away
+        except HubError as error:
+            if error.status is not None and error.status < 500:
+                raise
+            raise _Interrupted(error.message) from None
+        if stop_when_finished and status.code in TERMINAL:
+            return
+        query = f"?after={state['seq']}" if state["seq"] is not None else ""
+        url = self._client.websocket_url(f"/ws/jobs/{self.job_id}/{query}")
+        try:
+            with connect(
+                url,
+                additional_headers={"Authorization": f"Token {self._client.token}"},
+                origin=Origin(self._client.origin),
+                open_timeout=10,
+            ) as socket:
+                while True:
+                    wait = None if deadline is None else deadline - time.monotonic()
+                    if wait is not None and wait <= 0:
+                        raise _Deadline(f"Job {self.job_id} did not finish within the timeout.")
+                    try:
+                        # A quiet socket is asked again after a while: a final event that never
+                        # arrived is found by the poll of the next round.
+                        message = json.loads(socket.recv(timeout=min(wait or QUIET, QUIET)))
+                    except TimeoutError:
+                        if wait is not None and wait <= QUIET:
+                            raise _Deadline(
                                 f"Job {self.job_id} did not finish within the timeout."
                             ) from None
-                        last_seq = message.get("seq", last_seq)
-                        yield message
-                        if stop_when_finished and _finished(message):
-                            return
-            except ConnectionClosed as closed:
-                if closed.rcvd is not None and closed.rcvd.code == 4404:
-                    raise HubError(f"No job {self.job_id} that you may read.", status=404) from None
-            except OSError as error:
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise TimeoutError(
-                        f"Job {self.job_id} did not finish within the timeout."
-                    ) from error
-            time.sleep(RECONNECT_DELAY)
+                        raise _Interrupted("no message for a while") from None
+                    state["seq"] = message.get("seq", state["seq"])
+                    yield message
+                    if stop_when_finished and _finished(message):
+                        return
+        except _Deadline:
+            raise
+        except ConnectionClosed as closed:
+            if closed.rcvd is not None and closed.rcvd.code == 4404:
+                raise HubError(f"No job {self.job_id} that you may read.", status=404) from None
+            raise _Interrupted(f"connection closed ({closed})") from None
+        except (OSError, InvalidHandshake) as error:
+            raise _Interrupted(f"{type(error).__name__}: {error}") from None
 
     def get_target_model(self) -> TargetModel | None:
         """The target model in memory once the job finishes; None if it failed."""

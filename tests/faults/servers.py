@@ -3,6 +3,7 @@ that breaking them on purpose never touches the servers the rest of the suite us
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -76,3 +77,72 @@ class PrivateRedis:
         if self.process is not None and self.process.poll() is None:
             self.resume()
             self.kill()
+
+
+class FaultyProxy:
+    """A TCP proxy in front of the live hub that can be made to fail the way a hub whose Redis
+    is away does: it drops every open connection and answers every new one with HTTP 503 (a
+    refused websocket handshake, a failing API), until it is healed."""
+
+    def __init__(self, target_port: int) -> None:
+        import socket
+        import threading
+
+        self.target_port, self.broken = target_port, False
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.open: list[socket.socket] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def break_(self) -> None:
+        self.broken = True
+        with self.lock:
+            for connection in self.open:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(2)
+            self.open.clear()
+
+    def heal(self) -> None:
+        self.broken = False
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.broken:
+                with contextlib.suppress(OSError):
+                    client.recv(65536)
+                    client.sendall(
+                        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                        b"Connection: close\r\n\r\n"
+                    )
+                client.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            with self.lock:
+                self.open += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: Any, sink: Any) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        for end in (source, sink):
+            with contextlib.suppress(OSError):
+                end.shutdown(2)
+
+    def close(self) -> None:
+        self.listener.close()
+        self.break_()

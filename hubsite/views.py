@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views import defaults
@@ -54,6 +57,17 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
+    """A 500, except while the database is away: then a 503 that says so and when to retry
+    (the request may be repeated as it was), JSON for the API, a short page for people."""
+    error = sys.exc_info()[1]
+    if isinstance(error, OperationalError | InterfaceError):
+        message = "The hub's database is unavailable for a moment; try again shortly."
+        response = _api_error(request, 503, message) or HttpResponse(
+            f"<!doctype html><title>Back shortly</title><h1>Back shortly</h1><p>{message}</p>",
+            status=503,
+        )
+        response["Retry-After"] = "10"
+        return response
     return _api_error(request, 500, "The hub hit an internal error.") or defaults.server_error(
         request
     )

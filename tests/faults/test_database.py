@@ -63,3 +63,35 @@ def test_a_database_outage_of_seconds_pauses_a_training_job_and_loses_nothing(
     steps = list(job.metric_series.get(key="train_loss").points.values_list("step", flat=True))
     assert len(steps) == len(set(steps)) == job.total_steps  # none lost, none twice
     assert not job.status_logs.filter(message__contains="stopped answering").exists()
+
+
+def test_during_a_database_outage_the_api_answers_503_json_and_healthz_says_why(hub_env, alice):
+    import threading
+
+    import httpx
+
+    url, token = hub_env["HUB_URL"], hub_env["HUB_API_TOKEN"]
+    answers: dict[str, httpx.Response] = {}
+
+    def ask() -> None:
+        time.sleep(1.5)  # inside the outage
+        headers = {"Authorization": f"Token {token}"}
+        answers["api"] = httpx.get(f"{url}/api/v1/jobs/", headers=headers, timeout=30)
+        answers["healthz"] = httpx.get(f"{url}/healthz", timeout=30)
+
+    asking = threading.Thread(target=ask)
+    asking.start()
+    _cut_off(5.0)
+    asking.join(60)
+    api = answers["api"]
+    assert api.status_code == 503, api.text
+    assert api.headers["content-type"].startswith("application/json")
+    assert "database is unavailable" in api.json()["message"]
+    assert api.headers["Retry-After"] == "10"
+    health = answers["healthz"]
+    assert health.status_code == 503
+    assert health.json()["database"]["ok"] is False
+    assert health.json()["status"] == "degraded"
+    # And back: the same request succeeds once the database is.
+    back = httpx.get(f"{url}/api/v1/jobs/", headers={"Authorization": f"Token {token}"}, timeout=30)
+    assert back.status_code == 200

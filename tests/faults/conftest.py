@@ -18,3 +18,26 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
         yield server
     finally:
         server.stop()
+
+
+class Figures:
+    """What a fault test measured (faults injected, work in flight, lost, duplicated, time to
+    recover), appended as a JSON line to $HUB_FAULT_REPORT when set (scripts/reliability-report
+    renders them into docs/reliability.md); nothing is written otherwise."""
+
+    def __init__(self, test: str) -> None:
+        self.test = test
+
+    def record(self, **figures: object) -> None:
+        import json
+        import os
+
+        path = os.environ.get("HUB_FAULT_REPORT")
+        if path:
+            with open(path, "a") as out:
+                out.write(json.dumps({"test": self.test, **figures}) + "\n")
+
+
+@pytest.fixture
+def figures(request: pytest.FixtureRequest) -> Figures:
+    return Figures(request.node.name)

@@ -127,5 +127,13 @@ def test_a_requeued_job_starts_again_from_nothing(alice):
         2,
     )
     assert not job.metric_series.exists()
-    assert job.events.filter(type="job", payload__reset=True).exists()
+    assert job.events.filter(type="job", payload__reset=True).count() == 1
+    # A replay from the start: every number once, the lost attempt's metric event kept in
+    # place but with no points (those steps are the next attempt's to report).
+    from jobs.domain.events import events_after
+
+    replay = events_after(job, 0)
+    assert replay is not None
+    assert [m["seq"] for m in replay] == list(range(1, job.event_seq + 1))
+    assert all(m["data"]["series"] == {} for m in replay if m["event"] == "metrics")
     assert execute(job.pk) == "skipped"  # it is running under the new claim

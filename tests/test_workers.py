@@ -129,6 +129,18 @@ def test_a_sigkilled_pool_child_gets_its_job_requeued_and_resumed_from_its_check
     assert len(steps) == len(set(steps)) == job.total_steps  # every step once: none lost or twice
     val = job.metric_series.get(key="val_loss").points.values_list("step", flat=True)
     assert list(val) == sorted(set(val)) and len(val) == 31  # step 0, then one an epoch
+    # A watcher replaying every event from the start sees each step once, with its attempt.
+    from jobs.domain.events import events_after
+
+    replay = events_after(job, 0)
+    assert replay is not None
+    replayed = [
+        point["step"]
+        for message in replay
+        if message["event"] == "metrics"
+        for point in message["data"]["series"].get("train_loss", [])
+    ]
+    assert sorted(replayed) == sorted(set(replayed)) == sorted(steps)
 
 
 def test_two_workers_share_the_queue_and_survive_one_being_killed(alice, workers: WorkerPool):

@@ -32,7 +32,7 @@ from jobs.engine.outages import DatabaseAway
 from jobs.engine.reporter import Reporter, StopRequested
 from jobs.engine.runners import runner_for
 from jobs.engine.runners.base import JobFailure, RunContext, Runner
-from jobs.models import Artifact, ArtifactKind, Hardware, Job, MetricPoint, MLModel
+from jobs.models import Artifact, ArtifactKind, Hardware, Job, JobEvent, MetricPoint, MLModel
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +146,7 @@ def _discard_attempt(job: Job) -> None:
             kept = series.points.aggregate(count=Count("pk"), last=Max("step"))
             series.points_count, series.last_step = kept["count"], kept["last"]
             series.save(update_fields=["points_count", "last_step"])
+    _supersede_metric_events(job, kept_step=resume.step if resume else None)
     stored: list[Artifact | MLModel] = [*job.artifacts.all(), *job.produced_models.all()]
     for item in stored:
         item.file.delete(save=False)
@@ -159,6 +160,23 @@ def _discard_attempt(job: Job) -> None:
             "resumed_from_step": resume.step if resume else None,
         },
     )
+
+
+def _supersede_metric_events(job: Job, kept_step: int | None) -> None:
+    """Metric events of the lost attempt keep their numbers (a watcher replaying from 0 sees no
+    hole in the sequence) but cover only the steps the next attempt keeps: a replay reads
+    points back by step range, and past the kept step those are the next attempt's points,
+    which its own events bring. So each point is replayed once, with the attempt that made it."""
+    for event in JobEvent.objects.filter(job=job, type=EventType.METRICS).iterator():
+        ranges = event.payload.get("series", {})
+        kept = {
+            key: [first, min(last, kept_step)]
+            for key, (first, last) in ranges.items()
+            if kept_step is not None and first <= kept_step
+        }
+        if kept != ranges:
+            event.payload = {"series": kept, "superseded": True}
+            event.save(update_fields=["payload"])
 
 
 class Heartbeat:

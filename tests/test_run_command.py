@@ -88,3 +88,49 @@ def test_run_command_serves_the_hub_with_the_demo_account(tmp_path):
         failed = opener.open(f"{base}/jobs/?status=failed").read().decode()
         assert "Demo:" not in failed
     assert (tmp_path / "hub.sqlite3").exists()
+
+
+def test_ctrl_c_stops_the_hub_within_seconds_and_its_running_job_continues_on_the_next_start(
+    tmp_path,
+):
+    import signal
+    import sqlite3
+    import time
+
+    from jobs.demo import DEMO_CUSTOMIZATION
+
+    def job_row() -> tuple[str, int, int] | None:
+        with sqlite3.connect(tmp_path / "hub.sqlite3") as db:
+            return db.execute(
+                "SELECT status, COALESCE(steps_completed, 0), attempts FROM jobs_job WHERE name = ?",
+                (DEMO_CUSTOMIZATION,),
+            ).fetchone()
+
+    env = child_env(HUB_DATA_DIR=str(tmp_path))
+    port = free_port()
+    with running([sys.executable, "manage.py", "runhub", "--port", str(port)], env) as hub:
+        hub.wait_for("Uvicorn running", timeout=120)
+        wait_for(
+            lambda: (row := job_row()) is not None and row[0] == "running" and row[1] >= 20,
+            120,
+            "the demo customization to be training",
+            every=0.1,
+        )
+        asked = time.monotonic()
+        hub.process.send_signal(signal.SIGINT)  # Ctrl-C
+        hub.process.wait(timeout=30)
+        stopped_in = time.monotonic() - asked
+        assert "Put 1 running job(s) back in the queue." in "".join(hub.lines)
+    assert stopped_in < 6, stopped_in  # the "within 5 s", with a moment for the exit
+    status, _, attempts = job_row() or ("", 0, 0)
+    assert (status, attempts) == ("pending", 0)  # back in the queue; the stop is not an attempt
+    with sqlite3.connect(tmp_path / "hub.sqlite3") as db:
+        (message,) = db.execute(
+            "SELECT message FROM jobs_statuslog WHERE status = 'pending' ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+    assert "The hub was stopped while this job ran; it is back in the queue" in message
+
+    with running([sys.executable, "manage.py", "runhub", "--port", str(free_port())], env) as hub:
+        hub.wait_for("Uvicorn running", timeout=120)
+        wait_for(lambda: (job_row() or ("",))[0] == "ready", 180, "the job to finish after restart")
+    assert (job_row() or ("", 0, 0))[2] == 1  # one attempt counted: the one that finished

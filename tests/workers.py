@@ -201,6 +201,9 @@ def live_hub(worker_pool: WorkerPool) -> Iterator[LiveHub]:
         str(port),
         "--lifespan",
         "off",
+        # Open websockets (a browser still on a page) must not hold the teardown for long.
+        "--timeout-graceful-shutdown",
+        "5",
     ]
     process = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -211,7 +214,11 @@ def live_hub(worker_pool: WorkerPool) -> Iterator[LiveHub]:
         yield LiveHub(url, process, reader)
     finally:
         process.terminate()
-        process.wait(timeout=20)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -196,6 +197,42 @@ def _recover(job_id: int, lost_before: datetime, now: datetime) -> str | None:
             failure_type=FailureType.WORKER_LOST,
         )
         return "worker_lost"
+
+
+def requeue_held_by(node: str) -> int:
+    """Put back the jobs that the workers of ``node`` (a Celery node name, ``jobs@host``) are
+    running, because that hub is being stopped on purpose: each goes back to the queue at once
+    (its worker, finding its claim gone, stops at its next step) and the stopped attempt does not
+    count against HUB_MAX_ATTEMPTS. A job being cancelled is cancelled. Returns how many."""
+    count = 0
+    for job_id in Job.objects.filter(status__in=HELD, worker__startswith=f"{node} ").values_list(
+        "pk", flat=True
+    ):
+        with transaction.atomic():
+            job = Job.objects.select_for_update().get(pk=job_id)
+            if job.status not in HELD:
+                continue
+            _release(job)
+            if job.status == JobStatus.CANCELLING:
+                job_transition(
+                    job=job, to=JobStatus.CANCELLED, message="Cancelled as the hub stopped."
+                )
+            else:
+                Job.objects.filter(pk=job.pk).update(attempts=max(job.attempts - 1, 0))
+                job_transition(
+                    job=job,
+                    to=JobStatus.PENDING,
+                    message="The hub was stopped while this job ran; it is back in the queue and "
+                    "continues when the hub runs again"
+                    + (
+                        " (from its last checkpoint)."
+                        if runner_for(job.kind).resume_point(job)
+                        else "."
+                    ),
+                )
+                transaction.on_commit(functools.partial(dispatch.send, job))
+            count += 1
+    return count
 
 
 def _release(job: Job) -> None:

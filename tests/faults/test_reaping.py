@@ -70,7 +70,7 @@ def test_with_the_control_worker_dead_job_workers_still_requeue_a_lost_job(
     assert holder.startswith(("w1@", "w2@")), holder  # a job worker reaped, not beat
     # Requeued and sent: a job worker runs it to a final status (it has no inputs: it fails).
     wait_for(lambda: Job.objects.get(pk=job.pk).status in FINISHED, 90, "the job to finish")
-    assert {w.name.split("@")[0] for w in WorkerSeen.objects.all()} >= {"w1", "w2"}
+    assert holder in {w.name for w in WorkerSeen.objects.all()}  # it says it is alive too
     figures.record(
         fault="control worker (beat) SIGKILLed, a job's worker dead", in_flight="1 running job",
         lost=0, duplicated=0, recovery_s=round(requeued, 2),

@@ -20,7 +20,9 @@ from tests.security.access import all_routes, api, assert_no_route_reaches
 
 # Routes anyone may open: signing in and out, an invitation link (its token is the secret),
 # the API's description, the front door. Everything else needs a sign-in.
-PUBLIC = {"login", "logout", "accept", "home", "api-schema", "api-docs"}
+# healthz: for load balancers and `hub doctor`; no job, person or address in it
+# (tests/faults/test_reaping.py checks it holds no secret).
+PUBLIC = {"login", "logout", "accept", "home", "api-schema", "api-docs", "healthz"}
 
 
 @pytest.fixture

@@ -8,9 +8,12 @@ with uvicorn in this process. A worker that dies is started again; Ctrl-C stops 
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 from typing import Any
 
 from django.conf import settings
@@ -22,6 +25,7 @@ from jobs.domain.base_models import BUILTIN_NAME, builtin_folder
 from jobs.engine.dispatch import worker_queues
 
 RESTART_DELAY = 2.0
+STOP_GRACE = 2.5  # seconds the workers get, together, to exit on Ctrl-C before they are killed
 
 
 class Supervisor:
@@ -51,14 +55,30 @@ class Supervisor:
                     self._spawn(name)
 
     def stop(self) -> None:
+        """Ctrl-C: the running jobs go back to the queue first (their worker stops at its next
+        step, its claim gone), then the workers get STOP_GRACE seconds to exit."""
         self.stopping.set()
+        if self.processes:
+            from jobs.engine.reaper import requeue_held_by
+
+            try:
+                requeued = requeue_held_by(f"jobs@{socket.gethostname()}")
+            except Exception as error:  # the database away: the reaper requeues them later
+                print(f"Could not put running jobs back in the queue: {error}", file=sys.stderr)
+            else:
+                if requeued:
+                    print(f"Put {requeued} running job(s) back in the queue.", file=sys.stderr)
         for process in self.processes.values():
-            process.terminate()
+            # Cold shutdown: the jobs are back in the queue already, so no worker waits for its
+            # task to end (a message not yet acknowledged is delivered again: harmless).
+            process.send_signal(signal.SIGQUIT)
+        deadline = time.monotonic() + STOP_GRACE  # for all of them together
         for process in self.processes.values():
             try:
-                process.wait(timeout=20)
+                process.wait(timeout=max(deadline - time.monotonic(), 0.01))
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait()
 
 
 def worker_commands() -> dict[str, list[str]]:
@@ -136,4 +156,6 @@ class Command(BaseCommand):
             lifespan="off",
             log_level="info",
             ws_max_size=WS_MAX_MESSAGE,
+            # Ctrl-C stops the hub within seconds even while pages hold websockets open.
+            timeout_graceful_shutdown=2,
         )

@@ -173,3 +173,24 @@ def test_after_a_gap_in_reaping_workers_get_time_to_beat_again_before_any_is_los
             break
     assert requeued_at is not None
     assert (requeued_at - now).total_seconds() >= settings.HUB_WORKER_LOST_AFTER
+
+
+def test_a_job_whose_worker_died_after_progress_is_requeued_even_out_of_attempts(alice, settings):
+    import json
+
+    from jobs.engine.runners.customization import checkpoint_folder
+
+    job, _ = factories.claimed(factories.customization_job(alice))
+    Job.objects.filter(pk=job.pk).update(
+        attempts=settings.HUB_MAX_ATTEMPTS, attempt_started_step=10
+    )
+    folder = checkpoint_folder(job) / "checkpoint-20"  # a checkpoint past where it started
+    folder.mkdir(parents=True)
+    state = {"epoch": 2, "step": 20, "best_epoch": 2, "best_val_loss": 1.0,
+             "best_train_loss": 1.1, "since_best": 0}  # fmt: skip
+    (folder / "hub_state.json").write_text(json.dumps(state))
+    _silent_for(job, settings.HUB_WORKER_LOST_AFTER + 1)
+    assert reap()["requeued"] == 1
+    job.refresh_from_db()
+    assert (job.status, job.progressed_attempts) == (JobStatus.PENDING, 1)
+    assert "reached a new checkpoint" in job.status_logs.last().message

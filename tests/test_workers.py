@@ -121,7 +121,9 @@ def test_a_sigkilled_pool_child_gets_its_job_requeued_and_resumed_from_its_check
     )
     assert job.attempts == 2
     requeue = job.status_logs.get(message__contains="stopped answering").message
-    assert "requeued for attempt 2 of 2, which resumes from the checkpoint of epoch" in requeue
+    assert "requeued for attempt 2; the lost one reached a new checkpoint" in requeue
+    assert "which resumes from the checkpoint of epoch" in requeue
+    assert job.progressed_attempts == 1  # so a second death would not be worker_lost
     resumed = job.status_logs.get(message__startswith="Resuming from the checkpoint").message
     epoch = int(resumed.split("epoch ")[1].split(" ")[0])
     assert epoch >= 2 and "not from step 0" in resumed

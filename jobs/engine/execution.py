@@ -116,7 +116,18 @@ def _take(job: Job, node: str | None) -> tuple[Job, str]:
     token = uuid.uuid4().hex
     job.claim_token, job.worker, job.heartbeat_at = token, worker_name(node), timezone.now()
     job.attempts += 1
-    job.save(update_fields=["claim_token", "worker", "heartbeat_at", "attempts", "updated_at"])
+    resume = runner_for(job.kind).resume_point(job) if job.attempts > 1 else None
+    job.attempt_started_step = resume.step if resume else 0
+    job.save(
+        update_fields=[
+            "claim_token",
+            "worker",
+            "heartbeat_at",
+            "attempts",
+            "attempt_started_step",
+            "updated_at",
+        ]
+    )
     attempt = (
         f" (attempt {job.attempts} of {settings.HUB_MAX_ATTEMPTS})" if job.attempts > 1 else ""
     )

@@ -174,13 +174,25 @@ def _recover(job_id: int, lost_before: datetime, now: datetime) -> str | None:
                 message=f"{who} stopped answering while cancelling; cancelled.",
             )
             return "cancelled"
-        if job.attempts < settings.HUB_MAX_ATTEMPTS:
-            resume = runner_for(job.kind).resume_point(job)
+        resume = runner_for(job.kind).resume_point(job)
+        progressed = resume is not None and resume.step > (job.attempt_started_step or 0)
+        if progressed:
+            # It got further (a checkpoint past where it started): not a failed attempt, so a
+            # job whose workers keep dying after progress is not given up as worker_lost.
+            job.progressed_attempts += 1
+            Job.objects.filter(pk=job.pk).update(progressed_attempts=job.progressed_attempts)
+        if job.attempts - job.progressed_attempts < settings.HUB_MAX_ATTEMPTS:
+            counted = (
+                f"{job.attempts + 1}; the lost one reached a new checkpoint, so it does not "
+                f"count against the {settings.HUB_MAX_ATTEMPTS} allowed"
+                if progressed
+                else f"{job.attempts + 1} of {settings.HUB_MAX_ATTEMPTS}"
+            )
             job_transition(
                 job=job,
                 to=JobStatus.PENDING,
-                message=f"{who} stopped answering (last heartbeat {silent} s ago); requeued for attempt "
-                f"{job.attempts + 1} of {settings.HUB_MAX_ATTEMPTS}"
+                message=f"{who} stopped answering (last heartbeat {silent} s ago); requeued for "
+                f"attempt {counted}"
                 + (
                     f", which resumes from the checkpoint of epoch {resume.epoch} (step {resume.step})."
                     if resume

@@ -103,6 +103,12 @@ class Job(models.Model):
     # only while the job carries its claim token, so a worker presumed dead that comes back
     # cannot overwrite the attempt that replaced it.
     attempts = models.PositiveSmallIntegerField(default=0)
+    # The step the current attempt started from (its resume point): an attempt that got a
+    # checkpoint past it before its worker died made progress and is not counted as failed.
+    attempt_started_step = models.PositiveBigIntegerField(null=True, blank=True)
+    # Attempts whose worker died after that progress: they do not count against
+    # HUB_MAX_ATTEMPTS (only attempts - progressed_attempts do).
+    progressed_attempts = models.PositiveSmallIntegerField(default=0)
     claim_token = models.CharField(max_length=32, blank=True)
     worker = models.CharField(max_length=200, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)

@@ -50,15 +50,8 @@ def measure(name: str, epochs: int, threads: int, want: str) -> dict[str, Any]:
     from jobs.domain.base_models import build_tiny_llama
     from jobs.domain.hyperparameters import parse_hyperparameters
     from jobs.engine.training.device import detect
+    from jobs.engine.training.launch import NullSink
     from jobs.engine.training.sft import TrainSpec, train
-
-    class Quiet:
-        def progress(self, **fields: Any) -> None: ...
-        def metric(self, key: str, step: int, value: float) -> None: ...
-        def log(self, line: str) -> None: ...
-        def note(self, message: str) -> None: ...
-        def check_stop(self) -> None: ...
-        def checkpoint_done(self, folder: str, state: dict[str, Any]) -> None: ...
 
     with tempfile.TemporaryDirectory() as scratch:
         folder = build_tiny_llama(Path(scratch) / "tiny-llama")
@@ -81,7 +74,7 @@ def measure(name: str, epochs: int, threads: int, want: str) -> dict[str, Any]:
         device = detect(want=want, threads=threads)
         if device.is_gpu:
             torch.cuda.reset_peak_memory_stats()
-        result = train(spec, Quiet())
+        result = train(spec, NullSink())
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
         "config": name,

@@ -116,15 +116,18 @@ def _chat(tokenizer: Tokenizer, record: dict[str, Any]) -> Encoded:
     return Encoded(ids, labels, len(ids))
 
 
+def _whole(tokenizer: Tokenizer, record: dict[str, Any]) -> Encoded:
+    """The row's tokens and labels, however long."""
+    if row_format(record) == CHAT:
+        return _chat(tokenizer, record)
+    return _prompt_completion(tokenizer, record)
+
+
 def encode(
     tokenizer: Tokenizer, record: dict[str, Any], max_length: int, truncate: bool
 ) -> Encoded | None:
     """The row's tokens and labels; None if it is longer than ``max_length`` and not truncated."""
-    encoded = (
-        _chat(tokenizer, record)
-        if row_format(record) == CHAT
-        else _prompt_completion(tokenizer, record)
-    )
+    encoded = _whole(tokenizer, record)
     if encoded.full_length > max_length:
         if not truncate:
             return None
@@ -162,11 +165,7 @@ class LengthReport:
 def length_report(tokenizer: Tokenizer, handle: IO[bytes], max_length: int) -> LengthReport:
     report = LengthReport()
     for number, record in records(handle):
-        encoded = (
-            _chat(tokenizer, record)
-            if row_format(record) == CHAT
-            else _prompt_completion(tokenizer, record)
-        )
+        encoded = _whole(tokenizer, record)
         report.rows += 1
         report.longest = max(report.longest, encoded.full_length)
         if encoded.full_length > max_length:

@@ -54,14 +54,6 @@ class ResumePoint:
     details: dict[str, Any]
 
 
-def _zip_folder(folder: Path, target: Path) -> Path:
-    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED) as zipped:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                zipped.write(path, path.relative_to(folder).as_posix())
-    return target
-
-
 class ReporterSink:
     """What training reports, to the job's progress reporter; a checkpoint is marked finished
     only once the reports before it are stored."""
@@ -200,7 +192,7 @@ class CustomizationRunner(Runner):
         reporter.progress(samples=samples)
 
         if params.uses_lora:
-            adapter = _zip_folder(final / "adapter", ctx.workdir / "adapter.zip")
+            adapter = hf_models.normalised_zip(final / "adapter", ctx.workdir / "adapter.zip")
             reporter.artifact(ArtifactKind.ADAPTER, "adapter.zip", adapter)
         onnx_message = self._export_onnx(ctx, merged)
 
@@ -213,7 +205,7 @@ class CustomizationRunner(Runner):
                 "val_loss": result.val_loss,
             }
         )
-        target = _zip_folder(merged_folder, ctx.workdir / "merged.zip")
+        target = hf_models.normalised_zip(merged_folder, ctx.workdir / "merged.zip")
         message = (
             f"Training finished after {result.epochs_run} of {params.epochs} epochs; best epoch "
             f"{result.best_epoch} (val_loss {result.val_loss:.4f})."
@@ -296,7 +288,9 @@ class CustomizationRunner(Runner):
             for path in ctx.workdir.glob("model.onnx*"):
                 path.rename(bundle / path.name)
             ctx.reporter.artifact(
-                ArtifactKind.ONNX, "model.onnx.zip", _zip_folder(bundle, ctx.workdir / "onnx.zip")
+                ArtifactKind.ONNX,
+                "model.onnx.zip",
+                hf_models.normalised_zip(bundle, ctx.workdir / "onnx.zip"),
             )
         else:
             ctx.reporter.artifact(ArtifactKind.ONNX, "model.onnx", target)

@@ -400,12 +400,14 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(report)
         return 0 if report.get("status") == "ok" else 1
-    for part in ("database", "broker", "channel_layer"):
+    for part in ("database", "broker", "channel_layer", "storage"):
         check = report.get(part, {})
         mark = (
             "[green]ok[/green]" if check.get("ok") else f"[red]{check.get('error', 'down')}[/red]"
         )
         extra = f" · queues {check['queue_depth']}" if "queue_depth" in check else ""
+        if "free_bytes" in check:
+            extra = f" · {check['free_bytes'] / 2**30:.1f} GiB free"
         console.print(f"{part:<14} {mark} ({check.get('ms', '?')} ms){extra}")
     if "jobs" in report:
         last = report.get("last_reap_s_ago")

@@ -56,6 +56,20 @@ def _channel_layer() -> dict[str, Any]:
     return {"kind": "redis"}
 
 
+STORAGE_LOW = 1 << 30  # under 1 GiB free, training jobs start being refused
+
+
+def _storage() -> dict[str, Any]:
+    """The media disk takes writes (a file written aside and removed) and how much is free."""
+    from hubsite.storage import partial_folder
+    from jobs.domain.disk import free_bytes
+
+    probe = partial_folder(settings.MEDIA_ROOT) / "healthz.probe"
+    probe.write_bytes(b"ok")
+    probe.unlink()
+    return {"free_bytes": free_bytes(settings.MEDIA_ROOT)}
+
+
 def _jobs() -> dict[str, Any]:
     from jobs.engine.reaper import REAPER_LEASE
     from jobs.models import Job, Lease, WorkerSeen
@@ -92,11 +106,15 @@ def healthz(request: HttpRequest) -> JsonResponse:
         "database": database,
         "broker": _timed(_broker),
         "channel_layer": _timed(_channel_layer),
+        "storage": _timed(_storage),
     }
     if database["ok"]:
         report.update(_timed(_jobs))
         report.pop("ok", None)
-    problems = [part for part in ("database", "broker", "channel_layer") if not report[part]["ok"]]
+    parts = ("database", "broker", "channel_layer", "storage")
+    problems = [part for part in parts if not report[part]["ok"]]
+    if report["storage"].get("free_bytes", STORAGE_LOW) < STORAGE_LOW:
+        problems.append("storage nearly full")
     if database["ok"] and not report.get("workers_seen"):
         problems.append("no worker seen recently")
     last = report.get("last_reap_s_ago")

@@ -14,6 +14,7 @@ from django.views.decorators.cache import never_cache
 from rest_framework.authtoken.models import Token
 
 from hubsite.api.auth import user_of
+from jobs.domain.disk import disk_full, unwritable
 
 
 @never_cache  # the page shows a secret: no browser or proxy may keep a copy
@@ -58,7 +59,8 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
 
 def server_error(request: HttpRequest) -> HttpResponse:
     """A 500, except while the database is away: then a 503 that says so and when to retry
-    (the request may be repeated as it was), JSON for the API, a short page for people."""
+    (the request may be repeated as it was), JSON for the API, a short page for people; and a
+    507 when the media disk is full or refuses writes."""
     error = sys.exc_info()[1]
     if isinstance(error, OperationalError | InterfaceError):
         message = "The hub's database is unavailable for a moment; try again shortly."
@@ -68,6 +70,18 @@ def server_error(request: HttpRequest) -> HttpResponse:
         )
         response["Retry-After"] = "10"
         return response
+    if error is not None and (disk_full(error) or unwritable(error)):
+        # An upload or a write that the media disk refused: nothing partial was kept.
+        message = (
+            "The hub's storage is full; nothing was kept. Try again once its operator has "
+            "freed space."
+            if disk_full(error)
+            else "The hub's storage refused the write; nothing was kept. Tell the hub's operator."
+        )
+        return _api_error(request, 507, message) or HttpResponse(
+            f"<!doctype html><title>Storage full</title><h1>Not stored</h1><p>{message}</p>",
+            status=507,
+        )
     return _api_error(request, 500, "The hub hit an internal error.") or defaults.server_error(
         request
     )

@@ -64,6 +64,7 @@ def test_a_job_with_a_live_worker_is_left_alone(alice, settings):
             "events_deleted",
             "checkpoints_removed",
             "resent",
+            "temp_bytes_swept",
         ],
         0,
     )

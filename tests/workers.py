@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,11 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from jobs.domain.status import JobStatus
 from jobs.engine.dispatch import worker_queues
 from jobs.models import Job
+from jobs.services import job_submit_customization
+from tests import factories
 from tests.helpers import ROOT, LineReader
 
 READY_TIMEOUT = 90
@@ -163,7 +166,7 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str, every: float =
     raise AssertionError(f"Timed out after {timeout} s waiting for {what}")
 
 
-def wait_for_status(job: Job, statuses: set[str], timeout: float) -> Job:
+def wait_for_status(job: Job, statuses: Collection[str], timeout: float) -> Job:
     def reached() -> Job | None:
         job.refresh_from_db()
         return job if job.status in statuses else None
@@ -228,3 +231,32 @@ def hub_env(live_hub: LiveHub, workers: WorkerPool, alice: Any) -> dict[str, str
 
     token, _ = Token.objects.get_or_create(user=alice)
     return {"HUB_URL": live_hub.url, "HUB_API_TOKEN": token.key}
+
+
+# Jobs caught mid-run
+
+# The reaper notices a silent worker within HUB_WORKER_LOST_AFTER + HUB_REAPER_INTERVAL; the rest
+# is room for a loaded machine to schedule the processes involved.
+LOST_BOUND = settings.HUB_WORKER_LOST_AFTER + settings.HUB_REAPER_INTERVAL + 15
+
+
+def long_customization(owner: Any, epochs: int = 400, **extra: Any) -> Job:
+    """Long enough to be caught mid-run (a few hundred milliseconds an epoch)."""
+    return job_submit_customization(
+        owner=owner,
+        dataset=factories.dataset(owner, records=300),
+        hyperparameters={"epochs": epochs, "early_stopping_patience": 0, **extra},
+    )
+
+
+def mid_run(job: Job, steps: int = 5) -> Job:
+    def training() -> bool:
+        job.refresh_from_db()
+        return job.status == JobStatus.RUNNING and (job.steps_completed or 0) >= steps
+
+    wait_for(training, 60, f"job {job.public_id} to be training")
+    return job
+
+
+def worker_of(job: Job) -> str:
+    return job.worker.split("@")[0]

@@ -237,7 +237,8 @@ HUB_BUILTIN_MODEL_DIR = Path(
 ).resolve()
 MEDIA_URL = "media/"  # never served as-is: every download goes through the read-access selector
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Files appear whole or not at all (written aside, then linked into place): hubsite/storage.py
+    "default": {"BACKEND": "hubsite.storage.WholeFileStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 

@@ -112,6 +112,8 @@ class FailureType(models.TextChoices):
     TIME_LIMIT = "time_limit", "Time limit reached"
     WORKER_LOST = "worker_lost", "Worker lost"
     QUEUE_UNAVAILABLE = "queue_unavailable", "Job queue unavailable"
+    STORAGE_FULL = "storage_full", "Storage full"
+    STORAGE_UNAVAILABLE = "storage_unavailable", "Storage unavailable"
     INTERNAL_ERROR = "internal_error", "Internal error"
 
 

@@ -9,6 +9,7 @@ runner works, a heartbeat thread proves the worker alive; if the worker dies, th
 from __future__ import annotations
 
 import csv
+import errno
 import logging
 import os
 import socket
@@ -24,6 +25,7 @@ from django.db.models import Count, F, Max, Min, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from jobs.domain.disk import free_bytes, size_text, storage_fault
 from jobs.domain.events import ClaimLost, EventType, publish
 from jobs.domain.selectors import inputs_unreadable_by_owner
 from jobs.domain.state import job_transition
@@ -258,6 +260,7 @@ def _run(ctx: RunContext, runner: Runner) -> str:
     try:
         reporter.check_stop()
         _require_readable_inputs(ctx.job)
+        _require_room(ctx, runner)
         target = runner.run(ctx)
         reporter.transition(JobStatus.COMPLETED, target.message)
         model = reporter.produced_model(target.path, target.name, target.format, target.metadata)
@@ -269,7 +272,7 @@ def _run(ctx: RunContext, runner: Runner) -> str:
         )
         return "ready"
     except StopRequested as stop:
-        _store_records(ctx)
+        _store_records_if_room(ctx)
         if stop.reason == "cancel":
             reporter.transition(JobStatus.CANCELLED, _stopped_at(ctx.job, "Cancelled"))
             return "cancelled"
@@ -282,12 +285,20 @@ def _run(ctx: RunContext, runner: Runner) -> str:
         )
         return "time_limit"
     except JobFailure as failure:
-        _store_records(ctx)
+        _store_records_if_room(ctx)
         reporter.transition(JobStatus.FAILED, failure.message, failure.detail, failure.failure_type)
         return "failed"
     except (ClaimLost, DatabaseAway):
         raise
     except Exception as error:
+        fault = storage_fault(error, settings.MEDIA_ROOT, ctx.workdir)
+        if fault is not None:  # the disk's fault, not the hub's code: say so, keep what fits
+            logger.warning("Job %s: the storage failed: %s", ctx.job.public_id, error)
+            _store_records_if_room(ctx)
+            reporter.transition(
+                JobStatus.FAILED, fault[1], _os_error_text(error), FailureType(fault[0])
+            )
+            return fault[0]
         logger.exception("Job %s failed inside the hub", ctx.job.public_id)
         reporter.transition(
             JobStatus.FAILED,
@@ -309,6 +320,44 @@ def _require_readable_inputs(job: Job) -> None:
             FailureType.INPUT_UNAVAILABLE,
             f"This job cannot start: {names} is no longer shared with you. Ask its owner to "
             "share it again, or submit the job with inputs of your own.",
+        )
+
+
+def _require_room(ctx: RunContext, runner: Runner) -> None:
+    """Refuse at once a job whose outputs cannot fit, rather than fail it after hours."""
+    needed = runner.space_needed(ctx.job)
+    for what, folder, size in (
+        ("the hub's storage", Path(settings.MEDIA_ROOT), needed.media),
+        ("the worker's work folder", ctx.workdir, needed.work),
+    ):
+        free = free_bytes(folder)
+        if size > free:
+            raise JobFailure(
+                FailureType.STORAGE_FULL,
+                f"This job needs about {size_text(size)} on {what} for its checkpoints and "
+                f"outputs, and {size_text(free)} are free; it was not started. Resubmit it once "
+                "the hub's operator has freed space.",
+            )
+
+
+def _os_error_text(error: BaseException) -> str:
+    """The system's words for a disk fault, without the server path it names."""
+    while error is not None and not isinstance(error, OSError):
+        error = error.__cause__ or error.__context__  # type: ignore[assignment]
+    if isinstance(error, OSError) and error.errno is not None:
+        return f"{errno.errorcode.get(error.errno, error.errno)}: {error.strerror}"
+    return type(error).__name__
+
+
+def _store_records_if_room(ctx: RunContext) -> None:
+    """The records of a job that failed or stopped, unless the disk refuses them too."""
+    try:
+        _store_records(ctx)
+    except Exception as error:
+        if storage_fault(error) is None:
+            raise
+        logger.warning(
+            "Job %s: its log and metrics could not be stored: %s", ctx.job.public_id, error
         )
 
 

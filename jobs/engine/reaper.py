@@ -27,6 +27,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from hubsite.uploads import sweep_upload_temp_files
 from jobs.domain.state import job_transition
 from jobs.domain.status import FINISHED, FailureType, JobStatus
 from jobs.engine import dispatch
@@ -85,6 +86,7 @@ def reap(now: datetime | None = None, *, judge_heartbeats: bool = True) -> dict[
         "events_deleted": 0,
         "checkpoints_removed": 0,
         "resent": 0,
+        "temp_bytes_swept": 0,
     }
     for job in _past_deadline(now):
         if _expire(job.pk, now):
@@ -102,6 +104,9 @@ def reap(now: datetime | None = None, *, judge_heartbeats: bool = True) -> dict[
     counts["events_deleted"] = JobEvent.objects.filter(job_id__in=done).delete()[0] if done else 0
     counts["checkpoints_removed"] = _sweep_checkpoints()
     counts["resent"] = dispatch.resend_missing(now)
+    # What killed processes of this host left half-written (uploads, files being stored): also
+    # found here, not only when a web process starts, since workers store files too.
+    counts["temp_bytes_swept"] = sweep_upload_temp_files()
     return counts
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django import template
 
+from jobs.domain.disk import size_text
+
 register = template.Library()
 
 
@@ -22,14 +24,7 @@ def duration(seconds: float | None) -> str:
 
 @register.filter
 def filesize(size: int | None) -> str:
-    if size is None:
-        return "—"
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
+    return "—" if size is None else size_text(size)
 
 
 @register.filter

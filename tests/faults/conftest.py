@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.faults.disks import SmallDisk
 from tests.faults.servers import PrivateRedis
 
 
@@ -18,6 +19,17 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
+    """A 16 MB media disk (tmpfs) that the test may fill or turn read-only."""
+    disk = SmallDisk(tmp_path / "disk", megabytes=16)
+    disk.mount()
+    try:
+        yield disk
+    finally:
+        disk.unmount()
 
 
 class Figures:

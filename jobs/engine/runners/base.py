@@ -30,6 +30,14 @@ class RunContext:
     records_stored: bool = False  # the log and metrics artifacts, stored once whatever happens
 
 
+@dataclass(frozen=True)
+class Space:
+    """Bytes a run needs on the media storage (what it keeps) and in its work folder."""
+
+    media: int
+    work: int
+
+
 @dataclass
 class Target:
     """The target model a runner made, still in its work directory."""
@@ -52,6 +60,12 @@ class Runner:
     def verify(self, ctx: RunContext, target: Target, stored: Path) -> str:
         """Check the stored target model; return what was checked, raise JobFailure if bad."""
         raise NotImplementedError
+
+    def space_needed(self, job: Job) -> Space:
+        """About what the run will write, at most at once: checked against the free space
+        before the work starts, so that a job that cannot store its outputs is refused at once
+        rather than after hours."""
+        return Space(media=0, work=0)
 
     def resume_point(self, job: Job) -> Any | None:
         """What a lost attempt left that the next one continues from (an object with ``step``

@@ -23,7 +23,7 @@ from django.core.exceptions import ValidationError
 from jobs.domain import base_models, files, formulas, hf_models
 from jobs.domain.status import FailureType
 from jobs.engine.reporter import Reporter
-from jobs.engine.runners.base import JobFailure, RunContext, Runner, Target, register
+from jobs.engine.runners.base import JobFailure, RunContext, Runner, Space, Target, register
 from jobs.engine.training import outputs
 from jobs.engine.training.device import detect
 from jobs.engine.training.launch import train_in_processes
@@ -98,6 +98,24 @@ class CustomizationRunner(Runner):
             "val_loss": state.best_val_loss if state.best_epoch else None,
         }
         return ResumePoint(state.step, state.epoch, details)
+
+    def space_needed(self, job: Job) -> Space:
+        """Measured on runs of this runner: a checkpoint of all weights holds the weights and
+        Adam's two moments (3× the model), a LoRA checkpoint a small fraction; up to three are on
+        disk at once (the best, the latest, the one being written). The work folder holds the
+        unpacked base, the merged model, its zip and its ONNX export; the media storage keeps
+        the merged zip and the ONNX file."""
+        if job.builtin_base_model:
+            try:
+                folder = base_models.server_model(job.builtin_base_model).folder
+            except Exception:
+                return Space(media=0, work=0)  # run() says the model is gone
+            model = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+        else:
+            first = job.job_inputs.select_related("model").first()
+            model = first.model.size if first else 0
+        checkpoint = model // 4 if job.params.uses_lora else model * 3
+        return Space(media=3 * checkpoint + 2 * model, work=5 * model)
 
     def finished(self, job: Job) -> None:
         shutil.rmtree(checkpoint_folder(job), ignore_errors=True)

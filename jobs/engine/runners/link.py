@@ -9,7 +9,7 @@ import onnx
 from jobs.domain.files import uses_external_data
 from jobs.domain.onnx_inputs import InputTooLarge
 from jobs.domain.status import FailureType
-from jobs.engine.runners.base import JobFailure, RunContext, Runner, Target, register
+from jobs.engine.runners.base import JobFailure, RunContext, Runner, Space, Target, register
 from jobs.engine.runners.onnx_link import (
     LinkError,
     LinkInput,
@@ -17,7 +17,7 @@ from jobs.engine.runners.onnx_link import (
     link_models,
     verify_linked,
 )
-from jobs.models import ArtifactKind, ModelFormat
+from jobs.models import ArtifactKind, Job, ModelFormat
 
 
 def _first_line(error: Exception) -> str:
@@ -28,6 +28,12 @@ def _first_line(error: Exception) -> str:
 @register
 class LinkRunner(Runner):
     kind = "link"
+
+    def space_needed(self, job: Job) -> Space:
+        # The target holds every input's graph and weights once; it is written in the work
+        # folder, then stored.
+        total = sum(i.model.size or 0 for i in job.job_inputs.select_related("model"))
+        return Space(media=total, work=total)
 
     def run(self, ctx: RunContext) -> Target:
         job, reporter = ctx.job, ctx.reporter

@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from jobs.domain.disk import storage_fault
 from jobs.engine.training.launch import FileSink, NullSink, die_with_parent
 from jobs.engine.training.sft import TrainingFailed, TrainSpec, train
 
@@ -21,6 +22,13 @@ def main(spec_file: str, events: str) -> int:
     except TrainingFailed as failure:
         if sink:
             sink.failed(failure.kind, failure.message)
+        return 3
+    except Exception as error:
+        fault = storage_fault(error, spec.checkpoints, spec.final)
+        if fault is None:
+            raise
+        if sink:  # a full or read-only disk: the job's owner is told so, not "internal error"
+            sink.failed(*fault)
         return 3
     if sink:
         sink.result(result)

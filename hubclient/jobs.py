@@ -251,8 +251,10 @@ class Job:
             if error.status is not None and error.status < 500:
                 raise
             raise _Interrupted(error.message) from None
-        if stop_when_finished and status.code in TERMINAL:
-            return
+        # A job that finished is still read from its socket, from the last event seen: the
+        # events it sent while the connection was away are part of what a watcher asked for.
+        # Only if the socket cannot be read does the poll alone end the stream.
+        finished = stop_when_finished and status.code in TERMINAL
         query = f"?after={state['seq']}" if state["seq"] is not None else ""
         url = self._client.websocket_url(f"/ws/jobs/{self.job_id}/{query}")
         try:
@@ -285,8 +287,12 @@ class Job:
         except ConnectionClosed as closed:
             if closed.rcvd is not None and closed.rcvd.code == 4404:
                 raise HubError(f"No job {self.job_id} that you may read.", status=404) from None
+            if finished:
+                return
             raise _Interrupted(f"connection closed ({closed})") from None
         except (OSError, InvalidHandshake) as error:
+            if finished:
+                return
             raise _Interrupted(f"{type(error).__name__}: {error}") from None
 
     def get_target_model(self) -> TargetModel | None:

@@ -146,13 +146,33 @@ def worker_pool(
 
 
 @pytest.fixture
-def workers(worker_pool: WorkerPool, settings: Any) -> WorkerPool:
-    """The pool, with this test's files where the workers look for them."""
+def workers(worker_pool: WorkerPool, settings: Any) -> Iterator[WorkerPool]:
+    """The pool, with this test's files where the workers look for them. Whatever the test
+    left in flight (a fuzzer's submissions) is cancelled and settled before the database is
+    emptied for the next test: a worker writing a job's rows while the tables are truncated
+    deadlocks the truncation."""
     settings.MEDIA_ROOT = str(worker_pool.media_root)
     for name in ("w1", "w2"):
         if name not in worker_pool.processes:
             worker_pool.start(name)
-    return worker_pool
+    yield worker_pool
+    _settle()
+
+
+def _settle(timeout: float = 60) -> None:
+    from jobs.domain.status import TERMINAL
+    from jobs.services import job_cancel
+
+    for job in Job.objects.exclude(status__in=[*TERMINAL, "cancelling", "completed"]):
+        try:
+            job_cancel(job=job)
+        except Exception:  # finished or cancelled meanwhile: nothing to settle
+            continue
+    wait_for(
+        lambda: not Job.objects.exclude(status__in=TERMINAL).exists(),
+        timeout,
+        "the jobs a test left running to stop",
+    )
 
 
 def wait_for(check: Callable[[], Any], timeout: float, what: str, every: float = 0.2) -> Any:

@@ -8,7 +8,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 
-from jobs.domain.status import FINISHED
+from jobs.domain.status import TERMINAL
 from jobs.models import Artifact, Job, MetricPoint, MLModel
 
 
@@ -37,7 +37,7 @@ def audit(jobs: list[Job]) -> Ledger:
         job.refresh_from_db()
         name = job.public_id
         ledger.jobs += 1
-        if job.status not in FINISHED:
+        if job.status not in TERMINAL:
             ledger.lost.append(f"{name} never reached a final status ({job.status})")
 
         points = MetricPoint.objects.filter(series__job=job).values_list("series__key", "step")
@@ -49,10 +49,10 @@ def audit(jobs: list[Job]) -> Ledger:
 
         statuses = list(job.status_logs.values_list("status", flat=True))
         ledger.status_logs += len(statuses)
-        finals = [s for s in statuses if s in FINISHED]
+        changes = [s for i, s in enumerate(statuses) if i == 0 or s != statuses[i - 1]]
+        finals = [s for s in changes if s in TERMINAL]  # reached once
         if len(finals) > 1:
             ledger.duplicated.append(f"{name} ended {len(finals)} times: {finals}")
-        changes = [s for i, s in enumerate(statuses) if i == 0 or s != statuses[i - 1]]
         runs = changes.count("running")  # notes repeat the status they were written in
         if runs != job.attempts:
             ledger.duplicated.append(f"{name} started {runs} times in {job.attempts} attempts")

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from jobs.domain.status import FINISHED, JobStatus
+from jobs.domain.status import TERMINAL, JobStatus
 from jobs.models import MLModel
 from tests import factories
 from tests.faults.ledger import audit
@@ -31,7 +31,7 @@ def test_a_job_delivered_twice_runs_once(alice, workers: WorkerPool, figures):
 
     job = factories.link_job(alice)
     run_job.apply_async(args=(job.pk,))  # a second message for the same job
-    wait_for_status(job, FINISHED, 60)
+    wait_for_status(job, TERMINAL, 60)
     assert job.status == JobStatus.READY
 
     def both():
@@ -70,7 +70,7 @@ def test_a_sigkilled_pool_child_gets_its_job_requeued_and_resumed_from_its_check
     )
     requeued = time.monotonic() - killed_at
     assert requeued < LOST_BOUND
-    wait_for_status(job, FINISHED, 120)
+    wait_for_status(job, TERMINAL, 120)
     assert job.status == JobStatus.READY, "\n".join(
         f"{m} | {d}" for m, d in job.status_logs.values_list("message", "detail")
     )
@@ -125,7 +125,7 @@ def test_two_workers_share_the_queue_and_survive_one_being_killed(
     requeued = time.monotonic() - killed_at
     assert requeued < LOST_BOUND
     for job in (first, second):
-        wait_for_status(job, FINISHED, 180)
+        wait_for_status(job, TERMINAL, 180)
         assert job.status == JobStatus.READY, job.failure_message
     assert worker_of(first) != victim  # finished by the survivor
     ledger = audit([first, second])
@@ -142,7 +142,7 @@ def test_ten_jobs_on_one_worker_each_run_once(alice, workers: WorkerPool, figure
     jobs += [factories.customization_job(alice, epochs=1) for _ in range(5)]
     started = time.monotonic()
     for job in jobs:
-        wait_for_status(job, FINISHED, 300)
+        wait_for_status(job, TERMINAL, 300)
         assert job.status == JobStatus.READY, job.failure_message
         assert worker_of(job) == "w1"
     ledger = audit(jobs)

@@ -88,7 +88,7 @@ def model_upload(*, owner: User, file: File, name: str | None = None) -> MLModel
         metadata = files.onnx_metadata(path, label)
     model = MLModel(owner=owner, name=name, format=ModelFormat.ONNX, size=size, sha256=sha256)
     model.metadata = metadata
-    with transaction.atomic():
+    with files.stored_with_its_row(model.file), transaction.atomic():
         quotas.lock_person(owner.pk)
         quotas.check_upload_quota(owner.pk, size)
         model.file.save(label if label.endswith(".onnx") else f"{label}.onnx", file, save=False)
@@ -109,7 +109,7 @@ def _hf_model_upload(*, owner: User, file: File, name: str | None, label: str) -
             sha256, size = files.sha256_of(handle)
             model = MLModel(owner=owner, name=name, format=ModelFormat.HF, size=size, sha256=sha256)
             model.metadata = metadata
-            with transaction.atomic():
+            with files.stored_with_its_row(model.file), transaction.atomic():
                 quotas.lock_person(owner.pk)
                 quotas.check_upload_quota(owner.pk, size)
                 model.file.save(f"{stem or 'model'}.zip", File(handle), save=False)
@@ -132,7 +132,7 @@ def dataset_upload(*, owner: User, file: File, name: str | None = None) -> Datas
         num_records=summary.records,
         format=summary.format,
     )
-    with transaction.atomic():
+    with files.stored_with_its_row(dataset.file), transaction.atomic():
         quotas.lock_person(owner.pk)
         quotas.check_upload_quota(owner.pk, size)
         dataset.file.save(label, file, save=False)

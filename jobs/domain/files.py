@@ -15,6 +15,7 @@ from typing import IO, Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files import File
+from django.db.models.fields.files import FieldFile
 
 from jobs.domain import sft_data
 from jobs.domain.jsonlimits import JSONRefused, loads_bounded
@@ -54,6 +55,20 @@ def local_path(file: File) -> Iterator[str]:
         yield copy.name
     finally:
         os.unlink(copy.name)
+
+
+@contextmanager
+def stored_with_its_row(field: FieldFile) -> Iterator[None]:
+    """Around the transaction that saves a file and writes its row: if the row is not written
+    (a quota refused, the database away, a retry to come), the stored file is removed again, so
+    that the media disk holds no file that no row names (and a retry stores one copy, not two).
+    Use outside ``transaction.atomic()``, so that the rollback comes first."""
+    try:
+        yield
+    except BaseException:
+        if field.name:
+            field.storage.delete(field.name)
+        raise
 
 
 def _invalid(label: str, error: Exception) -> ValidationError:

@@ -26,6 +26,7 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from jobs.domain.events import ClaimLost, EventType, MetricPointPayload, ProgressPayload, publish
+from jobs.domain.files import stored_with_its_row
 from jobs.domain.redact import scrub_paths
 from jobs.domain.state import job_transition
 from jobs.domain.status import FailureType, JobStatus
@@ -170,10 +171,14 @@ class Reporter:
         return outlasting_outages(lambda: self._artifact(kind, name, path))
 
     def _artifact(self, kind: str, name: str, path: Path) -> Artifact:
-        with transaction.atomic(), path.open("rb") as handle:
-            artifact = Artifact(
-                job=self.job, kind=kind, name=name, size=path.stat().st_size, sha256=_sha256(path)
-            )
+        artifact = Artifact(
+            job=self.job, kind=kind, name=name, size=path.stat().st_size, sha256=_sha256(path)
+        )
+        with (
+            stored_with_its_row(artifact.file),
+            transaction.atomic(),
+            path.open("rb") as handle,
+        ):
             artifact.file.save(name, File(handle), save=False)
             artifact.save()
             publish(
@@ -194,16 +199,16 @@ class Reporter:
     def _produced_model(
         self, path: Path, name: str, format: str, metadata: dict[str, Any]
     ) -> MLModel:
-        with transaction.atomic(), path.open("rb") as handle:
-            model = MLModel(
-                owner_id=self.job.owner_id,
-                name=name,
-                format=format,
-                size=path.stat().st_size,
-                sha256=_sha256(path),
-                metadata=metadata,
-                produced_by=self.job,
-            )
+        model = MLModel(
+            owner_id=self.job.owner_id,
+            name=name,
+            format=format,
+            size=path.stat().st_size,
+            sha256=_sha256(path),
+            metadata=metadata,
+            produced_by=self.job,
+        )
+        with stored_with_its_row(model.file), transaction.atomic(), path.open("rb") as handle:
             model.file.save(path.name, File(handle), save=False)
             model.save()
             publish(

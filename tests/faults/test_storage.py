@@ -16,11 +16,12 @@ import time
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage
-from django.db import connections
+from django.db import IntegrityError, connections, transaction
 from rest_framework.test import APIClient
 
 from hubsite.storage import WholeFileStorage
 from jobs.demo import numbers_dataset
+from jobs.domain.files import stored_with_its_row
 from jobs.domain.state import job_transition
 from jobs.domain.status import FailureType, JobStatus
 from jobs.engine.execution import execute
@@ -47,6 +48,22 @@ def test_a_file_that_does_not_fit_leaves_nothing_under_any_name(small_disk: Smal
     with pytest.raises(OSError, match="No space left"):
         FileSystemStorage(location=small_disk.path).save("plain.bin", ContentFile(b"z" * 20 * MB))
     assert 0 < small_disk.files().get("plain.bin", 0) < 20 * MB
+
+
+def test_a_file_whose_row_is_not_written_is_removed_again(alice, settings, tmp_path):
+    job = factories.unqueued_job(alice)
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    artifact = Artifact(job=job, kind="other", name="log.txt", size=-1, sha256="0" * 64)
+
+    def store() -> None:  # a negative size: the database refuses the row
+        with stored_with_its_row(artifact.file), transaction.atomic():
+            artifact.file.save("log.txt", ContentFile(b"abc"), save=False)
+            artifact.save()
+
+    with pytest.raises(IntegrityError):
+        store()
+    assert artifact.file.name  # it was stored, then removed
+    assert not [p for p in (tmp_path / "media").rglob("*") if p.is_file()]
 
 
 def test_an_upload_to_a_full_disk_answers_507_and_keeps_nothing(alice, small_disk, settings):

@@ -196,6 +196,12 @@ def _database() -> dict[str, object]:
     elif engine.endswith("postgresql"):
         config["CONN_MAX_AGE"] = env_int("HUB_DB_CONN_MAX_AGE", 0, minimum=0)
         config["CONN_HEALTH_CHECKS"] = True
+        # A database that is stopped (not dead) accepts a connection and never answers: without
+        # a bound, every request would hang with it instead of answering 503.
+        config["OPTIONS"] = {
+            **dict(config.get("OPTIONS") or {}),  # type: ignore[call-overload]
+            "connect_timeout": env_int("HUB_DB_CONNECT_TIMEOUT", 5, minimum=1, maximum=120),
+        }
     else:
         raise ImproperlyConfigured(
             f"DATABASE_URL must name PostgreSQL (postgres://) or SQLite (sqlite://), not {engine}."

@@ -146,3 +146,85 @@ class FaultyProxy:
     def close(self) -> None:
         self.listener.close()
         self.break_()
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of its own (initdb in a fresh folder, a free loopback port), that a
+    test pauses with SIGSTOP (the server and every backend: connections are accepted by the
+    kernel and never answered) and resumes. As root it runs as the ``postgres`` user."""
+
+    def __init__(self) -> None:
+        import glob
+        import tempfile
+
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        assert found, "PostgreSQL's server programs are not installed (.ci/run installs them)"
+        self.bin = Path(found[-1]).parent
+        self.folder = Path(tempfile.mkdtemp(prefix="hub-pg-"))  # outside root's private tmp
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.as_owner: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(self.folder, "postgres", "postgres")
+            self.as_owner = ["runuser", "-u", "postgres", "--"]
+
+    @property
+    def url(self) -> str:
+        return f"postgres://hub:hub@127.0.0.1:{self.port}/hub"
+
+    def start(self) -> None:
+        data = self.folder / "data"
+        if not data.exists():
+            initdb = [str(self.bin / "initdb"), "-D", str(data), "-U", "hub", "--auth=trust"]
+            subprocess.run([*self.as_owner, *initdb], check=True, capture_output=True)
+        server = [
+            str(self.bin / "postgres"), "-D", str(data), "-p", str(self.port),
+            "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
+            "-c", "fsync=off", "-c", "full_page_writes=off",
+        ]  # fmt: skip
+        self.process = subprocess.Popen(
+            [*self.as_owner, *server],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # one process group: the server and its backends
+        )
+        deadline = time.monotonic() + 30
+        while not self.answers("postgres"):
+            assert time.monotonic() < deadline, "the private PostgreSQL did not start"
+            time.sleep(0.1)
+        if not self.answers("hub"):
+            self._sql("postgres", "CREATE DATABASE hub")
+
+    def answers(self, database: str = "hub") -> bool:
+        import psycopg
+
+        try:
+            with psycopg.connect(self._dsn(database), connect_timeout=1):
+                return True
+        except psycopg.Error:
+            return False
+
+    def _dsn(self, database: str) -> str:
+        return f"host=127.0.0.1 port={self.port} user=hub dbname={database}"
+
+    def _sql(self, database: str, statement: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self._dsn(database), autocommit=True) as conn:
+            conn.execute(statement.encode())
+
+    def pause(self) -> None:
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.resume()
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)

@@ -26,10 +26,11 @@ from jobs.domain.state import job_transition
 from jobs.domain.status import FailureType, JobStatus
 from jobs.engine.execution import execute
 from jobs.engine.runners.customization import checkpoint_folder
-from jobs.models import Artifact, Dataset, Job, MLModel
+from jobs.models import Artifact, Dataset, Job, MetricPoint, MLModel
 from jobs.services import job_submit_customization
 from tests import factories
 from tests.faults.disks import SmallDisk
+from tests.faults.ledger import audit
 from tests.workers import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -161,8 +162,7 @@ def test_a_disk_that_fills_during_training_fails_the_job_as_storage_full_leaving
     job = _training(alice)
     worker = Worker(job)
     worker.past_a_checkpoint()
-    job.refresh_from_db()
-    steps_before = job.steps_completed
+    points_before = MetricPoint.objects.filter(series__job=job).count()
     small_disk.fill()
     filled = time.monotonic()
     job = worker.finished()
@@ -178,12 +178,11 @@ def test_a_disk_that_fills_during_training_fails_the_job_as_storage_full_leaving
     assert not checkpoint_folder(job).exists()  # a job that ended keeps no checkpoint
     # Every file on the disk is one the database knows, whole (its recorded size).
     assert small_disk.files() == _stored_files(job)
-    steps = list(job.metric_series.get(key="train_loss").points.values_list("step", flat=True))
-    assert len(steps) == len(set(steps)) >= steps_before  # the points reported are all kept
+    ledger = audit([job])  # every point reported before the fault kept, none twice
+    assert ledger.lost == ledger.duplicated == [] and ledger.points >= points_before > 0
     figures.record(
-        fault="media disk filled during training (tmpfs, ENOSPC)",
-        in_flight=f"1 training job, {len(steps)} loss points",
-        lost=0, duplicated=0, recovery_s=round(ended, 2),
+        fault="media disk filled during training (tmpfs, ENOSPC)", **ledger.figures(),
+        recovery_s=round(ended, 2),
         note="failed as storage_full; no partial checkpoint or file left",
     )  # fmt: skip
 
@@ -209,8 +208,10 @@ def test_a_media_disk_turned_read_only_fails_the_job_as_storage_unavailable(
     assert checkpoints and all((c / "hub_state.json").exists() for c in checkpoints)
     health = client.get("/healthz").json()
     assert health["storage"]["ok"] is False and "storage" in health["problems"]
+    ledger = audit([job])
+    assert ledger.lost == ledger.duplicated == []
     figures.record(
-        fault="media disk remounted read-only during training (EROFS)",
-        in_flight="1 training job", lost=0, duplicated=0, recovery_s=round(ended, 2),
+        fault="media disk remounted read-only during training (EROFS)", **ledger.figures(),
+        recovery_s=round(ended, 2),
         note="failed as storage_unavailable; /healthz reports the storage",
     )  # fmt: skip

@@ -31,6 +31,7 @@ from django.core.handlers.asgi import ASGIHandler
 from django.utils.crypto import constant_time_compare
 from rest_framework.authtoken.models import Token
 
+from jobs.domain.disk import not_kept
 from jobs.domain.quotas import upload_refusal
 
 logger = logging.getLogger(__name__)
@@ -177,6 +178,11 @@ class HubASGIHandler(ASGIHandler):
             await super().handle(scope, receive, send)
         except BodyTooLarge:
             await _send_json(send, 413, _too_large("The request body"), "file")
+        except OSError as error:  # the body's temporary file could not be written
+            message = not_kept(error)
+            if message is None:
+                raise
+            await _send_json(send, 507, message, "file")
 
     async def _refusal(self, scope: Scope) -> tuple[int, str, str] | None:
         if scope.get("method") not in BODY_METHODS:

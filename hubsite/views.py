@@ -14,7 +14,7 @@ from django.views.decorators.cache import never_cache
 from rest_framework.authtoken.models import Token
 
 from hubsite.api.auth import user_of
-from jobs.domain.disk import disk_full, unwritable
+from jobs.domain.disk import not_kept
 
 
 @never_cache  # the page shows a secret: no browser or proxy may keep a copy
@@ -70,16 +70,10 @@ def server_error(request: HttpRequest) -> HttpResponse:
         )
         response["Retry-After"] = "10"
         return response
-    if error is not None and (disk_full(error) or unwritable(error)):
-        # An upload or a write that the media disk refused: nothing partial was kept.
-        message = (
-            "The hub's storage is full; nothing was kept. Try again once its operator has "
-            "freed space."
-            if disk_full(error)
-            else "The hub's storage refused the write; nothing was kept. Tell the hub's operator."
-        )
-        return _api_error(request, 507, message) or HttpResponse(
-            f"<!doctype html><title>Storage full</title><h1>Not stored</h1><p>{message}</p>",
+    refused = not_kept(error) if error is not None else None
+    if refused is not None:  # an upload or a write the media disk refused: nothing partial kept
+        return _api_error(request, 507, refused) or HttpResponse(
+            f"<!doctype html><title>Storage full</title><h1>Not stored</h1><p>{refused}</p>",
             status=507,
         )
     return _api_error(request, 500, "The hub hit an internal error.") or defaults.server_error(

@@ -129,6 +129,21 @@ def test_unknown_progress_fields_are_refused(running):
         Reporter(job, token).progress(percentage_done=50)
 
 
+def test_text_with_nul_characters_is_stored_with_a_replacement_character(running):
+    """An untrained model's sample may decode to NUL, which PostgreSQL's JSON and text refuse:
+    found by the suite as a job failing with internal_error."""
+    job, token = running
+    reporter = Reporter(job, token)
+    sample = {"prompt": "86", "expected": "eighty-six", "before": "\x00x\x00", "after": None}
+    reporter.progress(samples=[sample])
+    reporter.note("A note with \x00 in it", detail="and \x00 here")
+    reporter.flush()
+    job.refresh_from_db()
+    assert job.samples[0]["before"] == "\ufffdx\ufffd"
+    entry = job.status_logs.last()
+    assert (entry.message, entry.detail) == ("A note with \ufffd in it", "and \ufffd here")
+
+
 @pytest.mark.production
 @pytest.mark.django_db(transaction=True)
 def test_committed_events_reach_the_job_and_owner_groups_through_redis(alice):

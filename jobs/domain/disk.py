@@ -68,6 +68,15 @@ def storage_fault(error: BaseException, *written: str | Path) -> tuple[str, str]
     return None
 
 
+def not_kept(error: BaseException) -> str | None:
+    """What a request is told when the media disk refused what it sent (a 507), or None."""
+    if disk_full(error):
+        return "The hub's storage is full; nothing was kept. Try again once its operator has freed space."
+    if unwritable(error):
+        return "The hub's storage refused the write; nothing was kept. Tell the hub's operator."
+    return None
+
+
 def free_bytes(path: str | Path) -> int:
     """Free space for the hub on the file system holding ``path`` (its nearest existing
     folder)."""

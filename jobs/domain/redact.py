@@ -9,6 +9,7 @@ import re
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 
@@ -30,9 +31,24 @@ def _known_roots() -> list[tuple[str, str]]:
     return sorted(resolved, key=lambda pair: len(pair[0]), reverse=True)
 
 
+def storable(value: Any) -> Any:
+    """``value`` with each NUL character in its strings (nested in lists and dicts) replaced by
+    U+FFFD: PostgreSQL's text and JSON cannot hold NUL, and a model's generated text (a sample
+    from an untrained model) or an exception's message may contain one."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list | tuple):
+        return [storable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: storable(v) for k, v in value.items()}
+    return value
+
+
 def scrub_paths(text: str) -> str:
     """``text`` with server paths replaced: a known folder by its name in angle brackets
-    (``<media>/models/m…/x.onnx``), any other absolute path by its last part (``…/x.onnx``)."""
+    (``<media>/models/m…/x.onnx``), any other absolute path by its last part (``…/x.onnx``);
+    storable (no NUL)."""
+    text = storable(text)
     if "/" not in text:
         return text
     for root, label in _known_roots():

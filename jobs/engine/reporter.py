@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from jobs.domain.events import ClaimLost, EventType, MetricPointPayload, ProgressPayload, publish
 from jobs.domain.files import stored_with_its_row
-from jobs.domain.redact import scrub_paths
+from jobs.domain.redact import scrub_paths, storable
 from jobs.domain.state import job_transition
 from jobs.domain.status import FailureType, JobStatus
 from jobs.engine.outages import outlasting_outages
@@ -114,7 +114,7 @@ class Reporter:
         unknown = set(fields) - PROGRESS_FIELDS
         if unknown:
             raise ValueError(f"Not a status detail a runner sets: {', '.join(sorted(unknown))}")
-        self._fields.update(fields)
+        self._fields.update(storable(fields))
         self._flush_if_due()
 
     def metric(self, key: str, step: int, value: float) -> None:
@@ -127,6 +127,7 @@ class Reporter:
     def note(self, message: str, detail: str = "") -> None:
         """A status log entry that is not a status change."""
         self.flush()
+        message, detail = scrub_paths(message), scrub_paths(detail)
         outlasting_outages(lambda: self._note(message, detail))
 
     def _note(self, message: str, detail: str) -> None:

@@ -13,10 +13,12 @@ import io
 import threading
 import time
 
+import httpx
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage
 from django.db import IntegrityError, connections, transaction
+from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from hubsite.storage import WholeFileStorage
@@ -31,6 +33,7 @@ from jobs.services import job_submit_customization
 from tests import factories
 from tests.faults.disks import SmallDisk
 from tests.faults.ledger import audit
+from tests.security.conftest import start_web, stop_web
 from tests.workers import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -79,6 +82,30 @@ def test_an_upload_to_a_full_disk_answers_507_and_keeps_nothing(alice, small_dis
     assert "storage is full" in response.json()["message"]
     assert not Dataset.objects.exists()
     assert small_disk.files() == {}
+
+
+@pytest.mark.production
+def test_a_body_the_full_disk_cannot_hold_gets_507_json_from_the_web_server(
+    alice, small_disk, tmp_path
+):
+    """Past FILE_UPLOAD_MAX_MEMORY_SIZE the web server spools a body to the media disk before
+    Django sees it: that write failing is answered too, not dropped as a bare 500."""
+    token = Token.objects.create(user=alice).key
+    small_disk.fill()
+    web = start_web(small_disk.path, tmp_path / "data", HUB_MAX_UPLOAD_BYTES=str(64 * MB))
+    try:
+        response = httpx.post(
+            f"{web.url}/api/v1/datasets/",
+            headers={"Authorization": f"Token {token}"},
+            files={"file": ("rows.jsonl", numbers_dataset(0, 1999) * 40)},  # ~5 MB
+            timeout=60,
+        )
+    finally:
+        stop_web(web)
+    assert response.status_code == 507, response.text
+    assert "storage is full" in response.json()["message"]
+    assert small_disk.files() == {}
+    assert not Dataset.objects.exists()
 
 
 def _pending(job: Job) -> Job:

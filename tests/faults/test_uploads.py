@@ -7,8 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,27 +14,10 @@ import pytest
 from rest_framework.authtoken.models import Token
 
 from jobs.demo import numbers_dataset
-from tests.helpers import ROOT, LineReader, free_port
-from tests.workers import _database_url, wait_for
+from tests.security.conftest import start_web, stop_web
+from tests.workers import wait_for
 
 pytestmark = [pytest.mark.production, pytest.mark.django_db(transaction=True)]
-
-
-def _web(env: dict[str, str], port: int) -> tuple[subprocess.Popen[str], LineReader]:
-    command = [sys.executable, "-m", "uvicorn", "hubsite.asgi:application", "--port", str(port)]
-    process = subprocess.Popen(
-        [*command, "--lifespan", "off"], cwd=ROOT, env=env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    reader = LineReader(process)
-    reader.wait_for("Uvicorn running", 90)
-    return process, reader
-
-
-def _stop(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
-        process.kill()
-    process.wait()
 
 
 def _named_temp_files(folder: Path) -> dict[str, int]:
@@ -48,14 +29,7 @@ def _named_temp_files(folder: Path) -> dict[str, int]:
 def test_a_web_process_killed_mid_upload_leaves_files_that_the_next_one_sweeps(
     alice, tmp_path, figures
 ):
-    media = tmp_path / "media"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "hubsite.settings.base",
-        "DATABASE_URL": _database_url(),
-        "HUB_MEDIA_ROOT": str(media),
-        "HUB_DATA_DIR": str(tmp_path / "data"),
-    }
+    media, data = tmp_path / "media", tmp_path / "data"
     token = Token.objects.create(user=alice).key
     body = numbers_dataset(0, 1999) * 250  # ~30 MB: checked line by line after it is received
     boundary = "hub-fault-boundary"
@@ -65,11 +39,10 @@ def test_a_web_process_killed_mid_upload_leaves_files_that_the_next_one_sweeps(
     ).encode()
     payload = head + body + f"\r\n--{boundary}--\r\n".encode()
 
-    port = free_port()
-    first, _ = _web(env, port)
-    folder = media / ".uploads" / f"{socket.gethostname()}-{first.pid}"
+    first = start_web(media, data, HUB_MAX_UPLOAD_BYTES=str(64 * 1024 * 1024))
+    folder = media / ".uploads" / f"{socket.gethostname()}-{first.process.pid}"
     try:
-        with socket.create_connection(("127.0.0.1", port)) as conn:
+        with socket.create_connection(("127.0.0.1", first.port)) as conn:
             conn.sendall(
                 (
                     "POST /api/v1/datasets/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -81,21 +54,21 @@ def test_a_web_process_killed_mid_upload_leaves_files_that_the_next_one_sweeps(
             )
             # The received file is named in the process's folder while the hub checks it.
             wait_for(lambda: _named_temp_files(folder), 60, "the upload's temporary file", 0.002)
-            os.kill(first.pid, signal.SIGKILL)
-            first.wait()
+            os.kill(first.process.pid, signal.SIGKILL)
+            first.process.wait()
     finally:
-        _stop(first)
+        stop_web(first)
     left = _named_temp_files(folder)
     left_bytes = sum(left.values())
     assert left_bytes > 0, "the killed process left nothing to sweep: the test caught nothing"
 
     started = time.monotonic()
-    second, _ = _web(env, port)
+    second = start_web(media, data)
     try:
         assert not folder.exists(), f"still there after a new web process started: {left}"
         swept = time.monotonic() - started
     finally:
-        _stop(second)
+        stop_web(second)
     figures.record(
         fault="web process SIGKILLed while it checked an upload",
         in_flight=f"1 upload of {len(payload) / 1e6:.0f} MB", lost=0, duplicated=0,

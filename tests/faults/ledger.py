@@ -24,7 +24,8 @@ class Ledger:
 
     def figures(self) -> dict[str, object]:
         return {
-            "in_flight": f"{self.jobs} jobs, {self.points} points, {self.status_logs} status "
+            "in_flight": f"{self.jobs} job{'s' if self.jobs != 1 else ''}, {self.points} points, "
+            f"{self.status_logs} status "
             f"entries, {self.events} events, {self.files} files",
             "lost": len(self.lost),
             "duplicated": len(self.duplicated),

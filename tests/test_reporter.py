@@ -88,6 +88,22 @@ def test_non_finite_values_are_kept_as_gaps(running):
     assert values == [1.0, None, None, 0.5]
 
 
+def test_a_batch_of_points_is_stored_whole_with_its_gaps_and_counted(running):
+    job, token = running
+    reporter = Reporter(job, token, clock=FrozenClock())
+    reporter.metrics("val_loss", [(10, 2.0), (20, math.nan), (30, 1.5)])
+    reporter.metrics("val_loss", [(40, 1.25)])
+    reporter.flush()
+    reporter.metrics("val_loss", [(50, 1.0)])  # a second flush reuses the series
+    reporter.flush()
+    series = MetricSeries.objects.get(job=job, key="val_loss")
+    assert (series.points_count, series.last_step) == (5, 50)
+    points = series.points.order_by("step").values_list("step", "value")
+    assert list(points) == [(10, 2.0), (20, None), (30, 1.5), (40, 1.25), (50, 1.0)]
+    stamps = set(series.points.filter(step__lte=30).values_list("timestamp", flat=True))
+    assert len(stamps) == 1  # one batch, one time
+
+
 def test_a_worker_whose_claim_was_taken_writes_nothing(running):
     job, token = running
     reporter = Reporter(job, token, clock=FrozenClock())

@@ -14,7 +14,7 @@ import hashlib
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,16 +22,17 @@ from typing import Any
 from django.core.files import File
 from django.db import transaction
 from django.db.models import F
-from django.db.models.functions import Greatest
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from jobs.domain.events import ClaimLost, EventType, MetricPointPayload, ProgressPayload, publish
 from jobs.domain.files import stored_with_its_row
+from jobs.domain.metrics import append_points
 from jobs.domain.redact import scrub_paths, storable
 from jobs.domain.state import job_transition
 from jobs.domain.status import FailureType, JobStatus
 from jobs.engine.outages import outlasting_outages
-from jobs.models import Artifact, Job, MetricPoint, MetricSeries, MLModel, StatusLog
+from jobs.models import Artifact, Job, MetricSeries, MLModel, StatusLog
 
 PROGRESS_FIELDS = frozenset(
     {
@@ -87,7 +88,7 @@ class Reporter:
         claim_token: str,
         *,
         flush_every: float = 0.5,
-        max_points: int = 2000,
+        max_points: int = 10_000,
         check_every: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -103,6 +104,7 @@ class Reporter:
         self._last_flush = clock()
         self._last_check = -math.inf
         self.log_lines: list[str] = []
+        self._series_ids: dict[str, int] = {}
 
     # What a runner reports
 
@@ -122,6 +124,15 @@ class Reporter:
         kept = float(value) if math.isfinite(value) else None
         self._points[key].append((step, kept, timezone.now()))
         self._buffered += 1
+        self._flush_if_due()
+
+    def metrics(self, key: str, points: Iterable[tuple[int, float]]) -> None:
+        """Many points of a series at once, (step, value) each, stamped with one time: what a
+        caller with a batch in hand (an external run's upload) uses instead of a call a point."""
+        now = timezone.now()
+        rows = [(step, float(v) if math.isfinite(v) else None, now) for step, v in points]
+        self._points[key].extend(rows)
+        self._buffered += len(rows)
         self._flush_if_due()
 
     def note(self, message: str, detail: str = "") -> None:
@@ -292,22 +303,26 @@ class Reporter:
     def _write_points(self, points: dict[str, list[tuple[int, float | None, datetime]]]) -> None:
         stored: dict[str, list[int]] = {}
         live: dict[str, list[MetricPointPayload]] = {}
+        appended: list[tuple[int, int, float | None, datetime]] = []
+        stamps: dict[datetime, str] = {}  # a batch shares one time: format it once
         for key, rows in points.items():
-            series, _ = MetricSeries.objects.get_or_create(job=self.job, key=key)
-            MetricPoint.objects.bulk_create(
-                [
-                    MetricPoint(series=series, step=step, value=value, timestamp=ts)
-                    for step, value, ts in rows
-                ],
-                batch_size=1000,
-            )
+            series_id = self._series_id(key)
+            appended += [(series_id, step, value, ts) for step, value, ts in rows]
             last = max(step for step, _, _ in rows)
-            MetricSeries.objects.filter(pk=series.pk).update(
+            MetricSeries.objects.filter(pk=series_id).update(
                 points_count=F("points_count") + len(rows),
-                last_step=Greatest(F("last_step"), last) if series.last_step is not None else last,
+                last_step=Greatest(Coalesce(F("last_step"), last), last),
             )
             stored[key] = [rows[0][0], rows[-1][0]]
-            live[key] = [{"step": s, "value": v, "timestamp": ts.isoformat()} for s, v, ts in rows]
+            live[key] = [
+                {
+                    "step": s,
+                    "value": v,
+                    "timestamp": stamps.get(ts) or stamps.setdefault(ts, ts.isoformat()),
+                }
+                for s, v, ts in rows
+            ]
+        append_points(appended)
         publish(
             self.job,
             EventType.METRICS,
@@ -315,6 +330,15 @@ class Reporter:
             live={"series": live},
             claim_token=self.token,
         )
+
+    def _series_id(self, key: str) -> int:
+        """The series' row, made on its first point; remembered once that is committed (a
+        rolled-back write retried after an outage makes it again)."""
+        if key in self._series_ids:
+            return self._series_ids[key]
+        series, _ = MetricSeries.objects.get_or_create(job=self.job, key=key)
+        transaction.on_commit(lambda: self._series_ids.__setitem__(key, series.pk))
+        return int(series.pk)
 
     def _write_fields(self, fields: dict[str, Any]) -> None:
         now = timezone.now()

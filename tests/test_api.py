@@ -1,6 +1,7 @@
 """The REST API: what the owner gets, what a stranger and nobody get, and errors as JSON."""
 
 import io
+import math
 import zipfile
 
 import pytest
@@ -247,9 +248,55 @@ def test_metrics_come_whole_after_a_step_or_downsampled_with_spikes(alice):
         {"step": p["step"], "value": p["value"]} for p in points
     ]
     assert points[0]["value"] == 1.0  # the first, largest ordinary value survives too
-    for bad in ({"points": 1}, {"after_step": "x"}):
+    whole = client.get(url).json()  # the default page (10,000) holds it all
+    assert len(whole["metrics"]["train_loss"]) == 10_000 and whole["next_after_step"] == {}
+    pages, after = [], None
+    while True:  # pages of 4,000 whole points, each starting where the last one said
+        page = client.get(url, {"limit": 4_000, **({"after_step": after} if after else {})}).json()
+        pages.append([p["step"] for p in page["metrics"]["train_loss"]])
+        after = page["next_after_step"].get("train_loss")
+        if after is None:
+            break
+    assert [len(p) for p in pages] == [4_000, 4_000, 2_000]
+    assert [step for page in pages for step in page] == list(range(1, 10_001))
+    for bad in ({"points": 1}, {"after_step": "x"}, {"limit": 0}, {"limit": 100_001}):
         response = client.get(url, bad)
         assert response.status_code == 400 and response.json()["field"] == next(iter(bad))
+
+
+def test_a_downsampled_window_keeps_each_buckets_extremes_exactly_from_the_rollups(alice):
+    """Rollups kept as the reporter writes answer a chart; what they give is what a scan of
+    every point gives, and after points past a step are discarded (a requeue), they go too."""
+    import random
+
+    from jobs.domain.metrics import _extremes, read_series, rebuild_rollups
+    from jobs.engine.reporter import Reporter
+
+    job, token = factories.claimed(factories.customization_job(alice))
+    generator = random.Random(7)
+    values = [generator.gauss(1.0, 0.2) + (40.0 if step == 33_333 else 0) for step in range(50_000)]
+    reporter = Reporter(job, token)
+    for first in range(0, 50_000, 1000):
+        reporter.metrics("train_loss", [(s, values[s]) for s in range(first, first + 1000)])
+    reporter.flush()
+    series = MetricSeries.objects.get(job=job, key="train_loss")
+    assert series.rollups.filter(width=64).count() == math.ceil(50_000 / 64)
+
+    view = read_series(series, after_step=1_234, until_step=45_678, points=400)
+    got = {p["step"]: p["value"] for p in view.points}
+    assert view.downsampled and len(got) <= 400 and got[33_333] == values[33_333]
+    # The same buckets by brute force: every bucket's lowest and highest point are there.
+    width = min(w for w in (64 * k for k in range(1, 100)) if w >= (45_678 - 1_234) / 200)
+    brute = _extremes([(s, values[s], None) for s in range(1_235, 45_679)], width)
+    assert got == {p[0]: p[1] for pair in brute.values() for p in pair}
+
+    MetricPoint.objects.filter(series=series, step__gt=20_000).delete()
+    MetricSeries.objects.filter(pk=series.pk).update(points_count=20_001, last_step=20_000)
+    series.refresh_from_db()
+    rebuild_rollups(series, from_step=20_001)
+    after = read_series(series, points=300)
+    assert max(p["step"] for p in after.points) <= 20_000
+    assert max(p["value"] for p in after.points) == max(values[:20_001])
 
 
 def test_results_archive_holds_target_model_artifacts_and_details(alice, ready_job):

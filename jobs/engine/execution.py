@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from jobs.domain.disk import free_bytes, size_text, storage_fault
 from jobs.domain.events import ClaimLost, EventType, publish
+from jobs.domain.metrics import rebuild_rollups
 from jobs.domain.selectors import inputs_unreadable_by_owner
 from jobs.domain.state import job_transition
 from jobs.domain.status import FailureType, JobStatus
@@ -159,6 +160,7 @@ def _discard_attempt(job: Job) -> None:
             kept = series.points.aggregate(count=Count("pk"), last=Max("step"))
             series.points_count, series.last_step = kept["count"], kept["last"]
             series.save(update_fields=["points_count", "last_step"])
+            rebuild_rollups(series, from_step=resume.step + 1)
     _supersede_metric_events(job, kept_step=resume.step if resume else None)
     stored: list[Artifact | MLModel] = [*job.artifacts.all(), *job.produced_models.all()]
     for item in stored:

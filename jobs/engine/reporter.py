@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from jobs.domain.events import ClaimLost, EventType, MetricPointPayload, ProgressPayload, publish
 from jobs.domain.files import stored_with_its_row
-from jobs.domain.metrics import append_points
+from jobs.domain.metrics import append_points, roll_up
 from jobs.domain.redact import scrub_paths, storable
 from jobs.domain.state import job_transition
 from jobs.domain.status import FailureType, JobStatus
@@ -323,6 +323,7 @@ class Reporter:
                 for s, v, ts in rows
             ]
         append_points(appended)
+        roll_up(appended)
         publish(
             self.job,
             EventType.METRICS,

@@ -1,7 +1,7 @@
 from jobs.models.assets import Artifact, ArtifactKind, Dataset, MLModel, ModelFormat
 from jobs.models.job import Hardware, Job, JobInput, JobKind
 from jobs.models.ops import Lease, WorkerSeen
-from jobs.models.records import JobEvent, MetricPoint, MetricSeries, StatusLog
+from jobs.models.records import JobEvent, MetricPoint, MetricRollup, MetricSeries, StatusLog
 
 __all__ = [
     "Artifact",
@@ -15,6 +15,7 @@ __all__ = [
     "Lease",
     "MLModel",
     "MetricPoint",
+    "MetricRollup",
     "MetricSeries",
     "ModelFormat",
     "StatusLog",

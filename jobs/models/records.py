@@ -63,6 +63,33 @@ class MetricPoint(models.Model):
         return f"{self.step}: {self.value}"
 
 
+class MetricRollup(models.Model):
+    """The lowest and the highest point of a series in one bucket of ``width`` steps (bucket b
+    holds steps b·width to (b+1)·width - 1), kept as points are written (jobs/domain/metrics.py).
+    A chart of a million points reads a few thousand of these instead of the points, and keeps
+    every spike: a bucket's extremes are exact."""
+
+    series = models.ForeignKey(MetricSeries, on_delete=models.CASCADE, related_name="rollups")
+    width = models.PositiveIntegerField()
+    bucket = models.PositiveBigIntegerField()
+    min_step = models.PositiveBigIntegerField()
+    min_value = models.FloatField()
+    min_timestamp = models.DateTimeField()
+    max_step = models.PositiveBigIntegerField()
+    max_value = models.FloatField()
+    max_timestamp = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["series", "width", "bucket"], name="metric_rollup_unique_bucket"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.series_id} ×{self.width} #{self.bucket}"
+
+
 class JobEvent(models.Model):
     """An event published for a job, kept so that a client that reconnects can be sent what it
     missed by sequence number. Metric events store the step range they covered, not the points:

@@ -143,6 +143,10 @@ class MetricsSerializer(serializers.Serializer):
         help_text="True when some series were thinned to the points asked for."
     )
     seq = serializers.IntegerField(help_text="The job's latest event number.")
+    next_after_step = serializers.DictField(
+        child=serializers.IntegerField(),
+        help_text="For each series cut at `limit` points: the `after_step` of its next page.",
+    )
 
 
 class StatusDetailsSerializer(serializers.Serializer):

@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 from hubsite.api.auth import user_of
 from jobs import services
 from jobs.domain.base_models import server_models
-from jobs.domain.metrics import MAX_POINTS, job_metrics
+from jobs.domain.metrics import MAX_POINTS, PAGE_POINTS, job_metrics
 from jobs.domain.selectors import (
     dataset_for_user,
     job_for_owner,
@@ -216,6 +216,12 @@ class JobMetrics(APIView):
                 int,
                 description=f"Downsample each series to about this many points (2–{MAX_POINTS}), keeping spikes.",
             ),
+            OpenApiParameter(
+                "limit",
+                int,
+                description=f"Without `points`: at most this many whole points a series (1–{MAX_POINTS}, "
+                f"default {PAGE_POINTS}); `next_after_step` says where the next page starts.",
+            ),
         ],
         responses=MetricsSerializer,
     )
@@ -229,5 +235,6 @@ class JobMetrics(APIView):
             after_seq=int_param(request, "after_seq", minimum=0),
             until_step=int_param(request, "until_step", minimum=0),
             points=int_param(request, "points", minimum=2, maximum=MAX_POINTS),
+            limit=int_param(request, "limit", minimum=1, maximum=MAX_POINTS) or PAGE_POINTS,
         )
         return Response(metrics)

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection
-from django.db.models import CharField, F, Func, Q
+from django.db.models import CharField, F, Func, Q, QuerySet
 
 from jobs.models import Job, MetricPoint, MetricRollup, MetricSeries
 
@@ -160,6 +160,13 @@ class _IsoUtc(Func):
     output_field = CharField()
 
 
+def _stamped(rows: QuerySet[MetricPoint]) -> QuerySet[MetricPoint]:
+    """Points with their time as ``stamp``: ISO text made by PostgreSQL, else the datetime."""
+    if connection.vendor == "postgresql":
+        return rows.annotate(stamp=_IsoUtc("timestamp"))
+    return rows.annotate(stamp=F("timestamp"))
+
+
 @dataclass
 class SeriesView:
     key: str
@@ -192,11 +199,8 @@ def read_series(
     windowed = after_step is not None or until_step is not None
     count = rows.count() if windowed else series.points_count
     if points is None or count <= points:
-        if connection.vendor == "postgresql":
-            rows = rows.annotate(stamp=_IsoUtc("timestamp"))
-        else:
-            rows = rows.annotate(stamp=F("timestamp"))
-        values = rows.order_by("step", "id").values_list("step", "value", "stamp")
+        stamped = _stamped(rows).order_by("step", "id")
+        values = stamped.values_list("step", "value", "stamp")  # type: ignore[misc]  # annotated
         if limit is not None:
             values = values[: limit + 1]
         kept = [_row(*v) for v in values]
@@ -223,8 +227,8 @@ def _downsample(
         return []
     desired = max(1, math.ceil((last - first + 1) / max(1, points // 2)))
     usable = [w for w in ROLLUP_WIDTHS if w <= desired]
-    raw = MetricPoint.objects.filter(series=series, value__isnull=False)
-    fields = ("step", "value", "timestamp")
+    raw = _stamped(MetricPoint.objects.filter(series=series, value__isnull=False))
+    fields = ("step", "value", "stamp")
     if not usable:  # a short range: its points, bucketed here
         candidates = list(raw.filter(step__gte=first, step__lte=last).values_list(*fields))
         return _rows_of(_extremes(candidates, desired))

@@ -405,7 +405,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         mark = (
             "[green]ok[/green]" if check.get("ok") else f"[red]{check.get('error', 'down')}[/red]"
         )
-        extra = f" · queues {check['queue_depth']}" if "queue_depth" in check else ""
+        depth = check.get("queue_depth")
+        extra = (
+            " · queued " + ", ".join(f"{queue} {n}" for queue, n in depth.items())
+            if isinstance(depth, dict)
+            else ""
+        )
         if "free_bytes" in check:
             extra = f" · {check['free_bytes'] / 2**30:.1f} GiB free"
         console.print(f"{part:<14} {mark} ({check.get('ms', '?')} ms){extra}")

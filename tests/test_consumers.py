@@ -109,45 +109,6 @@ async def test_a_skipped_sequence_number_is_repaired_from_the_stored_events(alic
     await ws.disconnect()
 
 
-def _lose(job: Job, event: EventType, payload: dict) -> None:
-    """An event stored and never sent, as when the channel layer drops a message."""
-    with transaction.atomic():
-        JobEvent.objects.create(job=job, seq=next_seq(job), type=event, payload=payload)
-
-
-async def test_a_watcher_notices_a_lost_last_event_within_seconds(alice):
-    """The job's final event is lost and nothing follows it (no event, no heartbeat tick): the
-    socket, hearing nothing from an unfinished job, reads the stored events itself."""
-    from jobs.live.consumers import _silence_seconds
-
-    job = await sync_to_async(factories.unqueued_job)(alice)
-    ws = await _connect(alice, job)
-    assert (await ws.connect())[0]
-    await ws.receive_json_from(timeout=5)  # snapshot: created, seq 0
-    final = {"status": "failed", "message": "lost on the way", "failure_type": "internal_error"}
-    await sync_to_async(_lose)(job, EventType.STATUS, final)
-    message = await ws.receive_json_from(timeout=_silence_seconds() + 3)
-    assert (message["seq"], message["event"], message["data"]["status"]) == (1, "status", "failed")
-    await ws.disconnect()
-
-
-@pytest.mark.production
-async def test_a_heartbeat_tick_repairs_a_lost_event_at_once(alice):
-    """A running job's heartbeat carries its latest sequence number: a socket behind it reads
-    what it missed at that beat, not seconds later."""
-    from jobs.engine.reporter import Reporter
-
-    job, token = await sync_to_async(lambda: factories.claimed(factories.unqueued_job(alice)))()
-    ws = await _connect(alice, job)
-    assert (await ws.connect())[0]
-    first = await ws.receive_json_from(timeout=5)
-    await sync_to_async(_lose)(job, EventType.LOG, {"message": "lost"})
-    assert await sync_to_async(Reporter(job, token).heartbeat)()
-    message = await ws.receive_json_from(timeout=1.5)  # the silence watch would take 3 s
-    assert (message["seq"], message["data"]["message"]) == (first["seq"] + 1, "lost")
-    await ws.disconnect()
-
-
 async def test_a_client_too_far_behind_gets_a_fresh_snapshot(alice):
     job = await sync_to_async(factories.unqueued_job)(alice)
     await sync_to_async(job_transition)(job=job, to=JobStatus.PENDING, message="queued")

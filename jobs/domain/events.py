@@ -29,10 +29,6 @@ logger = logging.getLogger(__name__)
 # Sent after the commit of every event, with ``groups`` and ``message``: the live layer's cue.
 # A signal, so that this layer names no transport and the live layer above it listens.
 event_committed = Signal()
-# Sent with ``groups`` and ``message`` (a TickMessage) by a running job's heartbeat: not stored,
-# it tells watchers the job's latest sequence number, so that one whose channel-layer message was
-# lost finds out at the next beat instead of at the next event (which may never come).
-job_ticked = Signal()
 
 
 class EventType(StrEnum):
@@ -90,18 +86,6 @@ class EventMessage(TypedDict):
     seq: int
     event: str
     data: dict[str, Any]
-
-
-class TickMessage(TypedDict):
-    type: str  # job.tick → the consumer's job_tick
-    job: str
-    seq: int
-
-
-def tick(job: Job, seq: int) -> None:
-    """Tell the job's watchers its latest sequence number (see ``job_ticked``)."""
-    message: TickMessage = {"type": "job.tick", "job": job.public_id, "seq": seq}
-    job_ticked.send(sender=Job, groups=[job_group(job.pk)], message=message)
 
 
 class ClaimLost(Exception):

@@ -25,14 +25,7 @@ from django.db.models import F
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
-from jobs.domain.events import (
-    ClaimLost,
-    EventType,
-    MetricPointPayload,
-    ProgressPayload,
-    publish,
-    tick,
-)
+from jobs.domain.events import ClaimLost, EventType, MetricPointPayload, ProgressPayload, publish
 from jobs.domain.files import stored_with_its_row
 from jobs.domain.metrics import append_points, roll_up
 from jobs.domain.redact import scrub_paths, storable
@@ -258,15 +251,12 @@ class Reporter:
     # Liveness and stopping
 
     def heartbeat(self) -> bool:
-        """Prove the worker is alive, and tell the job's watchers its latest sequence number
-        (events.tick); False once the job is no longer this worker's."""
-        mine = Job.objects.filter(pk=self.job.pk, claim_token=self.token)
-        if not mine.update(heartbeat_at=timezone.now()):
-            return False
-        seq = mine.values_list("event_seq", flat=True).first()
-        if seq is not None:
-            tick(self.job, seq)
-        return True
+        """Prove the worker is alive; False once the job is no longer this worker's."""
+        return bool(
+            Job.objects.filter(pk=self.job.pk, claim_token=self.token).update(
+                heartbeat_at=timezone.now()
+            )
+        )
 
     def check_stop(self) -> None:
         """Raise StopRequested if the user cancelled or the time limit passed; called by runners

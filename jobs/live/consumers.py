@@ -5,11 +5,7 @@ they reflect) or, when it says what it last saw (``?after=N``), the events it mi
 that every event is sent once, in sequence order: a number that skips ahead (the channel layer
 dropped messages) is repaired from the stored events before anything newer is sent.
 
-In the production profile events arrive through the channel layer, which may lose a message
-(past its capacity, after its expiry, across a Redis restart). A running job's heartbeat ticks
-with its latest sequence number, so a loss is repaired at the next beat; and a socket that hears
-nothing from an unfinished job for two beats reads the stored events itself, so that even a lost
-last event (after which no tick comes) is found within seconds. In the embedded profile the
+In the production profile events arrive through the channel layer; in the embedded profile the
 worker is another process with no channel layer in common, so the consumer reads new events from
 the database four times a second.
 """
@@ -25,17 +21,9 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from rest_framework.utils.encoders import JSONEncoder
 
-from jobs.domain.events import (
-    LIST_EVENTS,
-    EventMessage,
-    TickMessage,
-    events_after,
-    job_group,
-    user_group,
-)
+from jobs.domain.events import LIST_EVENTS, EventMessage, events_after, job_group, user_group
 from jobs.domain.jsonlimits import JSONRefused, loads_bounded
 from jobs.domain.selectors import jobs_visible_to
-from jobs.domain.status import TERMINAL
 from jobs.live.access import access_group, credential_holds
 from jobs.models import Job, JobEvent
 from jobs.wire.snapshots import job_data, status_details
@@ -152,18 +140,9 @@ class _HubConsumer(AsyncJsonWebsocketConsumer):
                 await self.channel_layer.group_discard(group, self.channel_name)
 
 
-def _silence_seconds() -> float:
-    """How long an unfinished job's socket waits, hearing nothing, before it reads the stored
-    events itself: two heartbeats (each running job ticks once a beat) and a second."""
-    return 2.0 * settings.HUB_HEARTBEAT_SECONDS + 1.0
-
-
 class JobConsumer(_HubConsumer):
     job: Job
     last_seq: int
-    finished = False  # the job's final status was sent: nothing more will come
-    heard = 0.0  # when the channel layer last said something of this job (loop time)
-    listener: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         public_id = self.scope["url_route"]["kwargs"]["job_id"]
@@ -181,9 +160,6 @@ class JobConsumer(_HubConsumer):
             if after is None or not await self._replay(after):
                 await self._send_snapshot()
         self._start_polling()
-        if settings.HUB_EVENTS_VIA_CHANNEL_LAYER:
-            self.heard = asyncio.get_running_loop().time()
-            self.listener = asyncio.create_task(self._mind_the_silence())
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         """``{"type": "catch_up", "after": N}``: send what came after N (or a snapshot)."""
@@ -196,33 +172,7 @@ class JobConsumer(_HubConsumer):
                 if not await self._replay(content["after"]):
                     await self._send_snapshot()
 
-    async def job_tick(self, message: TickMessage) -> None:
-        """A running job's heartbeat: its latest sequence number. One this socket has not sent
-        means the channel layer lost events: read them from the store."""
-        self.heard = asyncio.get_running_loop().time()
-        async with self.lock:
-            if message["seq"] > self.last_seq and not await self._replay(self.last_seq):
-                await self._send_snapshot()
-
-    async def _mind_the_silence(self) -> None:
-        while not self.finished:
-            await asyncio.sleep(1.0)
-            if asyncio.get_running_loop().time() - self.heard < _silence_seconds():
-                continue
-            self.heard = asyncio.get_running_loop().time()
-            async with self.lock:
-                if not await self._replay(self.last_seq):
-                    await self._send_snapshot()
-
-    async def disconnect(self, code: int) -> None:
-        if self.listener is not None:
-            self.listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.listener
-        await super().disconnect(code)
-
     async def job_event(self, message: EventMessage) -> None:
-        self.heard = asyncio.get_running_loop().time()
         async with self.lock:
             if message["seq"] <= self.last_seq:
                 return  # already sent (by a replay or a snapshot)
@@ -260,14 +210,11 @@ class JobConsumer(_HubConsumer):
                 return
         await self.send_json(as_client_event(message))
         self.last_seq = message["seq"]
-        if message["event"] == "status" and message["data"].get("status") in TERMINAL:
-            self.finished = True
 
     async def _send_snapshot(self) -> None:
         snapshot = await database_sync_to_async(self._fresh_snapshot)()
         await self.send_json(snapshot)
         self.last_seq = snapshot["seq"]
-        self.finished = snapshot["data"]["job"]["status"] in TERMINAL
 
     def _fresh_snapshot(self) -> dict[str, Any]:
         self.job.refresh_from_db()

@@ -20,7 +20,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.dispatch import receiver
 
-from jobs.domain.events import EventMessage, TickMessage, event_committed, job_ticked
+from jobs.domain.events import EventMessage, event_committed
 
 logger = logging.getLogger(__name__)
 
@@ -33,12 +33,7 @@ def _deliver(sender: Any, groups: Iterable[str], message: EventMessage, **kwargs
     send(groups, message)
 
 
-@receiver(job_ticked)
-def _deliver_tick(sender: Any, groups: Iterable[str], message: TickMessage, **kwargs: Any) -> None:
-    send(groups, message)
-
-
-def send(groups: Iterable[str], message: EventMessage | TickMessage) -> None:
+def send(groups: Iterable[str], message: EventMessage) -> None:
     """Push a committed event to channel layer groups. Failure is logged, not raised: the event
     is stored, and a watcher repairs the gap from its sequence numbers."""
     if not settings.HUB_EVENTS_VIA_CHANNEL_LAYER:

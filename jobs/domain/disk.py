@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -19,19 +20,33 @@ STORAGE_FULL = "storage_full"
 STORAGE_UNAVAILABLE = "storage_unavailable"
 
 
-def _said(error: BaseException | None, codes: frozenset[int]) -> bool:
-    """An OSError with one of ``codes`` in the chain, or a library's error that quotes the
-    system's words for one (safetensors' and torch's writers wrap it in their own)."""
-    texts = [os.strerror(code) for code in codes]
+def _chain(error: BaseException | None) -> Iterator[BaseException]:
+    """An error and those it was raised from or during (a library often wraps the one that
+    matters), each once."""
     seen: set[int] = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
-        if isinstance(error, OSError) and error.errno in codes:
-            return True
-        if any(text in str(error) for text in texts):
-            return True
+        yield error
         error = error.__cause__ or error.__context__
-    return False
+
+
+def _said(error: BaseException, codes: frozenset[int]) -> bool:
+    """An OSError with one of ``codes`` in the chain, or a library's error that quotes the
+    system's words for one (safetensors' and torch's writers wrap it in their own)."""
+    texts = [os.strerror(code) for code in codes]
+    return any(
+        (isinstance(e, OSError) and e.errno in codes) or any(text in str(e) for text in texts)
+        for e in _chain(error)
+    )
+
+
+def os_error_text(error: BaseException) -> str:
+    """The system's words for a disk fault (``ENOSPC: No space left on device``), without the
+    server path an OSError names."""
+    for e in _chain(error):
+        if isinstance(e, OSError) and e.errno is not None:
+            return f"{errno.errorcode.get(e.errno, e.errno)}: {e.strerror}"
+    return type(error).__name__
 
 
 def disk_full(error: BaseException) -> bool:

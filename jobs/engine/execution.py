@@ -9,7 +9,6 @@ runner works, a heartbeat thread proves the worker alive; if the worker dies, th
 from __future__ import annotations
 
 import csv
-import errno
 import logging
 import os
 import socket
@@ -25,7 +24,7 @@ from django.db.models import Count, F, Max, Min, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from jobs.domain.disk import free_bytes, size_text, storage_fault
+from jobs.domain.disk import free_bytes, os_error_text, size_text, storage_fault
 from jobs.domain.events import ClaimLost, EventType, publish
 from jobs.domain.metrics import rebuild_rollups
 from jobs.domain.selectors import inputs_unreadable_by_owner
@@ -298,7 +297,7 @@ def _run(ctx: RunContext, runner: Runner) -> str:
             logger.warning("Job %s: the storage failed: %s", ctx.job.public_id, error)
             _store_records_if_room(ctx)
             reporter.transition(
-                JobStatus.FAILED, fault[1], _os_error_text(error), FailureType(fault[0])
+                JobStatus.FAILED, fault[1], os_error_text(error), FailureType(fault[0])
             )
             return fault[0]
         logger.exception("Job %s failed inside the hub", ctx.job.public_id)
@@ -340,15 +339,6 @@ def _require_room(ctx: RunContext, runner: Runner) -> None:
                 f"outputs, and {size_text(free)} are free; it was not started. Resubmit it once "
                 "the hub's operator has freed space.",
             )
-
-
-def _os_error_text(error: BaseException) -> str:
-    """The system's words for a disk fault, without the server path it names."""
-    while error is not None and not isinstance(error, OSError):
-        error = error.__cause__ or error.__context__  # type: ignore[assignment]
-    if isinstance(error, OSError) and error.errno is not None:
-        return f"{errno.errorcode.get(error.errno, error.errno)}: {error.strerror}"
-    return type(error).__name__
 
 
 def _store_records_if_room(ctx: RunContext) -> None:

@@ -400,7 +400,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(report)
         return 0 if report.get("status") == "ok" else 1
-    for part in ("database", "broker", "channel_layer", "storage"):
+    for part in ("database", "broker", "live", "storage"):
         check = report.get(part, {})
         mark = (
             "[green]ok[/green]" if check.get("ok") else f"[red]{check.get('error', 'down')}[/red]"

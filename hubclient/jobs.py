@@ -278,6 +278,14 @@ class Job:
                                 f"Job {self.job_id} did not finish within the timeout."
                             ) from None
                         raise _Interrupted("no message for a while") from None
+                    kind = message.get("type")
+                    if kind == "heartbeat":
+                        # The job's latest number: one not seen yet was lost on the way.
+                        if state["seq"] is not None and message.get("seq", 0) > state["seq"]:
+                            socket.send(json.dumps({"type": "catch_up", "after": state["seq"]}))
+                        continue
+                    if kind not in ("snapshot", "event"):
+                        continue  # a gap notice (the missed events follow) or an error
                     state["seq"] = message.get("seq", state["seq"])
                     yield message
                     if stop_when_finished and _finished(message):

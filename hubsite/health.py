@@ -43,17 +43,19 @@ def _broker() -> dict[str, Any]:
     return {"queue_depth": waiting_messages([default, f"{default}.cpu", f"{default}.gpu"])}
 
 
-def _channel_layer() -> dict[str, Any]:
-    if not settings.HUB_EVENTS_VIA_CHANNEL_LAYER:
-        return {"kind": "in-process (events read from the database)"}
-    from channels.layers import get_channel_layer
+def _live() -> dict[str, Any]:
+    """Live events: published through Redis (one round trip, bounded), or read from the
+    database in the embedded profile."""
+    if not settings.HUB_LIVE_VIA_REDIS:
+        return {"kind": "database (embedded: each web process reads new events)"}
+    from jobs.live.delivery import connect_sync
 
-    from jobs.live.delivery import run_on_sender
-
-    layer = get_channel_layer()
-    assert layer is not None
-    run_on_sender(layer.group_send("hub-healthz", {"type": "healthz.probe"}), timeout=2)
-    return {"kind": "redis"}
+    client = connect_sync(timeout=2)
+    try:
+        client.publish(f"{settings.HUB_NAMESPACE}:live:healthz", b"probe")
+    finally:
+        client.close()
+    return {"kind": "redis pub/sub"}
 
 
 STORAGE_LOW = 1 << 30  # under 1 GiB free, training jobs start being refused
@@ -105,13 +107,13 @@ def healthz(request: HttpRequest) -> JsonResponse:
     report: dict[str, Any] = {
         "database": database,
         "broker": _timed(_broker),
-        "channel_layer": _timed(_channel_layer),
+        "live": _timed(_live),
         "storage": _timed(_storage),
     }
     if database["ok"]:
         report.update(_timed(_jobs))
         report.pop("ok", None)
-    parts = ("database", "broker", "channel_layer", "storage")
+    parts = ("database", "broker", "live", "storage")
     problems = [part for part in parts if not report[part]["ok"]]
     if report["storage"].get("free_bytes", STORAGE_LOW) < STORAGE_LOW:
         problems.append("storage nearly full")

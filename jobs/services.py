@@ -15,6 +15,7 @@ from django.core.files import File
 from django.db import transaction
 
 from jobs.domain import base_models, files, hf_models, quotas, sft_data
+from jobs.domain.events import EventType, publish
 from jobs.domain.hyperparameters import GPU_PRECISIONS, Hyperparameters, parse_hyperparameters
 from jobs.domain.selectors import datasets_visible_to, models_visible_to
 from jobs.domain.state import job_transition
@@ -344,10 +345,13 @@ def job_submit_customization(
 
 
 def job_rename(*, job: Job, name: str) -> Job:
+    """A new name, which open pages and job lists show at once (a ``job`` event)."""
     job.name = _clean_name(name, "")
     if not job.name:
         raise ValidationError({"name": "A job name cannot be empty."})
-    job.save(update_fields=["name", "updated_at"])
+    with transaction.atomic():
+        job.save(update_fields=["name", "updated_at"])
+        publish(job, EventType.JOB, {"name": job.name})
     return job
 
 

@@ -3,6 +3,7 @@
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.conf import settings
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
@@ -10,9 +11,13 @@ from hubsite.asgi import application
 from jobs.domain.events import EventType, next_seq, publish
 from jobs.domain.state import job_transition
 from jobs.domain.status import JobStatus
+from jobs.live import consumers
+from jobs.live.delivery import job_channel
+from jobs.live.fanout import HEARTBEAT_SECONDS, station, tick_seconds
 from jobs.models import Job, JobEvent
 from jobs.services import job_cancel, job_rename
 from tests import factories
+from tests.sockets import next_message, stays_quiet
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 ORIGIN = (b"origin", b"http://127.0.0.1:8000")
@@ -36,7 +41,7 @@ async def test_owner_gets_a_snapshot_then_each_event_in_order(alice):
     ws = await _connect(alice, job)
     connected, _ = await ws.connect()
     assert connected
-    snapshot = await ws.receive_json_from(timeout=5)
+    snapshot = await next_message(ws, 5)
     assert (snapshot["type"], snapshot["seq"], snapshot["data"]["job"]["status"]) == (
         "snapshot",
         0,
@@ -45,11 +50,11 @@ async def test_owner_gets_a_snapshot_then_each_event_in_order(alice):
     await sync_to_async(job_rename)(job=job, name="renamed")
     await sync_to_async(job_transition)(job=job, to=JobStatus.PENDING, message="queued")
     await sync_to_async(job_cancel)(job=job)
-    first = await ws.receive_json_from(timeout=5)
-    second = await ws.receive_json_from(timeout=5)
-    assert [(first["seq"], first["data"]["status"]), (second["seq"], second["data"]["status"])] == [
-        (1, "pending"),
-        (2, "cancelled"),
+    got = [await next_message(ws, 5) for _ in range(3)]
+    assert [(m["seq"], m["event"], m["data"].get("name") or m["data"]["status"]) for m in got] == [
+        (1, "job", "renamed"),
+        (2, "status", "pending"),
+        (3, "status", "cancelled"),
     ]
     await ws.disconnect()
 
@@ -80,7 +85,7 @@ async def test_a_reconnecting_client_gets_what_it_missed(alice):
     await sync_to_async(job_cancel)(job=job)
     ws = await _connect(alice, job, "?after=1")
     assert (await ws.connect())[0]
-    replayed = [await ws.receive_json_from(timeout=5) for _ in range(2)]
+    replayed = [await next_message(ws, 5) for _ in range(2)]
     assert [(m["type"], m["seq"], m["data"]["status"]) for m in replayed] == [
         ("event", 2, "running"),
         ("event", 3, "cancelling"),
@@ -92,7 +97,7 @@ async def test_a_skipped_sequence_number_is_repaired_from_the_stored_events(alic
     job = await sync_to_async(factories.unqueued_job)(alice)
     ws = await _connect(alice, job)
     assert (await ws.connect())[0]
-    await ws.receive_json_from(timeout=5)  # snapshot at seq 0
+    await next_message(ws, 5)  # snapshot at seq 0
 
     def lose_one_then_publish() -> None:
         with transaction.atomic():
@@ -104,9 +109,97 @@ async def test_a_skipped_sequence_number_is_repaired_from_the_stored_events(alic
             publish(job, EventType.LOG, {"message": "sent"})
 
     await sync_to_async(lose_one_then_publish)()
-    got = [await ws.receive_json_from(timeout=5) for _ in range(2)]
+    got = [await next_message(ws, 5) for _ in range(2)]
     assert [(m["seq"], m["data"]["message"]) for m in got] == [(1, "lost"), (2, "sent")]
     await ws.disconnect()
+
+
+def _lose(job: Job, count: int = 1, status: str | None = None) -> None:
+    """Events stored and never published, as when Redis loses them (down, restarting)."""
+    for n in range(count):
+        with transaction.atomic():
+            if status is not None:
+                payload = {"status": status, "message": "lost on the way"}
+                kind = EventType.STATUS
+            else:
+                payload, kind = {"message": f"lost {n + 1}"}, EventType.LOG
+            JobEvent.objects.create(job=job, seq=next_seq(job), type=kind, payload=payload)
+
+
+async def test_a_watcher_notices_a_lost_last_event_within_a_tick(alice):
+    """The job's final event never reaches the web process, and nothing follows it: the
+    station's tick reads the job's latest number and brings the event from the store."""
+    job = await sync_to_async(factories.unqueued_job)(alice)
+    ws = await _connect(alice, job)
+    assert (await ws.connect())[0]
+    await next_message(ws, 5)  # snapshot: created, seq 0
+    await sync_to_async(_lose)(job, status="failed")
+    message = await next_message(ws, tick_seconds() + 2)
+    assert (message["seq"], message["event"], message["data"]["status"]) == (1, "status", "failed")
+    await ws.disconnect()
+
+
+async def test_a_heartbeat_carries_the_jobs_latest_sequence_number(alice):
+    job = await sync_to_async(factories.unqueued_job)(alice)
+    ws = await _connect(alice, job)
+    assert (await ws.connect())[0]
+    await next_message(ws)
+    await sync_to_async(job_rename)(job=job, name="renamed")  # seq 1
+    beats: list[dict] = []
+    while not beats or beats[-1]["seq"] < 1:  # one may come before the rename: seq 0
+        message = await ws.receive_json_from(timeout=HEARTBEAT_SECONDS + 2)
+        if message["type"] == "heartbeat":
+            beats.append(message)
+    assert (beats[-1]["job"], beats[-1]["seq"]) == (job.public_id, 1)
+    await ws.disconnect()
+
+
+async def test_a_socket_too_slow_for_its_buffer_is_told_of_the_gap_then_sent_every_event(
+    alice, monkeypatch
+):
+    """Twenty lost events are found at once by the tick and offered together to a socket that
+    holds four: it says where the gap starts and sends all twenty from the store, each once."""
+    monkeypatch.setattr(consumers, "SOCKET_BUFFER", 4)
+    job = await sync_to_async(factories.unqueued_job)(alice)
+    ws = await _connect(alice, job)
+    assert (await ws.connect())[0]
+    await next_message(ws, 5)
+    await sync_to_async(_lose)(job, count=20)
+    notice = await next_message(ws, tick_seconds() + 2)
+    assert notice == {"type": "gap", "job": job.public_id, "after": 0}
+    events: list[int] = []
+    while len(events) < 20:
+        message = await next_message(ws, 5)
+        if message["type"] == "event":
+            events.append(message["seq"])
+    assert events == list(range(1, 21))
+    await ws.disconnect()
+
+
+async def test_sockets_of_one_job_share_one_subscription_in_a_process(alice):
+    job = await sync_to_async(factories.unqueued_job)(alice)
+    sockets = [await _connect(alice, job) for _ in range(3)]
+    for ws in sockets:
+        assert (await ws.connect())[0]
+        await next_message(ws, 5)
+    assert len(station().streams[job.pk].listeners) == 3
+    if settings.HUB_LIVE_VIA_REDIS:
+        counts = await sync_to_async(_subscribers)(job_channel(job.pk))
+        assert counts == 1
+    await sync_to_async(job_rename)(job=job, name="renamed")
+    for ws in sockets:
+        message = await next_message(ws, 5)
+        assert (message["seq"], message["event"]) == (1, "job")
+    for ws in sockets:
+        await ws.disconnect()
+    assert job.pk not in station().streams
+
+
+def _subscribers(channel: str) -> int:
+    from jobs.live.delivery import connect_sync
+
+    counts: list[tuple[bytes, int]] = connect_sync().pubsub_numsub(channel)  # type: ignore[assignment]
+    return dict(counts)[channel.encode()]
 
 
 async def test_a_client_too_far_behind_gets_a_fresh_snapshot(alice):
@@ -115,7 +208,7 @@ async def test_a_client_too_far_behind_gets_a_fresh_snapshot(alice):
     await sync_to_async(JobEvent.objects.filter(job=job).delete)()  # pruned, as the reaper does
     ws = await _connect(alice, job, "?after=0")
     assert (await ws.connect())[0]
-    message = await ws.receive_json_from(timeout=5)
+    message = await next_message(ws, 5)
     assert (message["type"], message["seq"], message["data"]["job"]["status"]) == (
         "snapshot",
         1,
@@ -128,18 +221,18 @@ async def test_the_job_list_socket_hears_of_the_owners_jobs_only(alice, charlie)
     headers = await sync_to_async(_token_headers)(alice)
     ws = WebsocketCommunicator(application, "/ws/jobs/", headers=headers)
     assert (await ws.connect())[0]
-    assert (await ws.receive_json_from(timeout=5)) == {"type": "hello"}
+    assert (await next_message(ws, 5)) == {"type": "hello"}
     theirs = await sync_to_async(factories.unqueued_job)(charlie)
     mine = await sync_to_async(factories.unqueued_job)(alice)
     await sync_to_async(job_cancel)(job=theirs)
     await sync_to_async(job_cancel)(job=mine)
-    message = await ws.receive_json_from(timeout=5)
+    message = await next_message(ws, 5)
     assert (message["job"], message["event"], message["data"]["status"]) == (
         mine.public_id,
         "status",
         "cancelled",
     )
-    assert await ws.receive_nothing(timeout=1)
+    assert await stays_quiet(ws, 1)
     await ws.disconnect()
 
 

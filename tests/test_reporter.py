@@ -1,5 +1,6 @@
 """The progress reporter, tested directly: what it stores, what it publishes, what it costs."""
 
+import json
 import math
 
 import pytest
@@ -162,22 +163,27 @@ def test_text_with_nul_characters_is_stored_with_a_replacement_character(running
 
 @pytest.mark.production
 @pytest.mark.django_db(transaction=True)
-def test_committed_events_reach_the_job_and_owner_groups_through_redis(alice):
-    from asgiref.sync import async_to_sync
-    from channels.layers import get_channel_layer
+def test_committed_events_are_published_to_the_job_and_owner_channels(alice):
+    from jobs.live import delivery
 
-    from jobs.domain.events import job_group, user_group
-
-    layer = get_channel_layer()
     job = factories.unqueued_job(alice)
-    job_channel = async_to_sync(layer.new_channel)()
-    list_channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(job_group(job.pk), job_channel)
-    async_to_sync(layer.group_add)(user_group(alice.pk), list_channel)
+    subscription = delivery.connect_sync().pubsub(ignore_subscribe_messages=True)
+    subscription.subscribe(delivery.job_channel(job.pk), delivery.person_channel(alice.pk))
+    for _ in range(2):
+        subscription.get_message(timeout=1)  # the confirmations
     job_cancel(job=job)
-    for channel in (job_channel, list_channel):
-        message = async_to_sync(layer.receive)(channel)
-        assert message["job"] == job.public_id
-        assert message["event"] == "status"
-        assert message["data"]["status"] == "cancelled"
-        assert message["seq"] == Job.objects.get(pk=job.pk).event_seq
+    assert delivery.flush(5)
+    heard = {}
+    for _ in range(2):
+        message = subscription.get_message(timeout=5)
+        assert message is not None
+        heard[message["channel"].decode()] = json.loads(message["data"])
+    subscription.close()
+    assert set(heard) == {delivery.job_channel(job.pk), delivery.person_channel(alice.pk)}
+    for event in heard.values():
+        assert (event["job"], event["event"], event["data"]["status"]) == (
+            job.public_id,
+            "status",
+            "cancelled",
+        )
+        assert event["seq"] == Job.objects.get(pk=job.pk).event_seq

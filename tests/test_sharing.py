@@ -16,6 +16,7 @@ from jobs.services import job_submit_link
 from sharing.models import Share, ShareAuditEntry
 from sharing.services import sharing_disable, sharing_get, sharing_modify
 from tests import factories
+from tests.sockets import next_message, next_output
 
 
 @pytest.fixture
@@ -101,9 +102,9 @@ async def test_revoking_a_share_closes_an_open_socket_at_once(alice, bob):
     ]
     ws = WebsocketCommunicator(application, f"/ws/jobs/{job.public_id}/", headers=headers)
     assert (await ws.connect())[0]
-    assert (await ws.receive_json_from(timeout=5))["type"] == "snapshot"
+    assert (await next_message(ws))["type"] == "snapshot"
     await sync_to_async(sharing_modify)(job=job, actor=alice, delete_emails=["bob@example.com"])
-    closed = await ws.receive_output(timeout=1)  # within a second
+    closed = await next_output(ws, 1)  # within a second
     assert closed == {"type": "websocket.close", "code": 4404}
 
 

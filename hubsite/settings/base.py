@@ -4,7 +4,7 @@ Two profiles, chosen by environment variables alone:
 
 * embedded (default): a SQLite file and a filesystem broker under ``HUB_DATA_DIR``; nothing to
   install or start.
-* production: ``REDIS_URL`` set (Celery broker and channel layer), usually with ``DATABASE_URL``
+* production: ``REDIS_URL`` set (Celery broker and live events), usually with ``DATABASE_URL``
   pointing at PostgreSQL, ``HUB_SECRET_KEY`` and ``HUB_BASE_URL`` set.
 
 The README's settings table lists every variable read here.
@@ -347,7 +347,7 @@ if HUB_TRAIN_STRATEGY not in ("ddp", "fsdp"):
 # model folder, or a Hugging Face cache such as ~/.cache/huggingface/hub), separated by ":".
 HUB_MODEL_DIRS = [p for p in env_str("HUB_MODEL_DIRS", "").split(os.pathsep) if p]
 HUB_EVENT_RETENTION_HOURS = env_int("HUB_EVENT_RETENTION_HOURS", 24, minimum=1)
-# Names the job queue and prefixes the channel layer's keys, so that several hubs (or a test
+# Names the job queue and prefixes the live channels in Redis, so that several hubs (or a test
 # run beside a developer's hub) can share one Redis without taking each other's work.
 HUB_NAMESPACE = env_str("HUB_NAMESPACE", "hub")
 
@@ -368,26 +368,13 @@ EMAIL_BACKEND = (
 )
 DEFAULT_FROM_EMAIL = env_str("HUB_EMAIL_FROM", "Model Job Hub <hub@localhost>")
 
-# Redis carries both the Celery queue and the channel layer in production. The embedded profile
-# needs neither server: Celery uses kombu's filesystem transport (a directory of message files
-# that the web process writes and the worker reads), and events reach browsers from the
-# database (jobs.domain.events keeps every event with its sequence number).
-HUB_EVENTS_VIA_CHANNEL_LAYER = REDIS_URL is not None
+# Redis carries both the Celery queue and live events in production (jobs/live/: one pub/sub
+# subscription per web process and watched job). The embedded profile needs neither server:
+# Celery uses kombu's filesystem transport (a directory of message files that the web process
+# writes and the worker reads), and events reach browsers from the database (jobs.domain.events
+# keeps every event with its sequence number). No channel layer: sockets need none.
+HUB_LIVE_VIA_REDIS = REDIS_URL is not None
 if REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {
-                # Timeouts on every connection: a stopped Redis must not hang a socket or a send
-                # (reads wait up to 5 s for a message by design: brpop_timeout; 10 s is past it).
-                "hosts": [
-                    {"address": REDIS_URL, "socket_connect_timeout": 1, "socket_timeout": 10}
-                ],
-                "prefix": f"{HUB_NAMESPACE}:asgi",
-                "capacity": 1000,
-            },
-        }
-    }
     CELERY_BROKER_URL = REDIS_URL
     # Every broker call has a deadline: a stopped (not dead) Redis must not hang a request.
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
@@ -395,7 +382,6 @@ if REDIS_URL:
         "socket_timeout": 2,  # above kombu's 1 s BRPOP wait, so an idle worker's reads are fine
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CELERY_BROKER_URL = "filesystem://localhost/"
     _queue_dir = DATA_DIR / "queue"
     _queue_dir.mkdir(parents=True, exist_ok=True)

@@ -3,13 +3,10 @@
 Every change a watcher should see (a status change, progress, new metric points, a status log
 entry, an artifact) is published here inside the transaction that makes the change, so the
 event exists exactly when the change does. Each event gets the job's next sequence number and a
-row in JobEvent; after commit ``event_committed`` announces it with the channel layer groups of
-the job and of its readers, and the live layer (jobs/live/delivery.py) delivers it to them.
-A client that reconnects, or sees a gap in the numbers (channel layers drop messages when a
-consumer falls behind), asks for what came after the last number it saw.
-
-In the embedded profile nothing is delivered that way: the web process reads new JobEvent rows
-and forwards them, because the worker is another process with no channel layer in common.
+row in JobEvent; after commit ``event_committed`` announces it (with the job and, for events a
+job list shows, the people who may read it), and the live layer (jobs/live/) delivers it to the
+sockets that watch. The stored rows are the record: whatever the transport loses, a watcher
+reads back by sequence number (``events_after``).
 """
 
 from __future__ import annotations
@@ -26,7 +23,8 @@ from jobs.domain.status import JobStatus
 from jobs.models import Job, JobEvent, MetricSeries
 
 logger = logging.getLogger(__name__)
-# Sent after the commit of every event, with ``groups`` and ``message``: the live layer's cue.
+# Sent after the commit of every event, with ``job_id``, ``readers`` (ids of the people whose job
+# lists show it; empty for events a list does not show) and ``message``: the live layer's cue.
 # A signal, so that this layer names no transport and the live layer above it listens.
 event_committed = Signal()
 
@@ -41,7 +39,7 @@ class EventType(StrEnum):
     SHARING = "sharing"  # who may read the job changed: watchers check they still may
 
 
-# Events that change what a job list row shows go to the readers' list groups as well.
+# Events that change what a job list row shows go to the readers' job lists as well.
 LIST_EVENTS = frozenset({EventType.STATUS, EventType.PROGRESS, EventType.JOB})
 
 
@@ -93,14 +91,6 @@ class ClaimLost(Exception):
     it must stop without writing anything more."""
 
 
-def job_group(job_id: int) -> str:
-    return f"job-{job_id}"
-
-
-def user_group(user_id: int) -> str:
-    return f"jobs-user-{user_id}"
-
-
 def readers_of(job: Job) -> list[int]:
     """Ids of the people who may read the job, whose job lists must hear of it: the owner and
     those it is shared with (the reverse relation of the sharing app's Share)."""
@@ -148,10 +138,10 @@ def publish(
         "event": str(event),
         "data": live if live is not None else payload,
     }
-    groups = [job_group(job.pk)]
-    if event in LIST_EVENTS:
-        groups += [user_group(user_id) for user_id in readers_of(job)]
-    transaction.on_commit(lambda: event_committed.send(sender=Job, groups=groups, message=message))
+    readers = readers_of(job) if event in LIST_EVENTS else []
+    transaction.on_commit(
+        lambda: event_committed.send(sender=Job, job_id=job.pk, readers=readers, message=message)
+    )
     return seq
 
 

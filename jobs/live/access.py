@@ -5,54 +5,32 @@ again and closes at once if it no longer may.
 Changes that trigger a check (jobs/signals.py, sharing/signals.py): a share made, changed or
 deleted (by its owner or by an operator in the admin), a sign-out, a password change or
 deactivation (any save of the person), an API token replaced or deleted. In the production
-profile the check reaches every web process through the channel layer; sockets also check on
-their own every ``RECHECK_SECONDS``, which is how the embedded profile (one web process, no
-shared channel layer with the worker) notices, within a second.
+profile the check reaches every web process through the person's Redis channel
+(jobs/live/delivery.py); sockets also check on their own every ``RECHECK_SECONDS``, which is how
+the embedded profile (one web process, no Redis) notices, within a second.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from importlib import import_module
 from typing import Any
 
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.db import transaction
 from django.utils.crypto import constant_time_compare
 from rest_framework.authtoken.models import Token
 
-from jobs.live.delivery import run_on_sender
-
-logger = logging.getLogger(__name__)
-
-CHECK_TIMEOUT = 2.0
-
-
-def access_group(user_id: int) -> str:
-    return f"access-user-{user_id}"
+from jobs.live.delivery import ACCESS_CHECK, announce_to_person
 
 
 def announce_access_change(user_id: int | None) -> None:
     """After the current transaction commits, tell every socket of ``user_id`` to check again."""
-    if user_id is None or not settings.HUB_EVENTS_VIA_CHANNEL_LAYER:
+    if user_id is None or not settings.HUB_LIVE_VIA_REDIS:
         return  # the embedded profile's sockets check on their own every second
-    transaction.on_commit(lambda: _send(int(user_id)))
-
-
-def _send(user_id: int) -> None:
-    try:
-        run_on_sender(_group_send(access_group(user_id)), CHECK_TIMEOUT)
-    except Exception:  # the sockets' own periodic check is the fallback
-        logger.warning("Could not ask the sockets of user %s to check access", user_id)
-
-
-async def _group_send(group: str) -> None:
-    layer = get_channel_layer()
-    assert layer is not None
-    await asyncio.wait_for(layer.group_send(group, {"type": "access.check"}), CHECK_TIMEOUT)
+    # Handed to the publisher thread: never waits for Redis. If Redis loses it, the sockets'
+    # own periodic check is the fallback.
+    transaction.on_commit(lambda: announce_to_person(int(user_id), ACCESS_CHECK))
 
 
 def credential_holds(scope: dict[str, Any]) -> bool:

@@ -1,38 +1,46 @@
-"""The websocket of one job: its events, in order, with nothing missed.
+"""The websocket of one job: its events, in order, with nothing missed; and a person's job list.
 
 On connect the watcher gets a snapshot (the job and its status details, with the sequence number
 they reflect) or, when it says what it last saw (``?after=N``), the events it missed. After
-that every event is sent once, in sequence order: a number that skips ahead (the channel layer
-dropped messages) is repaired from the stored events before anything newer is sent.
-
-In the production profile events arrive through the channel layer; in the embedded profile the
-worker is another process with no channel layer in common, so the consumer reads new events from
-the database four times a second.
+that every event is sent once, in sequence order. Events come from this process's station
+(jobs/live/fanout.py), which subscribes once per watched job and offers each event, encoded
+once, to every socket that watches it. A socket keeps what it is offered in a bounded buffer
+that one task writes out: a client too slow to keep up overflows it, is sent a ``gap`` notice
+and then the missed events read from the store. Every second a ``heartbeat`` carries the job's
+latest sequence number, so a page or client that has less knows it at once and asks again
+(``{"type": "catch_up", "after": N}``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import decimal
+import logging
 from typing import Any
 
+import orjson
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
-from rest_framework.utils.encoders import JSONEncoder
+from django.utils.functional import Promise
 
-from jobs.domain.events import LIST_EVENTS, EventMessage, events_after, job_group, user_group
+from jobs.domain.events import LIST_EVENTS, EventMessage, events_after
 from jobs.domain.jsonlimits import JSONRefused, loads_bounded
 from jobs.domain.selectors import jobs_visible_to
-from jobs.live.access import access_group, credential_holds
+from jobs.live.access import credential_holds
+from jobs.live.fanout import Frame, client_event, station
 from jobs.models import Job, JobEvent
 from jobs.wire.snapshots import job_data, status_details
+
+logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.25
 NOT_FOUND = 4404  # close code: no such job for this person (the same for both cases)
 SIGNED_OUT = 4401  # close code: the socket's sign-in no longer holds
-RECHECK_SECONDS = 30.0  # production: changes are announced; this only backs the announcements up
+RECHECK_SECONDS = 30.0  # with Redis: changes are announced; this only backs the announcements up
 MAX_CLIENT_MESSAGE = 4096  # clients send catch-up requests of a few dozen bytes
+SOCKET_BUFFER = 256  # frames a socket holds for a slow client before it falls back to the store
 
 
 def _readable(user: Any, public_id: str) -> Job | None:
@@ -48,31 +56,27 @@ def _snapshot(job: Job, user: Any) -> dict[str, Any]:
     }
 
 
-def as_client_event(message: EventMessage) -> dict[str, Any]:
-    """A channel-layer event as watchers receive it."""
-    return {
-        "type": "event",
-        "job": message["job"],
-        "seq": message["seq"],
-        "event": message["event"],
-        "data": message["data"],
-    }
+def _json_default(value: Any) -> Any:
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, Promise):  # a lazily translated string
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 class _HubConsumer(AsyncJsonWebsocketConsumer):
-    """What both sockets share: JSON with the API's encoder, one channel-layer group, and in
-    the embedded profile a task that reads new events from the database."""
+    """What both sockets share: JSON in and out within limits, access followed as it changes,
+    and the station's subscriptions given back on disconnect."""
 
-    poller: asyncio.Task[None] | None = None
     watcher: asyncio.Task[None] | None = None
-    group: str | None = None
-    access: str | None = None
+    writer: asyncio.Task[None] | None = None
+    poller: asyncio.Task[None] | None = None
+    person: int | None = None
+    revoked = False
 
     @classmethod
     async def encode_json(cls, content: Any) -> str:
-        import json
-
-        return json.dumps(content, cls=JSONEncoder)
+        return orjson.dumps(content, default=_json_default).decode()
 
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
@@ -91,58 +95,54 @@ class _HubConsumer(AsyncJsonWebsocketConsumer):
             return
         await self.receive_json(content)
 
-    async def _join(self, group: str) -> None:
-        if settings.HUB_EVENTS_VIA_CHANNEL_LAYER:
-            self.group = group
-            await self.channel_layer.group_add(group, self.channel_name)
-
-    def _start_polling(self) -> None:
-        if not settings.HUB_EVENTS_VIA_CHANNEL_LAYER:
-            self.poller = asyncio.create_task(self._poll())
-
-    async def _poll(self) -> None:
-        raise NotImplementedError
-
-    # Access (jobs.live.access): checked again whenever it may have changed, and every few seconds
+    # Access (jobs.live.access): checked again whenever it may have changed, and on a timer
 
     async def _follow_access(self) -> None:
-        """Hear of access changes of this person, and check on a timer too."""
-        if settings.HUB_EVENTS_VIA_CHANNEL_LAYER:
-            self.access = access_group(self.scope["user"].pk)
-            await self.channel_layer.group_add(self.access, self.channel_name)
+        """Hear of access changes of this person (with Redis), and check on a timer too."""
+        self.person = self.scope["user"].pk
+        await station().watch_person(self.scope["user"].pk, self)
         self.watcher = asyncio.create_task(self._recheck_periodically())
 
     async def _recheck_periodically(self) -> None:
-        every = RECHECK_SECONDS if settings.HUB_EVENTS_VIA_CHANNEL_LAYER else POLL_SECONDS * 4
+        every = RECHECK_SECONDS if settings.HUB_LIVE_VIA_REDIS else POLL_SECONDS * 4
         while True:
             await asyncio.sleep(every)
-            await self.access_check({})
+            await self.access_check()
 
-    async def access_check(self, message: dict[str, Any]) -> None:
+    async def access_check(self) -> None:
         """Close at once when the person's credential or their access to what this socket
         shows has gone (4401: signed out, token replaced, deactivated; 4404: no such job)."""
+        if self.revoked:
+            return
         code = await database_sync_to_async(self._refusal)()
         if code is not None:
-            self.revoked = True
-            await self.close(code=code)
+            await self._refuse(code)
+
+    async def _refuse(self, code: int) -> None:
+        self.revoked = True
+        await self.close(code=code)
 
     def _refusal(self) -> int | None:
         return None if credential_holds(self.scope) else SIGNED_OUT
 
+    def offer(self, frame: Frame) -> None:
+        raise NotImplementedError
+
     async def disconnect(self, code: int) -> None:
-        for task in (self.poller, self.watcher):
+        self.revoked = True
+        for task in (self.writer, self.watcher, self.poller):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        for group in (self.group, self.access):
-            if group is not None:
-                await self.channel_layer.group_discard(group, self.channel_name)
+        if self.person is not None:
+            station().unwatch_person(self.person, self)
 
 
 class JobConsumer(_HubConsumer):
     job: Job
     last_seq: int
+    watching = False
 
     async def connect(self) -> None:
         public_id = self.scope["url_route"]["kwargs"]["job_id"]
@@ -152,14 +152,30 @@ class JobConsumer(_HubConsumer):
             return
         self.job, self.last_seq = job, 0
         self.lock = asyncio.Lock()
-        await self._join(job_group(job.pk))
+        self.frames: asyncio.Queue[Frame] = asyncio.Queue(SOCKET_BUFFER)
+        # Watch before the snapshot is read: what happens in between is offered as well, and
+        # recognised by its sequence number.
+        await station().watch_job(job, self)
+        self.watching = True
         await self._follow_access()
         await self.accept()
         after = self._after()
         async with self.lock:
             if after is None or not await self._replay(after):
                 await self._send_snapshot()
-        self._start_polling()
+        self.writer = asyncio.create_task(self._write())
+
+    def offer(self, frame: Frame) -> None:
+        if frame.kind == "list":
+            return  # the person's job list events: for their list sockets
+        try:
+            self.frames.put_nowait(frame)
+        except asyncio.QueueFull:
+            # A client too slow for its buffer: forget what is buffered and, once the writer
+            # gets to it, say so and read the gap from the store.
+            while not self.frames.empty():
+                self.frames.get_nowait()
+            self.frames.put_nowait(Frame("gap"))
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         """``{"type": "catch_up", "after": N}``: send what came after N (or a snapshot)."""
@@ -172,20 +188,56 @@ class JobConsumer(_HubConsumer):
                 if not await self._replay(content["after"]):
                     await self._send_snapshot()
 
-    async def job_event(self, message: EventMessage) -> None:
-        async with self.lock:
-            if message["seq"] <= self.last_seq:
-                return  # already sent (by a replay or a snapshot)
-            if message["seq"] > self.last_seq + 1 and not await self._replay(self.last_seq):
+    async def _write(self) -> None:
+        """Send what the station offers, in order, one frame at a time."""
+        while not self.revoked:
+            frame = await self.frames.get()
+            try:
+                async with self.lock:
+                    await self._handle(frame)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The client reconnects with the last number it has and misses nothing.
+                logger.warning(
+                    "Job socket of %s failed; closing it", self.job.public_id, exc_info=True
+                )
+                await self._refuse(1011)
+
+    async def _handle(self, frame: Frame) -> None:
+        if self.revoked:
+            return
+        if frame.kind == "event":
+            if frame.seq == self.last_seq + 1:
+                await self._send_frame(frame)
+            elif frame.seq > self.last_seq:
+                await self._catch_up()
+        elif frame.kind == "heartbeat":
+            if frame.seq > self.last_seq:
+                await self._catch_up()
+            await self.send(text_data=frame.text)
+        elif frame.kind == "gap":
+            await self.send_json({"type": "gap", "job": self.job.public_id, "after": self.last_seq})
+            await self.access_check()
+            if not self.revoked:
+                await self._catch_up()
+        elif frame.kind == "stale":
+            if frame.seq > self.last_seq:
                 await self._send_snapshot()
-                return
-            if message["seq"] == self.last_seq + 1:
-                await self._send_event(message)
+        elif frame.kind == "gone":
+            await self._refuse(NOT_FOUND)
+        elif frame.kind == "access":
+            await self.access_check()
 
     def _refusal(self) -> int | None:
         if not credential_holds(self.scope):
             return SIGNED_OUT
         return None if _readable(self.scope["user"], self.job.public_id) else NOT_FOUND
+
+    async def disconnect(self, code: int) -> None:
+        await super().disconnect(code)
+        if self.watching:
+            station().unwatch_job(self.job.pk, self)
 
     # Helpers
 
@@ -198,27 +250,43 @@ class JobConsumer(_HubConsumer):
         value = query.get("after", "")
         return int(value) if value.isdigit() else None
 
-    async def _send_event(self, message: EventMessage) -> None:
-        if getattr(self, "revoked", False):
+    async def _send_frame(self, frame: Frame) -> None:
+        if frame.event == "sharing" and not await self._still_readable():
             return
-        if message["event"] == "sharing":
-            # Who may read the job changed: someone who no longer may is cut off at once.
-            still = await database_sync_to_async(_readable)(self.scope["user"], self.job.public_id)
-            if still is None:
-                self.revoked = True
-                await self.close(code=NOT_FOUND)
-                return
-        await self.send_json(as_client_event(message))
+        await self.send(text_data=frame.text)
+        self.last_seq = frame.seq
+
+    async def _send_event(self, message: EventMessage) -> None:
+        if message["event"] == "sharing" and not await self._still_readable():
+            return
+        await self.send_json(client_event(message))
         self.last_seq = message["seq"]
+
+    async def _still_readable(self) -> bool:
+        """Who may read the job changed: someone who no longer may is cut off at once."""
+        if await database_sync_to_async(_readable)(self.scope["user"], self.job.public_id):
+            return True
+        await self._refuse(NOT_FOUND)
+        return False
 
     async def _send_snapshot(self) -> None:
         snapshot = await database_sync_to_async(self._fresh_snapshot)()
+        if snapshot is None:
+            await self._refuse(NOT_FOUND)
+            return
         await self.send_json(snapshot)
         self.last_seq = snapshot["seq"]
 
-    def _fresh_snapshot(self) -> dict[str, Any]:
-        self.job.refresh_from_db()
+    def _fresh_snapshot(self) -> dict[str, Any] | None:
+        try:
+            self.job.refresh_from_db()
+        except Job.DoesNotExist:
+            return None
         return _snapshot(self.job, self.scope["user"])
+
+    async def _catch_up(self) -> None:
+        if not await self._replay(self.last_seq):
+            await self._send_snapshot()
 
     async def _replay(self, after: int) -> bool:
         """Send every event after ``after``; False when they cannot all be had."""
@@ -227,23 +295,17 @@ class JobConsumer(_HubConsumer):
             return False
         self.last_seq = after
         for message in missed:
+            if self.revoked:
+                break
             await self._send_event(message)
         return True
 
     def _missed(self, after: int) -> list[EventMessage] | None:
-        self.job.refresh_from_db(fields=["event_seq"])
+        try:
+            self.job.refresh_from_db(fields=["event_seq"])
+        except Job.DoesNotExist:
+            return None
         return events_after(self.job, after)
-
-    async def _poll(self) -> None:
-        while True:
-            await asyncio.sleep(POLL_SECONDS)
-            async with self.lock:
-                missed = await database_sync_to_async(self._missed)(self.last_seq)
-                if missed is None:
-                    await self._send_snapshot()
-                    continue
-                for message in missed:
-                    await self._send_event(message)
 
 
 def _list_events_after(user: Any, after_id: int) -> tuple[list[dict[str, Any]], int]:
@@ -256,7 +318,7 @@ def _list_events_after(user: Any, after_id: int) -> tuple[list[dict[str, Any]], 
         .order_by("pk")[:500]
     )
     messages = [
-        as_client_event(
+        client_event(
             {
                 "type": "job.event",
                 "job": r.job.public_id,
@@ -278,7 +340,9 @@ def _latest_event_id() -> int:
 class JobListConsumer(_HubConsumer):
     """A person's job list: status and progress of every job they may read, as it changes.
     Each message names its job and that job's sequence number; the page fetches a row it does
-    not have yet (a new job) and reloads its rows when it reconnects."""
+    not have yet (a new job), and reloads its rows when it reconnects or is sent a ``gap``
+    (its buffer overflowed). With Redis the events come through the person's channel; in the
+    embedded profile the socket reads them from the database."""
 
     async def connect(self) -> None:
         user = self.scope["user"]
@@ -286,18 +350,38 @@ class JobListConsumer(_HubConsumer):
             await self.close(code=NOT_FOUND)
             return
         self.user = user
-        self.last_event_id = await database_sync_to_async(_latest_event_id)()
-        await self._join(user_group(user.pk))
+        self.frames: asyncio.Queue[Frame] = asyncio.Queue(SOCKET_BUFFER)
+        if not settings.HUB_LIVE_VIA_REDIS:
+            self.last_event_id = await database_sync_to_async(_latest_event_id)()
         await self._follow_access()
-        self._start_polling()
         await self.accept()
         await self.send_json({"type": "hello"})
+        if settings.HUB_LIVE_VIA_REDIS:
+            self.writer = asyncio.create_task(self._write())
+        else:
+            self.poller = asyncio.create_task(self._poll())
 
-    async def job_event(self, message: EventMessage) -> None:
-        await self.send_json(as_client_event(message))
+    def offer(self, frame: Frame) -> None:
+        try:
+            self.frames.put_nowait(frame)
+        except asyncio.QueueFull:
+            while not self.frames.empty():
+                self.frames.get_nowait()
+            self.frames.put_nowait(Frame("gap"))
+
+    async def _write(self) -> None:
+        while not self.revoked:
+            frame = await self.frames.get()
+            if frame.kind == "list":
+                await self.send(text_data=frame.text)
+            elif frame.kind == "access":
+                await self.access_check()
+            elif frame.kind == "gap":
+                await self.send_json({"type": "gap"})
+                await self.access_check()
 
     async def _poll(self) -> None:
-        while True:
+        while not self.revoked:
             await asyncio.sleep(POLL_SECONDS * 2)
             messages, self.last_event_id = await database_sync_to_async(_list_events_after)(
                 self.user, self.last_event_id

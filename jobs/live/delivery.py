@@ -1,22 +1,30 @@
-"""Delivery of committed events to the sockets that watch them, through the channel layer.
+"""Committed events published to the web processes that watch them, through Redis pub/sub.
 
 The domain records each event and, once it is committed, sends ``event_committed``
-(jobs/domain/events.py); this module listens and pushes the event to the channel layer groups it
-names. Failure is logged, not raised: the event is stored, and a watcher repairs the gap from
-its sequence numbers. In the embedded profile there is no shared channel layer: sockets read new
-events from the database instead, and nothing is pushed from here.
+(jobs/domain/events.py); this module publishes it once to the job's Redis channel (and, for
+events a job list shows, once to each reader's channel). Each web process subscribes once per job
+its sockets watch and fans the event out to them (jobs/live/fanout.py): one Redis operation per
+event, whatever number of sockets watch it.
+
+Publishing never blocks its caller: events are handed to one thread per process, which sends
+whatever has accumulated in one pipelined round trip, each bounded by a timeout. Failure is
+logged, not raised: the event is stored, and every web process reads what Redis lost from the
+database at its next tick. In the embedded profile there is no Redis: nothing is published, the
+web process reads new events from the database.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
 import os
+import queue
 import threading
 from collections.abc import Iterable
 from typing import Any
 
-from channels.layers import get_channel_layer
+import orjson
+import redis
 from django.conf import settings
 from django.dispatch import receiver
 
@@ -24,109 +32,118 @@ from jobs.domain.events import EventMessage, event_committed
 
 logger = logging.getLogger(__name__)
 
-SEND_TIMEOUT = 2.0  # one group send; a hung Redis costs the sender this, never the caller
-MAX_BACKLOG = 10_000  # events waiting for the channel layer; past it the oldest are dropped
+SEND_TIMEOUT = 2.0  # one round trip; a hung Redis costs the sending thread this, never the caller
+MAX_BACKLOG = 10_000  # messages waiting for Redis; past it the oldest are dropped (and repaired)
+ACCESS_CHECK = {"type": "access.check"}  # on a person's channel: their sockets check access again
+
+
+def job_channel(job_id: int) -> str:
+    return f"{settings.HUB_NAMESPACE}:live:job:{job_id}"
+
+
+def person_channel(user_id: int) -> str:
+    """A person's job list events and access checks, heard by all their sockets."""
+    return f"{settings.HUB_NAMESPACE}:live:person:{user_id}"
 
 
 @receiver(event_committed)
-def _deliver(sender: Any, groups: Iterable[str], message: EventMessage, **kwargs: Any) -> None:
-    send(groups, message)
+def _deliver(
+    sender: Any, job_id: int, readers: Iterable[int], message: EventMessage, **kwargs: Any
+) -> None:
+    payload = orjson.dumps(message)
+    publish([(job_channel(job_id), payload)] + [(person_channel(r), payload) for r in readers])
 
 
-def send(groups: Iterable[str], message: EventMessage) -> None:
-    """Push a committed event to channel layer groups. Failure is logged, not raised: the event
-    is stored, and a watcher repairs the gap from its sequence numbers."""
-    if not settings.HUB_EVENTS_VIA_CHANNEL_LAYER:
+def announce_to_person(user_id: int, message: dict[str, Any]) -> None:
+    publish([(person_channel(user_id), orjson.dumps(message))])
+
+
+def publish(messages: list[tuple[str, bytes]]) -> None:
+    """Hand (channel, payload) pairs to this process's publisher; returns at once."""
+    if not settings.HUB_LIVE_VIA_REDIS or not messages:
         return
-    try:
-        _sender().send(list(groups), dict(message))
-    except Exception:
-        logger.warning(
-            "Could not push event %s#%s to the channel layer",
-            message["job"],
-            message["seq"],
-            exc_info=True,
-        )
+    _publisher().hand_over(messages)
 
 
-class _Sender:
-    """One event loop on a thread of its own, so that every send of this process reuses the
-    channel layer's connection pool instead of opening one per call (async_to_sync would).
-    Callers hand events over and go on: one task sends them in order, each send bounded by
-    SEND_TIMEOUT, so a stopped Redis delays events (which watchers then repair from their
-    sequence numbers), never the request or the training step that made them."""
+def connect_sync(timeout: float = SEND_TIMEOUT) -> redis.Redis:
+    """A Redis client whose every call has a deadline: a stopped Redis must not hang its caller."""
+    assert settings.REDIS_URL is not None
+    return redis.Redis.from_url(
+        settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=timeout
+    )
+
+
+class _Publisher:
+    """One thread that publishes this process's events in the order they were committed."""
 
     def __init__(self) -> None:
         self.pid = os.getpid()
-        self.loop = asyncio.new_event_loop()
-        threading.Thread(target=self.loop.run_forever, name="hub-events", daemon=True).start()
-        self.queue: asyncio.Queue[tuple[list[str], dict[str, Any]]] = (
-            asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(timeout=5)
-        )
+        self.queue: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self.pending = 0  # handed over and not yet sent or given up on
+        self.settled = threading.Condition()
+        self.client = connect_sync()
+        threading.Thread(target=self._run, name="hub-live-publisher", daemon=True).start()
 
-    async def _start(self) -> asyncio.Queue[tuple[list[str], dict[str, Any]]]:
-        queue: asyncio.Queue[tuple[list[str], dict[str, Any]]] = asyncio.Queue()
-        self._drainer = self.loop.create_task(self._drain(queue))
-        return queue
+    def hand_over(self, messages: list[tuple[str, bytes]]) -> None:
+        with self.settled:
+            self.pending += len(messages)
+        for message in messages:
+            if self.queue.qsize() >= MAX_BACKLOG:
+                with contextlib.suppress(queue.Empty):
+                    channel, _ = self.queue.get_nowait()
+                    self._done(1)
+                    logger.warning("Live publisher backlog full: dropped a message on %s", channel)
+            self.queue.put(message)
 
-    def send(self, groups: list[str], message: dict[str, Any]) -> None:
-        self.loop.call_soon_threadsafe(self._put, groups, message)
+    def _done(self, count: int) -> None:
+        with self.settled:
+            self.pending -= count
+            if self.pending <= 0:
+                self.settled.notify_all()
 
-    def _put(self, groups: list[str], message: dict[str, Any]) -> None:
-        if self.queue.qsize() >= MAX_BACKLOG:
-            dropped = self.queue.get_nowait()[1]
-            logger.warning(
-                "Channel layer backlog full: dropped event %s#%s",
-                dropped.get("job"),
-                dropped.get("seq"),
-            )
-        self.queue.put_nowait((groups, message))
-
-    async def _drain(self, queue: asyncio.Queue[tuple[list[str], dict[str, Any]]]) -> None:
+    def _run(self) -> None:
         while True:
-            groups, message = await queue.get()
+            batch = [self.queue.get()]
+            while len(batch) < 1000:
+                try:
+                    batch.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
             try:
-                await asyncio.wait_for(self._send(groups, message), SEND_TIMEOUT)
+                pipeline = self.client.pipeline(transaction=False)
+                for channel, payload in batch:
+                    pipeline.publish(channel, payload)
+                pipeline.execute()
             except Exception:
                 logger.warning(
-                    "Could not push event %s#%s to the channel layer",
-                    message.get("job"),
-                    message.get("seq"),
+                    "Could not publish %d live message(s) to Redis: watchers read them from "
+                    "the database at their next tick",
+                    len(batch),
                     exc_info=True,
                 )
+            self._done(len(batch))
 
-    def flush(self, timeout: float) -> None:
-        """Wait until what was handed over has been sent (or given up on): for tests and for a
-        process about to exit."""
-
-        async def empty() -> None:
-            while not self.queue.empty():
-                await asyncio.sleep(0.01)
-
-        asyncio.run_coroutine_threadsafe(empty(), self.loop).result(timeout=timeout)
-
-    @staticmethod
-    async def _send(groups: list[str], message: dict[str, Any]) -> None:
-        layer = get_channel_layer()
-        assert layer is not None
-        for group in groups:
-            await layer.group_send(group, message)
+    def flush(self, timeout: float) -> bool:
+        """Wait until what was handed over has been sent (or given up on): for tests, benchmarks
+        and a process about to exit."""
+        with self.settled:
+            return self.settled.wait_for(lambda: self.pending <= 0, timeout)
 
 
-def run_on_sender(coroutine: Any, timeout: float) -> Any:
-    """Run a channel-layer coroutine on this process's sender loop (from synchronous code)."""
-    sender = _sender()
-    return asyncio.run_coroutine_threadsafe(coroutine, sender.loop).result(timeout=timeout)
+def flush(timeout: float = 5.0) -> bool:
+    if not settings.HUB_LIVE_VIA_REDIS:
+        return True
+    return _publisher().flush(timeout)
 
 
-_sender_instance: _Sender | None = None
-_sender_lock = threading.Lock()
+_instance: _Publisher | None = None
+_lock = threading.Lock()
 
 
-def _sender() -> _Sender:
-    global _sender_instance
-    with _sender_lock:
+def _publisher() -> _Publisher:
+    global _instance
+    with _lock:
         # A forked worker child inherits the parent's object but not its thread: make its own.
-        if _sender_instance is None or _sender_instance.pid != os.getpid():
-            _sender_instance = _Sender()
-        return _sender_instance
+        if _instance is None or _instance.pid != os.getpid():
+            _instance = _Publisher()
+        return _instance

@@ -294,7 +294,23 @@
 
   // Events
 
-  function onMessage(message) {
+  // A rename, here or on another page: the title follows unless someone is typing in it.
+  function showName(name) {
+    const title = document.getElementById("job-name");
+    if (!title || title === document.activeElement) return;
+    if (title.tagName === "INPUT") title.value = name;
+    else title.textContent = name;
+    document.title = document.title.replace(/^.*?(?= · |$)/, name);
+  }
+
+  function onMessage(message, live) {
+    if (message.type === "heartbeat") {
+      // The job's latest number: one this page has not seen means something was lost on the
+      // way; ask for it (the server also repairs on its own, this covers the last hop).
+      if (message.seq > state.seq) live.send({ type: "catch_up", after: state.seq });
+      return;
+    }
+    if (message.type !== "snapshot" && message.type !== "event") return; // gap notices, errors
     if (message.type === "snapshot") {
       state.seq = message.seq;
       const job = message.data.job, details = message.data.status_details;
@@ -311,6 +327,7 @@
     else if (message.event === "metrics") appendPoints(data.series);
     else if (message.event === "artifact") refreshResults();
     else if (message.event === "job" && data.reset) location.reload();
+    else if (message.event === "job" && data.name) showName(data.name);
   }
 
   drawDurations();

@@ -38,7 +38,16 @@
     }
   }
 
+  // Rows read again from the server: after a gap notice (this page's socket fell behind).
+  async function refreshRows() {
+    for (const tr of [...body.rows]) {
+      const response = await fetch(`/jobs/${tr.dataset.job}/row/${location.search}`, { credentials: "same-origin" });
+      if (response.status === 200) tr.outerHTML = await response.text();
+    }
+  }
+
   window.HubLive(() => "/ws/jobs/", (message) => {
+    if (message.type === "gap") { refreshRows(); return; }
     if (message.type !== "event") return;
     const tr = row(message.job);
     if (tr) update(tr, message);

@@ -1,11 +1,24 @@
 /* A websocket that reconnects on its own and says so in the page's indicator (#live). The
-   caller decides the URL on each connect, so it can ask for what it missed (?after=seq). */
+   caller decides the URL on each connect, so it can ask for what it missed (?after=seq). A job
+   socket hears a heartbeat every second: once one came, a socket silent for five seconds is
+   taken for lost (a half-open connection, a stalled server) and opened again. */
 "use strict";
 
 window.HubLive = function HubLive(urlFor, onMessage) {
   const indicator = document.getElementById("live");
   let delay = 500;
   let socket = null;
+  let quiet = null;
+  const live = {
+    close: () => socket && socket.close(),
+    send: (content) => {
+      if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(content));
+    },
+  };
+  function expectBeats() {
+    clearTimeout(quiet);
+    quiet = setTimeout(() => socket && socket.close(), 5000);
+  }
   function show(state, text) {
     if (!indicator) return;
     indicator.dataset.state = state;
@@ -15,8 +28,14 @@ window.HubLive = function HubLive(urlFor, onMessage) {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     socket = new WebSocket(`${scheme}//${location.host}${urlFor()}`);
     socket.onopen = () => { delay = 500; show("live", "● live"); };
-    socket.onmessage = (event) => onMessage(JSON.parse(event.data));
+    socket.onmessage = (event) => {
+      const message = JSON.parse(event.data);
+      if (message.type === "heartbeat" || quiet !== null) expectBeats();
+      onMessage(message, live);
+    };
     socket.onclose = (event) => {
+      clearTimeout(quiet);
+      quiet = null;
       if (event.code === 4404) { show("closed", "not available"); return; }
       show("reconnecting", "reconnecting…");
       setTimeout(connect, delay);
@@ -24,7 +43,7 @@ window.HubLive = function HubLive(urlFor, onMessage) {
     };
   }
   connect();
-  return { close: () => socket && socket.close() };
+  return live;
 };
 
 window.hubDuration = function hubDuration(seconds) {

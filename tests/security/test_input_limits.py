@@ -20,6 +20,7 @@ from jobs.domain.files import check_jsonl_dataset
 from jobs.services import dataset_upload, model_upload
 from tests import factories
 from tests.security.access import api
+from tests.sockets import next_message, stays_quiet
 
 HOSTILE_JSON = {
     "1,000 levels deep": ("[" * 1000 + "]" * 1000, "nested more than 32 levels deep"),
@@ -164,12 +165,12 @@ async def test_a_hostile_socket_message_gets_an_error_and_changes_nothing(alice)
     headers = [(b"origin", b"http://127.0.0.1:8000"), (b"authorization", f"Token {token}".encode())]
     ws = WebsocketCommunicator(application, f"/ws/jobs/{job.public_id}/", headers=headers)
     assert (await ws.connect())[0]
-    assert (await ws.receive_json_from(timeout=5))["type"] == "snapshot"
+    assert (await next_message(ws))["type"] == "snapshot"
     await ws.send_to(text_data="[" * 1000 + "]" * 1000)
-    error = await ws.receive_json_from(timeout=5)
+    error = await next_message(ws)
     assert error["type"] == "error"
     assert "nested more than 32 levels deep" in error["message"]
-    assert await ws.receive_nothing(timeout=0.5)  # and the socket stays open
+    assert await stays_quiet(ws, 0.5)  # and the socket stays open
     await ws.disconnect()
 
 

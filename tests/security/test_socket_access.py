@@ -19,6 +19,7 @@ from jobs.services import job_submit_link
 from sharing.models import Share
 from sharing.services import sharing_modify
 from tests import factories
+from tests.sockets import next_message, next_output, stays_quiet
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
@@ -43,13 +44,13 @@ async def open_socket(
     ws = WebsocketCommunicator(application, path, headers=[ORIGIN, credential])
     connected, _ = await ws.connect()
     assert connected
-    await ws.receive_json_from(timeout=5)  # the snapshot (or the list's hello)
+    await next_message(ws)  # the snapshot (or the list's hello)
     return ws
 
 
 async def assert_closed(ws: WebsocketCommunicator, code: int) -> None:
     while True:
-        output = await ws.receive_output(timeout=CLOSE_WITHIN)
+        output = await next_output(ws, CLOSE_WITHIN)
         if output["type"] == "websocket.close":
             assert output["code"] == code
             return
@@ -102,7 +103,7 @@ async def test_signing_out_closes_the_sockets_of_that_session_only(shared, bob):
     await sync_to_async(browser.post)("/accounts/logout/")
     await assert_closed(page, 4401)
     await assert_closed(listing, 4401)
-    assert await elsewhere.receive_nothing(timeout=1)  # still signed in there
+    assert await stays_quiet(elsewhere, 1)  # still signed in there
     await elsewhere.disconnect()
 
 
@@ -138,5 +139,5 @@ async def test_deactivating_a_person_closes_every_socket_of_theirs(shared, bob, 
 async def test_a_socket_whose_access_holds_stays_open(shared, bob):
     ws = await open_socket(f"/ws/jobs/{shared.public_id}/", bob, "token")
     await sync_to_async(lambda: User.objects.get(pk=bob.pk).save())()  # a check, nothing changed
-    assert await ws.receive_nothing(timeout=1.5)
+    assert await stays_quiet(ws, 1.5)
     await ws.disconnect()

@@ -32,15 +32,20 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout's code, wherever the script is run from
 
+from benchmarks import live  # noqa: E402
 from benchmarks.common import drop_database, scratch_database  # noqa: E402
 
 MLFLOW_VERSION = "3.17.2"
 MLFLOW_ENV = ROOT / ".bench" / "mlflow"
 
 SIZES: dict[str, dict[str, int]] = {
-    "full": {"ingest": 100_000, "history": 10_000, "chart": 1_000_000, "calls": 200},
-    "quick": {"ingest": 5_000, "history": 1_000, "chart": 20_000, "calls": 20},
-}
+    "full": {"ingest": 100_000, "history": 10_000, "chart": 1_000_000, "calls": 200,
+             "reports": 50, "watchers": [1, 100, 1000], "fanout_seconds": 10,
+             "burst_watchers": 100, "burst_events": 200, "pages": 1000},
+    "quick": {"ingest": 5_000, "history": 1_000, "chart": 20_000, "calls": 20,
+              "reports": 5, "watchers": [1, 10], "fanout_seconds": 1,
+              "burst_watchers": 10, "burst_events": 20, "pages": 20},
+}  # fmt: skip
 
 
 def timed(action: Callable[[], Any], repeat: int) -> list[float]:
@@ -144,8 +149,8 @@ def series_of(owner: Any, name: str, points: int) -> str:
 
 
 @contextlib.contextmanager
-def live_web(env: dict[str, str]) -> Iterator[str]:
-    """The hub's web process (uvicorn) on a free loopback port; its URL."""
+def live_web(env: dict[str, str]) -> Iterator[tuple[str, int]]:
+    """The hub's web process (uvicorn) on a free loopback port; its URL and process id."""
     import socket
 
     import httpx
@@ -165,8 +170,8 @@ def live_web(env: dict[str, str]) -> Iterator[str]:
                     break
             if time.monotonic() > deadline:
                 raise RuntimeError("the hub's web process did not start")
-            time.sleep(0.2)
-        yield url
+            time.sleep(0.2)  # polling for the port to answer, not a figure
+        yield url, process.pid
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -214,8 +219,9 @@ def run_hub(database_url: str, sizes: dict[str, int], env: dict[str, str]) -> di
     }
     history_job = series_of(owner, "history", sizes["history"])
     chart_job = series_of(owner, "chart", sizes["chart"])
-    with live_web(env) as url:
+    with live_web(env) as (url, pid):
         reads = hub_reads(url, token, history_job, chart_job)
+        results.update(live.run(url, token, owner, pid, sizes))
     # The keys name the full run's sizes; a --quick run says its own sizes under "sizes".
     results["history_10k_ms"] = round(reads["history_ms"], 1)
     results["chart_1m_ms"] = round(reads["chart_ms"], 1)
@@ -267,6 +273,11 @@ ROWS = [
     ("metric ingest, a call a point (points/s)", None, "ingest_one_a_call_points_per_s", None),
     ("{history:,}-point history (ms)", "mlflow_history_10k_ms", "history_10k_ms", None),
     ("{chart:,} points downsampled for a chart (ms)", "mlflow_history_1m_ms", "chart_1m_ms", None),
+    ("one progress report to an open page, p50 / p99 (ms; MLflow: log_metric p50)",
+     "mlflow_log_metric_ms", "report_roundtrip_ms", None),
+    ("{pages:,} pages of one job opened at once, all with their snapshot (s)", None,
+     "open_1000_pages_s", None),
+    ("web process with {pages:,} sockets (MB RSS)", None, "web_rss_mb_1000_sockets", None),
 ]  # fmt: skip
 
 
@@ -277,14 +288,25 @@ def table(results: dict[str, Any]) -> str:
         if key is None or key not in results:
             return "–"
         value = results[key]
+        if isinstance(value, dict) and "p50" in value:
+            return f"{value['p50']:,} / {value['p99']:,}"
         if isinstance(value, dict):
-            return " / ".join(f"{v:,}" for v in value.values())
+            return " / ".join(cell_of(v) for v in value.values())
         return f"{value:,}"
+
+    def cell_of(value: Any) -> str:
+        return f"{value['p50']:,}" if isinstance(value, dict) else f"{value:,}"
 
     lines = ["| measure | MLflow (SQLite / PostgreSQL) | hub | floor |", "|---|---|---|---|"]
     for label, mlflow, hub, floor in ROWS:
         measure = label.format(**sizes)
         lines.append(f"| {measure} | {cell(mlflow)} | {cell(hub)} | {cell(floor)} |")
+    for run in results.get("fanout", []):
+        rate = run["events_per_s"]
+        pace = "a burst" if rate == "burst" else f"{rate:g} events/s"
+        measure = f"{run['watchers']:,} sockets on one job, {pace}: delivered, p50 / p99 (ms)"
+        got = f"{run['delivered']:,}/{run['sent']:,} ({run['gaps_repaired']} gap notices)"
+        lines.append(f"| {measure} | polls | {got}, {run['p50_ms']} / {run['p99_ms']} | – |")
     return "\n".join(lines)
 
 

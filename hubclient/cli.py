@@ -13,7 +13,7 @@
     hub rename JOB NAME
     hub share JOB [--add EMAIL...] [--remove EMAIL...] [--disable]
     hub doctor                                        the hub's health: database, broker,
-                                                      channel layer, reaper, workers (no token)
+                                                      live events, reaper, workers (no token)
 
 Every command takes --json for scripts. HUB_URL and HUB_API_TOKEN say where and who.
 """

@@ -101,7 +101,7 @@ async def test_a_skipped_sequence_number_is_repaired_from_the_stored_events(alic
 
     def lose_one_then_publish() -> None:
         with transaction.atomic():
-            # Event 1 is stored but never sent, as when a channel layer drops a message.
+            # Event 1 is stored but never sent, as when Redis loses a message.
             JobEvent.objects.create(
                 job=job, seq=next_seq(job), type=EventType.LOG, payload={"message": "lost"}
             )

@@ -198,10 +198,22 @@ def _database() -> dict[str, object]:
         config["CONN_HEALTH_CHECKS"] = True
         # A database that is stopped (not dead) accepts a connection and never answers: without
         # a bound, every request would hang with it instead of answering 503.
-        config["OPTIONS"] = {
+        options: dict[str, object] = {
             **dict(config.get("OPTIONS") or {}),  # type: ignore[call-overload]
             "connect_timeout": env_int("HUB_DB_CONNECT_TIMEOUT", 5, minimum=1, maximum=120),
         }
+        config["OPTIONS"] = options
+        if env_bool("HUB_DB_POOL", False):
+            # The web process (hubsite/asgi.py turns this on): every request and every socket's
+            # database step takes a connection from a pool instead of opening one (a few ms
+            # each, which a page link posted to a whole team pays a thousand times at once).
+            # Worker processes fork, and a pool must not cross a fork: they connect directly.
+            config["CONN_MAX_AGE"] = 0  # Django's pool requires it; closing returns to the pool
+            options["pool"] = {
+                "min_size": 2,
+                "max_size": env_int("HUB_DB_POOL_SIZE", 20, minimum=2, maximum=1000),
+                "timeout": env_int("HUB_DB_CONNECT_TIMEOUT", 5, minimum=1, maximum=120),
+            }
     else:
         raise ImproperlyConfigured(
             f"DATABASE_URL must name PostgreSQL (postgres://) or SQLite (sqlite://), not {engine}."

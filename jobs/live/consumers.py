@@ -17,10 +17,12 @@ import asyncio
 import contextlib
 import decimal
 import logging
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import orjson
-from channels.db import database_sync_to_async
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.utils.functional import Promise
@@ -29,9 +31,14 @@ from jobs.domain.events import LIST_EVENTS, EventMessage, events_after
 from jobs.domain.jsonlimits import JSONRefused, loads_bounded
 from jobs.domain.selectors import jobs_visible_to
 from jobs.live.access import credential_holds
-from jobs.live.fanout import Frame, client_event, station
+from jobs.live.fanout import Frame, client_event, in_thread, station
 from jobs.models import Job, JobEvent
-from jobs.wire.snapshots import job_data, status_details
+from jobs.wire.snapshots import (
+    consistent_reads,
+    inputs_as_seen,
+    job_data_for_everyone,
+    status_details,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -47,13 +54,54 @@ def _readable(user: Any, public_id: str) -> Job | None:
     return jobs_visible_to(user).filter(public_id=public_id).first()
 
 
+SNAPSHOTS_KEPT = 256  # jobs whose shared part of a snapshot a web process keeps
+_kept: OrderedDict[tuple[int, int, Any], tuple[dict[str, Any], dict[str, Any]]] = OrderedDict()
+_kept_lock = threading.Lock()
+
+
 def _snapshot(job: Job, user: Any) -> dict[str, Any]:
+    """The job as ``user`` sees it, at its current sequence number. Call inside
+    ``consistent_reads()`` with a freshly read ``job``. All but the inputs is the same for
+    every reader, and is built once per job and sequence number: a page link opened by a whole
+    team costs the database a few queries a page, not the whole job each time."""
+    key = (job.pk, job.event_seq, job.updated_at)
+    with _kept_lock:
+        shared = _kept.get(key)
+        if shared is not None:
+            _kept.move_to_end(key)
+    if shared is None:
+        shared = (job_data_for_everyone(job), status_details(job))
+        with _kept_lock:
+            _kept[key] = shared
+            while len(_kept) > SNAPSHOTS_KEPT:
+                _kept.popitem(last=False)
+    everyone, details = shared
     return {
         "type": "snapshot",
         "job": job.public_id,
         "seq": job.event_seq,
-        "data": {"job": job_data(job, user), "status_details": status_details(job)},
+        "data": {
+            "job": {**everyone, "inputs": inputs_as_seen(job, user)},
+            "status_details": details,
+        },
     }
+
+
+Opening = tuple[Job, int | None, list[EventMessage] | dict[str, Any]]
+
+
+def _open(user: Any, public_id: str, after: int | None) -> Opening | None:
+    """What a socket starts with, read in one go: the job if ``user`` may read it, and either
+    the events after ``after`` (with ``after``) or a snapshot (a dict). None: no such job."""
+    with consistent_reads():
+        job = _readable(user, public_id)
+        if job is None:
+            return None
+        if after is not None:
+            missed = events_after(job, after)
+            if missed is not None:
+                return job, after, missed
+        return job, None, _snapshot(job, user)
 
 
 def _json_default(value: Any) -> Any:
@@ -73,6 +121,15 @@ class _HubConsumer(AsyncJsonWebsocketConsumer):
     poller: asyncio.Task[None] | None = None
     person: int | None = None
     revoked = False
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """As Channels' own, without closing old database connections before every message
+        (a trip to its database thread each time): this layer's database steps run in
+        ``in_thread``, which takes and gives back its connection itself."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     @classmethod
     async def encode_json(cls, content: Any) -> str:
@@ -114,7 +171,7 @@ class _HubConsumer(AsyncJsonWebsocketConsumer):
         shows has gone (4401: signed out, token replaced, deactivated; 4404: no such job)."""
         if self.revoked:
             return
-        code = await database_sync_to_async(self._refusal)()
+        code = await in_thread(self._refusal)()
         if code is not None:
             await self._refuse(code)
 
@@ -146,23 +203,30 @@ class JobConsumer(_HubConsumer):
 
     async def connect(self) -> None:
         public_id = self.scope["url_route"]["kwargs"]["job_id"]
-        job = await database_sync_to_async(_readable)(self.scope["user"], public_id)
-        if job is None:
+        opened = await in_thread(_open)(self.scope["user"], public_id, self._after())
+        if opened is None:
             await self.close(code=NOT_FOUND)  # before accept: nothing is said about the job
             return
-        self.job, self.last_seq = job, 0
+        self.job, after, first = opened
+        self.last_seq = 0
         self.lock = asyncio.Lock()
         self.frames: asyncio.Queue[Frame] = asyncio.Queue(SOCKET_BUFFER)
-        # Watch before the snapshot is read: what happens in between is offered as well, and
-        # recognised by its sequence number.
-        await station().watch_job(job, self)
+        seen = await station().watch_job(self.job, self)
         self.watching = True
         await self._follow_access()
         await self.accept()
-        after = self._after()
         async with self.lock:
-            if after is None or not await self._replay(after):
-                await self._send_snapshot()
+            if isinstance(first, dict):
+                await self.send_json(first)
+                self.last_seq = first["seq"]
+            else:
+                assert after is not None
+                self.last_seq = after
+                for message in first:
+                    await self._send_event(message)
+            if seen > self.last_seq:
+                # Events came between the read above and the subscription: from the store.
+                await self._catch_up()
         self.writer = asyncio.create_task(self._write())
 
     def offer(self, frame: Frame) -> None:
@@ -264,13 +328,13 @@ class JobConsumer(_HubConsumer):
 
     async def _still_readable(self) -> bool:
         """Who may read the job changed: someone who no longer may is cut off at once."""
-        if await database_sync_to_async(_readable)(self.scope["user"], self.job.public_id):
+        if await in_thread(_readable)(self.scope["user"], self.job.public_id):
             return True
         await self._refuse(NOT_FOUND)
         return False
 
     async def _send_snapshot(self) -> None:
-        snapshot = await database_sync_to_async(self._fresh_snapshot)()
+        snapshot = await in_thread(self._fresh_snapshot)()
         if snapshot is None:
             await self._refuse(NOT_FOUND)
             return
@@ -278,11 +342,12 @@ class JobConsumer(_HubConsumer):
         self.last_seq = snapshot["seq"]
 
     def _fresh_snapshot(self) -> dict[str, Any] | None:
-        try:
-            self.job.refresh_from_db()
-        except Job.DoesNotExist:
-            return None
-        return _snapshot(self.job, self.scope["user"])
+        with consistent_reads():
+            try:
+                self.job.refresh_from_db()
+            except Job.DoesNotExist:
+                return None
+            return _snapshot(self.job, self.scope["user"])
 
     async def _catch_up(self) -> None:
         if not await self._replay(self.last_seq):
@@ -290,7 +355,7 @@ class JobConsumer(_HubConsumer):
 
     async def _replay(self, after: int) -> bool:
         """Send every event after ``after``; False when they cannot all be had."""
-        missed = await database_sync_to_async(self._missed)(after)
+        missed = await in_thread(self._missed)(after)
         if missed is None:
             return False
         self.last_seq = after
@@ -301,11 +366,12 @@ class JobConsumer(_HubConsumer):
         return True
 
     def _missed(self, after: int) -> list[EventMessage] | None:
-        try:
-            self.job.refresh_from_db(fields=["event_seq"])
-        except Job.DoesNotExist:
-            return None
-        return events_after(self.job, after)
+        with consistent_reads():
+            try:
+                self.job.refresh_from_db(fields=["event_seq"])
+            except Job.DoesNotExist:
+                return None
+            return events_after(self.job, after)
 
 
 def _list_events_after(user: Any, after_id: int) -> tuple[list[dict[str, Any]], int]:
@@ -352,7 +418,7 @@ class JobListConsumer(_HubConsumer):
         self.user = user
         self.frames: asyncio.Queue[Frame] = asyncio.Queue(SOCKET_BUFFER)
         if not settings.HUB_LIVE_VIA_REDIS:
-            self.last_event_id = await database_sync_to_async(_latest_event_id)()
+            self.last_event_id = await in_thread(_latest_event_id)()
         await self._follow_access()
         await self.accept()
         await self.send_json({"type": "hello"})
@@ -383,7 +449,7 @@ class JobListConsumer(_HubConsumer):
     async def _poll(self) -> None:
         while not self.revoked:
             await asyncio.sleep(POLL_SECONDS * 2)
-            messages, self.last_event_id = await database_sync_to_async(_list_events_after)(
+            messages, self.last_event_id = await in_thread(_list_events_after)(
                 self.user, self.last_event_id
             )
             for message in messages:

@@ -22,23 +22,49 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import orjson
-from channels.db import database_sync_to_async
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import connections
 
 from jobs.domain.events import EventMessage, events_after
 from jobs.live.delivery import job_channel, person_channel
 from jobs.models import Job
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 HEARTBEAT_SECONDS = 1.0  # how often each socket hears its job's latest sequence number
 SUBSCRIBE_WAIT = 1.0  # a socket's connect waits this long at most for Redis to confirm
+
+
+def in_thread(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    """A database step of the live layer, run in a pool thread (not Channels' one database
+    thread, where every socket's reads would queue behind one another's). Each step runs in a
+    context of its own, so that it has a database connection of its own (Django keeps
+    connections per context): taken at its start (from the web process's pool) and given back
+    at its end, never shared with a step running at the same time in another thread."""
+
+    def alone(*args: Any, **kwargs: Any) -> T:
+        return contextvars.Context().run(_with_own_connection, function, args, kwargs)
+
+    return sync_to_async(alone, thread_sensitive=False)
+
+
+def _with_own_connection(function: Callable[..., T], args: Any, kwargs: Any) -> T:
+    try:
+        return function(*args, **kwargs)
+    finally:
+        # This context ends here: its connection is closed (given back, with a pool), whatever
+        # CONN_MAX_AGE says, or no one would ever close it.
+        connections.close_all()
 
 
 def tick_seconds() -> float:
@@ -108,21 +134,26 @@ class Station:
 
     # Sockets come and go
 
-    async def watch_job(self, job: Job, listener: Listener) -> None:
-        """Offer ``listener`` every event of ``job`` from now on. Returns once the
-        subscription holds (or after SUBSCRIBE_WAIT), so that a snapshot read next misses
-        nothing: an event between the two arrives as well and is recognised by its number."""
+    async def watch_job(self, job: Job, listener: Listener) -> int:
+        """Offer ``listener`` every event of ``job`` from now on; returns the last sequence
+        number handed on, so that a socket whose snapshot is older reads the difference from
+        the store. ``job`` is as the socket just read it. The first socket of a job in this
+        process waits until Redis confirms the subscription (at most SUBSCRIBE_WAIT), then
+        reads the job's latest number: what was committed in between is handed on too."""
         stream = self.streams.get(job.pk)
-        if stream is None:
-            seen = await database_sync_to_async(_latest_seq)(job.pk)
-            stream = self.streams.get(job.pk)  # another socket may have made it meanwhile
-            if stream is None:
-                stream = self.streams[job.pk] = _Stream(job.pk, job.public_id, seen)
-                stream.listeners.add(listener)
-                self._start_ticking()
-                await self._subscribe(job_channel(job.pk))
-                return
+        if stream is not None:
+            stream.listeners.add(listener)
+            return stream.seen
+        stream = self.streams[job.pk] = _Stream(job.pk, job.public_id, job.event_seq)
         stream.listeners.add(listener)
+        self._start_ticking()
+        if settings.HUB_LIVE_VIA_REDIS:
+            await self._subscribe(job_channel(job.pk))
+            latest = await in_thread(_latest_seq)(job.pk)
+            async with stream.lock:
+                if latest > stream.seen:
+                    await self._repair(stream)
+        return stream.seen
 
     def unwatch_job(self, job_id: int, listener: Listener) -> None:
         stream = self.streams.get(job_id)
@@ -241,7 +272,7 @@ class Station:
     # The database: the record of every event
 
     async def _repair(self, stream: _Stream) -> None:
-        latest, missed = await database_sync_to_async(_stored_after)(stream.job_id, stream.seen)
+        latest, missed = await in_thread(_stored_after)(stream.job_id, stream.seen)
         if latest is None:
             self._offer(stream, Frame("gone"))
             return
@@ -268,7 +299,7 @@ class Station:
                 if not self.streams:
                     break
                 try:
-                    latest = await database_sync_to_async(_latest_seqs)(list(self.streams))
+                    latest = await in_thread(_latest_seqs)(list(self.streams))
                 except Exception as error:  # the database is away: sockets keep what they have
                     logger.warning("Live tick could not read the database: %s", error)
                     continue

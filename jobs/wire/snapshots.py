@@ -3,17 +3,41 @@ The API answers with these, and a socket's snapshot carries them."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from jobs.domain.metrics import job_metrics
-from jobs.domain.selectors import job_status_logs
+from jobs.domain.selectors import job_inputs_for, job_status_logs
 from jobs.models import Job
-from jobs.wire.serializers import JobDetailSerializer, StatusLogSerializer
+from jobs.wire.serializers import (
+    InputSerializer,
+    JobDetailSerializer,
+    JobSerializer,
+    StatusLogSerializer,
+)
 
 STATUS_DETAIL_POINTS = 1000  # per series, in status details; /metrics/ serves any resolution
+
+
+@contextmanager
+def consistent_reads() -> Iterator[None]:
+    """Every read inside sees the database as of one moment (PostgreSQL: a repeatable-read
+    transaction; SQLite's transactions already are), so that a snapshot's sequence number, job
+    row, status logs and metric points agree: the events after that number are exactly what it
+    does not contain yet."""
+    if connection.in_atomic_block:  # already inside a transaction: its reads are what they are
+        yield
+        return
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        yield
 
 
 def with_inputs(jobs: QuerySet[Job]) -> QuerySet[Job]:
@@ -26,6 +50,19 @@ def job_data(job: Job, user: Any) -> dict[str, Any]:
     """The job as ``user`` sees it, inputs included."""
     fresh = with_inputs(Job.objects.filter(pk=job.pk)).get()
     return dict(JobDetailSerializer(fresh, context={"user": user}).data)
+
+
+def job_data_for_everyone(job: Job) -> dict[str, Any]:
+    """The part of ``job_data`` that is the same for every reader (all but ``inputs``): what a
+    web process may keep for the next reader of the same job at the same sequence number."""
+    fresh = with_inputs(Job.objects.filter(pk=job.pk)).get()
+    return dict(JobSerializer(fresh).data)
+
+
+def inputs_as_seen(job: Job, user: Any) -> list[dict[str, Any]]:
+    """``job_data``'s ``inputs``: each input's content only where ``user`` may read it."""
+    views = job_inputs_for(user, job)
+    return [dict(row) for row in InputSerializer(views, many=True).data]
 
 
 def status_details(job: Job) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The hub's Redis (broker and channel layer) restarts without persistence while a job trains,
+"""The hub's Redis (broker and live events) restarts without persistence while a job trains,
 another waits in the queue, and people watch both: a hub of its own (a job worker and a web
 process on a private Redis) that the test restarts under them. The training job goes on, the
 queued job's lost message is sent again, and every watcher ends with the final status having
@@ -132,7 +132,7 @@ def test_a_redis_restart_under_running_jobs_and_open_pages_loses_nothing(
     assert ledger.lost == ledger.duplicated == []
     assert jobs[0].attempts == 1  # the training job was never interrupted
     figures.record(
-        fault="Redis (broker and channel layer) restarted without persistence",
+        fault="Redis (broker and live events) restarted without persistence",
         **{**ledger.figures(), "in_flight": ledger.figures()["in_flight"] + ", 4 open sockets"},
         recovery_s=round(recovered, 2),
         note="training went on; the queued job's lost message sent again; every watcher saw "

@@ -38,7 +38,7 @@ from benchmarks.common import drop_database, scratch_database  # noqa: E402
 MLFLOW_VERSION = "3.17.2"
 MLFLOW_ENV = ROOT / ".bench" / "mlflow"
 
-SIZES: dict[str, dict[str, int]] = {
+SIZES: dict[str, dict[str, Any]] = {
     "full": {"ingest": 100_000, "history": 10_000, "chart": 1_000_000, "calls": 200,
              "reports": 50, "watchers": [1, 100, 1000], "fanout_seconds": 10,
              "burst_watchers": 100, "burst_events": 200, "pages": 1000},
@@ -196,7 +196,7 @@ def hub_reads(url: str, token: str, history_job: str, chart_job: str) -> dict[st
         }
 
 
-def run_hub(database_url: str, sizes: dict[str, int], env: dict[str, str]) -> dict[str, Any]:
+def run_hub(database_url: str, sizes: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     import django
 
     django.setup()
@@ -247,7 +247,7 @@ def mlflow_python() -> Path:
     return python
 
 
-def run_mlflow(base_url: str, sizes: dict[str, int]) -> dict[str, Any]:
+def run_mlflow(base_url: str, sizes: dict[str, Any]) -> dict[str, Any]:
     store_url, name = scratch_database(base_url, "_mlflow")
     try:
         with tempfile.TemporaryDirectory(prefix="mlflow-bench-") as folder:

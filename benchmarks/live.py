@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -198,7 +199,7 @@ def report_roundtrip(url: str, token: str, owner: Any, reports: int) -> dict[str
 
 
 def rss_mb(pid: int) -> float:
-    for line in open(f"/proc/{pid}/status"):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for process {pid}")
@@ -222,7 +223,7 @@ async def many_pages(url: str, token: str, job: Any, pages: int, web_pid: int) -
     }
 
 
-def run(url: str, token: str, owner: Any, web_pid: int, sizes: dict[str, int]) -> dict[str, Any]:
+def run(url: str, token: str, owner: Any, web_pid: int, sizes: dict[str, Any]) -> dict[str, Any]:
     from django.db import connection
 
     from jobs.models import Job, JobKind

@@ -63,6 +63,40 @@ def test_progress_is_coalesced_until_the_interval_passes(running):
     assert event.payload["percentage_done"] == 25.0
 
 
+def test_a_report_left_waiting_is_written_once_it_is_stale(running):
+    """A runner busy with a long step makes no call that would write its last report: the
+    heartbeat thread's ``flush_if_stale`` does, once it has waited ``flush_every``."""
+    job, token = running
+    clock = FrozenClock()
+    reporter = Reporter(job, token, clock=clock, flush_every=0.5)
+    reporter.progress(steps_completed=7)
+    reporter.flush_if_stale()
+    job.refresh_from_db()
+    assert job.steps_completed is None  # not stale yet: still coalescing
+    clock.now += 0.5
+    reporter.flush_if_stale()
+    job.refresh_from_db()
+    assert job.steps_completed == 7
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_heartbeat_thread_writes_what_a_quiet_runner_left(alice):
+    from jobs.engine.execution import Heartbeat
+    from tests.workers import wait_for
+
+    job, token = factories.claimed(factories.unqueued_job(alice))
+    reporter = Reporter(job, token)
+    reporter.progress(steps_completed=1)  # the first report after a quiet spell: written
+    reporter.progress(steps_completed=2)  # within flush_every of it: waits
+    with Heartbeat(reporter, every=60):  # beats once a minute; writes waiting reports sooner
+        wait_for(
+            lambda: Job.objects.get(pk=job.pk).steps_completed == 2,
+            5,
+            "the waiting report to be written",
+            every=0.05,
+        )
+
+
 def test_events_are_numbered_without_gaps(running):
     job, token = running
     reporter = Reporter(job, token, clock=FrozenClock())

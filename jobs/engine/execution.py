@@ -14,6 +14,7 @@ import os
 import socket
 import tempfile
 import threading
+import time
 import uuid
 from pathlib import Path
 from types import TracebackType
@@ -211,11 +212,20 @@ class Heartbeat:
         self._thread.join()
 
     def _beat(self) -> None:
+        """Beat every ``every`` seconds; in between, write what the runner reported and left
+        waiting (a long step makes no call that would write it), so a page shows it soon."""
+        beat_at = time.monotonic() + self.every
         try:
-            while not self._stop.wait(self.every):
+            while not self._stop.wait(max(self.reporter.flush_every, 0.01)):
                 try:
+                    self.reporter.flush_if_stale()
+                    if time.monotonic() < beat_at:
+                        continue
+                    beat_at = time.monotonic() + self.every
                     if not self.reporter.heartbeat():
                         return  # the job is no longer ours; the runner finds out at its next step
+                except ClaimLost:
+                    return  # likewise
                 except Exception:
                     logger.warning(
                         "Heartbeat of job %s failed", self.reporter.job.public_id, exc_info=True

@@ -4,14 +4,17 @@ It persists what the runner reports (status, status details, metric points, stat
 artifacts, the target model) and publishes each change as a numbered event, all guarded by the
 worker's claim on the job. A training loop may call it on every step: metric points are buffered
 and written in one batch, and status details are coalesced, at most every ``flush_every``
-seconds (or sooner when ``max_points`` pile up), so the loop pays for a few inserts a second, not
-one commit per point.
+seconds (or sooner when ``max_points`` pile up), so the loop pays for ten writes a second, not
+one commit per point. A report made after a quiet spell is written at once; one made within
+``flush_every`` of the last write waits for the next call or, if none comes, for the job's
+heartbeat thread (``flush_if_stale``): no report waits longer than about ``flush_every``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -87,7 +90,7 @@ class Reporter:
         job: Job,
         claim_token: str,
         *,
-        flush_every: float = 0.5,
+        flush_every: float = 0.1,
         max_points: int = 10_000,
         check_every: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
@@ -105,6 +108,8 @@ class Reporter:
         self._last_check = -math.inf
         self.log_lines: list[str] = []
         self._series_ids: dict[str, int] = {}
+        # The runner's thread reports; the heartbeat thread writes what a quiet runner left.
+        self._lock = threading.RLock()
 
     # What a runner reports
 
@@ -116,24 +121,27 @@ class Reporter:
         unknown = set(fields) - PROGRESS_FIELDS
         if unknown:
             raise ValueError(f"Not a status detail a runner sets: {', '.join(sorted(unknown))}")
-        self._fields.update(storable(fields))
-        self._flush_if_due()
+        with self._lock:
+            self._fields.update(storable(fields))
+            self._flush_if_due()
 
     def metric(self, key: str, step: int, value: float) -> None:
         """One point of a series; a NaN or infinite value is kept as a gap (None)."""
         kept = float(value) if math.isfinite(value) else None
-        self._points[key].append((step, kept, timezone.now()))
-        self._buffered += 1
-        self._flush_if_due()
+        with self._lock:
+            self._points[key].append((step, kept, timezone.now()))
+            self._buffered += 1
+            self._flush_if_due()
 
     def metrics(self, key: str, points: Iterable[tuple[int, float]]) -> None:
         """Many points of a series at once, (step, value) each, stamped with one time: what a
         caller with a batch in hand (an external run's upload) uses instead of a call a point."""
         now = timezone.now()
         rows = [(step, float(v) if math.isfinite(v) else None, now) for step, v in points]
-        self._points[key].extend(rows)
-        self._buffered += len(rows)
-        self._flush_if_due()
+        with self._lock:
+            self._points[key].extend(rows)
+            self._buffered += len(rows)
+            self._flush_if_due()
 
     def note(self, message: str, detail: str = "") -> None:
         """A status log entry that is not a status change."""
@@ -283,13 +291,23 @@ class Reporter:
 
     def flush(self) -> None:
         """Write what is buffered in one transaction, and publish it."""
-        self._last_flush = self.clock()
-        if not self._fields and not self._points:
-            return
-        fields, points = self._fields, self._points
-        self._fields, self._points, self._buffered = {}, defaultdict(list), 0
-        # What was taken from the buffers is written whole or retried whole (outages.py).
-        outlasting_outages(lambda: self._write(fields, points))
+        with self._lock:
+            self._last_flush = self.clock()
+            if not self._fields and not self._points:
+                return
+            fields, points = self._fields, self._points
+            self._fields, self._points, self._buffered = {}, defaultdict(list), 0
+            # What was taken from the buffers is written whole or retried whole (outages.py).
+            outlasting_outages(lambda: self._write(fields, points))
+
+    def flush_if_stale(self) -> None:
+        """Write what has waited ``flush_every`` or longer (from the heartbeat thread: a runner
+        busy with a long step makes no call that would write it)."""
+        with self._lock:
+            if (self._fields or self._points) and self.clock() - self._last_flush >= (
+                self.flush_every
+            ):
+                self.flush()
 
     def _write(
         self, fields: dict[str, Any], points: dict[str, list[tuple[int, float | None, datetime]]]

@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 
 from jobs.demo import DEMO_USERNAME, ensure_demo, number_in_words
 from jobs.models import Job
-from tests.helpers import child_env, free_port, running
+from tests.helpers import alive, child_env, descendants, free_port, running
 from tests.workers import wait_for
 
 
@@ -90,6 +90,25 @@ def test_run_command_serves_the_hub_with_the_demo_account(tmp_path):
     assert (tmp_path / "hub.sqlite3").exists()
 
 
+def test_a_service_managers_sigterm_stops_the_hub_and_its_workers(tmp_path):
+    import signal
+
+    env = child_env(HUB_DATA_DIR=str(tmp_path))
+    command = [sys.executable, "manage.py", "runhub", "--port", str(free_port()), "--no-demo"]
+    with running(command, env) as hub:
+        hub.wait_for("Uvicorn running", timeout=120)
+
+        # Two workers: jobs (with the process its pool forks) and control (solo).
+        def started() -> set[int] | None:
+            found = descendants(hub.process.pid)
+            return found if len(found) >= 3 else None
+
+        workers = wait_for(started, 60, "the workers to start")
+        hub.process.send_signal(signal.SIGTERM)
+        assert hub.process.wait(timeout=30) != 0  # ended by the signal, after stopping them
+    assert not [pid for pid in workers if alive(pid)]
+
+
 def test_ctrl_c_stops_the_hub_within_seconds_and_its_running_job_continues_on_the_next_start(
     tmp_path,
 ):
@@ -116,12 +135,14 @@ def test_ctrl_c_stops_the_hub_within_seconds_and_its_running_job_continues_on_th
             "the demo customization to be training",
             every=0.1,
         )
+        workers = descendants(hub.process.pid)
         asked = time.monotonic()
         hub.process.send_signal(signal.SIGINT)  # Ctrl-C
         hub.process.wait(timeout=30)
         stopped_in = time.monotonic() - asked
         assert "Put 1 running job(s) back in the queue." in "".join(hub.lines)
     assert stopped_in < 6, stopped_in  # the "within 5 s", with a moment for the exit
+    assert workers and not [pid for pid in workers if alive(pid)]  # none left running
     status, _, attempts = job_row() or ("", 0, 0)
     assert (status, attempts) == ("pending", 0)  # back in the queue; the stop is not an attempt
     with sqlite3.connect(tmp_path / "hub.sqlite3") as db:

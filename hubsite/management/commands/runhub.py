@@ -7,6 +7,7 @@ with uvicorn in this process. A worker that dies is started again; Ctrl-C stops 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -42,7 +43,11 @@ class Supervisor:
         threading.Thread(target=self._watch, name="hub-supervisor", daemon=True).start()
 
     def _spawn(self, name: str) -> None:
-        self.processes[name] = subprocess.Popen(self.commands[name], cwd=settings.BASE_DIR)
+        # A session (process group) of its own: stopping the hub stops the worker and every
+        # process its pool forked (a job's training among them), not only the worker itself.
+        self.processes[name] = subprocess.Popen(
+            self.commands[name], cwd=settings.BASE_DIR, start_new_session=True
+        )
 
     def _watch(self) -> None:
         while not self.stopping.wait(RESTART_DELAY):
@@ -71,14 +76,22 @@ class Supervisor:
         for process in self.processes.values():
             # Cold shutdown: the jobs are back in the queue already, so no worker waits for its
             # task to end (a message not yet acknowledged is delivered again: harmless).
-            process.send_signal(signal.SIGQUIT)
+            _signal_group(process, signal.SIGQUIT)
         deadline = time.monotonic() + STOP_GRACE  # for all of them together
         for process in self.processes.values():
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=max(deadline - time.monotonic(), 0.01))
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            _signal_group(process, signal.SIGKILL)  # whatever of its group is left
+            process.wait()
+
+
+def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signum)
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def worker_commands() -> dict[str, list[str]]:
@@ -141,6 +154,10 @@ class Command(BaseCommand):
         self.stdout.flush()
         supervisor = Supervisor({} if no_worker else worker_commands())
         supervisor.start()
+        # A service manager stops the hub with SIGTERM. uvicorn shuts down on it and then
+        # raises it again, which by default ends the process at once: the workers would be
+        # left running. Raised as an exception instead, it reaches the ``finally`` below.
+        signal.signal(signal.SIGTERM, _terminated)
         try:
             self._serve(host, port)
         finally:

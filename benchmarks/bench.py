@@ -6,7 +6,7 @@ first use), its tracking server on loopback with a SQLite and a PostgreSQL store
 points (benchmarks/mlflow_side.py). The floor is what the machine can do with no application in
 the way: PostgreSQL COPY.
 
-    ./bench.sh [--quick] [--json FILE] [--no-mlflow]
+    ./bench.sh [--quick] [--json FILE] [--no-mlflow] [--only ingest|reads|live]
 
 ``--quick`` runs small sizes (CI runs it: it checks that the benchmark works, not timings).
 docs/performance.md holds the table of the last full run and what each optimisation changed.
@@ -196,7 +196,9 @@ def hub_reads(url: str, token: str, history_job: str, chart_job: str) -> dict[st
         }
 
 
-def run_hub(database_url: str, sizes: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+def run_hub(
+    database_url: str, sizes: dict[str, Any], env: dict[str, str], only: str | None = None
+) -> dict[str, Any]:
     import django
 
     django.setup()
@@ -205,26 +207,29 @@ def run_hub(database_url: str, sizes: dict[str, Any], env: dict[str, str]) -> di
 
     owner = User.objects.create_user("bench", "bench@example.com", uuid.uuid4().hex)
     token = Token.objects.create(user=owner).key
-    results: dict[str, Any] = {
+    results: dict[str, Any] = {}
+    if only in (None, "ingest"):
         # The median of three runs each: one run's figure moves by a tenth or so here.
-        "ingest_points_per_s": round(
+        results["ingest_points_per_s"] = round(
             statistics.median(hub_ingest(owner, sizes["ingest"], batch=1000) for _ in range(3))
-        ),
-        "ingest_one_a_call_points_per_s": round(
+        )
+        results["ingest_one_a_call_points_per_s"] = round(
             statistics.median(hub_ingest(owner, sizes["ingest"], batch=1) for _ in range(3))
-        ),
-        "copy_floor_points_per_s": round(
+        )
+        results["copy_floor_points_per_s"] = round(
             statistics.median(copy_floor(database_url, sizes["ingest"]) for _ in range(3))
-        ),
-    }
-    history_job = series_of(owner, "history", sizes["history"])
-    chart_job = series_of(owner, "chart", sizes["chart"])
+        )
+    if only in (None, "reads"):
+        history_job = series_of(owner, "history", sizes["history"])
+        chart_job = series_of(owner, "chart", sizes["chart"])
     with live_web(env) as (url, pid):
-        reads = hub_reads(url, token, history_job, chart_job)
-        results.update(live.run(url, token, owner, pid, sizes))
-    # The keys name the full run's sizes; a --quick run says its own sizes under "sizes".
-    results["history_10k_ms"] = round(reads["history_ms"], 1)
-    results["chart_1m_ms"] = round(reads["chart_ms"], 1)
+        if only in (None, "reads"):
+            reads = hub_reads(url, token, history_job, chart_job)
+            # The keys name the full run's sizes; a --quick run says its sizes under "sizes".
+            results["history_10k_ms"] = round(reads["history_ms"], 1)
+            results["chart_1m_ms"] = round(reads["chart_ms"], 1)
+        if only in (None, "live"):
+            results.update(live.run(url, token, owner, pid, sizes))
     return results
 
 
@@ -315,6 +320,11 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes (CI)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--no-mlflow", action="store_true", help="the hub and the floor only")
+    parser.add_argument(
+        "--only",
+        choices=["ingest", "reads", "live"],
+        help="one group of measures (implies --no-mlflow)",
+    )
     args = parser.parse_args()
     sizes = SIZES["quick" if args.quick else "full"]
     base_url = os.environ["DATABASE_URL"]
@@ -339,9 +349,9 @@ def main() -> int:
             "machine": f"{os.cpu_count()} cores",
             "when": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
             "sizes": {"run": "quick" if args.quick else "full", **sizes},
-            **run_hub(database_url, sizes, env),
+            **run_hub(database_url, sizes, env, args.only),
         }
-        if not args.no_mlflow:
+        if not args.no_mlflow and args.only is None:
             results.update(run_mlflow(base_url, sizes))
     finally:
         from django.db import connections

@@ -11,6 +11,7 @@ one process, one clock.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from pathlib import Path
@@ -107,12 +108,26 @@ def publish_events(job_id: int, count: int, per_second: float | None) -> list[in
     return seqs
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def fanout(
-    url: str, token: str, job: Any, watchers: int, events: int, per_second: float | None
+    url: str,
+    token: str,
+    job: Any,
+    watchers: int,
+    events: int,
+    per_second: float | None,
+    web_pid: int,
 ) -> dict[str, Any]:
     """``watchers`` open pages of one job; ``events`` published at ``per_second``; each page
-    must get every one (live or repaired). Latency counts only events that arrived."""
+    must get every one (live or repaired). Latency counts only events that arrived. The CPU
+    time of the web process and of this one (the watchers) says which of them was busy."""
     pages = await open_watchers(url, token, job.public_id, watchers)
+    web_cpu, own_cpu, started = cpu_seconds(web_pid), time.process_time(), time.perf_counter()
     seqs = await asyncio.to_thread(publish_events, job.pk, events, per_second)
     wanted = set(seqs)
     deadline = time.perf_counter() + 10  # a lost event is repaired within a tick or two
@@ -122,6 +137,11 @@ async def fanout(
         (page.arrived[s] - page.made[s]) * 1000 for page in pages for s in wanted if s in page.made
     ]
     delivered = sum(len(wanted & set(page.arrived)) for page in pages)
+    busy = {
+        "seconds": round(time.perf_counter() - started, 1),
+        "web_cpu_s": round(cpu_seconds(web_pid) - web_cpu, 1),
+        "watchers_cpu_s": round(time.process_time() - own_cpu, 1),
+    }
     result = {
         "watchers": watchers,
         "events_per_s": per_second if per_second is not None else "burst",
@@ -130,6 +150,7 @@ async def fanout(
         "gaps_repaired": sum(page.gaps for page in pages),
         "p50_ms": round(percentile(latencies, 50), 1),
         "p99_ms": round(percentile(latencies, 99), 1),
+        **busy,
     }
     await asyncio.gather(*(page.close() for page in pages))
     return result
@@ -240,10 +261,14 @@ def run(url: str, token: str, owner: Any, web_pid: int, sizes: dict[str, Any]) -
         runs = []
         for watchers in sizes["watchers"]:
             target = await asyncio.to_thread(job, f"fanout-{watchers}")
-            runs.append(await fanout(url, token, target, watchers, int(rate * seconds), rate))
+            runs.append(
+                await fanout(url, token, target, watchers, int(rate * seconds), rate, web_pid)
+            )
         target = await asyncio.to_thread(job, "burst")
         runs.append(
-            await fanout(url, token, target, sizes["burst_watchers"], sizes["burst_events"], None)
+            await fanout(
+                url, token, target, sizes["burst_watchers"], sizes["burst_events"], None, web_pid
+            )
         )
         target = await asyncio.to_thread(job, "pages")
         pages = await many_pages(url, token, target, sizes["pages"], web_pid)

@@ -77,3 +77,15 @@ def charlie(db: None) -> User:
 def _media_root(tmp_path_factory: pytest.TempPathFactory, settings: Any) -> None:
     """Each test stores its uploads in a directory of its own."""
     settings.MEDIA_ROOT = str(tmp_path_factory.mktemp("media"))
+
+
+@pytest.fixture(autouse=True)
+def _close_the_async_tests_database_thread() -> Any:
+    """An async test's ``sync_to_async`` calls run on asgiref's one thread, whose database
+    connection nothing closes (database_sync_to_async would): close it after each test, so
+    the test database is not held open when it is dropped."""
+    yield
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=30)

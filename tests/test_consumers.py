@@ -1,5 +1,7 @@
 """The job websocket, driven through the real ASGI application."""
 
+import asyncio
+
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
@@ -11,7 +13,7 @@ from hubsite.asgi import application
 from jobs.domain.events import EventType, next_seq, publish
 from jobs.domain.state import job_transition
 from jobs.domain.status import JobStatus
-from jobs.live import consumers
+from jobs.live import consumers, fanout
 from jobs.live.delivery import job_channel
 from jobs.live.fanout import HEARTBEAT_SECONDS, station, tick_seconds
 from jobs.models import Job, JobEvent
@@ -193,6 +195,37 @@ async def test_sockets_of_one_job_share_one_subscription_in_a_process(alice):
     for ws in sockets:
         await ws.disconnect()
     assert job.pk not in station().streams
+
+
+class _Collecting:
+    """A stand-in socket that keeps what the station offers it."""
+
+    def __init__(self) -> None:
+        self.frames: list[fanout.Frame] = []
+
+    def offer(self, frame: fanout.Frame) -> None:
+        self.frames.append(frame)
+
+
+@pytest.mark.production
+async def test_subscriptions_made_at_the_same_moment_all_hear_redis(alice, monkeypatch):
+    """A job's and a person's first sockets subscribe at the same moment on a process with
+    no subscription yet: both go through the one connection the station reads, none ends up on
+    a connection nobody reads. The tick is pushed out of the way: what arrives came through
+    Redis."""
+    monkeypatch.setattr(fanout, "tick_seconds", lambda: 60.0)
+    job = await sync_to_async(factories.unqueued_job)(alice)
+    page, listing = _Collecting(), _Collecting()
+    await asyncio.gather(station().watch_job(job, page), station().watch_person(alice.pk, listing))
+    await sync_to_async(job_rename)(job=job, name="renamed")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while not (page.frames and listing.frames) and loop.time() < deadline:
+        await asyncio.sleep(0.02)
+    assert [(f.kind, f.seq, f.event) for f in page.frames] == [("event", 1, "job")]
+    assert [(f.kind, f.seq) for f in listing.frames] == [("list", 1)]
+    station().unwatch_job(job.pk, page)
+    station().unwatch_person(alice.pk, listing)
 
 
 def _subscribers(channel: str) -> int:

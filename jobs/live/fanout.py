@@ -43,6 +43,7 @@ T = TypeVar("T")
 
 HEARTBEAT_SECONDS = 1.0  # how often each socket hears its job's latest sequence number
 SUBSCRIBE_WAIT = 1.0  # a socket's connect waits this long at most for Redis to confirm
+IDLE_CLOSE = 10.0  # a web process with no socket for this long closes its subscription
 
 
 def in_thread(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:
@@ -131,6 +132,7 @@ class Station:
         self.reader: asyncio.Task[None] | None = None
         self.ticker: asyncio.Task[None] | None = None
         self.confirmations: dict[str, asyncio.Future[None]] = {}
+        self.commands = asyncio.Lock()  # subscribe and unsubscribe, one at a time
 
     # Sockets come and go
 
@@ -194,15 +196,18 @@ class Station:
         confirmed = asyncio.get_running_loop().create_future()
         self.confirmations[channel] = confirmed
         try:
-            if self.pubsub is None:
-                self.redis = _connect_async()
-                self.pubsub = self.redis.pubsub()
-            await asyncio.wait_for(self.pubsub.subscribe(channel), SUBSCRIBE_WAIT)
-            if self.reader is None:
-                self.reader = asyncio.create_task(self._read(), name="hub-live-reader")
+            # One command at a time: two subscribes racing on a fresh subscription would each
+            # open a connection, and messages on the one not read would never arrive.
+            async with self.commands:
+                if self.pubsub is None:
+                    self.redis = _connect_async()
+                    self.pubsub = self.redis.pubsub()
+                await asyncio.wait_for(self.pubsub.subscribe(channel), SUBSCRIBE_WAIT)
+                if self.reader is None:
+                    self.reader = asyncio.create_task(self._read(), name="hub-live-reader")
             await asyncio.wait_for(asyncio.shield(confirmed), SUBSCRIBE_WAIT)
         except Exception as error:  # the tick delivers what Redis does not
-            logger.warning("Live subscription to %s not confirmed: %s", channel, error)
+            logger.warning("Live subscription to %s not confirmed: %s", channel, repr(error))
         finally:
             self.confirmations.pop(channel, None)
 
@@ -213,28 +218,47 @@ class Station:
             task.add_done_callback(_background.discard)
 
     async def _send_unsubscribe(self, channel: str) -> None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.pubsub.unsubscribe(channel), SUBSCRIBE_WAIT)
+        async with self.commands:
+            if self.pubsub is None or self._wanted(channel):
+                return  # closed meanwhile, or watched again since: keep it
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.pubsub.unsubscribe(channel), SUBSCRIBE_WAIT)
+
+    def _wanted(self, channel: str) -> bool:
+        _, kind, ident = channel.rsplit(":", 2)
+        return int(ident) in (self.streams if kind == "job" else self.people)
 
     async def _read(self) -> None:
-        """Hand on what Redis brings, until no socket of this process watches anything."""
-        try:
-            while not self.idle():
-                try:
-                    message = await self.pubsub.get_message(timeout=1.0)
-                except Exception as error:  # Redis went away: its reconnect resubscribes
-                    logger.warning("Live subscription interrupted: %s", error)
-                    await asyncio.sleep(0.5)
-                    continue
-                if message is not None:
-                    await self._arrived(message)
-        finally:
-            self.reader = None
-            pubsub, client, self.pubsub, self.redis = self.pubsub, self.redis, None, None
-            if pubsub is not None:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
-                    await client.aclose()
+        """Hand on what Redis brings, until no socket of this process has watched anything for
+        IDLE_CLOSE seconds (then the subscription's connection is closed)."""
+        loop = asyncio.get_running_loop()
+        idle_since: float | None = None
+        while True:
+            if self.idle():
+                idle_since = idle_since or loop.time()
+                if loop.time() - idle_since >= IDLE_CLOSE and await self._close_if_idle():
+                    return
+            else:
+                idle_since = None
+            try:
+                message = await self.pubsub.get_message(timeout=1.0)
+            except Exception as error:  # Redis went away: its reconnect resubscribes
+                logger.warning("Live subscription interrupted: %s", repr(error))
+                await asyncio.sleep(0.5)
+                continue
+            if message is not None:
+                await self._arrived(message)
+
+    async def _close_if_idle(self) -> bool:
+        async with self.commands:
+            if not self.idle():
+                return False
+            pubsub, client = self.pubsub, self.redis
+            self.reader = self.pubsub = self.redis = None
+        with contextlib.suppress(Exception):
+            await pubsub.aclose()
+            await client.aclose()
+        return True
 
     async def _arrived(self, message: dict[str, Any]) -> None:
         channel = message["channel"].decode()

@@ -11,12 +11,12 @@ os.environ.setdefault("HUB_DB_POOL", "1")
 # Django must be set up before anything imports models (the websocket routes do).
 django.setup(set_prefix=False)
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.sessions import CookieMiddleware  # noqa: E402
 
 from hubsite.routing import websocket_urlpatterns  # noqa: E402
 from hubsite.uploads import HubASGIHandler, sweep_upload_temp_files  # noqa: E402
-from hubsite.ws_auth import TokenAuthMiddleware  # noqa: E402
+from hubsite.ws_auth import HubAuthMiddleware  # noqa: E402
 from hubsite.ws_origin import ExactOriginValidator  # noqa: E402
 
 sweep_upload_temp_files()  # what a killed web process left behind
@@ -25,7 +25,7 @@ application = ProtocolTypeRouter(
     {
         "http": HubASGIHandler(),
         "websocket": ExactOriginValidator(
-            AuthMiddlewareStack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns)))
+            CookieMiddleware(HubAuthMiddleware(URLRouter(websocket_urlpatterns)))
         ),
     }
 )

@@ -159,7 +159,7 @@ def live_web(env: dict[str, str]) -> Iterator[tuple[str, int]]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     command = [sys.executable, "-m", "uvicorn", "hubsite.asgi:application", "--port", str(port)]
-    command += ["--lifespan", "off", "--log-level", "warning"]
+    command += ["--lifespan", "off", "--log-level", "warning", "--ws-per-message-deflate", "false"]
     process = subprocess.Popen(command, cwd=ROOT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -173,6 +173,9 @@ class Command(BaseCommand):
             lifespan="off",
             log_level="info",
             ws_max_size=WS_MAX_MESSAGE,
+            # Each message is small and goes to many sockets: compressing it for each of them
+            # costs the web process more than the bytes it saves (docs/performance.md).
+            ws_per_message_deflate=False,
             # Ctrl-C stops the hub within seconds even while pages hold websockets open.
             timeout_graceful_shutdown=2,
         )

@@ -25,7 +25,7 @@ import contextlib
 import contextvars
 import logging
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -121,6 +121,7 @@ class _Stream:
     listeners: set[Listener] = field(default_factory=set)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     beat_at: float = 0.0
+    subscribed: bool = False  # Redis confirmed the subscription (the tick retries until it does)
 
 
 class Station:
@@ -213,9 +214,13 @@ class Station:
 
     def _unsubscribe(self, channel: str) -> None:
         if self.pubsub is not None:
-            task = asyncio.get_running_loop().create_task(self._send_unsubscribe(channel))
-            _background.add(task)
-            task.add_done_callback(_background.discard)
+            self._in_background(self._send_unsubscribe(channel))
+
+    @staticmethod
+    def _in_background(work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        _background.add(task)  # kept until done: the loop holds tasks only weakly
+        task.add_done_callback(_background.discard)
 
     async def _send_unsubscribe(self, channel: str) -> None:
         async with self.commands:
@@ -246,8 +251,12 @@ class Station:
                 logger.warning("Live subscription interrupted: %s", repr(error))
                 await asyncio.sleep(0.5)
                 continue
-            if message is not None:
+            if message is None:
+                continue
+            try:
                 await self._arrived(message)
+            except Exception as error:  # the database away during a repair: the tick retries
+                logger.warning("Live event not handed on: %s", repr(error))
 
     async def _close_if_idle(self) -> bool:
         async with self.commands:
@@ -266,6 +275,9 @@ class Station:
             confirmed = self.confirmations.get(channel)
             if confirmed is not None and not confirmed.done():
                 confirmed.set_result(None)
+            _, kind, ident = channel.rsplit(":", 2)
+            if kind == "job" and (stream := self.streams.get(int(ident))) is not None:
+                stream.subscribed = True
             return
         if message["type"] != "message":
             return
@@ -328,12 +340,24 @@ class Station:
                     logger.warning("Live tick could not read the database: %s", error)
                     continue
                 for job_id, stream in list(self.streams.items()):
+                    channel = job_channel(job_id)
+                    if (
+                        settings.HUB_LIVE_VIA_REDIS
+                        and not stream.subscribed
+                        and channel not in self.confirmations
+                    ):
+                        # Redis was away when the first socket came: subscribe again, meanwhile
+                        # the tick delivers.
+                        self._in_background(self._subscribe(channel))
                     async with stream.lock:
                         if job_id not in latest:
                             self._offer(stream, Frame("gone"))
                             continue
                         if latest[job_id] > stream.seen:
-                            await self._repair(stream)
+                            try:
+                                await self._repair(stream)
+                            except Exception as error:  # tried again at the next tick
+                                logger.warning("Live repair failed: %s", repr(error))
                         if loop.time() - stream.beat_at >= HEARTBEAT_SECONDS - 0.01:
                             stream.beat_at = loop.time()
                             beat = {

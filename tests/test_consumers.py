@@ -228,6 +228,28 @@ async def test_subscriptions_made_at_the_same_moment_all_hear_redis(alice, monke
     station().unwatch_person(alice.pk, listing)
 
 
+@pytest.mark.production
+async def test_a_subscription_redis_did_not_confirm_is_made_again(alice):
+    """Redis was away when a job's first socket came, so its subscription never held: the tick
+    subscribes again, and events come through Redis from then on."""
+    job = await sync_to_async(factories.unqueued_job)(alice)
+    ws = await _connect(alice, job)
+    assert (await ws.connect())[0]
+    await next_message(ws)
+    here = station()
+    channel = job_channel(job.pk)
+    async with here.commands:  # as if it had never been confirmed
+        await here.pubsub.unsubscribe(channel)
+    here.streams[job.pk].subscribed = False
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + tick_seconds() * 2 + 3
+    while not here.streams[job.pk].subscribed and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    assert here.streams[job.pk].subscribed
+    assert await sync_to_async(_subscribers)(channel) == 1
+    await ws.disconnect()
+
+
 def _subscribers(channel: str) -> int:
     from jobs.live.delivery import connect_sync
 

@@ -5,8 +5,6 @@ import os
 import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hubsite.settings.base")
-# The web process takes PostgreSQL connections from a pool (hubsite/settings/base.py).
-os.environ.setdefault("HUB_DB_POOL", "1")
 
 # Django must be set up before anything imports models (the websocket routes do).
 django.setup(set_prefix=False)

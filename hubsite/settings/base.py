@@ -204,10 +204,12 @@ def _database() -> dict[str, object]:
         }
         config["OPTIONS"] = options
         if env_bool("HUB_DB_POOL", False):
-            # The web process (hubsite/asgi.py turns this on): every request and every socket's
-            # database step takes a connection from a pool instead of opening one (a few ms
-            # each, which a page link posted to a whole team pays a thousand times at once).
-            # Worker processes fork, and a pool must not cross a fork: they connect directly.
+            # For web processes, when asked: every request and socket step takes a connection
+            # from a pool instead of opening one (a few ms each; 1,000 pages opened at once pay
+            # it a thousand times). Off by default: a pooled connection already open to a
+            # stopped (paused, not dead) PostgreSQL hangs its request, where a new connection
+            # would time out and answer 503. Worker processes fork, and a pool must not cross a
+            # fork: never set it for them.
             config["CONN_MAX_AGE"] = 0  # Django's pool requires it; closing returns to the pool
             options["pool"] = {
                 "min_size": 2,

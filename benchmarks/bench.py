@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout's code, wherever the script is run from
 
 from benchmarks import live  # noqa: E402
-from benchmarks.common import drop_database, scratch_database  # noqa: E402
+from benchmarks.common import drop_database, running_job, scratch_database  # noqa: E402
 
 MLFLOW_VERSION = "3.17.2"
 MLFLOW_ENV = ROOT / ".bench" / "mlflow"
@@ -64,20 +64,6 @@ def percentile(values: list[float], q: float) -> float:
 
 
 # The hub
-
-
-def running_job(owner: Any, name: str) -> tuple[Any, str]:
-    """A job claimed by this process, as a worker holds one while it runs."""
-    from jobs.domain.state import job_transition
-    from jobs.domain.status import JobStatus
-    from jobs.engine.execution import claim
-    from jobs.models import Job, JobKind
-
-    job = Job.objects.create(kind=JobKind.LINK, owner=owner, name=name)
-    job_transition(job=job, to=JobStatus.PENDING, message="Queued; waiting for a worker.")
-    taken = claim(job.pk)
-    assert taken is not None
-    return taken
 
 
 def hub_ingest(owner: Any, points: int, batch: int) -> float:

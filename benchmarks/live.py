@@ -161,7 +161,7 @@ def report_roundtrip(url: str, token: str, owner: Any, reports: int) -> dict[str
     uses it, with its default batching, a report every 100 ms as a training loop might."""
     from django.db import connection
 
-    from benchmarks.bench import running_job
+    from benchmarks.common import running_job
     from jobs.engine.reporter import Reporter
 
     job, claim = running_job(owner, "roundtrip")

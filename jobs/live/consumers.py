@@ -121,6 +121,7 @@ class _HubConsumer(AsyncJsonWebsocketConsumer):
     poller: asyncio.Task[None] | None = None
     person: int | None = None
     revoked = False
+    frames: asyncio.Queue[Frame]  # what the station offered, for the writer (SOCKET_BUFFER)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """As Channels' own, without closing old database connections before every message
@@ -185,6 +186,16 @@ class _HubConsumer(AsyncJsonWebsocketConsumer):
     def offer(self, frame: Frame) -> None:
         raise NotImplementedError
 
+    def _buffer(self, frame: Frame) -> None:
+        """Keep a frame for the writer. A client too slow for its buffer: forget what is
+        buffered and, once the writer gets to it, say so and read the gap from the store."""
+        try:
+            self.frames.put_nowait(frame)
+        except asyncio.QueueFull:
+            while not self.frames.empty():
+                self.frames.get_nowait()
+            self.frames.put_nowait(Frame("gap"))
+
     async def disconnect(self, code: int) -> None:
         self.revoked = True
         for task in (self.writer, self.watcher, self.poller):
@@ -210,7 +221,7 @@ class JobConsumer(_HubConsumer):
         self.job, after, first = opened
         self.last_seq = 0
         self.lock = asyncio.Lock()
-        self.frames: asyncio.Queue[Frame] = asyncio.Queue(SOCKET_BUFFER)
+        self.frames = asyncio.Queue(SOCKET_BUFFER)
         seen = await station().watch_job(self.job, self)
         self.watching = True
         await self._follow_access()
@@ -232,14 +243,7 @@ class JobConsumer(_HubConsumer):
     def offer(self, frame: Frame) -> None:
         if frame.kind == "list":
             return  # the person's job list events: for their list sockets
-        try:
-            self.frames.put_nowait(frame)
-        except asyncio.QueueFull:
-            # A client too slow for its buffer: forget what is buffered and, once the writer
-            # gets to it, say so and read the gap from the store.
-            while not self.frames.empty():
-                self.frames.get_nowait()
-            self.frames.put_nowait(Frame("gap"))
+        self._buffer(frame)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         """``{"type": "catch_up", "after": N}``: send what came after N (or a snapshot)."""
@@ -416,7 +420,7 @@ class JobListConsumer(_HubConsumer):
             await self.close(code=NOT_FOUND)
             return
         self.user = user
-        self.frames: asyncio.Queue[Frame] = asyncio.Queue(SOCKET_BUFFER)
+        self.frames = asyncio.Queue(SOCKET_BUFFER)
         if not settings.HUB_LIVE_VIA_REDIS:
             self.last_event_id = await in_thread(_latest_event_id)()
         await self._follow_access()
@@ -428,12 +432,7 @@ class JobListConsumer(_HubConsumer):
             self.poller = asyncio.create_task(self._poll())
 
     def offer(self, frame: Frame) -> None:
-        try:
-            self.frames.put_nowait(frame)
-        except asyncio.QueueFull:
-            while not self.frames.empty():
-                self.frames.get_nowait()
-            self.frames.put_nowait(Frame("gap"))
+        self._buffer(frame)
 
     async def _write(self) -> None:
         while not self.revoked:

@@ -5,7 +5,13 @@ hub = Client()                      # HUB_URL and HUB_API_TOKEN from the environ
 job = hub.submit_customization_job(None, "train.jsonl", hyperparameters={"epochs": 5})
 print(job.wait())                   # returns the moment the job finishes (pushed, not polled)
 job.download_target_model("model.onnx")
+
+run = hub.start_run(name="on my laptop", epochs=3)   # training that runs here, tracked live
+run.log(step=1, train_loss=2.3); run.finish()
+Trainer(..., callbacks=[HubCallback(hub)])            # the same, from transformers' Trainer
 """
+
+from typing import Any
 
 from hubclient.client import Client
 from hubclient.errors import (
@@ -20,6 +26,7 @@ from hubclient.errors import (
 from hubclient.jobs import (
     CustomizationJob,
     Dataset,
+    ExternalJob,
     Job,
     JobResults,
     JobStatus,
@@ -28,6 +35,7 @@ from hubclient.jobs import (
     StatusDetails,
     TargetModel,
 )
+from hubclient.runs import Run
 
 __all__ = [
     "AuthenticationError",
@@ -36,6 +44,8 @@ __all__ = [
     "ConflictError",
     "CustomizationJob",
     "Dataset",
+    "ExternalJob",
+    "HubCallback",
     "HubError",
     "Job",
     "JobResults",
@@ -44,7 +54,18 @@ __all__ = [
     "Model",
     "NotFoundError",
     "PermissionDeniedError",
+    "Run",
     "StatusDetails",
     "TargetModel",
     "UnavailableError",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``HubCallback`` needs transformers, which the rest of the client does not: imported
+    when asked for."""
+    if name == "HubCallback":
+        from hubclient.callback import HubCallback
+
+        return HubCallback
+    raise AttributeError(f"module 'hubclient' has no attribute {name!r}")

@@ -12,6 +12,7 @@ from typing import Any
 
 from hubclient.connection import Connection, progress_bar
 from hubclient.jobs import CustomizationJob, Dataset, Job, LinkJob, Model, job_from
+from hubclient.runs import Run
 
 
 class Client(Connection):
@@ -97,6 +98,33 @@ class Client(Connection):
         return CustomizationJob(
             self, self.request("POST", "/api/v1/jobs/customization/", json=body)
         )
+
+    def start_run(
+        self,
+        name: str | None = None,
+        params: dict[str, Any] | None = None,
+        *,
+        epochs: int | None = None,
+        total_steps: int | None = None,
+        device: str | None = None,
+        time_limit: int | None = None,
+        flush_every: float = 0.5,
+    ) -> Run:
+        """Track training that runs here: a job of kind ``external`` that the hub shows live,
+        charts and shares like its own. ``params`` (any JSON object) is shown beside the
+        charts; ``epochs`` and ``total_steps`` (the plan) give percentage_done and the ETA.
+        Report with ``run.log(step=…, train_loss=…)`` and ``run.set_status(…)``; end with
+        ``run.finish()`` or use the run as a context manager."""
+        body: dict[str, Any] = {"name": name or "", "params": params or {}, "device": device or ""}
+        for key, value in (
+            ("epochs", epochs),
+            ("total_steps", total_steps),
+            ("time_limit", time_limit),
+        ):
+            if value is not None:
+                body[key] = value
+        data = self.request("POST", "/api/v1/jobs/external/", json=body)
+        return Run(self, data, flush_every=flush_every)
 
     def get_job(self, job_id: str) -> Job:
         return self._job(self.request("GET", f"/api/v1/jobs/{job_id}/"))

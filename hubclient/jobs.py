@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -152,6 +152,12 @@ class Job:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.job_id!r}, name={self.name!r}, status={self.data['status']!r})"
 
+    @property
+    def _last_statuses(self) -> Collection[str]:
+        """Where the job ends: an external run ends ``completed`` (it has no target model for
+        the hub to verify into ``ready``)."""
+        return FINISHED if self.kind == "external" else TERMINAL
+
     def refresh(self) -> Job:
         self._update(self._client.request("GET", f"/api/v1/jobs/{self.job_id}/"))
         return self
@@ -254,7 +260,7 @@ class Job:
         # A job that finished is still read from its socket, from the last event seen: the
         # events it sent while the connection was away are part of what a watcher asked for.
         # Only if the socket cannot be read does the poll alone end the stream.
-        finished = stop_when_finished and status.code in TERMINAL
+        finished = stop_when_finished and status.code in self._last_statuses
         query = f"?after={state['seq']}" if state["seq"] is not None else ""
         url = self._client.websocket_url(f"/ws/jobs/{self.job_id}/{query}")
         try:
@@ -288,7 +294,7 @@ class Job:
                         continue  # a gap notice (the missed events follow) or an error
                     state["seq"] = message.get("seq", state["seq"])
                     yield message
-                    if stop_when_finished and _finished(message):
+                    if stop_when_finished and _finished(message, self._last_statuses):
                         return
         except _Deadline:
             raise
@@ -354,15 +360,20 @@ class CustomizationJob(Job):
         return StatusDetails(**self._client.request("GET", f"/api/v1/jobs/{self.job_id}/status/"))
 
 
+class ExternalJob(CustomizationJob):
+    """A run trained outside the hub that reports to it (``Client.start_run``, ``HubCallback``):
+    the same status details as a customization job."""
+
+
 def _status(data: dict[str, Any]) -> JobStatus:
     failure = data.get("failure") or {}
     return JobStatus(data["status"], failure.get("message", ""), failure.get("type"))
 
 
-def _finished(message: dict[str, Any]) -> bool:
+def _finished(message: dict[str, Any], last: Collection[str]) -> bool:
     if message.get("type") == "snapshot":
-        return message["data"]["job"]["status"] in TERMINAL
-    return message.get("event") == "status" and message["data"].get("status") in TERMINAL
+        return message["data"]["job"]["status"] in last
+    return message.get("event") == "status" and message["data"].get("status") in last
 
 
 def _download(client: Connection, path: str, target: Path) -> Path:
@@ -375,5 +386,10 @@ def _download(client: Connection, path: str, target: Path) -> Path:
 
 def job_from(connection: Connection, data: dict[str, Any]) -> Job:
     """The client's object for a job the hub described: its kind's class."""
-    kind = {"link": LinkJob, "customization": CustomizationJob}.get(data["kind"], Job)
+    kinds: dict[str, type[Job]] = {
+        "link": LinkJob,
+        "customization": CustomizationJob,
+        "external": ExternalJob,
+    }
+    kind = kinds.get(data["kind"], Job)
     return kind(connection, data)

@@ -4,6 +4,7 @@ checks again that the acting user may use them."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path, PurePath
 from typing import Any
@@ -17,10 +18,12 @@ from django.db import transaction
 from jobs.domain import base_models, files, hf_models, quotas, sft_data
 from jobs.domain.events import EventType, publish
 from jobs.domain.hyperparameters import GPU_PRECISIONS, Hyperparameters, parse_hyperparameters
+from jobs.domain.redact import scrub_paths
 from jobs.domain.selectors import datasets_visible_to, models_visible_to
 from jobs.domain.state import job_transition
 from jobs.domain.status import FINISHED, JobStatus
 from jobs.engine.dispatch import enqueue_on_commit
+from jobs.engine.runners import external
 from jobs.models import Dataset, Hardware, Job, JobInput, JobKind, MLModel, ModelFormat
 
 MAX_LINK_INPUTS = 32
@@ -344,6 +347,73 @@ def job_submit_customization(
     return job
 
 
+MAX_RUN_PARAMS_BYTES = 64 * 1024
+
+
+def external_run_start(
+    *,
+    owner: User,
+    name: str | None = None,
+    params: dict[str, Any] | None = None,
+    device: str | None = None,
+    epochs: int | None = None,
+    total_steps: int | None = None,
+    time_limit: int | None = None,
+) -> Job:
+    """Start a run that trains elsewhere and reports here (jobs/engine/runners/external.py).
+    ``params`` is what the run wants remembered beside its charts (its hyperparameters, its
+    configuration): any JSON object up to 64 KiB."""
+    params = params or {}
+    if not isinstance(params, dict):
+        raise ValidationError({"params": "params is a JSON object (name → value)."})
+    if len(json.dumps(params, default=str)) > MAX_RUN_PARAMS_BYTES:
+        raise ValidationError(
+            {"params": f"params is at most {MAX_RUN_PARAMS_BYTES} bytes as JSON."}
+        )
+    _check_time_limit(time_limit)
+    job = Job(
+        kind=JobKind.EXTERNAL,
+        owner=owner,
+        name=_clean_name(name, "external run"),
+        device=_clean_device(device),
+        ran_on=_clean_device(device),
+        hyperparameters=params,
+        planned_epochs=epochs,
+        planned_steps=total_steps,
+        time_limit=time_limit,
+    )
+    with transaction.atomic():
+        quotas.lock_person(owner.pk)
+        quotas.check_job_quota(owner.pk)
+        job.save()
+        return external.begin(job)
+
+
+def external_run_report(*, job: Job, report: Any) -> dict[str, Any]:
+    """Metric points and status details from a run (checked whole, then written at once)."""
+    _require_external(job)
+    return external.record_report(job, external.parse_report(report))
+
+
+def external_run_finish(*, job: Job, outcome: str, message: str = "") -> Job:
+    _require_external(job)
+    return external.finish(job, outcome, scrub_paths(_clean_message(message)))
+
+
+def _require_external(job: Job) -> None:
+    if job.kind != JobKind.EXTERNAL:
+        raise ValidationError(
+            {"job": f"Job {job.public_id} is a {job.kind} job, run by the hub; only an external "
+             "run reports from outside."}
+        )  # fmt: skip
+
+
+def _clean_message(message: str) -> str:
+    if len(message) > 2000:
+        raise ValidationError({"message": "message is at most 2000 characters long."})
+    return message
+
+
 def job_rename(*, job: Job, name: str) -> Job:
     """A new name, which open pages and job lists show at once (a ``job`` event)."""
     job.name = _clean_name(name, "")
@@ -362,6 +432,16 @@ def job_cancel(*, job: Job) -> Job:
         return job_transition(
             job=job, to=JobStatus.CANCELLED, message="Cancelled before it started."
         )
+    if job.kind == JobKind.EXTERNAL:
+        if job.status == JobStatus.UNKNOWN:  # nobody is there to stop
+            return job_transition(
+                job=job, to=JobStatus.CANCELLED, message="Cancelled; the run had stopped reporting."
+            )
+        return job_transition(
+            job=job,
+            to=JobStatus.CANCELLING,
+            message="Cancellation requested; the run stops when it next reports.",
+        )
     return job_transition(
         job=job,
         to=JobStatus.CANCELLING,
@@ -374,6 +454,10 @@ def job_resubmit(*, job: Job, owner: User) -> Job:
     if job.status not in FINISHED:
         raise ValidationError(
             {"job": f"Job {job.public_id} is {job.status}; only a finished job can be resubmitted."}
+        )
+    if job.kind == JobKind.EXTERNAL:
+        raise ValidationError(
+            {"job": f"Job {job.public_id} ran outside the hub; start it again where it ran."}
         )
     inputs = [ji.model for ji in job.job_inputs.select_related("model")]
     if job.kind == JobKind.LINK:

@@ -21,6 +21,7 @@ from hubclient import (
     NotFoundError,
 )
 from jobs.demo import numbers_dataset, tiny_mlp_onnx
+from tests.workers import wait_for
 
 pytestmark = [pytest.mark.production, pytest.mark.django_db(transaction=True)]
 
@@ -266,3 +267,147 @@ def test_a_folder_uploads_with_a_progress_bar_and_fine_tunes_from_the_client(hub
     target = job.download_target_model(str(tmp_path / "merged.zip"))
     assert zipfile.is_zipfile(target)
     assert "config.json" in zipfile.ZipFile(target).namelist()
+
+
+# Runs tracked from outside: the training runs in this process, the hub watches.
+
+
+def test_a_run_reports_from_outside_and_is_watched_like_any_job(hub):
+    job_events = []
+    with hub.start_run(name="laptop", params={"lr": 0.1}, epochs=2, flush_every=0.05) as run:
+        watcher = run.job
+        assert (run.status, watcher.kind) == ("running", "external")
+        for step in range(1, 21):
+            run.log(step=step, train_loss=1.0 / step, learning_rate=0.1)
+        run.log(step=10, val_loss=0.5)
+        run.set_status(epochs_completed=1, steps_completed=10, best_epoch=1, val_loss=0.5)
+        run.flush()
+        for message in watcher.events(deadline=time.monotonic() + 30):
+            job_events.append(message)
+            if message.get("type") == "snapshot":
+                break  # what a page opening now sees
+        run.log(step=21, train_loss=float("nan"))  # kept as a gap
+    details = hub.get_job(run.id).get_status_details()
+    assert (details.status, details.epochs_completed, details.best_epoch) == ("completed", 1, 1)
+    assert details.percentage_done == 50.0
+    assert hub.get_job(run.id).data["hyperparameters"] == {"lr": 0.1}
+    metrics = hub.request("GET", f"/api/v1/jobs/{run.id}/metrics/")
+    assert [p["step"] for p in metrics["metrics"]["train_loss"]] == list(range(1, 22))
+    assert metrics["metrics"]["train_loss"][-1]["value"] is None
+    assert job_events[-1]["data"]["job"]["percentage_done"] == 50.0
+    # The run ended completed, and waiting on it says so at once.
+    assert hub.get_job(run.id).wait(timeout=10).code == "completed"
+
+
+def test_a_run_that_raises_ends_failed_with_the_exception(hub):
+    run = hub.start_run(name="crashes")
+
+    def training() -> None:
+        with run:
+            run.log(step=1, train_loss=3.0)
+            raise RuntimeError("CUDA out of memory")
+
+    with pytest.raises(RuntimeError):
+        training()
+    status = hub.get_job(run.id).get_status()
+    assert (status.code, status.failure_type) == ("failed", "run_failed")
+    assert "RuntimeError: CUDA out of memory" in status.message
+    with pytest.raises(ValueError, match="Series name"):
+        run.log(step=2, **{"bad name": 1.0})
+
+
+def _tiny_trainer(tmp_path, callbacks, epochs=2):
+    import random
+
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        Trainer,
+        TrainingArguments,
+    )
+
+    from tests.hf_samples import WORDS, tiny_llama_folder
+
+    folder = tiny_llama_folder(tmp_path / "llama")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    words, rng = WORDS.split(), random.Random(0)
+    rows = []
+    for _ in range(32):
+        ids = tokenizer(" ".join(rng.choice(words) for _ in range(6)))["input_ids"][:8]
+        ids += [tokenizer.eos_token_id] * (8 - len(ids))
+        rows.append({"input_ids": ids, "labels": ids})
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "out"), num_train_epochs=epochs, per_device_train_batch_size=4,
+        logging_steps=1, eval_strategy="epoch", save_strategy="no", report_to=[],
+        use_cpu=True, learning_rate=1e-3, disable_tqdm=True, run_name="tiny llama",
+    )  # fmt: skip
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    return Trainer(
+        model=model, args=args, train_dataset=rows[:24], eval_dataset=rows[24:], callbacks=callbacks
+    )
+
+
+def test_hub_callback_reports_a_real_trainer_live(hub, tmp_path):
+    from transformers import TrainerCallback
+
+    from hubclient import HubCallback
+
+    seen_during_training = []
+
+    class Look(TrainerCallback):
+        """After the first epoch, the hub already has its points: reported live, not at the
+        end."""
+
+        def on_epoch_end(self, args, state, control, **kwargs):
+            if round(state.epoch) == 1:
+                job = hub.get_job(reporter.run.id)
+                found = wait_for(
+                    lambda: hub.request("GET", f"/api/v1/jobs/{job.job_id}/metrics/")[
+                        "metrics"
+                    ].get("train_loss", [])[5:],
+                    30,
+                    "the first epoch's losses on the hub",
+                )
+                seen_during_training.append(len(found) + 5)
+
+    reporter = HubCallback(hub)
+    trainer = _tiny_trainer(tmp_path, [reporter, Look()])
+    trainer.train()
+    assert seen_during_training and seen_during_training[0] >= 6
+    job = hub.get_job(reporter.run.id)
+    details = job.get_status_details()
+    assert (details.status, details.epochs_completed, details.percentage_done) == (
+        "completed",
+        2,
+        100.0,
+    )
+    assert details.steps_completed == trainer.state.global_step == 12
+    assert details.best_epoch in (1, 2) and details.val_loss is not None
+    metrics = hub.request("GET", f"/api/v1/jobs/{job.job_id}/metrics/")["metrics"]
+    assert [p["step"] for p in metrics["train_loss"]] == list(range(1, 13))
+    assert [p["step"] for p in metrics["val_loss"]] == [6, 12]
+    assert {"learning_rate", "grad_norm"} <= set(metrics)
+    data = job.refresh().data
+    assert (data["name"], data["kind"]) == ("tiny llama", "external")
+    assert data["hyperparameters"]["num_train_epochs"] == 2
+    assert data["hyperparameters"]["per_device_train_batch_size"] == 4
+    assert data["ran_on"] == "cpu"
+
+
+def test_cancelling_on_the_hub_stops_the_trainer(hub, tmp_path):
+    from transformers import TrainerCallback
+
+    from hubclient import HubCallback
+
+    class CancelAtStep3(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 3:
+                hub.get_job(reporter.run.id).cancel()
+                wait_for(lambda: reporter.run.cancel_requested, 30, "the run to hear of it")
+
+    reporter = HubCallback(hub, name="to be cancelled")
+    trainer = _tiny_trainer(tmp_path, [CancelAtStep3(), reporter], epochs=3)
+    trainer.train()
+    assert trainer.state.global_step == 3
+    status = hub.get_job(reporter.run.id).get_status()
+    assert status.code == "cancelled"

@@ -65,6 +65,7 @@ def test_a_job_with_a_live_worker_is_left_alone(alice, settings):
             "checkpoints_removed",
             "resent",
             "temp_bytes_swept",
+            "runs_out_of_contact",
         ],
         0,
     )

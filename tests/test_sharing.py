@@ -242,11 +242,11 @@ def test_shared_with_me_filter(alice, bob, shared_job, client):
 
 
 def test_someone_it_is_shared_with_reads_but_cannot_change_the_job(bob, shared_job, client):
-    for url in ("cancel", "resubmit"):
+    for url in ("cancel", "resubmit", "report", "finish"):
         response = api(bob).post(f"/api/v1/jobs/{shared_job.public_id}/{url}/")
         assert response.status_code == 403
-        assert (
-            response.json()["message"] == "Only the job's owner can rename, cancel or resubmit it."
+        assert response.json()["message"] == (
+            "Only the job's owner can change it (rename, cancel, resubmit, report to it)."
         )
     assert (
         api(bob)

@@ -308,7 +308,13 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Model Job Hub API",
-    "DESCRIPTION": "Submit, watch and download link and customization jobs.",
+    "DESCRIPTION": "Submit, watch and download link and customization jobs, and track runs that "
+    "train elsewhere (external).",
+    # Two fields named status: a job's, and how an external run ended.
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "jobs.domain.status.JobStatus",
+        "RunEndEnum": ["completed", "failed", "cancelled"],
+    },
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
@@ -342,6 +348,9 @@ HUB_WORKER_LOST_AFTER = env_int("HUB_WORKER_LOST_AFTER", 45, minimum=2)
 HUB_REAPER_INTERVAL = env_int("HUB_REAPER_INTERVAL", 15, minimum=1)
 if HUB_WORKER_LOST_AFTER <= HUB_HEARTBEAT_SECONDS:
     raise ImproperlyConfigured("HUB_WORKER_LOST_AFTER must be longer than HUB_HEARTBEAT_SECONDS.")
+# An external run (a job trained elsewhere that reports here) silent this long becomes unknown
+# until it reports again; hubclient reports at least every 30 s while a run is open.
+HUB_EXTERNAL_SILENT_AFTER = env_int("HUB_EXTERNAL_SILENT_AFTER", 300, minimum=10)
 HUB_MAX_ATTEMPTS = env_int("HUB_MAX_ATTEMPTS", 2, minimum=1, maximum=10)
 # How long a worker retries its writes while the database is unreachable before it stops and
 # leaves the job to be requeued (jobs.engine.outages).

@@ -57,6 +57,7 @@ class ProgressPayload(TypedDict, total=False):
     steps_completed: int | None
     steps_per_epoch: int | None
     total_steps: int | None
+    epochs: int | None
     best_epoch: int | None
     train_loss: float | None
     val_loss: float | None

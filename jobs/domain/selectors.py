@@ -99,7 +99,9 @@ def job_for_owner(user: User, public_id: str) -> Job:
     (with the reason) for those who may read but not change it."""
     job = job_for_user(user, public_id)
     if job.owner_id != user.pk:
-        raise PermissionDenied("Only the job's owner can rename, cancel or resubmit it.")
+        raise PermissionDenied(
+            "Only the job's owner can change it (rename, cancel, resubmit, report to it)."
+        )
     return job
 
 

@@ -109,6 +109,7 @@ class FailureType(models.TextChoices):
     INVALID_PARAMETERS = "invalid_parameters", "Invalid hyperparameters"
     TRAINING_DIVERGED = "training_diverged", "Training diverged"
     INPUT_UNAVAILABLE = "input_unavailable", "Input no longer shared"
+    RUN_FAILED = "run_failed", "The run failed where it ran"  # an external run said so
     TIME_LIMIT = "time_limit", "Time limit reached"
     WORKER_LOST = "worker_lost", "Worker lost"
     QUEUE_UNAVAILABLE = "queue_unavailable", "Job queue unavailable"
@@ -124,5 +125,6 @@ USER_FAILURES: frozenset[str] = frozenset(
         FailureType.INVALID_PARAMETERS,
         FailureType.TRAINING_DIVERGED,
         FailureType.INPUT_UNAVAILABLE,
+        FailureType.RUN_FAILED,
     }
 )

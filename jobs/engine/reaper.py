@@ -4,6 +4,8 @@
   out of memory, its machine gone): it is requeued while it has attempts left, else failed with
   failure type worker_lost; a cancelling one is simply cancelled. This never waits for the
   broker's visibility timeout.
+* An external run (jobs/engine/runners/external.py) that has not reported for
+  HUB_EXTERNAL_SILENT_AFTER becomes unknown (no worker of the hub can be lost or requeued).
 * A job past its time limit is failed with failure type time_limit. A running job with a live
   worker stops itself at its next step; the reaper steps in only if the worker has not done so
   HUB_WORKER_LOST_AFTER seconds later.
@@ -31,7 +33,7 @@ from hubsite.uploads import sweep_upload_temp_files
 from jobs.domain.state import job_transition
 from jobs.domain.status import FINISHED, FailureType, JobStatus
 from jobs.engine import dispatch
-from jobs.engine.runners import runner_for
+from jobs.engine.runners import external, kinds_run_outside, runner_for
 from jobs.engine.runners.customization import checkpoints_root
 from jobs.models import Job, JobEvent, Lease
 
@@ -87,16 +89,21 @@ def reap(now: datetime | None = None, *, judge_heartbeats: bool = True) -> dict[
         "checkpoints_removed": 0,
         "resent": 0,
         "temp_bytes_swept": 0,
+        "runs_out_of_contact": 0,
     }
     for job in _past_deadline(now):
         if _expire(job.pk, now):
             counts["timed_out"] += 1
     lost_before = now - timedelta(seconds=settings.HUB_WORKER_LOST_AFTER)
-    silent = Job.objects.filter(status__in=HELD, heartbeat_at__lt=lost_before)
+    silent = Job.objects.filter(status__in=HELD, heartbeat_at__lt=lost_before).exclude(
+        kind__in=kinds_run_outside()
+    )
     for job_id in silent.values_list("pk", flat=True) if judge_heartbeats else []:
         outcome = _recover(job_id, lost_before, now)
         if outcome:
             counts[outcome] += 1
+    if judge_heartbeats:
+        counts["runs_out_of_contact"] = external.silent_runs(now)
     retention = now - timedelta(hours=settings.HUB_EVENT_RETENTION_HOURS)
     # Two statements, one table each (no join in the DELETE): a run that locks one table at a
     # time cannot deadlock with anything that locks many (a TRUNCATE of the test database).

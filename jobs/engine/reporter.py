@@ -65,6 +65,7 @@ def progress_payload(job: Job) -> ProgressPayload:
         "steps_completed": job.steps_completed,
         "steps_per_epoch": job.steps_per_epoch,
         "total_steps": job.total_steps,
+        "epochs": job.epochs,
         "best_epoch": job.best_epoch,
         "train_loss": job.train_loss,
         "val_loss": job.val_loss,
@@ -134,8 +135,7 @@ class Reporter:
             self._flush_if_due()
 
     def metrics(self, key: str, points: Iterable[tuple[int, float]]) -> None:
-        """Many points of a series at once, (step, value) each, stamped with one time: what a
-        caller with a batch in hand (an external run's upload) uses instead of a call a point."""
+        """Many points of a series at once, (step, value) each, stamped with one time."""
         now = timezone.now()
         rows = [(step, float(v) if math.isfinite(v) else None, now) for step, v in points]
         with self._lock:
@@ -298,7 +298,7 @@ class Reporter:
             fields, points = self._fields, self._points
             self._fields, self._points, self._buffered = {}, defaultdict(list), 0
             # What was taken from the buffers is written whole or retried whole (outages.py).
-            outlasting_outages(lambda: self._write(fields, points))
+            outlasting_outages(lambda: self.write(fields, points))
 
     def flush_if_stale(self) -> None:
         """Write what has waited ``flush_every`` or longer (from the heartbeat thread: a runner
@@ -309,9 +309,12 @@ class Reporter:
             ):
                 self.flush()
 
-    def _write(
+    def write(
         self, fields: dict[str, Any], points: dict[str, list[tuple[int, float | None, datetime]]]
     ) -> None:
+        """Write status details (Job fields) and points ((step, value, time) a series) at once,
+        in one transaction, and publish them: what ``flush`` does with the buffers, and what an
+        external run's report does with a batch in hand (no buffering, no retry)."""
         with transaction.atomic():
             if points:
                 self._write_points(points)

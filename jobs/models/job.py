@@ -20,6 +20,9 @@ from jobs.domain.status import FINISHED, USER_FAILURES, FailureType, JobStatus
 class JobKind(models.TextChoices):
     LINK = "link", "Link"
     CUSTOMIZATION = "customization", "Customization"
+    # Training that runs elsewhere (a laptop, a cluster) and reports to the hub through the API
+    # (jobs/engine/runners/external.py); no worker of the hub runs it.
+    EXTERNAL = "external", "External run"
 
 
 class Hardware(models.TextChoices):
@@ -92,6 +95,12 @@ class Job(models.Model):
     best_epoch = models.PositiveIntegerField(null=True, blank=True)
     train_loss = models.FloatField(null=True, blank=True)
     val_loss = models.FloatField(null=True, blank=True)
+    # What an external run said it will take (its plan), for percentage_done and the ETA.
+    planned_epochs = models.PositiveIntegerField(null=True, blank=True)
+    planned_steps = models.PositiveBigIntegerField(null=True, blank=True)
+    # The number of the last report of an external run written: a report sent again (its answer
+    # was lost) carries a number already taken and is acknowledged without being written twice.
+    reports_received = models.PositiveBigIntegerField(default=0)
     # A few validation prompts completed by the base model and by the trained one:
     # [{"prompt", "expected", "before", "after"}].
     samples = models.JSONField(default=list, blank=True)
@@ -210,15 +219,27 @@ class Job(models.Model):
     # Status details derived with the formulas of seed 004
 
     @property
+    def tracks_training(self) -> bool:
+        """A job with epochs, steps, losses and a chart: one the hub trains, or one trained
+        elsewhere that reports here."""
+        return self.kind in (JobKind.CUSTOMIZATION, JobKind.EXTERNAL)
+
+    @property
     def params(self) -> Hyperparameters:
         return Hyperparameters.from_stored(self.hyperparameters)
 
     @property
     def epochs(self) -> int | None:
+        if self.kind == JobKind.EXTERNAL:
+            return self.planned_epochs
         return self.params.epochs if self.kind == JobKind.CUSTOMIZATION else None
 
     @property
     def steps_per_epoch(self) -> int | None:
+        if self.kind == JobKind.EXTERNAL:
+            if not self.planned_steps or not self.planned_epochs:
+                return None
+            return -(-self.planned_steps // self.planned_epochs)  # what it said, divided up
         if self.kind != JobKind.CUSTOMIZATION or self.training_samples is None:
             return None
         return formulas.steps_per_epoch(
@@ -227,11 +248,21 @@ class Job(models.Model):
 
     @property
     def total_steps(self) -> int | None:
+        if self.kind == JobKind.EXTERNAL:
+            return self.planned_steps
         per_epoch = self.steps_per_epoch
         return None if per_epoch is None else formulas.total_steps(self.params.epochs, per_epoch)
 
     @property
     def percentage_done(self) -> float | None:
+        if self.kind == JobKind.EXTERNAL:
+            # Seed 004's formula when the run gave its epochs; by steps when it gave only those.
+            if self.planned_epochs:
+                done = formulas.percentage_done(self.epochs_completed or 0, self.planned_epochs)
+                return min(100.0, done)
+            if self.planned_steps:
+                return min(100.0, 100.0 * (self.steps_completed or 0) / self.planned_steps)
+            return None
         if self.kind != JobKind.CUSTOMIZATION:
             return None
         return formulas.percentage_done(self.epochs_completed or 0, self.params.epochs)

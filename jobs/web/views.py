@@ -88,11 +88,18 @@ def job_detail(request: HttpRequest, public_id: str) -> HttpResponse:
         "inputs": job_inputs_for(request.user, job),
         "artifacts": job.artifacts.all(),
         # In the order of the dataclass (a jsonb column keeps keys in its own order).
-        "hyperparameters": _flat(Hyperparameters.from_stored(job.hyperparameters).as_dict())
-        if job.kind == JobKind.CUSTOMIZATION
-        else [],
+        "hyperparameters": _parameters(job),
     }
     return render(request, "jobs/detail.html", context)
+
+
+def _parameters(job: Job) -> list[tuple[str, Any]]:
+    """A customization's hyperparameters, or what an external run asked to remember."""
+    if job.kind == JobKind.CUSTOMIZATION:
+        return _flat(Hyperparameters.from_stored(job.hyperparameters).as_dict())
+    if job.kind == JobKind.EXTERNAL and isinstance(job.hyperparameters, dict):
+        return _flat(job.hyperparameters)[:200]
+    return []
 
 
 def _flat(values: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -103,7 +110,9 @@ def _flat(values: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
         if isinstance(value, dict):
             rows += _flat(value, f"{prefix}{key}.")
         elif value is not None:
-            rows.append((f"{prefix}{key}", ", ".join(value) if isinstance(value, list) else value))
+            rows.append(
+                (f"{prefix}{key}", ", ".join(map(str, value)) if isinstance(value, list) else value)
+            )
     return rows
 
 

@@ -28,7 +28,8 @@
     state.status = status;
     $("#status-badge").replaceChildren(window.hubStatusBadge(status));
     $("#cancel-form").hidden = FINISHED.includes(status) || status === "cancelling";
-    $("#resubmit-form").hidden = !FINISHED.includes(status);
+    // An external run is started again where it ran, not here.
+    $("#resubmit-form").hidden = !FINISHED.includes(status) || root.dataset.kind === "external";
     const field = root.querySelector('[data-field="status"]');
     if (field) field.textContent = status;
     const failure = $("#failure");
@@ -79,6 +80,7 @@
       else cell.textContent = value === null || value === "" ? "—" : value;
     }
     if (data.steps_per_epoch) state.stepsPerEpoch = data.steps_per_epoch;
+    if (data.epochs) state.epochs = data.epochs;
     if (data.best_epoch !== undefined && data.best_epoch !== state.bestEpoch) { state.bestEpoch = data.best_epoch; scheduleChart(); }
     if ($("#pct")) {
       $("#pct").textContent = `${fmt(data.percentage_done || 0, 1)}%`;
@@ -212,7 +214,17 @@
       const smooth = train.map((p) => (p.value === null ? last : (last = last === null ? p.value : alpha * last + (1 - alpha) * p.value)));
       out.push({ name: `train_loss (smoothed ${alpha})`, x: train.map(xOf), y: smooth, mode: "lines", line: { color: "#1c2f8a", width: 2 } });
     }
+    // Whatever else the run records (an external run's learning_rate, grad_norm…): in the
+    // legend, on their own axis, shown with a click.
+    for (const key of otherKeys()) {
+      const points = state.series[key];
+      out.push({ name: key, x: points.map(xOf), y: points.map((p) => p.value), mode: "lines", yaxis: "y2", visible: "legendonly", line: { width: 1 } });
+    }
     return out;
+  }
+
+  function otherKeys() {
+    return Object.keys(state.series).filter((key) => key !== "train_loss" && key !== "val_loss").sort();
   }
 
   function bestShapes() {
@@ -236,6 +248,7 @@
       margin: { t: 24, r: 16, b: 40, l: 56 },
       xaxis: { title: { text: xMode.value }, type: xMode.value === "time" ? "date" : "linear" },
       yaxis: { title: { text: "loss" }, type: logScale.checked ? "log" : "linear" },
+      yaxis2: { overlaying: "y", side: "right", showgrid: false, visible: otherKeys().length > 0 },
       legend: { orientation: "h", y: -0.2 },
       shapes, annotations,
       font: { family: "system-ui, sans-serif", size: 12 },

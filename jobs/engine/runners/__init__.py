@@ -1,10 +1,15 @@
 """One module per job kind. A new kind (compile, profile, inference, …) is a new module here
 that subclasses ``Runner`` with ``@register``, an import below, and an entry in ``JobKind``."""
 
-from jobs.engine.runners import customization, link
+from jobs.engine.runners import customization, external, link
 from jobs.engine.runners.base import REGISTRY, Runner
 
-__all__ = ["customization", "link", "runner_for"]
+__all__ = ["customization", "external", "kinds_run_outside", "link", "runner_for"]
+
+
+def kinds_run_outside() -> list[str]:
+    """Kinds no worker of the hub runs (their jobs report from elsewhere)."""
+    return [kind for kind, runner in REGISTRY.items() if not runner.runs_in_hub]
 
 
 def runner_for(kind: str) -> Runner:

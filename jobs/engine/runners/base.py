@@ -52,6 +52,9 @@ class Target:
 
 class Runner:
     kind: ClassVar[str]
+    # False for a kind that runs elsewhere and reports to the hub (external): no worker takes
+    # it, and the reaper judges its silence by its own rule, not a worker's heartbeat.
+    runs_in_hub: ClassVar[bool] = True
 
     def run(self, ctx: RunContext) -> Target:
         """Do the job's work; call ``ctx.reporter.check_stop()`` between steps."""

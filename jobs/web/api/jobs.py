@@ -30,6 +30,10 @@ from jobs.models import Dataset, Job, JobKind, MLModel
 from jobs.web.api.params import choice_param, int_param
 from jobs.web.api.serializers import (
     CustomizationSubmitSerializer,
+    ExternalFinishSerializer,
+    ExternalReportAnswerSerializer,
+    ExternalReportSerializer,
+    ExternalRunSerializer,
     JobRenameSerializer,
     LinkSubmitSerializer,
 )
@@ -166,6 +170,48 @@ class CustomizationSubmit(APIView):
             hardware=values.get("hardware"),
         )
         return job_response(job, request.user, status.HTTP_201_CREATED)
+
+
+class ExternalRunStart(APIView):
+    @extend_schema(
+        request=ExternalRunSerializer,
+        responses={201: JobDetailSerializer},
+        summary="Start a run that trains elsewhere and reports here",
+    )
+    def post(self, request: Request) -> Response:
+        data = ExternalRunSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        job = services.external_run_start(owner=user_of(request), **data.validated_data)
+        return job_response(job, request.user, status.HTTP_201_CREATED)
+
+
+class ExternalRunReport(APIView):
+    @extend_schema(
+        request=ExternalReportSerializer,
+        responses=ExternalReportAnswerSerializer,
+        summary="Report metric points and status details of an external run",
+    )
+    def post(self, request: Request, job_id: str) -> Response:
+        job = job_for_owner(request.user, job_id)
+        return Response(services.external_run_report(job=job, report=request.data))
+
+
+class ExternalRunFinish(APIView):
+    @extend_schema(
+        request=ExternalFinishSerializer,
+        responses=JobDetailSerializer,
+        summary="End an external run: completed, failed or cancelled",
+    )
+    def post(self, request: Request, job_id: str) -> Response:
+        job = job_for_owner(request.user, job_id)
+        data = ExternalFinishSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        finished = services.external_run_finish(
+            job=job,
+            outcome=data.validated_data["status"],
+            message=data.validated_data.get("message", ""),
+        )
+        return job_response(finished, request.user)
 
 
 class JobCancel(APIView):

@@ -53,6 +53,69 @@ class CustomizationSubmitSerializer(serializers.Serializer):
     )
 
 
+class ExternalRunSerializer(serializers.Serializer):
+    name = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    params = serializers.DictField(
+        required=False,
+        allow_null=True,
+        help_text="What to remember beside the charts: the run's hyperparameters, its "
+        "configuration (any JSON object, at most 64 KiB).",
+    )
+    device = serializers.CharField(
+        required=False, allow_blank=True, max_length=100, help_text="Where it runs ('cuda:0 A100')."
+    )
+    epochs = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=1_000_000,
+        help_text="Epochs it plans: percentage_done is epochs_completed / epochs × 100.",
+    )  # fmt: skip
+    total_steps = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=2**53,
+        help_text="Steps it plans (the ETA; percentage_done when it gives no epochs).",
+    )  # fmt: skip
+    time_limit = serializers.IntegerField(
+        required=False, allow_null=True, help_text="Seconds from creation."
+    )
+
+
+class ExternalReportSerializer(serializers.Serializer):
+    """For the schema only: the view checks the body itself (jobs/engine/runners/external.py),
+    in one pass over up to 10,000 points."""
+
+    batch = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        help_text="The report's number, increasing: one sent again (its answer was lost) with a "
+        "number already taken is acknowledged and not written twice.",
+    )
+    metrics = serializers.DictField(
+        required=False,
+        child=serializers.ListField(child=serializers.JSONField()),
+        help_text='Series name → points, each [step, value] or {"step", "value"}; value null for '
+        "a gap; at most 10,000 points a report, 100 series a run.",
+    )
+    status = serializers.DictField(
+        required=False,
+        help_text="Status details: epochs_completed, steps_completed, training_samples, "
+        "best_epoch, train_loss, val_loss, epochs, total_steps.",
+    )
+
+
+class ExternalReportAnswerSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    status = serializers.CharField()
+    cancel_requested = serializers.BooleanField(help_text="The owner asked the run to stop.")
+    event_seq = serializers.IntegerField()
+    points_written = serializers.IntegerField()
+    duplicate = serializers.BooleanField(help_text="A batch already written: nothing written.")
+
+
+class ExternalFinishSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=["completed", "failed", "cancelled"], default="completed"
+    )
+    message = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+
+
 class UploadSerializer(serializers.Serializer):
     file = serializers.FileField(help_text="The file, sent as multipart/form-data.")
     name = serializers.CharField(required=False, allow_blank=True, max_length=200)

@@ -8,7 +8,10 @@ urlpatterns = [
     path(
         "jobs/customization/", jobs.CustomizationSubmit.as_view(), name="api-submit-customization"
     ),
+    path("jobs/external/", jobs.ExternalRunStart.as_view(), name="api-start-external"),
     path("jobs/<slug:job_id>/", jobs.JobDetail.as_view(), name="api-job"),
+    path("jobs/<slug:job_id>/report/", jobs.ExternalRunReport.as_view(), name="api-job-report"),
+    path("jobs/<slug:job_id>/finish/", jobs.ExternalRunFinish.as_view(), name="api-job-finish"),
     path("jobs/<slug:job_id>/cancel/", jobs.JobCancel.as_view(), name="api-job-cancel"),
     path("jobs/<slug:job_id>/resubmit/", jobs.JobResubmit.as_view(), name="api-job-resubmit"),
     path("jobs/<slug:job_id>/status/", jobs.JobStatusDetails.as_view(), name="api-job-status"),

@@ -308,7 +308,7 @@ def parser() -> argparse.ArgumentParser:
         "doctor", parents=[common], help="the hub's health (database, broker, workers, reaper)"
     )
     jobs = commands.add_parser("jobs", parents=[common], help="list jobs")
-    jobs.add_argument("--kind", choices=["link", "customization"])
+    jobs.add_argument("--kind", choices=["link", "customization", "external"])
     jobs.add_argument("--status")
     jobs.add_argument("--limit", type=int, default=20)
     jobs.set_defaults(run=cmd_jobs)

@@ -3,12 +3,14 @@ websocket to learn of changes the moment they happen."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from hubclient.connection import Connection, progress_bar
 from hubclient.jobs import CustomizationJob, Dataset, Job, LinkJob, Model, job_from
@@ -130,13 +132,23 @@ class Client(Connection):
         return self._job(self.request("GET", f"/api/v1/jobs/{job_id}/"))
 
     def get_jobs(
-        self, offset: int = 0, limit: int = 50, kind: str | None = None, status: str | None = None
+        self, limit: int = 50, kind: str | None = None, status: str | None = None
     ) -> list[Job]:
-        params = {"offset": offset, "limit": limit, "kind": kind or "", "status": status or ""}
-        return [
-            self._job(data)
-            for data in self.request("GET", "/api/v1/jobs/", params=params)["results"]
-        ]
+        """The newest ``limit`` jobs you may read (yours and those shared with you)."""
+        jobs = self.iter_jobs(kind=kind, status=status, page_size=min(max(limit, 1), 1000))
+        return list(itertools.islice(jobs, limit))
+
+    def iter_jobs(
+        self, kind: str | None = None, status: str | None = None, page_size: int = 200
+    ) -> Iterator[Job]:
+        """Every job you may read, newest first, fetched a page at a time as you go."""
+        params: dict[str, Any] = {"limit": page_size, "kind": kind or "", "status": status or ""}
+        while True:
+            page = self.request("GET", "/api/v1/jobs/", params=params)
+            yield from (self._job(data) for data in page["results"])
+            if not page["next"]:
+                return
+            params["after"] = parse_qs(urlsplit(page["next"]).query)["after"][0]
 
     def _model_id(self, model: Model | str | os.PathLike[str]) -> str:
         if isinstance(model, Model):

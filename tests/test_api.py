@@ -77,7 +77,7 @@ def test_someone_else_gets_404_from_every_endpoint_of_a_job(person, request, rea
         ).status_code
         == 404
     )
-    assert client.get("/api/v1/jobs/").json()["count"] == 0
+    assert client.get("/api/v1/jobs/").json()["results"] == []
     model = ready_job.target_model
     assert client.get(f"/api/v1/models/{model.public_id}/download/").status_code == 404
 
@@ -124,8 +124,17 @@ def test_list_filters_and_paginates(alice):
     assert ids(status="created") == [custom.public_id, link.public_id]
     assert ids(search="customize") == [custom.public_id]
     assert ids(owner="bob") == []
-    page = client.get("/api/v1/jobs/", {"limit": 1, "offset": 1}).json()
-    assert (page["count"], [j["id"] for j in page["results"]]) == (2, [link.public_id])
+    first = client.get("/api/v1/jobs/", {"limit": 1, "kind": ""}).json()
+    assert [j["id"] for j in first["results"]] == [custom.public_id] and first["previous"] is None
+    second = client.get(first["next"]).json()
+    assert [j["id"] for j in second["results"]] == [link.public_id]
+    assert second["next"] is None and "kind=" in second["previous"]
+    back = client.get(second["previous"]).json()
+    assert [j["id"] for j in back["results"]] == [custom.public_id]
+    offset = client.get("/api/v1/jobs/", {"offset": 1})
+    assert offset.status_code == 400 and "next link" in offset.json()["errors"]["offset"][0]
+    forged = client.get("/api/v1/jobs/", {"after": "not-a-cursor"})
+    assert forged.status_code == 400 and forged.json()["field"] == "after"
     bad = client.get("/api/v1/jobs/", {"status": "done"})
     assert bad.status_code == 400 and bad.json()["field"] == "status"
 
@@ -359,3 +368,35 @@ def test_absurd_paging_and_nul_characters_get_answers_not_server_errors(alice):
         "field": "search",
         "errors": {"search": ["search must not contain NUL characters."]},
     }
+
+
+def test_job_list_pages_by_cursor_in_constant_queries_without_counting(alice, bob, charlie):
+    """Owner, reader of shares and stranger: each sees only theirs, page after page, and a
+    page costs the same number of queries wherever it is, with no COUNT(*)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from sharing.services import sharing_modify
+
+    own = [factories.link_job(alice) for _ in range(7)]
+    for job in own[:4]:
+        sharing_modify(job=job, actor=alice, add_emails=[bob.email])
+    bobs = [factories.link_job(bob) for _ in range(2)]
+
+    def walk(user, limit=3):
+        client, seen, counts, url = client_for(user), [], [], "/api/v1/jobs/"
+        while url:
+            with CaptureQueriesContext(connection) as queries:
+                page = client.get(url, {"limit": limit} if url.endswith("/jobs/") else None).json()
+            counts.append(len(queries))
+            assert not any("COUNT(" in q["sql"].upper() for q in queries.captured_queries)
+            seen += [j["id"] for j in page["results"]]
+            url = page["next"]
+        return seen, counts
+
+    seen, counts = walk(alice)
+    assert seen == [j.public_id for j in reversed(own)] and len(set(counts)) == 1
+    seen, counts = walk(bob)
+    assert seen == [j.public_id for j in reversed(bobs)] + [j.public_id for j in reversed(own[:4])]
+    assert len(set(counts)) == 1
+    assert walk(charlie)[0] == []

@@ -207,3 +207,25 @@ def test_the_model_page_describes_a_hugging_face_model_to_its_owner_and_readers_
     shared_input = job.job_inputs.first().model
     assert client.get(reverse("jobs:model", args=[shared_input.public_id])).status_code == 200
     assert client.get(url).status_code == 404  # not part of the shared job
+
+
+def test_the_job_list_pages_older_and_newer_keeping_its_filters(alice, client, settings):
+    from jobs.web import views
+
+    settings.HUB_QUOTA_ACTIVE_JOBS = 100
+    jobs = [factories.link_job(alice) for _ in range(views.PAGE_SIZE + 3)]
+    client.force_login(alice)
+    first = client.get("/jobs/", {"kind": "link"})
+    text = first.content.decode()
+    assert jobs[-1].public_id in text and jobs[2].public_id not in text
+    assert 'data-page="1"' in text and 'id="newer"' not in text
+    older = first.context["page"].older
+    assert f"?after={older}&kind=link" in text
+    second = client.get("/jobs/", {"after": older, "kind": "link"})
+    assert [j.public_id for j in second.context["page"].jobs] == [
+        j.public_id for j in reversed(jobs[:3])
+    ]
+    assert 'data-page="later"' in second.content.decode()
+    back = client.get("/jobs/", {"before": second.context["page"].newer, "kind": "link"})
+    assert [j.public_id for j in back.context["page"].jobs][-1] == jobs[3].public_id
+    assert client.get("/jobs/", {"after": "garbage"}).status_code == 200  # the first page

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -17,6 +18,7 @@ from hubsite.api.auth import user_of
 from jobs import services
 from jobs.domain.base_models import server_models
 from jobs.domain.hyperparameters import Hyperparameters
+from jobs.domain.paging import job_page
 from jobs.domain.quotas import QuotaExceeded, usage_of
 from jobs.domain.selectors import (
     dataset_for_user,
@@ -57,12 +59,22 @@ def _filtered(request: HttpRequest) -> tuple[QuerySet[Job], dict[str, str]]:
 @login_required
 def job_list(request: HttpRequest) -> HttpResponse:
     jobs, filters = _filtered(request)
-    page = Paginator(jobs, PAGE_SIZE).get_page(request.GET.get("page"))
+    try:
+        page = job_page(
+            jobs,
+            limit=PAGE_SIZE,
+            after=request.GET.get("after") or None,
+            before=request.GET.get("before") or None,
+        )
+    except ValidationError:  # an old or edited link: the first page rather than an error
+        page = job_page(jobs, limit=PAGE_SIZE)
     context = {
         "page": page,
         "statuses": JobStatus.choices,
         "kinds": JobKind.choices,
         "filters": filters,
+        # The filters, for the pager's links (a page of the same list, further on).
+        "filter_query": urlencode({k: v for k, v in filters.items() if v}),
     }
     return render(request, "jobs/list.html", context)
 

@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import generics, status
+from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -17,6 +17,7 @@ from hubsite.api.auth import user_of
 from jobs import services
 from jobs.domain.base_models import server_models
 from jobs.domain.metrics import MAX_POINTS, PAGE_POINTS, job_metrics
+from jobs.domain.paging import job_page
 from jobs.domain.selectors import (
     dataset_for_user,
     job_for_owner,
@@ -46,6 +47,9 @@ from jobs.wire.serializers import (
 )
 from jobs.wire.snapshots import job_data, status_details, with_inputs
 
+PAGE = 50  # jobs a page when the asker names no size
+MAX_PAGE = 1000
+
 
 def job_response(job: Job, user: Any, code: int = status.HTTP_200_OK) -> Response:
     """The job as ``user`` sees it, inputs included."""
@@ -60,32 +64,75 @@ def _lookup(kind: str, lookup: Any, public_id: str, field: str) -> Any:
         raise ValidationError({field: f"No {kind} {public_id} that you may use."}) from None
 
 
-@extend_schema(
-    parameters=[
-        OpenApiParameter("kind", str, enum=JobKind.values),
-        OpenApiParameter("status", str, enum=JobStatus.values),
-        OpenApiParameter("owner", str, description="Username of the job's owner."),
-        OpenApiParameter("search", str, description="Part of the job's name."),
-    ]
-)
-class JobList(generics.ListAPIView):
-    """Jobs you may read, newest first."""
+class JobListPageSerializer(serializers.Serializer):
+    results = JobSerializer(many=True)
+    next = serializers.URLField(allow_null=True, help_text="The page of older jobs.")
+    previous = serializers.URLField(allow_null=True, help_text="The page of newer jobs.")
 
-    serializer_class = JobSerializer
 
-    def get_queryset(self) -> QuerySet[Job]:
-        jobs = with_inputs(jobs_visible_to(self.request.user))
-        kind = choice_param(self.request, "kind", JobKind.values)
-        state = choice_param(self.request, "status", JobStatus.values)
+class JobList(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("kind", str, enum=JobKind.values),
+            OpenApiParameter("status", str, enum=JobStatus.values),
+            OpenApiParameter("owner", str, description="Username of the job's owner."),
+            OpenApiParameter("search", str, description="Part of the job's name."),
+            OpenApiParameter(
+                "limit", int, description=f"Jobs a page (1–{MAX_PAGE}, default {PAGE}). "
+            ),
+            OpenApiParameter("after", str, description="A cursor from `next`: the older jobs."),
+            OpenApiParameter(
+                "before", str, description="A cursor from `previous`: the newer jobs."
+            ),
+        ],
+        responses=JobListPageSerializer,
+        summary="Jobs you may read, newest first",
+    )
+    def get(self, request: Request) -> Response:
+        """Jobs you may read, newest first, a page at a time: follow ``next`` (keyset pages:
+        no total count, and each page costs the same however far in)."""
+        if "offset" in request.query_params:
+            raise ValidationError(
+                {"offset": "The job list pages by cursor: follow the answer's next link "
+                 "(?after=…) instead of an offset."}
+            )  # fmt: skip
+        page = job_page(
+            self._jobs(request),
+            limit=int_param(request, "limit", minimum=1, maximum=MAX_PAGE) or PAGE,
+            after=request.query_params.get("after") or None,
+            before=request.query_params.get("before") or None,
+        )
+        return Response(
+            {
+                "results": JobSerializer(page.jobs, many=True).data,
+                "next": self._link(request, "after", page.older),
+                "previous": self._link(request, "before", page.newer),
+            }
+        )
+
+    def _jobs(self, request: Request) -> QuerySet[Job]:
+        jobs = with_inputs(jobs_visible_to(request.user))
+        kind = choice_param(request, "kind", JobKind.values)
+        state = choice_param(request, "status", JobStatus.values)
         if kind:
             jobs = jobs.filter(kind=kind)
         if state:
             jobs = jobs.filter(status=state)
-        if owner := self.request.query_params.get("owner"):
+        if owner := request.query_params.get("owner"):
             jobs = jobs.filter(owner__username=owner)
-        if search := self.request.query_params.get("search", "").strip():
+        if search := request.query_params.get("search", "").strip():
             jobs = jobs.filter(name__icontains=search)
-        return jobs.order_by("-created_at", "-id")
+        return jobs
+
+    @staticmethod
+    def _link(request: Request, key: str, cursor: str | None) -> str | None:
+        if cursor is None:
+            return None
+        query = request.query_params.copy()
+        for name in ("after", "before"):
+            query.pop(name, None)
+        query[key] = cursor
+        return request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
 
 
 class JobDetail(APIView):

@@ -32,7 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout's code, wherever the script is run from
 
-from benchmarks import live  # noqa: E402
+from benchmarks import job_list, live  # noqa: E402
 from benchmarks.common import drop_database, running_job, scratch_database  # noqa: E402
 
 MLFLOW_VERSION = "3.17.2"
@@ -41,10 +41,14 @@ MLFLOW_ENV = ROOT / ".bench" / "mlflow"
 SIZES: dict[str, dict[str, Any]] = {
     "full": {"ingest": 100_000, "history": 10_000, "chart": 1_000_000, "calls": 200,
              "reports": 50, "watchers": [1, 100, 1000], "fanout_seconds": 10,
-             "burst_watchers": 100, "burst_events": 200, "pages": 1000},
+             "burst_watchers": 100, "burst_events": 200, "pages": 1000,
+             "list_jobs": 100_000, "list_owners": 100, "list_shares": 2_000, "list_repeats": 20,
+             "list_depth": 10, "mlflow_runs": 1_000},
     "quick": {"ingest": 5_000, "history": 1_000, "chart": 20_000, "calls": 20,
               "reports": 5, "watchers": [1, 10], "fanout_seconds": 1,
-              "burst_watchers": 10, "burst_events": 20, "pages": 20},
+              "burst_watchers": 10, "burst_events": 20, "pages": 20,
+              "list_jobs": 2_000, "list_owners": 10, "list_shares": 120, "list_repeats": 3,
+              "list_depth": 1, "mlflow_runs": 20},
 }  # fmt: skip
 
 
@@ -216,6 +220,8 @@ def run_hub(
             results["chart_1m_ms"] = round(reads["chart_ms"], 1)
         if only in (None, "live"):
             results.update(live.run(url, token, owner, pid, sizes))
+        if only in (None, "list"):
+            results.update(job_list.run(url, owner, sizes))
     return results
 
 
@@ -292,6 +298,19 @@ def table(results: dict[str, Any]) -> str:
     for label, mlflow, hub, floor in ROWS:
         measure = label.format(**sizes)
         lines.append(f"| {measure} | {cell(mlflow)} | {cell(hub)} | {cell(floor)} |")
+    if "job_list_ms" in results:
+        got = results["job_list_ms"]
+        depth = sizes["list_depth"] + 1
+        lines.append(
+            f"| first page of the job list among {results['job_list_jobs']:,} jobs, owner / "
+            f"reader of {sizes['list_shares']:,} shares (ms; MLflow: search_runs, "
+            f"{sizes['mlflow_runs']:,} runs) | {cell('mlflow_search_runs_ms')} | "
+            f"{got['owner']} / {got['shared']} ({got['queries']} queries) | – |"
+        )
+        lines.append(
+            f"| page {depth} of the job list, owner / reader (ms) | – | "
+            f"{got[f'owner_page_{depth}']} / {got[f'shared_page_{depth}']} | – |"
+        )
     for run in results.get("fanout", []):
         rate = run["events_per_s"]
         pace = "a burst" if rate == "burst" else f"{rate:g} events/s"
@@ -308,7 +327,7 @@ def main() -> int:
     parser.add_argument("--no-mlflow", action="store_true", help="the hub and the floor only")
     parser.add_argument(
         "--only",
-        choices=["ingest", "reads", "live"],
+        choices=["ingest", "reads", "live", "list"],
         help="one group of measures (implies --no-mlflow)",
     )
     args = parser.parse_args()

@@ -94,7 +94,18 @@ def measure(url: str, sizes: dict[str, int]) -> dict[str, float]:
         got = client.get_metric_history(history, "train_loss")
         reads.append((time.perf_counter() - started) * 1000)
         assert len(got) == sizes["history"], len(got)
+    listed = client.create_experiment(f"bench-list-{time.time_ns()}")
+    for i in range(sizes["mlflow_runs"]):
+        run = client.create_run(listed, run_name=f"run {i}").info.run_id
+        client.log_param(run, "lr", 0.001)
+    searches = []
+    for _ in range(10):
+        started = time.perf_counter()
+        found = client.search_runs([listed], max_results=50)
+        searches.append((time.perf_counter() - started) * 1000)
+        assert len(found) == min(50, sizes["mlflow_runs"]), len(found)
     return {
+        "search_runs_ms": round(statistics.median(searches), 1),
         "log_batch_points_per_s": round(sizes["ingest"] / seconds),
         "log_metric_ms_p50": round(statistics.median(latencies), 2),
         "history_ms": round(statistics.median(reads), 1),
@@ -124,6 +135,7 @@ def main() -> int:
                 },
                 # named after the full run's size, as the hub's figure is
                 "mlflow_history_10k_ms": {n: f["history_ms"] for n, f in figures.items()},
+                "mlflow_search_runs_ms": {n: f["search_runs_ms"] for n, f in figures.items()},
             }
         )
     )

@@ -161,11 +161,15 @@ def workers(worker_pool: WorkerPool, settings: Any) -> Iterator[WorkerPool]:
 
 def _settle(timeout: float = 60) -> None:
     from jobs.domain.status import TERMINAL
+    from jobs.engine.runners import external
     from jobs.services import job_cancel
 
-    for job in Job.objects.exclude(status__in=[*TERMINAL, "cancelling", "completed"]):
+    for job in Job.objects.exclude(status__in=[*TERMINAL, "completed"]):
         try:
-            job_cancel(job=job)
+            if job.kind == "external":  # nobody runs it to hear of a cancel: end it here
+                external.finish(job, "cancelled", "The test that started it is over.")
+            elif job.status != "cancelling":
+                job_cancel(job=job)
         except Exception:  # finished or cancelled meanwhile: nothing to settle
             continue
     wait_for(

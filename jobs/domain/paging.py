@@ -54,7 +54,9 @@ def job_page(
     one), or, with ``before``, the page of jobs just newer than it."""
     if before:
         when, pk = _position(before, "before")
-        newer_first = jobs.filter(Q(created_at__gt=when) | Q(created_at=when, pk__gt=pk))
+        newer_first = jobs.filter(created_at__gte=when).filter(
+            Q(created_at__gt=when) | Q(pk__gt=pk)
+        )
         rows = list(newer_first.order_by("created_at", "id")[: limit + 1])
         page = rows[:limit][::-1]
         return JobPage(
@@ -64,7 +66,8 @@ def job_page(
         )
     if after:
         when, pk = _position(after, "after")
-        jobs = jobs.filter(Q(created_at__lt=when) | Q(created_at=when, pk__lt=pk))
+        # The plain bound first: a range the created_at index serves (an OR alone is not).
+        jobs = jobs.filter(created_at__lte=when).filter(Q(created_at__lt=when) | Q(pk__lt=pk))
     rows = list(jobs.order_by("-created_at", "-id")[: limit + 1])
     page = rows[:limit]
     return JobPage(

@@ -38,8 +38,10 @@ def _shared_jobs_sql(user_id: int) -> RawSQL:
     return RawSQL(
         f"""
         WITH RECURSIVE readable(job_id, grantor) AS (
-            SELECT s.job_id, j.owner_id FROM {share} s JOIN {job} j ON j.id = s.job_id
-            WHERE s.user_id = %s
+            -- The owner by a lookup a share, not a join: the planner would hash the whole
+            -- job table for a reader of a few thousand shares (docs/performance.md).
+            SELECT s.job_id, (SELECT j.owner_id FROM {job} j WHERE j.id = s.job_id)
+            FROM {share} s WHERE s.user_id = %s
           UNION
             SELECT up.id, r.grantor FROM readable r
             JOIN {job_input} ji ON ji.job_id = r.job_id

@@ -8,12 +8,12 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
 
 from jobs.domain.metrics import job_metrics
 from jobs.domain.selectors import job_inputs_for, job_status_logs
-from jobs.models import Job
+from jobs.models import Artifact, Job, JobInput
 from jobs.wire.serializers import (
     InputSerializer,
     JobDetailSerializer,
@@ -44,6 +44,33 @@ def with_inputs(jobs: QuerySet[Job]) -> QuerySet[Job]:
     return jobs.select_related(
         "owner", "dataset", "validation_dataset", "target_model", "resubmitted_from"
     ).prefetch_related("job_inputs__model", "artifacts")
+
+
+def for_listing(jobs: QuerySet[Job]) -> QuerySet[Job]:
+    """``with_inputs`` for many jobs at once: of each related row only what JobSerializer
+    shows (a model's or dataset's id, not its metadata, which can be large)."""
+    related = ("dataset", "validation_dataset", "target_model", "resubmitted_from")
+    job_fields = [f.name for f in Job._meta.concrete_fields]
+    return (
+        jobs.select_related("owner", *related)
+        .only(
+            *job_fields,
+            "owner__username",
+            *(f"{name}__public_id" for name in related),
+        )
+        .prefetch_related(
+            Prefetch(
+                "job_inputs",
+                queryset=JobInput.objects.select_related("model").only(
+                    "job_id", "position", "model__public_id"
+                ),
+            ),
+            Prefetch(
+                "artifacts",
+                queryset=Artifact.objects.only("job_id", "name", "kind", "size", "sha256"),
+            ),
+        )
+    )
 
 
 def job_data(job: Job, user: Any) -> dict[str, Any]:

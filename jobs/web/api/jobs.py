@@ -45,7 +45,7 @@ from jobs.wire.serializers import (
     StatusDetailsSerializer,
     StatusLogSerializer,
 )
-from jobs.wire.snapshots import job_data, status_details, with_inputs
+from jobs.wire.snapshots import for_listing, job_data, status_details
 
 PAGE = 50  # jobs a page when the asker names no size
 MAX_PAGE = 1000
@@ -87,6 +87,7 @@ class JobList(APIView):
         ],
         responses=JobListPageSerializer,
         summary="Jobs you may read, newest first",
+        operation_id="v1_jobs_list",
     )
     def get(self, request: Request) -> Response:
         """Jobs you may read, newest first, a page at a time: follow ``next`` (keyset pages:
@@ -111,7 +112,7 @@ class JobList(APIView):
         )
 
     def _jobs(self, request: Request) -> QuerySet[Job]:
-        jobs = with_inputs(jobs_visible_to(request.user))
+        jobs = for_listing(jobs_visible_to(request.user))
         kind = choice_param(request, "kind", JobKind.values)
         state = choice_param(request, "status", JobStatus.values)
         if kind:

@@ -20,6 +20,7 @@ BATCH = 5_000
 def populate(owner: Any, sizes: dict[str, Any]) -> Any:
     """The jobs and the shares; returns the reader."""
     from django.contrib.auth.models import User
+    from django.db import connection
     from django.utils import timezone
 
     from jobs.models import Job, JobKind
@@ -47,11 +48,11 @@ def populate(owner: Any, sizes: dict[str, Any]) -> Any:
                 for i in range(first, min(first + BATCH, total))
             ]
         )
-    others = Job.objects.exclude(owner=owner).order_by("?").values_list("pk", flat=True)
+    shared = Job.objects.exclude(owner=owner).order_by("?").values_list("pk", flat=True)
     Share.objects.bulk_create(
-        [Share(job_id=pk, email=reader.email, user=reader) for pk in others[: sizes["list_shares"]]]
+        [Share(job_id=pk, email=reader.email, user=reader) for pk in shared[: sizes["list_shares"]]]
     )
-    with __import__("django.db").db.connection.cursor() as cursor:
+    with connection.cursor() as cursor:
         cursor.execute("ANALYZE")  # as autovacuum would have by now
     return reader
 

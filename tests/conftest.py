@@ -82,10 +82,14 @@ def _media_root(tmp_path_factory: pytest.TempPathFactory, settings: Any) -> None
 @pytest.fixture(autouse=True)
 def _close_the_async_tests_database_thread() -> Any:
     """An async test's ``sync_to_async`` calls run on asgiref's one thread, whose database
-    connection nothing closes (database_sync_to_async would): close it after each test, so
-    the test database is not held open when it is dropped."""
+    connection nothing closes (database_sync_to_async would), nor do the live layer's threads
+    theirs (they keep it from one step to the next): close them after each test, so the test
+    database is not held open when it is dropped."""
     yield
     from asgiref.sync import SyncToAsync
     from django.db import connections
 
+    from jobs.live.fanout import close_connections
+
     SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=30)
+    close_connections()

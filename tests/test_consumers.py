@@ -1,6 +1,7 @@
 """The job websocket, driven through the real ASGI application."""
 
 import asyncio
+import threading
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -295,3 +296,41 @@ async def test_the_job_list_socket_refuses_nobody(alice):
     ws = WebsocketCommunicator(application, "/ws/jobs/", headers=[ORIGIN])
     connected, code = await ws.connect()
     assert (connected, code) == (False, 4404)
+
+
+async def test_opening_pages_costs_no_new_database_connection_each(alice, bob):
+    """A link opened by a whole team: twenty pages, one after another, cost their queries on the
+    live layer's kept connections, not a connection each (it was two: auth and snapshot)."""
+    from django.db.backends.signals import connection_created
+
+    from sharing.services import sharing_modify
+
+    job = await sync_to_async(factories.unqueued_job)(alice)
+    await sync_to_async(sharing_modify)(job=job, actor=alice, add_emails=[bob.email])
+    made = []
+
+    from asgiref.sync import SyncToAsync
+
+    # The test's own steps (sync_to_async here) make theirs on asgiref's thread: not counted.
+    tests_thread = SyncToAsync.single_thread_executor.submit(threading.get_ident).result()
+
+    def count(sender, connection, **kwargs):
+        if threading.get_ident() != tests_thread:
+            made.append(threading.current_thread().name)
+
+    for user in (alice, bob):  # the threads have their connections once
+        ws = await _connect(user, job)
+        assert (await ws.connect())[0]
+        await next_message(ws, 5)
+        await ws.disconnect()
+    connection_created.connect(count)
+    try:
+        for i in range(20):
+            ws = await _connect(alice if i % 2 else bob, job)
+            assert (await ws.connect())[0]
+            snapshot = await next_message(ws, 5)
+            assert snapshot["type"] == "snapshot" and snapshot["job"] == job.public_id
+            await ws.disconnect()
+    finally:
+        connection_created.disconnect(count)
+    assert len(made) <= fanout.LIVE_DB_THREADS, made

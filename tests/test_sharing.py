@@ -262,3 +262,18 @@ def test_someone_it_is_shared_with_reads_but_cannot_change_the_job(bob, shared_j
     assert shared_job.status == "ready"
     page = client.get(shared_job.get_absolute_url()).content.decode()
     assert 'action="/jobs/' + shared_job.public_id + '/rename/"' not in page
+
+
+def test_the_one_query_access_check_agrees_with_the_selector(alice, bob, charlie, shared_job):
+    """``readable_job`` (the sockets' prepared query) says what ``jobs_visible_to`` says, for
+    the owner, a person it is shared with, a stranger and nobody signed in."""
+    from django.contrib.auth.models import AnonymousUser
+
+    from jobs.domain.selectors import jobs_visible_to, readable_job
+
+    for person in (alice, bob, charlie, AnonymousUser()):
+        expected = jobs_visible_to(person).filter(public_id=shared_job.public_id).first()
+        assert readable_job(person, shared_job.public_id) == expected
+    assert readable_job(alice, "nosuchjob") is None
+    assert readable_job(bob, shared_job.public_id) is not None
+    assert readable_job(charlie, shared_job.public_id) is None

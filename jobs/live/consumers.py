@@ -29,7 +29,7 @@ from django.utils.functional import Promise
 
 from jobs.domain.events import LIST_EVENTS, EventMessage, events_after
 from jobs.domain.jsonlimits import JSONRefused, loads_bounded
-from jobs.domain.selectors import jobs_visible_to
+from jobs.domain.selectors import jobs_visible_to, readable_job
 from jobs.live.access import credential_holds
 from jobs.live.fanout import Frame, client_event, in_thread, station
 from jobs.models import Job, JobEvent
@@ -51,7 +51,7 @@ SOCKET_BUFFER = 256  # frames a socket holds for a slow client before it falls b
 
 
 def _readable(user: Any, public_id: str) -> Job | None:
-    return jobs_visible_to(user).filter(public_id=public_id).first()
+    return readable_job(user, public_id)
 
 
 SNAPSHOTS_KEPT = 256  # jobs whose shared part of a snapshot a web process keeps
@@ -64,17 +64,28 @@ def _snapshot(job: Job, user: Any) -> dict[str, Any]:
     ``consistent_reads()`` with a freshly read ``job``. All but the inputs is the same for
     every reader, and is built once per job and sequence number: a page link opened by a whole
     team costs the database a few queries a page, not the whole job each time."""
+    shared = _kept_part(job)
+    if shared is None:
+        shared = (job_data_for_everyone(job), status_details(job))
+        with _kept_lock:
+            _kept[(job.pk, job.event_seq, job.updated_at)] = shared
+            while len(_kept) > SNAPSHOTS_KEPT:
+                _kept.popitem(last=False)
+    return _with_inputs(job, user, shared)
+
+
+def _kept_part(job: Job) -> tuple[dict[str, Any], dict[str, Any]] | None:
     key = (job.pk, job.event_seq, job.updated_at)
     with _kept_lock:
         shared = _kept.get(key)
         if shared is not None:
             _kept.move_to_end(key)
-    if shared is None:
-        shared = (job_data_for_everyone(job), status_details(job))
-        with _kept_lock:
-            _kept[key] = shared
-            while len(_kept) > SNAPSHOTS_KEPT:
-                _kept.popitem(last=False)
+    return shared
+
+
+def _with_inputs(
+    job: Job, user: Any, shared: tuple[dict[str, Any], dict[str, Any]]
+) -> dict[str, Any]:
     everyone, details = shared
     return {
         "type": "snapshot",
@@ -91,16 +102,27 @@ Opening = tuple[Job, int | None, list[EventMessage] | dict[str, Any]]
 
 
 def _open(user: Any, public_id: str, after: int | None) -> Opening | None:
-    """What a socket starts with, read in one go: the job if ``user`` may read it, and either
-    the events after ``after`` (with ``after``) or a snapshot (a dict). None: no such job."""
+    """What a socket starts with: the job if ``user`` may read it, and either the events after
+    ``after`` (with ``after``) or a snapshot (a dict). None: no such job.
+
+    The common case (a page of a job others opened at this sequence number) is two or three
+    queries outside any transaction: the job row says which kept snapshot part is current, and
+    only the reader's view of the inputs is read. Otherwise the snapshot is read in one
+    consistent step, so that its sequence number agrees with its data."""
+    job = _readable(user, public_id)
+    if job is None:
+        return None
+    if after is not None:
+        missed = events_after(job, after)
+        if missed is not None:
+            return job, after, missed
+    shared = _kept_part(job)
+    if shared is not None:
+        return job, None, _with_inputs(job, user, shared)
     with consistent_reads():
         job = _readable(user, public_id)
         if job is None:
             return None
-        if after is not None:
-            missed = events_after(job, after)
-            if missed is not None:
-                return job, after, missed
         return job, None, _snapshot(job, user)
 
 

@@ -22,17 +22,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
+import functools
 import logging
+import threading
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar
 
 import orjson
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connections
+from django.db import DatabaseError, connections
 
 from jobs.domain.events import EventMessage, events_after
 from jobs.live.delivery import job_channel, person_channel
@@ -46,26 +48,59 @@ SUBSCRIBE_WAIT = 1.0  # a socket's connect waits this long at most for Redis to 
 IDLE_CLOSE = 10.0  # a web process with no socket for this long closes its subscription
 
 
+# The live layer's database steps run on these threads, each keeping its own connection from
+# one step to the next: opening a page costs its queries, not a new connection (thousands of
+# pages opened at once would otherwise each pay PostgreSQL's connection set-up, twice).
+LIVE_DB_THREADS = 8
+CONNECTION_LIFETIME = 300.0  # seconds: then a thread's connection is closed and made afresh
+_executor = ThreadPoolExecutor(max_workers=LIVE_DB_THREADS, thread_name_prefix="live-db")
+_opened = threading.local()  # when this thread's connection was opened (time.monotonic())
+
+
 def in_thread(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:
-    """A database step of the live layer, run in a pool thread (not Channels' one database
-    thread, where every socket's reads would queue behind one another's). Each step runs in a
-    context of its own, so that it has a database connection of its own (Django keeps
-    connections per context): taken at its start (from the web process's pool) and given back
-    at its end, never shared with a step running at the same time in another thread."""
+    """A database step of the live layer, run on one of its threads (not Channels' one database
+    thread, where every socket's reads would queue behind one another's). The context is the
+    thread's own, not the caller's (``run_in_executor`` copies none), so its connection is the
+    thread's: never shared with a step running at the same time elsewhere."""
 
-    def alone(*args: Any, **kwargs: Any) -> T:
-        return contextvars.Context().run(_with_own_connection, function, args, kwargs)
+    async def step(*args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            _executor, functools.partial(_on_this_threads_connection, function, args, kwargs)
+        )
 
-    return sync_to_async(alone, thread_sensitive=False)
+    return step
 
 
-def _with_own_connection(function: Callable[..., T], args: Any, kwargs: Any) -> T:
-    try:
-        return function(*args, **kwargs)
-    finally:
-        # This context ends here: its connection is closed (given back, with a pool), whatever
-        # CONN_MAX_AGE says, or no one would ever close it.
+def _on_this_threads_connection(function: Callable[..., T], args: Any, kwargs: Any) -> T:
+    opened = getattr(_opened, "at", None)
+    if opened is not None and time.monotonic() - opened > CONNECTION_LIFETIME:
         connections.close_all()
+        opened = None
+    try:
+        result = function(*args, **kwargs)
+    except DatabaseError:
+        # The connection may be broken (a restarted server): the next step makes a new one.
+        connections.close_all()
+        _opened.at = None
+        raise
+    if opened is None:
+        _opened.at = time.monotonic()
+    return result
+
+
+def close_connections() -> None:
+    """Close the connection of every live thread (tests, before their database goes): one task
+    a thread, held at a barrier until each thread has one."""
+    barrier = threading.Barrier(LIVE_DB_THREADS)
+
+    def close_here() -> None:
+        connections.close_all()
+        _opened.at = None
+        barrier.wait(timeout=10)
+
+    for done in [_executor.submit(close_here) for _ in range(LIVE_DB_THREADS)]:
+        done.result(timeout=30)
 
 
 def tick_seconds() -> float:

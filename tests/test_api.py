@@ -124,7 +124,7 @@ def test_list_filters_and_paginates(alice):
     assert ids(status="created") == [custom.public_id, link.public_id]
     assert ids(search="customize") == [custom.public_id]
     assert ids(owner="bob") == []
-    first = client.get("/api/v1/jobs/", {"limit": 1, "kind": ""}).json()
+    first = client.get("/api/v1/jobs/", {"limit": "1", "kind": ""}).json()
     assert [j["id"] for j in first["results"]] == [custom.public_id] and first["previous"] is None
     second = client.get(first["next"]).json()
     assert [j["id"] for j in second["results"]] == [link.public_id]

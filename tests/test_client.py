@@ -352,7 +352,7 @@ def test_hub_callback_reports_a_real_trainer_live(hub, tmp_path):
 
     from hubclient import HubCallback
 
-    seen_during_training = []
+    seen_during_training: list[int] = []
 
     class Look(TrainerCallback):
         """After the first epoch, the hub already has its points: reported live, not at the

@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 
 from jobs.domain.events import ClaimLost
 from jobs.engine.reaper import _release
-from jobs.engine.reporter import Reporter, StopRequested
+from jobs.engine.reporter import BURST, Reporter, StopRequested
 from jobs.models import Job, JobEvent, MetricPoint, MetricSeries
 from jobs.services import job_cancel
 from tests import factories
@@ -39,10 +39,12 @@ def test_metric_points_are_written_in_batches_not_one_by_one(running):
     series = MetricSeries.objects.get(job=job, key="train_loss")
     assert (series.points_count, series.last_step) == (5000, 5000)
     assert MetricPoint.objects.filter(series=series).count() == 5000
+    # The first point at once (the bucket's one token), then batches of max_points.
     assert list(job.events.filter(type="metrics").values_list("payload", flat=True)) == [
-        {"series": {"train_loss": [1, 2000]}},
-        {"series": {"train_loss": [2001, 4000]}},
-        {"series": {"train_loss": [4001, 5000]}},
+        {"series": {"train_loss": [1, 1]}},
+        {"series": {"train_loss": [2, 2001]}},
+        {"series": {"train_loss": [2002, 4001]}},
+        {"series": {"train_loss": [4002, 5000]}},
     ]
 
 
@@ -50,17 +52,36 @@ def test_progress_is_coalesced_until_the_interval_passes(running):
     job, token = running
     clock = FrozenClock()
     reporter = Reporter(job, token, clock=clock, flush_every=0.5)
+    reporter.progress(steps_completed=1)  # the first report: at once
     with CaptureQueriesContext(connection) as queries:
-        for step in range(1, 1001):
+        for step in range(2, 1001):
             reporter.progress(steps_completed=step)
     assert len(queries) == 0
     clock.now += 0.6
     reporter.progress(steps_completed=1001, epochs_completed=1)
     job.refresh_from_db()
     assert (job.steps_completed, job.epochs_completed) == (1001, 1)
-    (event,) = job.events.filter(type="progress")
-    assert event.payload["steps_completed"] == 1001
+    first, event = job.events.filter(type="progress").order_by("seq")
+    assert (first.payload["steps_completed"], event.payload["steps_completed"]) == (1, 1001)
     assert event.payload["percentage_done"] == 25.0
+
+
+def test_reports_at_the_pace_of_the_writes_are_each_written_at_once(running):
+    """A loop reporting about every ``flush_every`` (jittering around it) has each report on
+    the page at once, not every other one held back a whole interval."""
+    job, token = running
+    clock = FrozenClock()
+    reporter = Reporter(job, token, clock=clock, flush_every=0.1)
+    at_once = []
+    for step in range(1, 21):
+        clock.now += 0.1 * (0.98 if step % 2 else 1.02)
+        reporter.progress(steps_completed=step)
+        at_once.append(Job.objects.get(pk=job.pk).steps_completed == step)
+    assert at_once == [True] * 20
+    # Faster than that, they are coalesced: a few at once (the burst), then one an interval.
+    for step in range(21, 1021):
+        reporter.progress(steps_completed=step)
+    assert job.events.filter(type="progress").count() <= 19 + BURST
 
 
 def test_a_report_left_waiting_is_written_once_it_is_stale(running):
@@ -69,10 +90,11 @@ def test_a_report_left_waiting_is_written_once_it_is_stale(running):
     job, token = running
     clock = FrozenClock()
     reporter = Reporter(job, token, clock=clock, flush_every=0.5)
+    reporter.progress(steps_completed=6)  # the first: at once
     reporter.progress(steps_completed=7)
     reporter.flush_if_stale()
     job.refresh_from_db()
-    assert job.steps_completed is None  # not stale yet: still coalescing
+    assert job.steps_completed == 6  # 7 is not stale yet: still coalescing
     clock.now += 0.5
     reporter.flush_if_stale()
     job.refresh_from_db()
@@ -108,7 +130,8 @@ def test_events_are_numbered_without_gaps(running):
     assert seqs == list(range(1, len(seqs) + 1))
     job.refresh_from_db()
     assert job.event_seq == seqs[-1]
-    assert [e.type for e in job.events.all()][-3:] == ["metrics", "progress", "log"]
+    # The first report went at once (the bucket's token); the point waited for the flush.
+    assert [e.type for e in job.events.all()][-3:] == ["progress", "metrics", "log"]
 
 
 def test_non_finite_values_are_kept_as_gaps(running):
@@ -142,10 +165,12 @@ def test_a_batch_of_points_is_stored_whole_with_its_gaps_and_counted(running):
 def test_a_worker_whose_claim_was_taken_writes_nothing(running):
     job, token = running
     reporter = Reporter(job, token, clock=FrozenClock())
-    reporter.metric("train_loss", 1, 1.0)
     _release(Job.objects.get(pk=job.pk))
     with pytest.raises(ClaimLost):
-        reporter.flush()
+        reporter.metric("train_loss", 1, 1.0)  # the first report is written at once
+    reporter.metric("train_loss", 2, 1.0)  # and a later one is kept for the next write…
+    with pytest.raises(ClaimLost):
+        reporter.flush()  # …which is refused too
     assert not MetricPoint.objects.filter(series__job=job).exists()
     assert not reporter.heartbeat()
     with pytest.raises(ClaimLost):

@@ -3,11 +3,13 @@
 It persists what the runner reports (status, status details, metric points, status log entries,
 artifacts, the target model) and publishes each change as a numbered event, all guarded by the
 worker's claim on the job. A training loop may call it on every step: metric points are buffered
-and written in one batch, and status details are coalesced, at most every ``flush_every``
-seconds (or sooner when ``max_points`` pile up), so the loop pays for ten writes a second, not
-one commit per point. A report made after a quiet spell is written at once; one made within
-``flush_every`` of the last write waits for the next call or, if none comes, for the job's
-heartbeat thread (``flush_if_stale``): no report waits longer than about ``flush_every``.
+and written in one batch, and status details are coalesced, so the loop pays for about ten
+writes a second (one each ``flush_every``, or sooner when ``max_points`` pile up), not one
+commit per point. The writes are paced by a token bucket, not a fixed interval: one token each
+``flush_every``, up to ``BURST``. A report finding a token is written at once, so reports that
+come at the pace of the writes (a loop reporting ten times a second) each reach an open page in
+milliseconds; faster ones wait for the next token, at the next call or, if none comes, from the
+job's heartbeat thread (``flush_if_stale``): no report waits longer than about ``flush_every``.
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ PROGRESS_FIELDS = frozenset(
         "samples",
     }
 )
+
+
+BURST = 3  # writes the bucket holds: slack for a loop whose pace jitters around flush_every
 
 
 class StopRequested(Exception):
@@ -106,6 +111,9 @@ class Reporter:
         self._points: dict[str, list[tuple[int, float | None, datetime]]] = defaultdict(list)
         self._buffered = 0
         self._last_flush = clock()
+        # Tokens of the write bucket, at _last_refill; it starts with one: a job's first report
+        # reaches its page at once.
+        self._tokens, self._last_refill = 1.0, self._last_flush
         self._last_check = -math.inf
         self.log_lines: list[str] = []
         self._series_ids: dict[str, int] = {}
@@ -286,7 +294,10 @@ class Reporter:
     # Writing
 
     def _flush_if_due(self) -> None:
-        if self._buffered >= self.max_points or self.clock() - self._last_flush >= self.flush_every:
+        now = self.clock()
+        self._tokens = min(BURST, self._tokens + (now - self._last_refill) / self.flush_every)
+        self._last_refill = now
+        if self._buffered >= self.max_points or self._tokens >= 1:
             self.flush()
 
     def flush(self) -> None:
@@ -295,6 +306,7 @@ class Reporter:
             self._last_flush = self.clock()
             if not self._fields and not self._points:
                 return
+            self._tokens = max(0.0, self._tokens - 1)
             fields, points = self._fields, self._points
             self._fields, self._points, self._buffered = {}, defaultdict(list), 0
             # What was taken from the buffers is written whole or retried whole (outages.py).

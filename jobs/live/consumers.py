@@ -287,6 +287,9 @@ class JobConsumer(_HubConsumer):
                     await self._handle(frame)
             except asyncio.CancelledError:
                 raise
+            except OSError:  # the client went away while it was sent to (the server says so)
+                self.revoked = True
+                return
             except Exception:
                 # The client reconnects with the last number it has and misses nothing.
                 logger.warning(
@@ -459,13 +462,17 @@ class JobListConsumer(_HubConsumer):
     async def _write(self) -> None:
         while not self.revoked:
             frame = await self.frames.get()
-            if frame.kind == "list":
-                await self.send(text_data=frame.text)
-            elif frame.kind == "access":
-                await self.access_check()
-            elif frame.kind == "gap":
-                await self.send_json({"type": "gap"})
-                await self.access_check()
+            try:
+                if frame.kind == "list":
+                    await self.send(text_data=frame.text)
+                elif frame.kind == "access":
+                    await self.access_check()
+                elif frame.kind == "gap":
+                    await self.send_json({"type": "gap"})
+                    await self.access_check()
+            except OSError:  # the client went away while it was sent to
+                self.revoked = True
+                return
 
     async def _poll(self) -> None:
         while not self.revoked:

@@ -400,3 +400,24 @@ def test_job_list_pages_by_cursor_in_constant_queries_without_counting(alice, bo
     assert seen == [j.public_id for j in reversed(bobs)] + [j.public_id for j in reversed(own[:4])]
     assert len(set(counts)) == 1
     assert walk(charlie)[0] == []
+
+
+def test_the_job_lists_fast_rows_are_exactly_what_the_serializer_says(alice, bob, settings):
+    """``job_summaries`` (the list's rows, written out for speed) against ``JobSerializer`` (the
+    schema's definition), for jobs of every kind and state."""
+    from jobs.domain.state import job_transition
+    from jobs.domain.status import FailureType, JobStatus
+    from jobs.services import external_run_start, job_resubmit
+    from jobs.wire.serializers import JobSerializer, job_summaries
+    from jobs.wire.snapshots import for_listing
+
+    settings.HUB_QUOTA_ACTIVE_JOBS = 100
+    ready = factories.ready_job(factories.link_job(alice))
+    failed = factories.customization_job(alice, epochs=2)
+    job_transition(job=failed, to=JobStatus.FAILED, message="Bad rows.",
+                   failure_type=FailureType.INVALID_DATASET)  # fmt: skip
+    resubmitted = job_resubmit(job=failed, owner=alice)
+    external = external_run_start(owner=alice, name="outside", params={"lr": 0.1}, epochs=3)
+    jobs = list(for_listing(Job.objects.all()).order_by("id"))
+    assert {ready.pk, failed.pk, resubmitted.pk, external.pk} <= {j.pk for j in jobs}
+    assert job_summaries(jobs) == [dict(row) for row in JobSerializer(jobs, many=True).data]

@@ -44,6 +44,7 @@ from jobs.wire.serializers import (
     MetricsSerializer,
     StatusDetailsSerializer,
     StatusLogSerializer,
+    job_summaries,
 )
 from jobs.wire.snapshots import for_listing, job_data, status_details
 
@@ -105,7 +106,7 @@ class JobList(APIView):
         )
         return Response(
             {
-                "results": JobSerializer(page.jobs, many=True).data,
+                "results": job_summaries(page.jobs),
                 "next": self._link(request, "after", page.older),
                 "previous": self._link(request, "before", page.newer),
             }

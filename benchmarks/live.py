@@ -229,18 +229,37 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
+def transactions() -> int:
+    """PostgreSQL's count of the benchmark database's transactions so far."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database"
+            " WHERE datname = current_database()"
+        )
+        return int(cursor.fetchone()[0])
+
+
 async def many_pages(url: str, token: str, job: Any, pages: int, web_pid: int) -> dict[str, Any]:
     """``pages`` pages of one job opened at once: the time until every one has its snapshot,
-    and the web process's memory with them all open."""
+    the web process's CPU time and the database's transactions meanwhile, and the web process's
+    memory with them all open."""
     before = rss_mb(web_pid)
+    cpu, count = cpu_seconds(web_pid), await asyncio.to_thread(transactions)
     started = time.perf_counter()
     watchers = await open_watchers(url, token, job.public_id, pages)
     opened = time.perf_counter() - started
-    await asyncio.sleep(2)  # a couple of heartbeats: what open sockets hold while they idle
+    cpu = cpu_seconds(web_pid) - cpu
+    await asyncio.sleep(1)  # PostgreSQL's statistics are sent when a backend is idle a while
+    count = await asyncio.to_thread(transactions) - count
+    await asyncio.sleep(1)  # a couple of heartbeats: what open sockets hold while they idle
     with_them = rss_mb(web_pid)
     await asyncio.gather(*(w.close() for w in watchers))
     return {
         "open_pages_s": round(opened, 2),
+        "open_pages_web_cpu_ms_a_page": round(cpu * 1000 / pages, 2),
+        "open_pages_transactions_a_page": round(count / pages, 2),
         "web_rss_mb": round(with_them, 1),
         "web_rss_mb_before": round(before, 1),
         "kb_per_socket": round((with_them - before) * 1024 / pages, 1),
@@ -281,6 +300,8 @@ def run(url: str, token: str, owner: Any, web_pid: int, sizes: dict[str, Any]) -
     connection.close()
     results["fanout"] = measured["fanout"]
     results["open_1000_pages_s"] = measured["open_pages_s"]
+    results["open_pages_web_cpu_ms_a_page"] = measured["open_pages_web_cpu_ms_a_page"]
+    results["open_pages_transactions_a_page"] = measured["open_pages_transactions_a_page"]
     results["web_rss_mb_1000_sockets"] = measured["web_rss_mb"]
     results["web_rss_mb_no_sockets"] = measured["web_rss_mb_before"]
     results["kb_per_socket"] = measured["kb_per_socket"]

@@ -223,6 +223,10 @@
     return out;
   }
 
+  function othersShown() {
+    return (chart.data || []).some((trace) => trace.yaxis === "y2" && trace.visible === true);
+  }
+
   function otherKeys() {
     return Object.keys(state.series).filter((key) => key !== "train_loss" && key !== "val_loss").sort();
   }
@@ -248,7 +252,8 @@
       margin: { t: 24, r: 16, b: 40, l: 56 },
       xaxis: { title: { text: xMode.value }, type: xMode.value === "time" ? "date" : "linear" },
       yaxis: { title: { text: "loss" }, type: logScale.checked ? "log" : "linear" },
-      yaxis2: { overlaying: "y", side: "right", showgrid: false, visible: otherKeys().length > 0 },
+      // The right axis only while one of the other series is shown (a click on its legend).
+      yaxis2: { overlaying: "y", side: "right", showgrid: false, zeroline: false, automargin: true, visible: othersShown() },
       legend: { orientation: "h", y: -0.2 },
       shapes, annotations,
       font: { family: "system-ui, sans-serif", size: 12 },
@@ -297,6 +302,7 @@
 
   function watchZoom() {
     if (!chart || !chart.on) return;
+    chart.on("plotly_restyle", scheduleChart); // a series shown or hidden: the right axis follows
     chart.on("plotly_relayout", (event) => {
       if (!state.downsampled || xMode.value === "time") return;
       const scale = xMode.value === "epoch" && state.stepsPerEpoch ? state.stepsPerEpoch : 1;

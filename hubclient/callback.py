@@ -10,6 +10,12 @@ Each log becomes points (``loss`` as ``train_loss``, ``eval_loss`` as ``val_loss
 steps become status details, with ``best_epoch`` and its losses (seed 004's meaning: those of the
 best checkpoint, by validation loss). Cancelling the job on the hub stops the training at its
 next step, and the run ends ``cancelled``. Only the main process of a distributed run reports.
+A training that raises never reaches ``on_train_end``: its run falls silent and the hub shows it
+``unknown`` after HUB_EXTERNAL_SILENT_AFTER. To have it end ``failed`` at once, start the run
+yourself and train inside it::
+
+    with hub.start_run(name="llama-lora") as run:
+        Trainer(..., callbacks=[HubCallback(run=run)]).train()
 """
 
 from __future__ import annotations

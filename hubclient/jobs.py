@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from hubclient.connection import Connection
-from hubclient.errors import HubError
+from hubclient.errors import ConflictError, HubError
 
 FINISHED = {"completed", "ready", "failed", "cancelled"}
 SUCCESS = {"completed", "ready"}
@@ -309,24 +309,35 @@ class Job:
                 return
             raise _Interrupted(f"{type(error).__name__}: {error}") from None
 
-    def get_target_model(self) -> TargetModel | None:
-        """The target model in memory once the job finishes; None if it failed."""
-        if not self.wait().success or not self.data.get("target_model"):
-            return None
+    def get_target_model(self) -> TargetModel:
+        """The target model in memory, once the job finishes; ``ConflictError`` naming the
+        job's status if it has none (failed, cancelled, an external run)."""
+        self._require_target()
         meta = self._client.request("GET", f"/api/v1/models/{self.data['target_model']}/")
         with self._client.stream(f"/api/v1/jobs/{self.job_id}/target-model/") as response:
             data = response.read()
         return TargetModel(meta["id"], meta["name"], meta["format"], meta["sha256"], data)
 
-    def download_target_model(self, filename: str | None = None) -> TargetModel | str | None:
-        """To a file when ``filename`` is given (returns its path), else to memory."""
+    def download_target_model(self, filename: str | None = None) -> TargetModel | str:
+        """To a file when ``filename`` is given (returns its path), else to memory; waits for
+        the job to finish, and raises ``ConflictError`` naming its status if it has no target
+        model."""
         if filename is None:
             return self.get_target_model()
-        if not self.wait().success or not self.data.get("target_model"):
-            return None
+        self._require_target()
         return str(
             _download(self._client, f"/api/v1/jobs/{self.job_id}/target-model/", Path(filename))
         )
+
+    def _require_target(self) -> None:
+        status = self.wait()
+        if status.code != "ready" or not self.data.get("target_model"):
+            why = f": {status.message}" if status.message else ""
+            raise ConflictError(
+                f"Job {self.job_id} is {status.code}{why}. Only a ready job has a target model "
+                "to download.",
+                status=409,
+            )
 
     def download_results(self, artifacts_dir: str | Path) -> JobResults:
         """Everything the job produced, unpacked into ``artifacts_dir`` (created if missing)."""

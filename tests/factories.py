@@ -81,9 +81,10 @@ def unqueued_job(owner: User) -> Job:
     return Job.objects.create(kind=JobKind.LINK, owner=owner, name="not queued")
 
 
-def ready_job(job: Job) -> Job:
+def ready_job(job: Job, *, verified: bool = True) -> Job:
     """Bring a job to READY with a target model and an artifact, as a worker would (the access
-    tests need finished jobs, not the work itself, which test_execution runs for real)."""
+    tests need finished jobs, not the work itself, which test_execution runs for real); with
+    ``verified=False``, to FAILED instead: its target model stored, then refused by verification."""
     from django.core.files.base import ContentFile
 
     from jobs.domain.state import job_transition
@@ -100,7 +101,17 @@ def ready_job(job: Job) -> Job:
     target.save()
     artifact = Artifact(job=job, kind="manifest", name="manifest.json", size=2, sha256="0" * 64)
     artifact.file.save("manifest.json", ContentFile(b"{}"))
-    job_transition(job=job, to=JobStatus.READY, message="ready")
+    if verified:
+        job_transition(job=job, to=JobStatus.READY, message="ready")
+    else:
+        from jobs.domain.status import FailureType
+
+        job_transition(
+            job=job,
+            to=JobStatus.FAILED,
+            message="The target model gives other outputs than its inputs.",
+            failure_type=FailureType.INVALID_MODEL,
+        )
     job.refresh_from_db()
     return job
 

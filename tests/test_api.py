@@ -319,11 +319,13 @@ def test_results_archive_holds_target_model_artifacts_and_details(alice, ready_j
     assert archive.read("target_model.onnx") == ready_job.target_model.file.open("rb").read()
 
 
-def test_target_model_of_an_unfinished_job_is_404_with_a_reason(alice):
+def test_target_model_of_an_unfinished_job_is_a_conflict_naming_its_status(alice):
     job = factories.link_job(alice)
     response = client_for(alice).get(f"/api/v1/jobs/{job.public_id}/target-model/")
-    assert response.status_code == 404
-    assert response.json()["message"] == f"Job {job.public_id} has no target model (created)."
+    assert response.status_code == 409
+    assert response.json()["message"] == (
+        f"Job {job.public_id} is created. Only a ready job has a target model to download."
+    )
 
 
 def test_builtin_models_are_listed(alice):

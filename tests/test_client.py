@@ -101,7 +101,13 @@ def test_wait_with_a_timeout_raises_and_the_job_can_then_be_cancelled(hub, files
     job.cancel()
     status = job.wait(timeout=60)
     assert (status.code, status.finished, status.success) == ("cancelled", True, False)
-    assert job.download_target_model() is None
+    for download in (job.download_target_model, job.get_target_model):
+        with pytest.raises(ConflictError, match=f"Job {job.job_id} is cancelled"):
+            download()
+    with pytest.raises(ConflictError, match="Only a ready job"):
+        job.download_target_model("never.zip")
+    answer = hub._http.get(f"/api/v1/jobs/{job.job_id}/target-model/")
+    assert answer.status_code == 409 and "is cancelled" in answer.json()["message"]
 
 
 def test_errors_are_typed_with_the_hubs_message(hub, hub_env, files):

@@ -277,3 +277,35 @@ def test_the_one_query_access_check_agrees_with_the_selector(alice, bob, charlie
     assert readable_job(alice, "nosuchjob") is None
     assert readable_job(bob, shared_job.public_id) is not None
     assert readable_job(charlie, shared_job.public_id) is None
+
+
+@pytest.mark.parametrize("person", ["alice", "bob", "charlie"])
+def test_a_failed_jobs_target_model_is_offered_to_nobody(alice, bob, charlie, person, client):
+    """Verification refused the target model: the owner, a reader and a stranger all get no
+    download of it (409 naming the status, or 404 for the stranger), the results zip leaves it
+    out, and the page offers no link."""
+    import io
+    import zipfile
+
+    from sharing.services import sharing_modify
+
+    job = factories.ready_job(factories.link_job(alice), verified=False)
+    sharing_modify(job=job, actor=alice, add_emails=[bob.email])
+    who = {"alice": alice, "bob": bob, "charlie": charlie}[person]
+    answer = api(who).get(f"/api/v1/jobs/{job.public_id}/target-model/")
+    if person == "charlie":
+        assert answer.status_code == 404
+        return
+    assert answer.status_code == 409
+    assert (
+        f"Job {job.public_id} is failed: The target model gives other outputs"
+        in (answer.json()["message"])
+    )
+    results = api(who).get(f"/api/v1/jobs/{job.public_id}/results/")
+    content = b"".join(results.streaming_content)  # type: ignore[attr-defined]
+    names = zipfile.ZipFile(io.BytesIO(content)).namelist()
+    assert not any(n.startswith("target_model") for n in names)
+    assert "artifacts/manifest.json" in names
+    client.force_login(who)
+    page = client.get(f"/jobs/{job.public_id}/").content.decode()
+    assert 'id="download-target"' not in page and 'id="download-results"' in page

@@ -162,8 +162,9 @@
       return a;
     };
     const items = [];
-    if (job.target_model) {
-      // The same row a reload renders: download, the model's page by its format, size, sha256.
+    if (job.target_model && job.status === "ready") {
+      // Only a ready job's target model is downloadable (a failed verification keeps it for
+      // the record). The same row a reload renders: download, the model's page by its format, size, sha256.
       const li = document.createElement("li");
       const meta = await fetch(`/api/v1/models/${job.target_model}/`, { credentials: "same-origin" });
       const model = meta.ok ? await meta.json() : { format: "", size: null, sha256: "" };
@@ -186,8 +187,13 @@
       const li = document.createElement("li");
       li.append(link(`/api/v1/jobs/${id}/results/`, "All results (.zip)", "download-results"));
       items.push(li);
-      $("#artifact-list").replaceChildren(...items);
+    } else {
+      const li = document.createElement("li");
+      li.className = "muted";
+      li.textContent = "Nothing yet: results appear here when the job produces them.";
+      items.push(li);
     }
+    $("#artifact-list").replaceChildren(...items);
   }
 
   // Chart
@@ -347,6 +353,8 @@
     else if (message.event === "artifact") refreshResults();
     else if (message.event === "job" && data.reset) location.reload();
     else if (message.event === "job" && data.name) showName(data.name);
+    // Ready makes the target model downloadable; failed takes the offer back.
+    if (message.event === "status" && FINISHED.includes(data.status)) refreshResults();
   }
 
   drawDurations();

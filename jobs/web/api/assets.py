@@ -15,6 +15,7 @@ from django.http import FileResponse, Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
+from rest_framework.exceptions import APIException
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -30,6 +31,7 @@ from jobs.domain.selectors import (
     model_for_user,
     models_visible_to,
 )
+from jobs.domain.status import JobStatus
 from jobs.models import Artifact, Dataset, Job, MLModel
 from jobs.web.api.serializers import UploadSerializer
 from jobs.wire.serializers import BuiltinModelSerializer, DatasetSerializer, MLModelSerializer
@@ -139,10 +141,30 @@ class BuiltinModels(APIView):
         return Response(BuiltinModelSerializer(models, many=True).data)
 
 
+class NoTargetModel(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "no_target_model"
+
+
+# What a target model is downloaded as, by its format.
+TARGET_SUFFIX = {"onnx": ".onnx", "hf": ".zip", "torch": ".pt"}
+
+
+def downloadable_target(job: Job) -> MLModel | None:
+    """The job's target model if it may be downloaded: only a ready job's is (stored and
+    verified; a model a failed verification rejected is kept for the record, not handed out)."""
+    return job.target_model if job.status == JobStatus.READY else None
+
+
 def _target(job: Job) -> MLModel:
-    if job.target_model is None:
-        raise Http404(f"Job {job.public_id} has no target model ({job.status}).")
-    return job.target_model
+    model = downloadable_target(job)
+    if model is None:
+        why = f": {job.failure_message}" if job.failure_message else ""
+        raise NoTargetModel(
+            f"Job {job.public_id} is {job.status}{why}. Only a ready job has a target model "
+            "to download."
+        )
+    return model
 
 
 class TargetModelDownload(APIView):
@@ -152,7 +174,7 @@ class TargetModelDownload(APIView):
     )
     def get(self, request: Request, job_id: str) -> FileResponse:
         model = _target(job_for_user(request.user, job_id))
-        suffix = ".onnx" if model.format == "onnx" else ".pt"
+        suffix = TARGET_SUFFIX.get(model.format, ".bin")
         return _download(model.file, f"{job_id}-target-model{suffix}")
 
 
@@ -183,10 +205,10 @@ class ResultsDownload(APIView):
         # An unnamed file on the media file system: it vanishes with its process whatever happens.
         bundle = tempfile.TemporaryFile(suffix=".zip", dir=upload_temp_dir())  # noqa: SIM115
         with zipfile.ZipFile(bundle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            if job.target_model is not None:
-                suffix = {"onnx": ".onnx", "hf": ".zip"}.get(job.target_model.format, ".pt")
+            if (target := downloadable_target(job)) is not None:
+                suffix = TARGET_SUFFIX.get(target.format, ".bin")
                 with (
-                    job.target_model.file.open("rb") as source,
+                    target.file.open("rb") as source,
                     archive.open(f"target_model{suffix}", "w") as out,
                 ):
                     _copy(source, out)

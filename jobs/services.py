@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.db import transaction
 
-from jobs.domain import base_models, files, hf_models, quotas, sft_data
+from jobs.domain import base_models, files, hf_models, onnx_runtime, quotas, sft_data
 from jobs.domain.events import EventType, publish
 from jobs.domain.hyperparameters import GPU_PRECISIONS, Hyperparameters, parse_hyperparameters
 from jobs.domain.redact import scrub_paths
@@ -88,14 +88,35 @@ def model_upload(*, owner: User, file: File, name: str | None = None) -> MLModel
     if hf_models.is_model_archive(label):
         return _hf_model_upload(owner=owner, file=file, name=name, label=label)
     name = _clean_name(name, PurePath(label).stem or "model")
-    with files.local_path(file) as path:
+    stored_name = label if label.endswith(".onnx") else f"{label}.onnx"
+    with files.local_path(file) as path, files.work_folder() as workdir:
         metadata = files.onnx_metadata(path, label)
+        # What a link job will load it with, checked now; a too-new IR version is lowered.
+        lowered = onnx_runtime.loadable(path, label, workdir)
+        if lowered is None:
+            return _store_onnx(owner, name, file, stored_name, size, sha256, metadata)
+        with lowered.open("rb") as handle:
+            sha256, size = files.sha256_of(handle)
+            metadata["ir_version_uploaded"] = metadata["ir_version"]
+            metadata["ir_version"] = onnx_runtime.runtime().max_ir
+            return _store_onnx(owner, name, File(handle), stored_name, size, sha256, metadata)
+
+
+def _store_onnx(
+    owner: User,
+    name: str,
+    file: File,
+    stored_name: str,
+    size: int,
+    sha256: str,
+    metadata: dict[str, Any],
+) -> MLModel:
     model = MLModel(owner=owner, name=name, format=ModelFormat.ONNX, size=size, sha256=sha256)
     model.metadata = metadata
     with files.stored_with_its_row(model.file), transaction.atomic():
         quotas.lock_person(owner.pk)
         quotas.check_upload_quota(owner.pk, size)
-        model.file.save(label if label.endswith(".onnx") else f"{label}.onnx", file, save=False)
+        model.file.save(stored_name, file, save=False)
         model.save()
     return model
 

@@ -109,3 +109,21 @@ def test_verification_catches_a_graph_that_differs_from_its_source(tmp_path):
 def test_nothing_to_link_is_an_error():
     with pytest.raises(LinkError, match="Nothing to link"):
         link_models([])
+
+
+def test_a_source_onnxruntime_cannot_load_fails_verification_as_the_users_in_words(tmp_path):
+    """A file stored before uploads were checked with onnxruntime (an IR version it does not
+    read): the job's failure says which input and why, with no server path."""
+    from jobs.engine.runners.onnx_link import UnloadableModel
+
+    good = tmp_path / "good.onnx"
+    good.write_bytes(tiny_mlp_onnx(name="good", seed=1))
+    too_new = onnx.load_from_string(tiny_mlp_onnx(name="new", seed=2))
+    too_new.ir_version = onnx.IR_VERSION + 5
+    stored = tmp_path / "new.onnx"
+    onnx.save(too_new, str(stored))
+    with pytest.raises(UnloadableModel) as caught:
+        verify_linked(good, [("m0/", stored, "model m2 (new.onnx)")])
+    message = str(caught.value)
+    assert message.startswith("model m2 (new.onnx) cannot be loaded by onnxruntime: its IR version")
+    assert str(tmp_path) not in message and "onnxruntime_src" not in message

@@ -58,6 +58,63 @@ def test_model_upload_refuses_what_is_not_onnx_and_keeps_nothing(alice, content,
     assert _stored_files() == []
 
 
+def _relu_model(*, ir: int | None = None, opset: int | None = None) -> bytes:
+    """A one-node model as the ``onnx`` package writes it: its newest IR and opset by default."""
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    imports = None if opset is None else [helper.make_opsetid("", opset)]
+    model = helper.make_model(graph, opset_imports=imports)
+    if ir is not None:
+        model.ir_version = ir
+    return model.SerializeToString()
+
+
+def test_an_ir_version_too_new_for_onnxruntime_is_lowered_and_the_model_loads(alice):
+    import hashlib
+
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    from jobs.domain.onnx_runtime import runtime
+
+    supported = runtime()
+    data = _relu_model(ir=onnx.IR_VERSION, opset=supported.max_opset)
+    assert supported.max_ir < onnx.IR_VERSION  # what this test is about: the onnx package is ahead
+    model = model_upload(owner=alice, file=ContentFile(data, "new.onnx"))
+    stored = Path(model.file.path).read_bytes()
+    assert onnx.load_from_string(stored).ir_version == supported.max_ir
+    assert model.metadata["ir_version_uploaded"] == onnx.IR_VERSION
+    assert model.metadata["ir_version"] == supported.max_ir
+    assert (model.sha256, model.size) == (hashlib.sha256(stored).hexdigest(), len(stored))
+    session = ort.InferenceSession(stored, providers=["CPUExecutionProvider"])
+    (out,) = session.run(None, {"x": np.array([[-1, 2, -3, 4]], dtype=np.float32)})
+    assert out.tolist() == [[0, 2, 0, 4]]
+
+
+def test_a_model_onnxruntime_cannot_load_is_refused_saying_how_to_convert_it(alice):
+    import onnx
+
+    from jobs.domain.onnx_runtime import runtime
+
+    supported = runtime()
+    newest = onnx.defs.onnx_opset_version()
+    assert newest > supported.max_opset
+    with pytest.raises(ValidationError) as caught:
+        model_upload(owner=alice, file=ContentFile(_relu_model(), "default.onnx"))
+    message = caught.value.message_dict["file"][0]
+    assert message.startswith(f"default.onnx cannot be loaded by onnxruntime {supported.version}")
+    assert f"IR version {onnx.IR_VERSION}, opsets ai.onnx {newest}" in message
+    assert f"opsets 7 to {supported.max_opset}" in message
+    assert f"IR versions up to {supported.max_ir}" in message
+    assert "convert_version" in message and "onnxruntime_src" not in message
+    assert not MLModel.objects.exists()
+    assert _stored_files() == []
+
+
 def test_model_upload_refuses_a_truncated_onnx_model(alice):
     data = tiny_mlp_onnx(name="clf", seed=3)
     with pytest.raises(ValidationError, match="not a valid ONNX model"):

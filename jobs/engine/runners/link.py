@@ -14,6 +14,7 @@ from jobs.engine.runners.onnx_link import (
     LinkError,
     LinkInput,
     TooMuchMemory,
+    UnloadableModel,
     link_models,
     verify_linked,
 )
@@ -109,7 +110,7 @@ class LinkRunner(Runner):
     def verify(self, ctx: RunContext, target: Target, stored) -> str:  # type: ignore[no-untyped-def]
         try:
             compared = verify_linked(stored, target.extra["sources"])
-        except (InputTooLarge, TooMuchMemory) as error:
+        except (InputTooLarge, TooMuchMemory, UnloadableModel) as error:
             raise JobFailure(FailureType.INVALID_MODEL, str(error)) from None
         except LinkError as error:
             raise JobFailure(

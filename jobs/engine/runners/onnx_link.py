@@ -23,6 +23,7 @@ from onnx import (
     version_converter,
 )
 
+from jobs.domain import onnx_runtime
 from jobs.domain.onnx_inputs import check_input_size, sample_dims
 
 
@@ -272,6 +273,10 @@ def _run(session: Any, names: list[str] | None, feeds: dict[str, Any], run: Any,
         ) from None
 
 
+class UnloadableModel(Exception):
+    """onnxruntime refuses an input model: the user's to fix (its message says how)."""
+
+
 def verify_linked(target: Path, sources: Sequence[tuple[str, Path, str]], seed: int = 0) -> int:
     """Run every source model and the linked target on the same random inputs and require the
     same outputs; returns the number of outputs compared."""
@@ -282,7 +287,14 @@ def verify_linked(target: Path, sources: Sequence[tuple[str, Path, str]], seed: 
     feeds: dict[str, np.ndarray] = {}
     expected: dict[str, np.ndarray] = {}
     for prefix, path, label in sources:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        try:
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime's own exception types, one per status code
+            # A file stored before uploads were checked with onnxruntime (jobs/domain/onnx_runtime).
+            raise UnloadableModel(
+                f"{label} cannot be loaded by onnxruntime: {onnx_runtime.reason_of(str(error))} "
+                "Upload it again: the upload converts or explains what to change."
+            ) from None
         for i in session.get_inputs():
             check_input_size(i.name, i.shape, _itemsize(i.type), label)
         inputs = {i.name: _sample(i.type, list(i.shape), rng, label) for i in session.get_inputs()}

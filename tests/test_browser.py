@@ -195,6 +195,31 @@ def test_the_job_list_shows_a_new_job_without_a_reload(browser, hub_env, alice):
     page.wait_for_selector(f'tr[data-job="{job.public_id}"] .status-ready', timeout=60_000)
 
 
+def test_a_reader_sees_only_what_a_reader_can_do(browser, hub_env, alice, bob):
+    """The owner's buttons (Cancel, Resubmit, Rename, Sharing) are the owner's: a reader's page,
+    at desktop and phone width, shows none of them."""
+    from sharing.services import sharing_modify
+
+    hub = hub_env["HUB_URL"]
+    job = factories.unqueued_job(alice)
+    sharing_modify(job=job, actor=alice, add_emails=[bob.email])
+    owner = signed_in(browser, hub, "alice")
+    owner.goto(f"{hub}/jobs/{job.public_id}/")
+    assert owner.locator("#cancel-form button").is_visible()
+    assert owner.locator("#sharing").is_visible()
+    reader = signed_in(browser, hub, "bob")
+    for width, height in ((1280, 900), (390, 844)):
+        reader.set_viewport_size({"width": width, "height": height})
+        reader.goto(f"{hub}/jobs/{job.public_id}/")
+        reader.wait_for_selector("#live[data-state=live]")
+        assert not reader.locator(".head-side .actions").is_visible()
+        assert not reader.locator("#cancel-form button").is_visible()
+        assert not reader.locator("#resubmit-form button").is_visible()
+        assert reader.locator("form.rename").count() == 0
+        assert reader.locator("#sharing").count() == 0
+        shot(reader, f"reader-job-page-{width}")
+
+
 def test_a_stranger_sees_404_and_gets_no_socket(browser, hub_env, alice, charlie):
     hub = hub_env["HUB_URL"]
     job = factories.unqueued_job(alice)

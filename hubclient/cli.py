@@ -11,7 +11,7 @@
     hub download JOB DIR                              target model and all results
     hub cancel JOB
     hub rename JOB NAME
-    hub share JOB [--add EMAIL...] [--remove EMAIL...] [--disable]
+    hub share JOB [--add EMAIL[,EMAIL]...] [--remove EMAIL...] [--disable]
     hub doctor                                        the hub's health: database, broker,
                                                       live events, reaper, workers (no token)
 
@@ -87,10 +87,30 @@ def cmd_show(hub: Client, args: argparse.Namespace) -> int:
         "elapsed_time",
     ):
         if details.get(key) is not None:
-            console.print(f"  {key}: {details[key]}")
+            console.print(f"  {key}: {_shown(key, details[key])}")
     for entry in details["status_logs"]:
         console.print(f"  [dim]{entry['updated_at']}[/dim] {entry['status']}: {entry['message']}")
     return 0
+
+
+def _shown(key: str, value: Any) -> str:
+    """A status detail as a person reads it: 28.0%, 0.4375, 1m 05s (not 28.000000000000004)."""
+    if key == "percentage_done":
+        return f"{value:.1f}%"
+    if key.endswith("_loss"):
+        return f"{value:.4f}"
+    if key == "elapsed_time":
+        return _duration(value)
+    return str(value)
+
+
+def _duration(seconds: float) -> str:
+    whole = round(seconds)
+    if whole < 60:
+        return f"{seconds:.1f}s"
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
 
 
 def cmd_watch(hub: Client, args: argparse.Namespace) -> int:
@@ -117,7 +137,11 @@ def _watch(job: Job, as_json: bool) -> int:
             progress.update(
                 task, completed=state.get("percent", 0), status=state["status"], info=_info(state)
             )
-    final = job.get_status()
+        final = job.get_status()
+        # The bar ends where the job did: full when it succeeded (a job watched after it
+        # finished included), where it stopped otherwise.
+        done = 100 if final.success else state.get("percent", 0)
+        progress.update(task, completed=done, status=final.code, info=_info(state))
     if not as_json:
         colour = "green" if final.success else "red"
         console.print(
@@ -278,12 +302,17 @@ def cmd_rename(hub: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def _emails(given: list[str]) -> list[str]:
+    """Addresses given as separate words, comma lists (``a,b``) or both."""
+    return [part.strip() for word in given for part in word.split(",") if part.strip()]
+
+
 def cmd_share(hub: Client, args: argparse.Namespace) -> int:
     job = hub.get_job(args.job)
     if args.disable:
         job.disable_sharing()
     elif args.add or args.remove:
-        job.modify_sharing(add_emails=args.add, delete_emails=args.remove)
+        job.modify_sharing(add_emails=_emails(args.add), delete_emails=_emails(args.remove))
     emails = job.get_sharing()
     if args.json:
         _print_json({"id": job.job_id, "emails": emails})
@@ -295,11 +324,14 @@ def cmd_share(hub: Client, args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
+    # --json before the command (hub --json jobs) or after it (hub jobs --json): a command's
+    # own option is left unset unless given, so that it does not undo the global one.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="print JSON for scripts")
-    main = argparse.ArgumentParser(
-        prog="hub", description="The Model Job Hub from the shell.", parents=[common]
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON for scripts"
     )
+    main = argparse.ArgumentParser(prog="hub", description="The Model Job Hub from the shell.")
+    main.add_argument("--json", action="store_true", help="print JSON for scripts")
     main.add_argument("--url", help="the hub's address (default: $HUB_URL)")
     main.add_argument("--token", help="API token (default: $HUB_API_TOKEN)")
     commands = main.add_subparsers(dest="command", required=True)

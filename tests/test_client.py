@@ -235,6 +235,11 @@ def test_sharing_from_the_client_and_the_command_line(hub, hub_env, bob, files):
     assert "shared with: nobody" in removed.stdout
     with pytest.raises(NotFoundError):
         bob_hub.get_job(job.job_id)
+    added = run_hub(
+        hub_env, "--json", "share", job.job_id, "--add", "bob@example.com,carol@example.com"
+    )
+    assert added.returncode == 0, added.stderr
+    assert json.loads(added.stdout)["emails"] == ["bob@example.com", "carol@example.com"]
 
 
 def test_a_hugging_face_model_folder_is_packed_and_uploaded_by_the_client(hub, tmp_path):

@@ -40,3 +40,29 @@ def test_status_objects_say_finished_success_and_failure():
         "failed: Time limit reached.",
     )
     assert not JobStatus("running").finished
+
+
+def test_the_command_line_shows_numbers_as_people_read_them():
+    from hubclient.cli import _emails, _shown
+
+    assert _shown("percentage_done", 7 / 25 * 100) == "28.0%"
+    assert _shown("train_loss", 0.43749999999) == "0.4375"
+    assert _shown("elapsed_time", 65.4) == "1m 05s"
+    assert _shown("elapsed_time", 3725) == "1h 02m 05s"
+    assert _shown("elapsed_time", 12.345) == "12.3s"
+    assert _emails(["a@x.org,b@x.org", " c@x.org ", "d@x.org,"]) == [
+        "a@x.org",
+        "b@x.org",
+        "c@x.org",
+        "d@x.org",
+    ]
+
+
+@pytest.mark.parametrize("command", [["jobs"], ["show", "J"], ["watch", "J"], ["cancel", "J"],
+                                     ["share", "J"], ["doctor"], ["download", "J", "out"]])  # fmt: skip
+def test_json_is_honoured_before_or_after_any_command(command):
+    from hubclient.cli import parser
+
+    assert parser().parse_args(["--json", *command]).json is True
+    assert parser().parse_args([*command, "--json"]).json is True
+    assert parser().parse_args(command).json is False

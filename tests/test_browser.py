@@ -220,6 +220,31 @@ def test_a_reader_sees_only_what_a_reader_can_do(browser, hub_env, alice, bob):
         shot(reader, f"reader-job-page-{width}")
 
 
+def test_a_failure_shows_once_in_words_live_and_after_a_reload(browser, hub_env, alice):
+    from jobs.domain.state import job_transition
+    from jobs.domain.status import FailureType, JobStatus
+
+    hub = hub_env["HUB_URL"]
+    job = factories.unqueued_job(alice)
+    page = signed_in(browser, hub, "alice")
+    page.goto(f"{hub}/jobs/{job.public_id}/")
+    page.wait_for_selector("#live[data-state=live]")
+    why = "Model m1 is no longer shared with you; ask its owner to share it again."
+    job_transition(
+        job=job, to=JobStatus.FAILED, message=why, failure_type=FailureType.INPUT_UNAVAILABLE
+    )
+    page.wait_for_selector("#failure:not([hidden])", timeout=30_000)
+    for _ in range(2):  # live, then after a reload
+        assert page.text_content("#failure-type") == "Input no longer shared"
+        assert page.text_content("#failure-message") == why
+        assert "inputs needs to change" in (page.text_content("#failure-blame") or "")
+        assert why not in (page.text_content("#progress-card") or "")  # not said twice
+        assert page.text_content("#link-progress") == "Stopped: see why above."
+        shot(page, "failed-job-page")
+        page.reload()
+        page.wait_for_selector("#live[data-state=live]")
+
+
 def test_a_stranger_sees_404_and_gets_no_socket(browser, hub_env, alice, charlie):
     hub = hub_env["HUB_URL"]
     job = factories.unqueued_job(alice)

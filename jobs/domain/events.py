@@ -49,6 +49,8 @@ class StatusPayload(TypedDict):
     detail: str
     updated_at: str
     failure_type: str
+    failure_label: str  # the failure type in words ("Input no longer shared")
+    failure_by_user: bool  # the user's to fix (bad input), not the hub's
     failure_message: str
 
 

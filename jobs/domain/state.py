@@ -7,7 +7,14 @@ from django.utils import timezone
 
 from jobs.domain.events import ClaimLost, EventType, StatusPayload, publish
 from jobs.domain.redact import scrub_paths
-from jobs.domain.status import FINISHED, FailureType, InvalidTransition, JobStatus, can_transition
+from jobs.domain.status import (
+    FINISHED,
+    USER_FAILURES,
+    FailureType,
+    InvalidTransition,
+    JobStatus,
+    can_transition,
+)
 from jobs.models import Job, StatusLog
 
 
@@ -18,6 +25,8 @@ def status_payload(job: Job, entry: StatusLog) -> StatusPayload:
         "detail": entry.detail,
         "updated_at": entry.updated_at.isoformat(),
         "failure_type": job.failure_type,
+        "failure_label": job.get_failure_type_display() if job.failure_type else "",
+        "failure_by_user": job.failure_type in USER_FAILURES,
         "failure_message": job.failure_message,
     }
 

@@ -96,7 +96,7 @@ def job_detail(request: HttpRequest, public_id: str) -> HttpResponse:
     context = {
         "job": job,
         "status_meaning": STATUS_MEANINGS[job.status],
-        "status_logs": job_status_logs(job),
+        "status_logs": list(job_status_logs(job)),
         "inputs": job_inputs_for(request.user, job),
         "artifacts": job.artifacts.all(),
         # In the order of the dataclass (a jsonb column keeps keys in its own order).

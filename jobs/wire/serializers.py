@@ -22,6 +22,7 @@ class StatusLogSerializer(serializers.ModelSerializer):
 
 class FailureSerializer(serializers.Serializer):
     type = serializers.CharField()
+    type_label = serializers.CharField(help_text="The failure type in words.")
     message = serializers.CharField()
     by_user = serializers.BooleanField(
         help_text="True when the job's inputs must change; false for the hub's own failures."
@@ -97,6 +98,7 @@ class JobSerializer(serializers.ModelSerializer):
             return None
         return {
             "type": job.failure_type,
+            "type_label": job.get_failure_type_display(),
             "message": job.failure_message,
             "by_user": job.failure_type in USER_FAILURES,
         }

@@ -35,11 +35,18 @@
     const failure = $("#failure");
     if (status === "failed") {
       $("#failure-message").textContent = data.failure_message || data.message;
-      $("#failure-type").textContent = (data.failure_type || "").replace(/_/g, " ");
+      $("#failure-type").textContent = data.failure_label || (data.failure_type || "").replace(/_/g, " ");
+      if (data.failure_by_user !== undefined) {
+        $("#failure-blame").textContent = data.failure_by_user
+          ? "Something in the job's inputs needs to change before resubmitting."
+          : "This was the hub's problem, not the job's inputs: resubmitting may succeed.";
+      }
       failure.hidden = false;
     }
+    // The progress line says where the job is; a failure's words are in the banner above,
+    // not repeated here.
     const link = $("#link-progress");
-    if (link) link.textContent = status === "ready" ? "Linked and verified." : data.message;
+    if (link) link.textContent = status === "ready" ? "Linked and verified." : status === "failed" ? "Stopped: see why above." : data.message;
     if (status === "ready") { setBars(100, null); refreshResults(); }
     if (FINISHED.includes(status)) $("#eta-wrap").hidden = true;
   }
@@ -340,7 +347,7 @@
       state.seq = message.seq;
       const job = message.data.job, details = message.data.status_details;
       setProgress({ ...details, ran_on: job.ran_on, samples: job.samples });
-      setStatus(job.status, { ...(details.status_logs.slice(-1)[0] || {}), failure_message: job.failure && job.failure.message, failure_type: job.failure && job.failure.type });
+      setStatus(job.status, { ...(details.status_logs.slice(-1)[0] || {}), failure_message: job.failure && job.failure.message, failure_type: job.failure && job.failure.type, failure_label: job.failure && job.failure.type_label, failure_by_user: job.failure ? job.failure.by_user : undefined });
       loadMetrics(null);
       return;
     }

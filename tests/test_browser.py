@@ -168,6 +168,18 @@ def test_a_customization_job_submitted_from_the_page_trains_live_to_ready(
     assert "model.onnx" in page.inner_text("#artifact-list")
     shot(page, "job-ready")
 
+    # A reload shows what the live page showed: the results, the best epoch's marker.
+    results_live = page.inner_text("#artifact-list")
+    marker = "(document.getElementById('chart').layout.annotations || []).map((a) => a.text)"
+    marker_live = page.evaluate(marker)
+    assert any("best epoch" in text for text in marker_live), marker_live
+    page.reload()
+    page.wait_for_selector("#live[data-state=live]")
+    wait_until(page, f"{marker}.length > 0", 30)
+    assert page.inner_text("#artifact-list") == results_live
+    assert page.evaluate(marker) == marker_live
+    assert "those of the best epoch" in page.inner_text("#best-note")
+
     # The merged model's own page: what it is, where it came from.
     page.click("#artifact-list a:has-text('Hugging Face model')")
     page.wait_for_selector("#model-facts")

@@ -15,7 +15,9 @@
     series: { train_loss: [], val_loss: [] },
     total: {},
     downsampled: false,
-    bestEpoch: null,
+    // From the page as rendered: a reloaded page asks only for the events after it, and the
+    // marker must not wait for the next progress event.
+    bestEpoch: Number(root.dataset.bestEpoch) || null,
     startedAt: null,
     finishedAt: null,
   };

@@ -227,7 +227,7 @@ def test_a_reader_sees_only_what_a_reader_can_do(browser, hub_env, alice, bob):
         assert not reader.locator(".head-side .actions").is_visible()
         assert not reader.locator("#cancel-form button").is_visible()
         assert not reader.locator("#resubmit-form button").is_visible()
-        assert reader.locator("form.rename").count() == 0
+        assert reader.locator(".rename").count() == 0
         assert reader.locator("#sharing").count() == 0
         shot(reader, f"reader-job-page-{width}")
 
@@ -255,6 +255,43 @@ def test_a_failure_shows_once_in_words_live_and_after_a_reload(browser, hub_env,
         shot(page, "failed-job-page")
         page.reload()
         page.wait_for_selector("#live[data-state=live]")
+
+
+def test_an_external_run_on_a_phone_wraps_its_title_and_keeps_its_chart_legible(
+    browser, hub_env, alice
+):
+    """A run reported from outside, as its owner sees it on a phone: the whole name shows
+    (wrapped, not clipped), the legend sits below the x axis's title, and the rename works."""
+    from jobs.engine.runners import external
+    from jobs.services import external_run_start
+
+    hub = hub_env["HUB_URL"]
+    name = "fine-tune of a rather large language model on the whole support archive, run 7"
+    job = external_run_start(owner=alice, name=name, params={"lr": 0.001}, epochs=2)
+    points = {
+        "train_loss": [[s, 2.0 / s] for s in range(1, 41)],
+        "val_loss": [[20, 0.2], [40, 0.1]],
+    }
+    external.record_report(job, external.parse_report({"metrics": points}))
+    page = signed_in(browser, hub, "alice")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{hub}/jobs/{job.public_id}/")
+    page.wait_for_selector("#chart .legend")
+    title = page.locator("#job-name")
+    assert title.text_content() == name
+    assert page.evaluate("(e) => e.scrollWidth <= e.clientWidth", title.element_handle())
+    box = title.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
+    axis = page.locator("#chart .xtitle").bounding_box()
+    legend = page.locator("#chart .legend").bounding_box()
+    assert axis is not None and legend is not None
+    assert legend["y"] >= axis["y"] + axis["height"]  # below it, not over it
+    shot(page, "external-run-phone")
+    page.click(".rename summary")
+    page.fill("#rename-input", "run 7")
+    page.click(".rename-form button[type=submit]")
+    page.wait_for_selector("#job-name:has-text('run 7')")
+    assert page.text_content("#job-name") == "run 7"
 
 
 def test_a_stranger_sees_404_and_gets_no_socket(browser, hub_env, alice, charlie):

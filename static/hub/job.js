@@ -264,12 +264,13 @@
     const [shapes, annotations] = bestShapes();
     const layout = {
       uirevision: `${id}-${xMode.value}`, // keeps zoom and hidden series while data changes
-      margin: { t: 24, r: 16, b: 40, l: 56 },
+      margin: { t: 24, r: 16, b: 84, l: 56 },
       xaxis: { title: { text: xMode.value }, type: xMode.value === "time" ? "date" : "linear" },
       yaxis: { title: { text: "loss" }, type: logScale.checked ? "log" : "linear" },
       // The right axis only while one of the other series is shown (a click on its legend).
       yaxis2: { overlaying: "y", side: "right", showgrid: false, zeroline: false, automargin: true, visible: othersShown() },
-      legend: { orientation: "h", y: -0.2 },
+      // Below the x axis's title whatever the chart's height (a phone's included).
+      legend: { orientation: "h", yref: "container", y: 0, yanchor: "bottom" },
       shapes, annotations,
       font: { family: "system-ui, sans-serif", size: 12 },
     };
@@ -328,12 +329,13 @@
 
   // Events
 
-  // A rename, here or on another page: the title follows unless someone is typing in it.
+  // A rename, here or on another page: the title follows, and the rename form unless someone
+  // is typing in it.
   function showName(name) {
     const title = document.getElementById("job-name");
-    if (!title || title === document.activeElement) return;
-    if (title.tagName === "INPUT") title.value = name;
-    else title.textContent = name;
+    if (title) title.textContent = name;
+    const input = document.getElementById("rename-input");
+    if (input && input !== document.activeElement) input.value = name;
     document.title = document.title.replace(/^.*?(?= · |$)/, name);
   }
 

@@ -77,6 +77,10 @@ def _split(raw: str) -> list[str]:
     return [part for part in raw.replace(",", " ").replace(";", " ").split() if part]
 
 
+# The session key under which a refused share form waits for the job page (jobs.web.views).
+SHARE_FORM_KEY = "share_form"
+
+
 @login_required
 @require_POST
 def job_sharing(request: HttpRequest, public_id: str) -> HttpResponse:
@@ -98,7 +102,12 @@ def job_sharing(request: HttpRequest, public_id: str) -> HttpResponse:
             if remove:
                 messages.success(request, f"No longer shared with {', '.join(remove)}.")
     except ValidationError as error:
-        messages.error(request, "; ".join(error.messages))
+        # Shown next to the field, with what was typed, on the job page the redirect opens.
+        request.session[SHARE_FORM_KEY] = {
+            "job": job.public_id,
+            "value": request.POST.get("add", "")[:2000],
+            "error": "; ".join(error.messages),
+        }
     except (InvitationQuotaExceeded, PermissionDenied) as error:
         messages.error(request, str(error))
     return redirect(job)

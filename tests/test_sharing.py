@@ -208,9 +208,18 @@ def test_the_owner_shares_and_unshares_from_the_job_page(alice, bob, client, mai
     assert "bob@example.com" in content
     assert "new@example.com" in content
     bad = client.post(
-        reverse("sharing:job-sharing", args=[job.public_id]), {"add": "broken"}, follow=True
+        reverse("sharing:job-sharing", args=[job.public_id]),
+        {"add": "carol@example.com, broken"},
+        follow=True,
     )
-    assert "&#x27;broken&#x27; is not a valid email address." in bad.content.decode()
+    content = bad.content.decode()
+    # Next to the field, naming the bad address, with what was typed kept; nothing shared.
+    error = '<p class="field-error" id="share-error" role="alert">&#x27;broken&#x27; is not a valid'
+    assert error in content
+    assert 'value="carol@example.com, broken" aria-invalid="true"' in content
+    assert "carol@example.com" not in sharing_get(job=job)
+    again = client.get(reverse("jobs:detail", args=[job.public_id])).content.decode()
+    assert 'id="share-error"' not in again  # said once
     client.post(reverse("sharing:job-sharing", args=[job.public_id]), {"remove": "bob@example.com"})
     assert sharing_get(job=job) == ["new@example.com"]
     client.post(reverse("sharing:job-sharing", args=[job.public_id]), {"action": "disable"})

@@ -102,6 +102,11 @@ def job_detail(request: HttpRequest, public_id: str) -> HttpResponse:
         # In the order of the dataclass (a jsonb column keeps keys in its own order).
         "hyperparameters": _parameters(job),
     }
+    # A share the sharing form refused (sharing/views.py): its error beside the field, with
+    # what was typed, once.
+    refused = request.session.pop("share_form", None)
+    if isinstance(refused, dict) and refused.get("job") == job.public_id:
+        context["share_error"], context["share_value"] = refused["error"], refused["value"]
     return render(request, "jobs/detail.html", context)
 
 

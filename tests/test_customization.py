@@ -360,3 +360,68 @@ def test_two_training_processes_train_one_job_with_gloo(alice, settings):
     assert job.metric_series.get(key="val_loss").points_count == 3  # step 0, then each epoch
     log = job.artifacts.get(name="training_log.txt").file.read().decode()
     assert "in 2 processes (ddp)" in log
+
+
+def test_a_training_that_runs_away_fails_as_diverged_naming_the_losses(alice):
+    """learning_rate 1 on all weights: the validation loss jumps far above the base model's
+    after the first epoch; the job fails as training_diverged instead of ending ready."""
+    job = _run(
+        job_submit_customization(
+            owner=alice,
+            dataset=factories.dataset(alice),
+            hyperparameters={
+                "finetuning_type": "all_weights",
+                "epochs": 3,
+                "learning_rate": 1.0,
+                "early_stopping_patience": 0,
+            },
+        )
+    )
+    assert (job.status, job.failure_type) == (JobStatus.FAILED, FailureType.TRAINING_DIVERGED)
+    message = job.failure_message
+    assert "before training to" in message or "NaN or infinite" in message, message
+    assert "Lower learning_rate (now 1)" in message
+    assert job.target_model is None and job.failed_by_user_error
+
+
+def test_a_validation_loss_running_away_after_a_good_epoch_stops_and_keeps_that_epoch(tmp_path):
+    """The training callback as the Trainer drives it: epoch 1 improves on the base model,
+    epoch 2's validation loss is far above it; training stops, and the timeline says that the
+    weights of epoch 1 are kept, and why."""
+    from types import SimpleNamespace
+
+    from jobs.domain.hyperparameters import Hyperparameters
+    from jobs.engine.training import sft
+
+    class Sink:
+        def __init__(self) -> None:
+            self.notes: list[str] = []
+
+        def progress(self, **fields): ...
+        def metric(self, key, step, value): ...
+        def log(self, line): ...
+        def check_stop(self): ...
+        def checkpoint_done(self, folder, state): ...
+
+        def note(self, message):
+            self.notes.append(message)
+
+    sink = Sink()
+    callback = sft._callback_class()(sink, Hyperparameters(epochs=5, learning_rate=0.5), None, True)
+    args = SimpleNamespace(output_dir=str(tmp_path))
+    control = SimpleNamespace(should_training_stop=False)
+    state = SimpleNamespace(
+        global_step=0, epoch=0, best_model_checkpoint=None, num_input_tokens_seen=0
+    )
+    callback.on_evaluate(args, state, control, metrics={"eval_loss": 2.0})  # the base model
+    for step, epoch, loss in ((10, 1.0, 1.0), (20, 2.0, 3.5)):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        state.global_step, state.epoch = step, epoch
+        callback.on_evaluate(args, state, control, metrics={"eval_loss": loss})
+        if loss < 2.0:  # the Trainer's best checkpoint, by eval_loss
+            state.best_model_checkpoint = str(tmp_path / f"checkpoint-{step}")
+        assert control.should_training_stop is (loss > 3 * 1.0)
+        callback.on_save(args, state, control)
+    (note,) = sink.notes
+    assert note.startswith("Stopped after epoch 2 of 5: the training is diverging (val_loss 3.5000")
+    assert "The weights of epoch 1 are kept" in note and "learning_rate (now 0.5)" in note

@@ -99,6 +99,10 @@ class TrainResult:
     resumed_from: int | None = None  # the step of the checkpoint training resumed from
 
 
+# A validation loss this many times the best seen means the training is running away.
+DIVERGED_FACTOR = 3.0
+
+
 @dataclass
 class HubState:
     """What a checkpoint records besides the Trainer's own state."""
@@ -142,6 +146,8 @@ def _callback_class() -> type:
             self.state = state or HubState(0, 0, 0, math.inf, None, 0)
             self.window: list[float] = []
             self.last_val: float | None = None
+            self.base_val: float | None = None  # the base model's, before any training
+            self.diverging: tuple[float, float] | None = None  # (val_loss, the best before)
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             if self.rank0:
@@ -185,7 +191,32 @@ def _callback_class() -> type:
                     f"The validation loss became NaN or infinite at step {state.global_step}. "
                     f"Lower learning_rate (now {self.params.learning_rate:g}) and resubmit.",
                 )
+            if state.global_step == 0:
+                self.base_val = value
             self.last_val = value
+            self._check_divergence(value, state, control)
+
+        def _check_divergence(self, value: float, state: Any, control: Any) -> None:
+            """A validation loss far above the best seen (DIVERGED_FACTOR times): the training
+            is running away. With an earlier epoch better, stop and keep that epoch's weights
+            (on_save says so); with none better than the base model, fail the job."""
+            if state.global_step == 0:
+                return
+            known = [v for v in (self.state.best_val_loss, self.base_val) if v is not None]
+            best = min((v for v in known if math.isfinite(v)), default=None)
+            if best is None or best <= 0 or value <= DIVERGED_FACTOR * best:
+                return
+            epoch = math.floor(state.epoch - 1e-9) + 1 if state.epoch else 1
+            if not self.state.best_epoch:  # no epoch's checkpoint to fall back on
+                raise TrainingFailed(
+                    "training_diverged",
+                    f"The validation loss rose from {best:.4f} before training to {value:.4f} "
+                    f"after epoch {epoch}: the training diverged, and no epoch did better than "
+                    f"the base model. Lower learning_rate (now {self.params.learning_rate:g}) "
+                    "and resubmit.",
+                )
+            self.diverging = (value, best)
+            control.should_training_stop = True
 
         def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             """After the epoch's checkpoint is whole: record the best, mark the checkpoint
@@ -227,7 +258,15 @@ def _callback_class() -> type:
                 + (" (best so far)" if best else "")
             )
             self.sink.checkpoint_done(str(folder), asdict(self.state))
-            if stopping:
+            if self.diverging is not None and not best:
+                value, before = self.diverging
+                self.sink.note(
+                    f"Stopped after epoch {epoch} of {self.params.epochs}: the training is "
+                    f"diverging (val_loss {value:.4f}, more than {DIVERGED_FACTOR:g} times the "
+                    f"best {before:.4f}). The weights of epoch {self.state.best_epoch} are kept; "
+                    f"a lower learning_rate (now {self.params.learning_rate:g}) may do better."
+                )
+            elif stopping:
                 self.sink.note(
                     f"Early stopping after epoch {epoch} of {self.params.epochs}: val_loss has "
                     f"not improved for {self.state.since_best} epochs (best "

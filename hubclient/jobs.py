@@ -166,6 +166,14 @@ class Job:
         self.refresh()
         return _status(self.data)
 
+    def get_queue(self) -> dict[str, Any] | None:
+        """Where the job stands while it is pending: ``ahead`` (jobs before it), ``running``,
+        ``workers`` (that can run it) and ``reason`` (in words); None once it is not pending."""
+        queue: dict[str, Any] | None = self._client.request(
+            "GET", f"/api/v1/jobs/{self.job_id}/queue/"
+        )["queue"]
+        return queue
+
     def set_name(self, job_name: str) -> None:
         self._update(
             self._client.request("PATCH", f"/api/v1/jobs/{self.job_id}/", json={"name": job_name})

@@ -4,6 +4,7 @@ import pytest
 from django.urls import reverse
 
 from jobs.domain.selectors import job_for_user, jobs_visible_to
+from jobs.models import Job
 from jobs.services import job_cancel
 from tests import factories
 
@@ -229,3 +230,42 @@ def test_the_job_list_pages_older_and_newer_keeping_its_filters(alice, client, s
     back = client.get("/jobs/", {"before": second.context["page"].newer, "kind": "link"})
     assert [j.public_id for j in back.context["page"].jobs][-1] == jobs[3].public_id
     assert client.get("/jobs/", {"after": "garbage"}).status_code == 200  # the first page
+
+
+def test_a_queued_job_says_where_it_stands_and_why_it_waits(alice, bob, client, settings):
+    """Pending jobs: the owner's own older ones and one per other person in turn come before
+    it; with no worker running it says so, naming how to start one; with one, how many run."""
+    from django.utils import timezone
+
+    from jobs.domain.queue import queue_position
+    from jobs.domain.state import job_transition
+    from jobs.domain.status import JobStatus
+    from jobs.models import WorkerSeen
+
+    def pending(owner):
+        job = factories.unqueued_job(owner)
+        job_transition(job=job, to=JobStatus.PENDING, message="Queued; waiting for a worker.")
+        return job
+
+    mine = [pending(alice) for _ in range(3)]
+    theirs = [pending(bob) for _ in range(5)]
+    place = queue_position(mine[2])
+    # Two of mine, and Bob's first two (Alice waited longer, so she goes first in each turn).
+    assert place is not None and place["ahead"] == 2 + 2
+    assert place["workers"] == 0 and place["reason"].startswith("No worker is running")
+    assert queue_position(theirs[0])["ahead"] == 1  # Alice's first job, then Bob's turn
+    WorkerSeen.objects.create(name="w1", hardware=["any", "cpu"], seen_at=timezone.now())
+    assert queue_position(mine[0])["reason"] == "Next in line; 0 running on 1 worker."
+    gpu = factories.unqueued_job(alice)
+    Job.objects.filter(pk=gpu.pk).update(hardware="gpu")
+    gpu.refresh_from_db()
+    job_transition(job=gpu, to=JobStatus.PENDING, message="Queued for a GPU.")
+    assert queue_position(gpu)["reason"].startswith("No worker with a GPU is running")
+    client.force_login(alice)
+    page = client.get(f"/jobs/{mine[2].public_id}/").content.decode()
+    assert '<p id="queue-info" class="queue-info">4 jobs ahead of it' in page
+    assert "The chart starts when training does." not in page  # a link job has no chart
+    answer = client.get(f"/api/v1/jobs/{mine[2].public_id}/queue/").json()
+    assert answer["status"] == "pending" and answer["queue"]["ahead"] == 4
+    job_transition(job=mine[2], to=JobStatus.CANCELLED, message="Cancelled.")
+    assert client.get(f"/api/v1/jobs/{mine[2].public_id}/queue/").json()["queue"] is None

@@ -19,6 +19,7 @@ from jobs import services
 from jobs.domain.base_models import server_models
 from jobs.domain.hyperparameters import Hyperparameters
 from jobs.domain.paging import job_page
+from jobs.domain.queue import queue_position
 from jobs.domain.quotas import QuotaExceeded, usage_of
 from jobs.domain.selectors import (
     dataset_for_user,
@@ -101,6 +102,7 @@ def job_detail(request: HttpRequest, public_id: str) -> HttpResponse:
         "artifacts": job.artifacts.all(),
         # In the order of the dataclass (a jsonb column keeps keys in its own order).
         "hyperparameters": _parameters(job),
+        "queue": queue_position(job),
     }
     # A share the sharing form refused (sharing/views.py): its error beside the field, with
     # what was typed, once.

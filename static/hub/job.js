@@ -51,6 +51,33 @@
     if (link) link.textContent = status === "ready" ? "Linked and verified." : status === "failed" ? "Stopped: see why above." : data.message;
     if (status === "ready") { setBars(100, null); refreshResults(); }
     if (FINISHED.includes(status)) $("#eta-wrap").hidden = true;
+    followQueue();
+  }
+
+  // A pending job's place in the queue and what it waits for: asked every few seconds while
+  // it waits (other people's jobs move it, which its own events do not tell).
+  let queueTimer = null;
+  function followQueue() {
+    const info = $("#queue-info");
+    if (!info) return;
+    if (state.status !== "pending") {
+      info.hidden = true;
+      clearTimeout(queueTimer);
+      queueTimer = null;
+      return;
+    }
+    if (queueTimer) return;
+    const ask = async () => {
+      queueTimer = null;
+      if (state.status !== "pending") return;
+      const response = await fetch(`/api/v1/jobs/${id}/queue/`, { credentials: "same-origin" }).catch(() => null);
+      if (response && response.ok) {
+        const { queue } = await response.json();
+        if (queue && state.status === "pending") { info.textContent = queue.reason; info.hidden = false; }
+      }
+      if (state.status === "pending") queueTimer = setTimeout(ask, 5000);
+    };
+    queueTimer = setTimeout(ask, 5000);
   }
 
   function setBars(percent, stepFraction) {
@@ -275,6 +302,8 @@
       font: { family: "system-ui, sans-serif", size: 12 },
     };
     window.Plotly.react(chart, traces(), layout, { responsive: true, displaylogo: false });
+    const empty = $("#chart-empty");
+    if (empty && Object.values(state.series).some((points) => points.length)) empty.hidden = true;
     const shown = Object.values(state.series).reduce((n, s) => n + s.length, 0);
     const total = Object.values(state.total).reduce((n, t) => n + t, 0);
     $("#points-info").textContent = state.downsampled ? `showing ${shown} of ${total} points` : `${shown} points`;
@@ -369,6 +398,7 @@
   }
 
   drawDurations();
+  followQueue();
   loadMetrics(null).then(() => { drawChart(); watchZoom(); });
   window.HubLive(() => `/ws/jobs/${id}/?after=${state.seq}`, onMessage);
   // Elapsed time comes from the timeline itself: from the first "running" entry to the first

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import Http404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -18,6 +18,7 @@ from jobs import services
 from jobs.domain.base_models import server_models
 from jobs.domain.metrics import MAX_POINTS, PAGE_POINTS, job_metrics
 from jobs.domain.paging import job_page
+from jobs.domain.queue import queue_position
 from jobs.domain.selectors import (
     dataset_for_user,
     job_for_owner,
@@ -287,6 +288,31 @@ class JobStatusDetails(APIView):
     def get(self, request: Request, job_id: str) -> Response:
         job = job_for_user(request.user, job_id)
         return Response(StatusDetailsSerializer(status_details(job)).data)
+
+
+class JobQueuePosition(APIView):
+    @extend_schema(
+        responses=inline_serializer(
+            "QueuePosition",
+            {
+                "status": serializers.CharField(),
+                "queue": inline_serializer(
+                    "Queue",
+                    {
+                        "ahead": serializers.IntegerField(),
+                        "running": serializers.IntegerField(),
+                        "workers": serializers.IntegerField(),
+                        "reason": serializers.CharField(),
+                    },
+                    allow_null=True,
+                ),
+            },
+        ),
+        summary="Where a pending job stands in the queue, and why it waits",
+    )
+    def get(self, request: Request, job_id: str) -> Response:
+        job = job_for_user(request.user, job_id)
+        return Response({"status": job.status, "queue": queue_position(job)})
 
 
 class JobStatusLogs(APIView):

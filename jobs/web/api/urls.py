@@ -15,6 +15,7 @@ urlpatterns = [
     path("jobs/<slug:job_id>/cancel/", jobs.JobCancel.as_view(), name="api-job-cancel"),
     path("jobs/<slug:job_id>/resubmit/", jobs.JobResubmit.as_view(), name="api-job-resubmit"),
     path("jobs/<slug:job_id>/status/", jobs.JobStatusDetails.as_view(), name="api-job-status"),
+    path("jobs/<slug:job_id>/queue/", jobs.JobQueuePosition.as_view(), name="api-job-queue"),
     path(
         "jobs/<slug:job_id>/status-logs/", jobs.JobStatusLogs.as_view(), name="api-job-status-logs"
     ),

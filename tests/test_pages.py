@@ -253,14 +253,19 @@ def test_a_queued_job_says_where_it_stands_and_why_it_waits(alice, bob, client, 
     # Two of mine, and Bob's first two (Alice waited longer, so she goes first in each turn).
     assert place is not None and place["ahead"] == 2 + 2
     assert place["workers"] == 0 and place["reason"].startswith("No worker is running")
-    assert queue_position(theirs[0])["ahead"] == 1  # Alice's first job, then Bob's turn
+    def place_of(job):
+        found = queue_position(job)
+        assert found is not None
+        return found
+
+    assert place_of(theirs[0])["ahead"] == 1  # Alice's first job, then Bob's turn
     WorkerSeen.objects.create(name="w1", hardware=["any", "cpu"], seen_at=timezone.now())
-    assert queue_position(mine[0])["reason"] == "Next in line; 0 running on 1 worker."
+    assert place_of(mine[0])["reason"] == "Next in line; 0 running on 1 worker."
     gpu = factories.unqueued_job(alice)
     Job.objects.filter(pk=gpu.pk).update(hardware="gpu")
     gpu.refresh_from_db()
     job_transition(job=gpu, to=JobStatus.PENDING, message="Queued for a GPU.")
-    assert queue_position(gpu)["reason"].startswith("No worker with a GPU is running")
+    assert place_of(gpu)["reason"].startswith("No worker with a GPU is running")
     client.force_login(alice)
     page = client.get(f"/jobs/{mine[2].public_id}/").content.decode()
     assert '<p id="queue-info" class="queue-info">4 jobs ahead of it' in page

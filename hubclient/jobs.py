@@ -114,6 +114,8 @@ class Model:
         self.model_id: str = data["id"]
         self.name: str = data["name"]
         self.format: str = data["format"]
+        # True when the upload was the same bytes as a model already yours: that one is used.
+        self.already_uploaded: bool = bool(data.get("already_uploaded"))
 
     def download(self, filename: str | Path) -> Path:
         return _download(self._client, f"/api/v1/models/{self.model_id}/download/", Path(filename))
@@ -128,6 +130,7 @@ class Dataset:
         self.dataset_id: str = data["id"]
         self.name: str = data["name"]
         self.num_records: int = data["num_records"]
+        self.already_uploaded: bool = bool(data.get("already_uploaded"))
 
     def __repr__(self) -> str:
         return f"Dataset({self.dataset_id!r}, name={self.name!r}, records={self.num_records})"

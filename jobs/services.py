@@ -14,6 +14,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.db import transaction
+from django.db.models import QuerySet
 
 from jobs.domain import base_models, files, hf_models, onnx_runtime, quotas, sft_data
 from jobs.domain.events import EventType, publish
@@ -111,6 +112,8 @@ def _store_onnx(
     sha256: str,
     metadata: dict[str, Any],
 ) -> MLModel:
+    if (same := _already_uploaded(_same_model(owner, sha256, ModelFormat.ONNX))) is not None:
+        return same
     model = MLModel(owner=owner, name=name, format=ModelFormat.ONNX, size=size, sha256=sha256)
     model.metadata = metadata
     with files.stored_with_its_row(model.file), transaction.atomic():
@@ -132,6 +135,8 @@ def _hf_model_upload(*, owner: User, file: File, name: str | None, label: str) -
         metadata, normalised = hf_models.inspect_archive(Path(path), label, workdir)
         with normalised.open("rb") as handle:
             sha256, size = files.sha256_of(handle)
+            if (same := _already_uploaded(_same_model(owner, sha256, ModelFormat.HF))) is not None:
+                return same
             model = MLModel(owner=owner, name=name, format=ModelFormat.HF, size=size, sha256=sha256)
             model.metadata = metadata
             with files.stored_with_its_row(model.file), transaction.atomic():
@@ -149,6 +154,8 @@ def dataset_upload(*, owner: User, file: File, name: str | None = None) -> Datas
     _check_upload_size(size, label)
     name = _clean_name(name, PurePath(label).stem or "dataset")
     summary = files.check_jsonl_dataset(file, label)
+    if (same := _already_uploaded(Dataset.objects.filter(owner=owner, sha256=sha256))) is not None:
+        return same
     dataset = Dataset(
         owner=owner,
         name=name,
@@ -163,6 +170,23 @@ def dataset_upload(*, owner: User, file: File, name: str | None = None) -> Datas
         dataset.file.save(label, file, save=False)
         dataset.save()
     return dataset
+
+
+def _already_uploaded(found: QuerySet[Any]) -> Any:
+    """The owner's own asset with exactly this content (``found``), marked ``already_uploaded``:
+    the same bytes again are stored once (and count once against the quota), and the uploader is
+    told which."""
+    same = found.order_by("created_at").first()
+    if same is not None:
+        same.already_uploaded = True  # read by the views: 200 and "already uploaded as …"
+    return same
+
+
+def _same_model(owner: User, sha256: str, format: str) -> QuerySet[MLModel]:
+    """Models the owner uploaded (not ones a job made) with this content."""
+    return MLModel.objects.filter(
+        owner=owner, sha256=sha256, format=format, produced_by__isnull=True
+    )
 
 
 def _require_models(owner: User, models: Sequence[MLModel], field: str) -> None:

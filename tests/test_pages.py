@@ -253,6 +253,7 @@ def test_a_queued_job_says_where_it_stands_and_why_it_waits(alice, bob, client, 
     # Two of mine, and Bob's first two (Alice waited longer, so she goes first in each turn).
     assert place is not None and place["ahead"] == 2 + 2
     assert place["workers"] == 0 and place["reason"].startswith("No worker is running")
+
     def place_of(job):
         found = queue_position(job)
         assert found is not None

@@ -266,3 +266,38 @@ def test_job_url_is_absolute(alice, settings):
     settings.HUB_BASE_URL = "https://hub.example.com"
     job = factories.link_job(alice)
     assert job.url == f"https://hub.example.com/jobs/{job.public_id}/"
+
+
+def test_the_same_bytes_uploaded_again_are_stored_once_and_said_so(alice, bob, client):
+    """Owner, again: the first upload is returned and marked; another person's identical
+    upload is their own (nothing of Alice's is handed to Bob)."""
+    data = tiny_mlp_onnx(name="same", seed=9)
+    first = model_upload(owner=alice, file=ContentFile(data, "a.onnx"))
+    again = model_upload(owner=alice, file=ContentFile(data, "b.onnx"), name="other name")
+    assert again.pk == first.pk and getattr(again, "already_uploaded", False)
+    assert MLModel.objects.filter(owner=alice).count() == 1
+    assert len(_stored_files()) == 1
+    bobs = model_upload(owner=bob, file=ContentFile(data, "a.onnx"))
+    assert bobs.pk != first.pk and bobs.owner == bob
+    rows = numbers_dataset(0, 30)
+    d1 = dataset_upload(owner=alice, file=ContentFile(rows, "n.jsonl"))
+    d2 = dataset_upload(owner=alice, file=ContentFile(rows, "copy.jsonl"))
+    assert d1.pk == d2.pk and Dataset.objects.filter(owner=alice).count() == 1
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.force_authenticate(alice)
+    answer = api.post("/api/v1/datasets/", {"file": ContentFile(rows, "third.jsonl")})
+    assert answer.status_code == 200, answer.content
+    body = answer.json()
+    assert body["already_uploaded"] is True and body["id"] == d1.public_id
+    assert (
+        body["message"] == f"Already uploaded as dataset {d1.public_id} ({d1.name}): stored once."
+    )
+    fresh = api.post("/api/v1/datasets/", {"file": ContentFile(numbers_dataset(0, 31), "x.jsonl")})
+    assert fresh.status_code == 201 and fresh.json()["already_uploaded"] is False
+    client.force_login(alice)
+    page = client.post(
+        "/jobs/upload/model/", {"file": ContentFile(data, "c.onnx"), "name": ""}, follow=True
+    )
+    assert f"Already uploaded as model {first.name} ({first.public_id})" in page.content.decode()

@@ -180,7 +180,14 @@ def _upload_page(request: HttpRequest, what: str) -> HttpResponse:
         except QuotaExceeded as error:
             form.add_error(None, error.message)
         else:
-            messages.success(request, f"Uploaded {what} {asset.name} ({asset.public_id}).")
+            if getattr(asset, "already_uploaded", False):
+                messages.info(
+                    request,
+                    f"Already uploaded as {what} {asset.name} ({asset.public_id}): the same "
+                    "file is stored once.",
+                )
+            else:
+                messages.success(request, f"Uploaded {what} {asset.name} ({asset.public_id}).")
             if what == "model":
                 return redirect("jobs:model", model_id=asset.public_id)
             return redirect("jobs:submit-customization")

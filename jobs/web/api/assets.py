@@ -77,7 +77,7 @@ class ModelList(generics.ListAPIView):
     )
     def post(self, request: Request) -> Response:
         model = _upload(request, services.model_upload)
-        return Response(MLModelSerializer(model).data, status=status.HTTP_201_CREATED)
+        return _uploaded(MLModelSerializer(model).data, model, "model")
 
 
 class ModelDetail(APIView):
@@ -107,7 +107,7 @@ class DatasetList(generics.ListAPIView):
     )
     def post(self, request: Request) -> Response:
         dataset = _upload(request, services.dataset_upload)
-        return Response(DatasetSerializer(dataset).data, status=status.HTTP_201_CREATED)
+        return _uploaded(DatasetSerializer(dataset).data, dataset, "dataset")
 
 
 class DatasetDetail(APIView):
@@ -139,6 +139,17 @@ class BuiltinModels(APIView):
             for m in server_models().values()
         ]
         return Response(BuiltinModelSerializer(models, many=True).data)
+
+
+def _uploaded(data: Any, asset: Any, what: str) -> Response:
+    """201 with the new asset; 200 with the one already stored when the same bytes came again
+    (``already_uploaded``, and a message saying which)."""
+    if getattr(asset, "already_uploaded", False):
+        message = f"Already uploaded as {what} {asset.public_id} ({asset.name}): stored once."
+        return Response(
+            {**data, "already_uploaded": True, "message": message}, status=status.HTTP_200_OK
+        )
+    return Response({**data, "already_uploaded": False}, status=status.HTTP_201_CREATED)
 
 
 class NoTargetModel(APIException):

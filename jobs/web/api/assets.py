@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import FileResponse, Http404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import APIException
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -72,7 +72,14 @@ class ModelList(generics.ListAPIView):
 
     @extend_schema(
         request={"multipart/form-data": UploadSerializer},
-        responses={201: MLModelSerializer},
+        responses={
+            201: MLModelSerializer,
+            200: OpenApiResponse(
+                MLModelSerializer,
+                description="The same bytes are already one of your models: that one "
+                "(already_uploaded true, and a message naming it).",
+            ),
+        },
         summary="Upload an ONNX model",
     )
     def post(self, request: Request) -> Response:
@@ -102,7 +109,14 @@ class DatasetList(generics.ListAPIView):
 
     @extend_schema(
         request={"multipart/form-data": UploadSerializer},
-        responses={201: DatasetSerializer},
+        responses={
+            201: DatasetSerializer,
+            200: OpenApiResponse(
+                DatasetSerializer,
+                description="The same bytes are already one of your datasets: that one "
+                "(already_uploaded true, and a message naming it).",
+            ),
+        },
         summary="Upload a JSONL dataset",
     )
     def post(self, request: Request) -> Response:

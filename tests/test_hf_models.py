@@ -121,3 +121,22 @@ def zipped_files(files: dict[str, bytes]) -> bytes:
         for name, data in files.items():
             archive.writestr(name, data)
     return buffer.getvalue()
+
+
+def test_the_same_files_make_the_same_stored_zip_whenever_they_were_written(tmp_path):
+    """No time or mode in the stored bytes: the same model uploaded twice has one sha256."""
+    import hashlib
+    import os
+
+    from jobs.domain.hf_models import normalised_zip
+
+    folder = tmp_path / "m"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "sub" / "weights.bin").write_bytes(bytes(1000))
+    first = hashlib.sha256(normalised_zip(folder, tmp_path / "a.zip").read_bytes()).hexdigest()
+    for path in (folder / "config.json", folder / "sub" / "weights.bin"):
+        os.utime(path, (1_000_000_000, 1_000_000_000))
+        path.chmod(0o600)
+    second = hashlib.sha256(normalised_zip(folder, tmp_path / "b.zip").read_bytes()).hexdigest()
+    assert first == second

@@ -205,12 +205,22 @@ def describe(folder: Path, label: str) -> dict[str, Any]:
     }
 
 
+FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest a zip can say: no upload time in the bytes
+
+
 def normalised_zip(folder: Path, target: Path) -> Path:
-    """The checked folder as one zip, its files at the top: what is stored and downloaded."""
+    """The checked folder as one zip, its files at the top: what is stored and downloaded. The
+    same files give the same bytes (sorted names, one fixed time and mode each), so the same
+    model uploaded twice has one sha256 and is stored once."""
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED) as zipped:
         for path in sorted(folder.rglob("*")):
             if path.is_file():
-                zipped.write(path, path.relative_to(folder).as_posix())
+                info = zipfile.ZipInfo(path.relative_to(folder).as_posix(), FIXED_TIME)
+                info.external_attr = 0o644 << 16
+                big = path.stat().st_size >= 2**31  # past what a plain entry can say
+                with path.open("rb") as source, zipped.open(info, "w", force_zip64=big) as out:
+                    while chunk := source.read(1024 * 1024):
+                        out.write(chunk)
     return target
 
 

@@ -268,3 +268,21 @@ def test_the_run_page_shows_its_chart_parameters_and_no_resubmit(alice, bob, cli
     assert "optimizer.betas" in page and "0.9, 0.95" in page
     assert 'id="resubmit-form" hidden' in page
     assert "Trained outside the hub" in page
+
+
+def test_params_that_come_back_as_huge_integers_are_still_answered(alice):
+    """PostgreSQL's jsonb gives a stored 4.08e74 back as a 75-digit integer, past what orjson
+    writes: the API and a socket's snapshot still answer (found by the schema fuzzer: 500)."""
+    import asyncio
+
+    from jobs.live.consumers import JobConsumer
+
+    run = start(alice, params={"big": 4.0823941706517065e74, "nested": {"n": [1e300]}})
+    detail = api(alice).get(f"/api/v1/jobs/{run['id']}/")
+    assert detail.status_code == 200
+    assert float(detail.json()["hyperparameters"]["big"]) == 4.0823941706517065e74
+    assert api(alice).get("/api/v1/jobs/").status_code == 200
+    import json
+
+    text = asyncio.run(JobConsumer.encode_json({"params": Job.objects.get().hyperparameters}))
+    assert float(json.loads(text)["params"]["big"]) == 4.0823941706517065e74

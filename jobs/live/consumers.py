@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import decimal
+import json
 import logging
 import threading
 from collections import OrderedDict
@@ -156,7 +157,10 @@ class _HubConsumer(AsyncJsonWebsocketConsumer):
 
     @classmethod
     async def encode_json(cls, content: Any) -> str:
-        return orjson.dumps(content, default=_json_default).decode()
+        try:
+            return orjson.dumps(content, default=_json_default).decode()
+        except TypeError:  # an integer past 64 bits (a run's params, as jsonb gives them back)
+            return json.dumps(content, default=_json_default)
 
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any

@@ -12,6 +12,7 @@
     hub cancel JOB
     hub rename JOB NAME
     hub share JOB [--add EMAIL[,EMAIL]...] [--remove EMAIL...] [--disable]
+    hub delete JOB|MODEL|DATASET [--yes] [--dry-run]  what goes with it, then delete it
     hub doctor                                        the hub's health: database, broker,
                                                       live events, reaper, workers (no token)
 
@@ -323,6 +324,48 @@ def cmd_share(hub: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def _deletable(hub: Client, public_id: str) -> Any:
+    """The job, model or dataset an id names (its first letter says which)."""
+    kinds = {"j": hub.get_job, "m": hub.get_model, "d": hub.get_dataset}
+    if public_id[:1] not in kinds:
+        raise HubError(
+            f"{public_id!r} is not the id of a job (j…), a model (m…) or a dataset (d…)."
+        )
+    return kinds[public_id[0]](public_id)
+
+
+def cmd_delete(hub: Client, args: argparse.Namespace) -> int:
+    target = _deletable(hub, args.id)
+    plan = target.deletion_plan()
+    if args.json and (args.dry_run or plan["blocked"]):
+        _print_json(plan)
+        return 1 if plan["blocked"] else 0
+    if not args.json:
+        console.print(f"Deleting {plan['kind']} {plan['name']} ({plan['id']}) takes with it:")
+        for line in [f"the {plan['kind']} itself, for everyone it is shared with", *plan["goes"]]:
+            console.print(f"  - {line}")
+        for line in plan["kept"]:
+            console.print(f"  [dim]stays: {line}[/dim]")
+        if plan["blocked"]:
+            errors.print(f"[red]Not now: {plan['blocked']}[/red]")
+            return 1
+        if args.dry_run:
+            return 0
+    if not args.yes:
+        if args.json or not sys.stdin.isatty():
+            errors.print("Add --yes to delete without being asked (nothing was deleted).")
+            return 2
+        if input("Delete it? This cannot be undone. [y/N] ").strip().lower() not in ("y", "yes"):
+            console.print("Kept.")
+            return 1
+    gone = target.delete()
+    if args.json:
+        _print_json(gone)
+    else:
+        console.print(f"Deleted {gone['kind']} {gone['id']}.")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     # --json before the command (hub --json jobs) or after it (hub jobs --json): a command's
     # own option is left unset unless given, so that it does not undo the global one.
@@ -410,6 +453,16 @@ def parser() -> argparse.ArgumentParser:
     share.add_argument("--remove", nargs="+", default=[], metavar="EMAIL")
     share.add_argument("--disable", action="store_true", help="stop sharing with anyone")
     share.set_defaults(run=cmd_share)
+
+    delete = commands.add_parser(
+        "delete", parents=[common], help="delete a job, model or dataset (its owner only)"
+    )
+    delete.add_argument("id", help="a job (j…), model (m…) or dataset (d…) id")
+    delete.add_argument("--yes", action="store_true", help="do not ask before deleting")
+    delete.add_argument(
+        "--dry-run", dest="dry_run", action="store_true", help="say what would go; delete nothing"
+    )
+    delete.set_defaults(run=cmd_delete)
 
     download = commands.add_parser(
         "download", parents=[common], help="download a job's target model and results"

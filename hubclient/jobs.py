@@ -120,6 +120,15 @@ class Model:
     def download(self, filename: str | Path) -> Path:
         return _download(self._client, f"/api/v1/models/{self.model_id}/download/", Path(filename))
 
+    def deletion_plan(self) -> dict[str, Any]:
+        """What deleting it would take with it (``goes``, ``kept``) and what stops it now
+        (``blocked``), without deleting anything."""
+        return _deletion(self._client, "GET", f"/api/v1/models/{self.model_id}/deletion/")
+
+    def delete(self) -> dict[str, Any]:
+        """Delete it (its owner only): ``ConflictError`` while an unfinished job uses it."""
+        return _deletion(self._client, "DELETE", f"/api/v1/models/{self.model_id}/")
+
     def __repr__(self) -> str:
         return f"Model({self.model_id!r}, name={self.name!r}, format={self.format!r})"
 
@@ -131,6 +140,14 @@ class Dataset:
         self.name: str = data["name"]
         self.num_records: int = data["num_records"]
         self.already_uploaded: bool = bool(data.get("already_uploaded"))
+
+    def deletion_plan(self) -> dict[str, Any]:
+        """As ``Model.deletion_plan``."""
+        return _deletion(self._client, "GET", f"/api/v1/datasets/{self.dataset_id}/deletion/")
+
+    def delete(self) -> dict[str, Any]:
+        """Delete it (its owner only): ``ConflictError`` while an unfinished job uses it."""
+        return _deletion(self._client, "DELETE", f"/api/v1/datasets/{self.dataset_id}/")
 
     def __repr__(self) -> str:
         return f"Dataset({self.dataset_id!r}, name={self.name!r}, records={self.num_records})"
@@ -199,6 +216,16 @@ class Job:
 
     def disable_sharing(self) -> None:
         self._client.request("DELETE", f"/api/v1/jobs/{self.job_id}/sharing/")
+
+    def deletion_plan(self) -> dict[str, Any]:
+        """What deleting the job would take with it (``goes``, ``kept``) and what stops it now
+        (``blocked``: a job that has not finished), without deleting anything."""
+        return _deletion(self._client, "GET", f"/api/v1/jobs/{self.job_id}/deletion/")
+
+    def delete(self) -> dict[str, Any]:
+        """Delete the finished job with its results and shares (its owner only; a job that has
+        not finished raises ``ConflictError``: cancel it first)."""
+        return _deletion(self._client, "DELETE", f"/api/v1/jobs/{self.job_id}/")
 
     def resubmit(self) -> Job:
         return job_from(
@@ -404,6 +431,11 @@ def _download(client: Connection, path: str, target: Path) -> Path:
         for chunk in response.iter_bytes():
             out.write(chunk)
     return target
+
+
+def _deletion(client: Connection, method: str, path: str) -> dict[str, Any]:
+    plan: dict[str, Any] = client.request(method, path)
+    return plan
 
 
 def job_from(connection: Connection, data: dict[str, Any]) -> Job:

@@ -154,7 +154,11 @@ def dataset_upload(*, owner: User, file: File, name: str | None = None) -> Datas
     _check_upload_size(size, label)
     name = _clean_name(name, PurePath(label).stem or "dataset")
     summary = files.check_jsonl_dataset(file, label)
-    if (same := _already_uploaded(Dataset.objects.filter(owner=owner, sha256=sha256))) is not None:
+    if (
+        same := _already_uploaded(
+            Dataset.objects.filter(owner=owner, sha256=sha256, deleted_at__isnull=True)
+        )
+    ) is not None:
         return same
     dataset = Dataset(
         owner=owner,
@@ -185,7 +189,7 @@ def _already_uploaded(found: QuerySet[Any]) -> Any:
 def _same_model(owner: User, sha256: str, format: str) -> QuerySet[MLModel]:
     """Models the owner uploaded (not ones a job made) with this content."""
     return MLModel.objects.filter(
-        owner=owner, sha256=sha256, format=format, produced_by__isnull=True
+        owner=owner, sha256=sha256, format=format, produced_by__isnull=True, deleted_at__isnull=True
     )
 
 
@@ -505,6 +509,16 @@ def job_resubmit(*, job: Job, owner: User) -> Job:
             {"job": f"Job {job.public_id} ran outside the hub; start it again where it ran."}
         )
     inputs = [ji.model for ji in job.job_inputs.select_related("model")]
+    gone = [
+        asset
+        for asset in (*inputs, job.dataset, job.validation_dataset)
+        if asset is not None and asset.deleted_at is not None
+    ]
+    if gone:
+        names = ", ".join(f"{asset.name} ({asset.public_id})" for asset in gone)
+        raise ValidationError(
+            {"job": f"Job {job.public_id} cannot be resubmitted: {names} was deleted by its owner."}
+        )
     if job.kind == JobKind.LINK:
         clone = job_submit_link(owner=owner, models=inputs, name=job.name, device=job.device)
     else:

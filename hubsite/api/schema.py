@@ -42,6 +42,8 @@ class HubAutoSchema(AutoSchema):
             codes.append("404")
         if self.method != "GET":
             codes += ["403", "409", "503"]
+        elif self.path.endswith("/deletion/"):
+            codes.append("403")  # shared with the reader, who may not delete it
         elif self.path.endswith("/target-model/"):
             codes.append("409")  # only a ready job has a target model to download
             if any("multipart" in media for media in self.map_parsers()):

@@ -59,8 +59,8 @@ def usage_of(user_id: int) -> Usage:
     stored = sum(
         query.aggregate(total=Sum("size"))["total"] or 0
         for query in (
-            MLModel.objects.filter(owner_id=user_id),
-            Dataset.objects.filter(owner_id=user_id),
+            MLModel.objects.filter(owner_id=user_id, deleted_at__isnull=True),
+            Dataset.objects.filter(owner_id=user_id, deleted_at__isnull=True),
             Artifact.objects.filter(job__owner_id=user_id),
         )
     )

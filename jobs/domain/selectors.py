@@ -71,7 +71,8 @@ def models_visible_to(user: User) -> QuerySet[MLModel]:
         model_id=OuterRef("pk"), job_id__in=shared, job__owner_id=OuterRef("owner_id")
     )
     return MLModel.objects.filter(
-        Q(owner_id=user.pk) | Q(produced_by_id__in=shared) | Exists(used_by_its_owner)
+        Q(owner_id=user.pk) | Q(produced_by_id__in=shared) | Exists(used_by_its_owner),
+        deleted_at__isnull=True,
     )
 
 
@@ -85,7 +86,8 @@ def datasets_visible_to(user: User) -> QuerySet[Dataset]:
     return Dataset.objects.filter(
         Q(owner_id=user.pk)
         | Exists(used.filter(dataset_id=OuterRef("pk")))
-        | Exists(used.filter(validation_dataset_id=OuterRef("pk")))
+        | Exists(used.filter(validation_dataset_id=OuterRef("pk"))),
+        deleted_at__isnull=True,
     )
 
 
@@ -170,6 +172,7 @@ class InputView:
     name: str
     readable: bool
     summary: str  # size or record count; empty when not readable
+    deleted: bool = False  # its owner deleted it (then it is readable by nobody)
 
 
 def job_inputs_for(user: User, job: Job) -> list[InputView]:
@@ -193,15 +196,28 @@ def job_inputs_for(user: User, job: Job) -> list[InputView]:
         else set()
     )
     views = [
-        InputView("model", m.public_id, m.name, m.pk in readable_models, filesizeformat(m.size))
+        InputView(
+            "model",
+            m.public_id,
+            m.name,
+            m.pk in readable_models,
+            filesizeformat(m.size),
+            m.deleted_at is not None,
+        )
         for m in models
     ]
     for role, dataset in datasets:
         if dataset is not None:
             readable = dataset.pk in readable_datasets
             summary = f"{dataset.num_records} records"
-            views.append(InputView(role, dataset.public_id, dataset.name, readable, summary))
-    return [v if v.readable else InputView(v.role, v.public_id, v.name, False, "") for v in views]
+            deleted = dataset.deleted_at is not None
+            views.append(
+                InputView(role, dataset.public_id, dataset.name, readable, summary, deleted)
+            )
+    return [
+        v if v.readable else InputView(v.role, v.public_id, v.name, False, "", v.deleted)
+        for v in views
+    ]
 
 
 def inputs_unreadable_by_owner(job: Job) -> list[InputView]:

@@ -325,6 +325,14 @@ def _require_readable_inputs(job: Job) -> None:
     with the owner and then revoked is not the hub's to read for them any more. (A job already
     running when the share ends goes on: its worker read the inputs when it started.)"""
     lost = inputs_unreadable_by_owner(job)
+    deleted = [view for view in lost if view.deleted]
+    if deleted:
+        names = ", ".join(f"{view.name} ({view.public_id})" for view in deleted)
+        raise JobFailure(
+            FailureType.INPUT_UNAVAILABLE,
+            f"This job cannot start: {names} was deleted by its owner. Submit the job with "
+            "inputs that exist.",
+        )
     if lost:
         names = ", ".join(f"{view.name} ({view.public_id})" for view in lost)
         raise JobFailure(

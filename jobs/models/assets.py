@@ -57,6 +57,9 @@ class MLModel(models.Model):
         help_text="The job whose target model this is; empty for an upload.",
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # Deleted by its owner: the file is gone and nobody reads it any more, but the row stays
+    # while finished jobs name it as their input (their pages say "deleted").
+    deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = "model"
@@ -87,6 +90,7 @@ class Dataset(models.Model):
         default="prompt_completion",
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)  # as MLModel.deleted_at
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -12,9 +12,21 @@ urlpatterns = [
     path("upload/dataset/", views.upload_dataset, name="upload-dataset"),
     path("models/", views.model_list, name="models"),
     path("models/<slug:model_id>/", views.model_detail, name="model"),
+    path(
+        "models/<slug:public_id>/delete/", views.delete_page, {"kind": "model"}, name="delete-model"
+    ),
+    path("datasets/", views.dataset_list, name="datasets"),
+    path("datasets/<slug:dataset_id>/", views.dataset_detail, name="dataset"),
+    path(
+        "datasets/<slug:public_id>/delete/",
+        views.delete_page,
+        {"kind": "dataset"},
+        name="delete-dataset",
+    ),
     path("<slug:public_id>/", views.job_detail, name="detail"),
     path("<slug:public_id>/row/", views.job_row, name="row"),
     path("<slug:public_id>/cancel/", views.job_action, {"action": "cancel"}, name="cancel"),
     path("<slug:public_id>/resubmit/", views.job_action, {"action": "resubmit"}, name="resubmit"),
+    path("<slug:public_id>/delete/", views.delete_page, {"kind": "job"}, name="delete"),
     path("<slug:public_id>/rename/", views.job_action, {"action": "rename"}, name="rename"),
 ]

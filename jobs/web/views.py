@@ -12,17 +12,20 @@ from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from hubsite.api.auth import user_of
-from jobs import services
+from jobs import deletion, services
 from jobs.domain.base_models import server_models
 from jobs.domain.hyperparameters import Hyperparameters
+from jobs.domain.lineage import access_of, dataset_preview, lineage_of
 from jobs.domain.paging import job_page
 from jobs.domain.queue import queue_position
 from jobs.domain.quotas import QuotaExceeded, usage_of
 from jobs.domain.selectors import (
     dataset_for_user,
+    datasets_visible_to,
     job_for_owner,
     job_for_user,
     job_inputs_for,
@@ -190,7 +193,7 @@ def _upload_page(request: HttpRequest, what: str) -> HttpResponse:
                 messages.success(request, f"Uploaded {what} {asset.name} ({asset.public_id}).")
             if what == "model":
                 return redirect("jobs:model", model_id=asset.public_id)
-            return redirect("jobs:submit-customization")
+            return redirect("jobs:dataset", dataset_id=asset.public_id)
     context = {"form": form, "what": what, "usage": usage_of(user_of(request).pk)}
     return render(request, "jobs/upload.html", context)
 
@@ -208,19 +211,55 @@ def model_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
     model = model_for_user(request.user, model_id)
-    producer = model.produced_by
-    readable_producer = (
-        producer
-        if producer is not None and jobs_visible_to(request.user).filter(pk=producer.pk).exists()
-        else None
-    )
     context = {
         "model": model,
         "metadata": model.metadata,
-        "producer": readable_producer,
         "files": model.metadata.get("files", []) if model.format == ModelFormat.HF else [],
+        "access": access_of(request.user, model),
+        "lineage": lineage_of(request.user, model),
     }
     return render(request, "jobs/model.html", context)
+
+
+@login_required
+def dataset_list(request: HttpRequest) -> HttpResponse:
+    datasets = datasets_visible_to(request.user).select_related("owner")
+    page = Paginator(datasets, 50).get_page(request.GET.get("page"))
+    return render(request, "jobs/datasets.html", {"page": page})
+
+
+@login_required
+def dataset_detail(request: HttpRequest, dataset_id: str) -> HttpResponse:
+    dataset = dataset_for_user(request.user, dataset_id)
+    context = {
+        "dataset": dataset,
+        "preview": dataset_preview(dataset),
+        "access": access_of(request.user, dataset),
+        "lineage": lineage_of(request.user, dataset),
+    }
+    return render(request, "jobs/dataset.html", context)
+
+
+@login_required
+def delete_page(request: HttpRequest, kind: str, public_id: str) -> HttpResponse:
+    """What deleting a job, model or dataset takes with it, and (POST) the deletion. Readers
+    who may see the thing but not delete it get 403 with the reason; strangers 404."""
+    target = deletion.owned(request.user, kind, public_id)
+    plan = deletion.plan_for(target)
+    if request.method == "POST":
+        try:
+            deletion.delete(target)
+        except deletion.StillInUse as error:
+            messages.error(request, str(error))
+        else:
+            messages.success(request, f"Deleted {kind} {plan.name} ({plan.public_id}).")
+            return redirect({"job": "jobs:list", "model": "jobs:models"}.get(kind, "jobs:datasets"))
+    back = (
+        target.get_absolute_url()
+        if isinstance(target, Job)
+        else reverse(f"jobs:{kind}", args=[public_id])
+    )
+    return render(request, "jobs/delete.html", {"plan": plan, "back": back})
 
 
 @login_required
@@ -258,7 +297,9 @@ def submit_link(request: HttpRequest) -> HttpResponse:
 @login_required
 def submit_customization(request: HttpRequest) -> HttpResponse:
     user = user_of(request)
-    form = CustomizationJobForm(request.POST or None, user=user)
+    # "Train on it" from a dataset page arrives with the dataset chosen.
+    initial = {"dataset": request.GET["dataset"]} if "dataset" in request.GET else None
+    form = CustomizationJobForm(request.POST or None, user=user, initial=initial)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:

@@ -32,6 +32,7 @@
     $("#cancel-form").hidden = FINISHED.includes(status) || status === "cancelling";
     // An external run is started again where it ran, not here.
     $("#resubmit-form").hidden = !FINISHED.includes(status) || root.dataset.kind === "external";
+    $("#delete-link").hidden = !FINISHED.includes(status);
     const field = root.querySelector('[data-field="status"]');
     if (field) field.textContent = status;
     const failure = $("#failure");

@@ -33,6 +33,7 @@ from jobs.domain.selectors import (
 )
 from jobs.domain.status import JobStatus
 from jobs.models import Artifact, Dataset, Job, MLModel
+from jobs.web.api.deletion import DELETE_RESPONSES, delete_response
 from jobs.web.api.serializers import UploadSerializer
 from jobs.wire.serializers import BuiltinModelSerializer, DatasetSerializer, MLModelSerializer
 from jobs.wire.snapshots import status_details
@@ -92,6 +93,12 @@ class ModelDetail(APIView):
     def get(self, request: Request, model_id: str) -> Response:
         return Response(MLModelSerializer(model_for_user(request.user, model_id)).data)
 
+    @extend_schema(
+        responses=DELETE_RESPONSES, summary="Delete a model (not while an unfinished job uses it)"
+    )
+    def delete(self, request: Request, model_id: str) -> Response:
+        return delete_response(request, "model", model_id)
+
 
 class ModelDownload(APIView):
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
@@ -128,6 +135,12 @@ class DatasetDetail(APIView):
     @extend_schema(responses=DatasetSerializer)
     def get(self, request: Request, dataset_id: str) -> Response:
         return Response(DatasetSerializer(dataset_for_user(request.user, dataset_id)).data)
+
+    @extend_schema(
+        responses=DELETE_RESPONSES, summary="Delete a dataset (not while an unfinished job uses it)"
+    )
+    def delete(self, request: Request, dataset_id: str) -> Response:
+        return delete_response(request, "dataset", dataset_id)
 
 
 class DatasetDownload(APIView):

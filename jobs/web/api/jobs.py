@@ -29,6 +29,7 @@ from jobs.domain.selectors import (
 )
 from jobs.domain.status import JobStatus
 from jobs.models import Dataset, Job, JobKind, MLModel
+from jobs.web.api.deletion import DELETE_RESPONSES, delete_response
 from jobs.web.api.params import choice_param, int_param
 from jobs.web.api.serializers import (
     CustomizationSubmitSerializer,
@@ -152,6 +153,12 @@ class JobDetail(APIView):
         data.is_valid(raise_exception=True)
         renamed = services.job_rename(job=job, name=data.validated_data["name"])
         return job_response(renamed, request.user)
+
+    @extend_schema(
+        responses=DELETE_RESPONSES, summary="Delete a finished job, its results and its shares"
+    )
+    def delete(self, request: Request, job_id: str) -> Response:
+        return delete_response(request, "job", job_id)
 
 
 class LinkSubmit(APIView):

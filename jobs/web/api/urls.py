@@ -1,6 +1,6 @@
 from django.urls import path
 
-from jobs.web.api import assets, jobs
+from jobs.web.api import assets, deletion, jobs
 
 urlpatterns = [
     path("jobs/", jobs.JobList.as_view(), name="api-jobs"),
@@ -10,6 +10,11 @@ urlpatterns = [
     ),
     path("jobs/external/", jobs.ExternalRunStart.as_view(), name="api-start-external"),
     path("jobs/<slug:job_id>/", jobs.JobDetail.as_view(), name="api-job"),
+    path(
+        "jobs/<slug:public_id>/deletion/",
+        deletion.JobDeletionPlan.as_view(),
+        name="api-job-deletion",
+    ),
     path("jobs/<slug:job_id>/report/", jobs.ExternalRunReport.as_view(), name="api-job-report"),
     path("jobs/<slug:job_id>/finish/", jobs.ExternalRunFinish.as_view(), name="api-job-finish"),
     path("jobs/<slug:job_id>/cancel/", jobs.JobCancel.as_view(), name="api-job-cancel"),
@@ -35,12 +40,22 @@ urlpatterns = [
     path("models/builtin/", assets.BuiltinModels.as_view(), name="api-builtin-models"),
     path("models/<slug:model_id>/", assets.ModelDetail.as_view(), name="api-model"),
     path(
+        "models/<slug:public_id>/deletion/",
+        deletion.ModelDeletionPlan.as_view(),
+        name="api-model-deletion",
+    ),
+    path(
         "models/<slug:model_id>/download/",
         assets.ModelDownload.as_view(),
         name="api-model-download",
     ),
     path("datasets/", assets.DatasetList.as_view(), name="api-datasets"),
     path("datasets/<slug:dataset_id>/", assets.DatasetDetail.as_view(), name="api-dataset"),
+    path(
+        "datasets/<slug:public_id>/deletion/",
+        deletion.DatasetDeletionPlan.as_view(),
+        name="api-dataset-deletion",
+    ),
     path(
         "datasets/<slug:dataset_id>/download/",
         assets.DatasetDownload.as_view(),

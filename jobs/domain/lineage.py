@@ -1,0 +1,146 @@
+"""Where a model or dataset came from, where it went, and why a person may see it: the reads
+behind the model and dataset pages.
+
+Access follows the rule of ``selectors`` (a share of job J gives what J's owner owns upstream of
+J). Turned around for one asset: the jobs whose shares reach it are the jobs of its owner that
+used or made it, and every job of the same owner downstream of those (a job that used their
+target models, and so on). A reader sees it through the shares they hold on those jobs; its
+owner sees whom those shares reach.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import Q, QuerySet
+
+from jobs.domain.selectors import User, jobs_visible_to
+from jobs.domain.sft_data import records
+from jobs.models import Dataset, Job, MLModel
+
+PREVIEW_RECORDS = 5
+PREVIEW_CHARS = 400  # of each text in a previewed record
+MAX_LISTED = 50  # jobs listed as using an asset; the rest are counted
+MAX_DEPTH = 20  # downstream steps followed: far beyond any real chain of fine-tunes
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One share that lets someone read the asset: who, through which job."""
+
+    email: str
+    job: Job
+
+
+@dataclass
+class Access:
+    """Why ``user`` may read the asset: they own it, or it reaches them through ``through``
+    (jobs shared with them). For the owner, ``readers`` are whom their shares reach."""
+
+    owned: bool
+    through: list[Job] = field(default_factory=list)
+    readers: list[Grant] = field(default_factory=list)
+
+
+@dataclass
+class Lineage:
+    """The jobs around an asset that ``user`` may read: the one that made it (if any) and those
+    that used it, newest first; ``hidden_uses`` counts the uses they may not see."""
+
+    producer: Job | None
+    producer_hidden: bool
+    used_by: list[Job]
+    more_uses: int
+    hidden_uses: int
+
+
+def _uses(asset: MLModel | Dataset) -> QuerySet[Job]:
+    if isinstance(asset, MLModel):
+        return Job.objects.filter(job_inputs__model=asset)
+    return Job.objects.filter(Q(dataset=asset) | Q(validation_dataset=asset))
+
+
+def _granting_jobs(asset: MLModel | Dataset) -> set[int]:
+    """Ids of the asset owner's jobs whose shares reach the asset (see the module's rule)."""
+    owner = asset.owner_id
+    found = set(_uses(asset).filter(owner_id=owner).values_list("pk", flat=True))
+    producer = asset.produced_by_id if isinstance(asset, MLModel) else None
+    if producer is not None and Job.objects.filter(pk=producer, owner_id=owner).exists():
+        found.add(producer)
+    frontier = set(found)
+    for _ in range(MAX_DEPTH):
+        if not frontier:
+            break
+        downstream = set(
+            Job.objects.filter(
+                owner_id=owner,
+                job_inputs__model__owner_id=owner,
+                job_inputs__model__produced_by_id__in=frontier,
+            ).values_list("pk", flat=True)
+        )
+        frontier = downstream - found
+        found |= frontier
+    return found
+
+
+def _share_model() -> Any:
+    return Job._meta.get_field("shares").related_model  # the sharing app's Share
+
+
+def access_of(user: User, asset: MLModel | Dataset) -> Access:
+    """Why ``user`` (who may read ``asset``: callers fetched it through the selectors) sees it."""
+    granting = _granting_jobs(asset)
+    shares = _share_model().objects.filter(job_id__in=granting).select_related("job")
+    if asset.owner_id == user.pk:
+        grants = [Grant(s.email, s.job) for s in shares.order_by("email", "job__created_at")]
+        return Access(owned=True, readers=grants)
+    through = {s.job.pk: s.job for s in shares.filter(user_id=user.pk).order_by("-job__created_at")}
+    return Access(owned=False, through=list(through.values()))
+
+
+def lineage_of(user: User, asset: MLModel | Dataset) -> Lineage:
+    visible = jobs_visible_to(user)
+    producer: Job | None = None
+    producer_hidden = False
+    if isinstance(asset, MLModel) and asset.produced_by_id is not None:
+        producer = visible.filter(pk=asset.produced_by_id).first()
+        producer_hidden = producer is None
+    uses = _uses(asset).distinct()
+    readable = visible.filter(pk__in=uses.values("pk")).select_related("owner")
+    listed = list(readable.order_by("-created_at", "-id")[: MAX_LISTED + 1])
+    readable_count = len(listed) if len(listed) <= MAX_LISTED else readable.count()
+    return Lineage(
+        producer=producer,
+        producer_hidden=producer_hidden,
+        used_by=listed[:MAX_LISTED],
+        more_uses=max(0, readable_count - MAX_LISTED),
+        hidden_uses=uses.count() - readable_count,
+    )
+
+
+def _shortened(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > PREVIEW_CHARS:
+        return value[:PREVIEW_CHARS] + "…"
+    if isinstance(value, dict):
+        return {k: _shortened(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shortened(v) for v in value]
+    return value
+
+
+def dataset_preview(dataset: Dataset) -> list[tuple[int, str]]:
+    """The first records of a stored dataset as (line number, indented JSON), long texts cut:
+    enough to recognise it, not a download."""
+    shown: list[tuple[int, str]] = []
+    try:
+        with dataset.file.open("rb") as handle:
+            for number, record in records(handle):
+                text = json.dumps(_shortened(record), indent=1, ensure_ascii=False)
+                shown.append((number, text))
+                if len(shown) == PREVIEW_RECORDS:
+                    break
+    except (OSError, ValueError):  # the file went missing or unreadable: the page still opens
+        return []
+    return shown

@@ -35,6 +35,7 @@ def chain(alice, bob):
     """Alice fine-tunes (upstream), links its target model into a downstream job, and shares
     only the downstream job with Bob."""
     upstream = ready(factories.customization_job(alice))
+    assert upstream.target_model is not None
     downstream = job_submit_link(
         owner=alice, models=[upstream.target_model, factories.onnx_model(alice, "other")]
     )
@@ -198,6 +199,7 @@ def test_a_deleted_input_shows_as_deleted_and_its_job_cannot_be_resubmitted(
 ):
     job = ready(factories.customization_job(alice))
     dataset = job.dataset
+    assert dataset is not None
     sharing_modify(job=job, actor=alice, add_emails=["bob@example.com"])
     path = dataset.file.path
     with django_capture_on_commit_callbacks(execute=True):

@@ -12,6 +12,7 @@
     hub cancel JOB
     hub rename JOB NAME
     hub share JOB [--add EMAIL[,EMAIL]...] [--remove EMAIL...] [--disable]
+    hub logs JOB [--follow]                           the job's log; --follow until it ends
     hub delete JOB|MODEL|DATASET [--yes] [--dry-run]  what goes with it, then delete it
     hub doctor                                        the hub's health: database, broker,
                                                       live events, reaper, workers (no token)
@@ -324,6 +325,24 @@ def cmd_share(hub: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_logs(hub: Client, args: argparse.Namespace) -> int:
+    job = hub.get_job(args.job)
+    lines = job.stream_logs() if args.follow else job.get_logs()
+    styles = {"warning": "yellow", "error": "red"}
+    for line in lines:
+        if args.json:
+            print(
+                json.dumps(
+                    {"n": line.n, "at": line.at.isoformat(), "level": line.level, "text": line.text}
+                ),
+                flush=True,
+            )
+        else:
+            style = styles.get(line.level)
+            console.print(str(line), style=style, markup=False, highlight=False, soft_wrap=True)
+    return 0 if not args.follow or job.get_status().success else 1
+
+
 def _deletable(hub: Client, public_id: str) -> Any:
     """The job, model or dataset an id names (its first letter says which)."""
     kinds = {"j": hub.get_job, "m": hub.get_model, "d": hub.get_dataset}
@@ -453,6 +472,13 @@ def parser() -> argparse.ArgumentParser:
     share.add_argument("--remove", nargs="+", default=[], metavar="EMAIL")
     share.add_argument("--disable", action="store_true", help="stop sharing with anyone")
     share.set_defaults(run=cmd_share)
+
+    logs = commands.add_parser("logs", parents=[common], help="a job's log")
+    logs.add_argument("job")
+    logs.add_argument(
+        "--follow", "-f", action="store_true", help="print new lines until the job finishes"
+    )
+    logs.set_defaults(run=cmd_logs)
 
     delete = commands.add_parser(
         "delete", parents=[common], help="delete a job, model or dataset (its owner only)"

@@ -79,6 +79,24 @@ class StatusDetails:
     val_loss: float | None
 
 
+@dataclass(frozen=True)
+class LogLine:
+    """A line of a job's log, numbered from 1."""
+
+    n: int
+    at: datetime
+    level: str  # info, warning or error
+    text: str
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> LogLine:
+        at = datetime.fromisoformat(data["at"].replace("Z", "+00:00"))
+        return cls(data["n"], at, data["level"], data["text"])
+
+    def __str__(self) -> str:
+        return f"{self.at:%H:%M:%S} {self.text}"
+
+
 @dataclass
 class TargetModel:
     """A downloaded target model, in memory."""
@@ -216,6 +234,44 @@ class Job:
 
     def disable_sharing(self) -> None:
         self._client.request("DELETE", f"/api/v1/jobs/{self.job_id}/sharing/")
+
+    def get_logs(self, after: int = 0) -> list[LogLine]:
+        """The job's log (after line ``after``): what its runner did, warnings, training lines
+        and a failed job's summary of where it failed."""
+        lines: list[LogLine] = []
+        while True:
+            page = self._client.request(
+                "GET", f"/api/v1/jobs/{self.job_id}/logs/", params={"after": after}
+            )
+            lines += [LogLine.from_api(line) for line in page["lines"]]
+            after = page["last"]
+            if not page["more"]:
+                return lines
+
+    def stream_logs(self, timeout: float | None = None) -> Iterator[LogLine]:
+        """The log so far, then each new line as the job writes it, until the job finishes (or
+        ``timeout`` seconds pass: TimeoutError). Lines come in order, each once, also across a
+        reconnect."""
+        last = 0
+
+        def new(lines: list[LogLine]) -> Iterator[LogLine]:
+            nonlocal last
+            for line in lines:
+                if line.n > last:
+                    last = line.n
+                    yield line
+
+        yield from new(self.get_logs())
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for message in self.events(deadline=deadline, stop_when_finished=True):
+            if message["type"] == "snapshot":  # after a reconnect: what was written meanwhile
+                yield from new(self.get_logs(after=last))
+            elif message.get("event") == "lines":
+                lines = [LogLine.from_api(line) for line in message["data"]["lines"]]
+                if lines and lines[0].n > last + 1:  # some were missed: the API has them
+                    yield from new(self.get_logs(after=last))
+                yield from new(lines)
+        yield from new(self.get_logs(after=last))
 
     def deletion_plan(self) -> dict[str, Any]:
         """What deleting the job would take with it (``goes``, ``kept``) and what stops it now

@@ -18,6 +18,7 @@ from typing import Any, TypedDict
 from django.db import connection, transaction
 from django.dispatch import Signal
 
+from jobs.domain.joblog import lines_after
 from jobs.domain.metrics import read_series
 from jobs.domain.status import JobStatus
 from jobs.models import Job, JobEvent, MetricSeries
@@ -37,6 +38,7 @@ class EventType(StrEnum):
     ARTIFACT = "artifact"  # an artifact or the target model was stored
     JOB = "job"  # the job's own fields changed (renamed)
     SHARING = "sharing"  # who may read the job changed: watchers check they still may
+    LINES = "lines"  # new lines of the job's log (live: the lines; stored: their numbers)
 
 
 # Events that change what a job list row shows go to the readers' job lists as well.
@@ -174,6 +176,9 @@ def events_after(job: Job, after: int) -> list[EventMessage] | None:
                     points = read_series(series[key], after_step=first - 1).points
                     live[key] = [p for p in points if p["step"] <= last]
             data = {"series": live}
+        elif row.type == EventType.LINES:
+            first, last = row.payload["from"], row.payload["to"]
+            data = {"lines": [line for line in lines_after(job, first - 1) if line["n"] <= last]}
         messages.append(
             {
                 "type": "job.event",

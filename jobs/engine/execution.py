@@ -31,11 +31,21 @@ from jobs.domain.metrics import rebuild_rollups
 from jobs.domain.selectors import inputs_unreadable_by_owner
 from jobs.domain.state import job_transition
 from jobs.domain.status import FailureType, JobStatus
+from jobs.engine.joblogging import failure_summary, library_warnings_into
 from jobs.engine.outages import DatabaseAway
 from jobs.engine.reporter import Reporter, StopRequested
 from jobs.engine.runners import runner_for
 from jobs.engine.runners.base import JobFailure, RunContext, Runner
-from jobs.models import Artifact, ArtifactKind, Hardware, Job, JobEvent, MetricPoint, MLModel
+from jobs.models import (
+    Artifact,
+    ArtifactKind,
+    Hardware,
+    Job,
+    JobEvent,
+    LogLevel,
+    MetricPoint,
+    MLModel,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -131,9 +141,14 @@ def _take(job: Job, node: str | None) -> tuple[Job, str]:
             "updated_at",
         ]
     )
-    attempt = (
-        f" (attempt {job.attempts} of {settings.HUB_MAX_ATTEMPTS})" if job.attempts > 1 else ""
-    )
+    attempt = ""
+    if job.attempts > 1:  # the timeline says that the job goes on, and from where
+        where = (
+            f"resuming from the checkpoint of epoch {resume.epoch} (step {resume.step})"
+            if resume is not None and resume.step
+            else "starting again from the beginning (nothing to resume from)"
+        )
+        attempt = f" (attempt {job.attempts} of {settings.HUB_MAX_ATTEMPTS}), {where}"
     job_transition(job=job, to=JobStatus.RUNNING, message=f"Running on {job.worker}{attempt}.")
     return job, token
 
@@ -245,6 +260,8 @@ def execute(job_id: int, node: str | None = None) -> str:
         return "skipped"
     job, token = claimed
     reporter = Reporter(job, token)
+    started = job.status_logs.order_by("-updated_at", "-id").first()
+    reporter.log(f"[{JobStatus.RUNNING}] {started.message if started else 'Running.'}")
     runner = runner_for(job.kind)
     with (
         Heartbeat(reporter, settings.HUB_HEARTBEAT_SECONDS),
@@ -272,7 +289,8 @@ def _run(ctx: RunContext, runner: Runner) -> str:
         reporter.check_stop()
         _require_readable_inputs(ctx.job)
         _require_room(ctx, runner)
-        target = runner.run(ctx)
+        with library_warnings_into(reporter):
+            target = runner.run(ctx)
         reporter.transition(JobStatus.COMPLETED, target.message)
         model = reporter.produced_model(target.path, target.name, target.format, target.metadata)
         reporter.set_target_model(model)
@@ -305,12 +323,14 @@ def _run(ctx: RunContext, runner: Runner) -> str:
         fault = storage_fault(error, settings.MEDIA_ROOT, ctx.workdir)
         if fault is not None:  # the disk's fault, not the hub's code: say so, keep what fits
             logger.warning("Job %s: the storage failed: %s", ctx.job.public_id, error)
+            reporter.log(failure_summary(error), LogLevel.ERROR)
             _store_records_if_room(ctx)
             reporter.transition(
                 JobStatus.FAILED, fault[1], os_error_text(error), FailureType(fault[0])
             )
             return fault[0]
         logger.exception("Job %s failed inside the hub", ctx.job.public_id)
+        reporter.log(failure_summary(error), LogLevel.ERROR)
         reporter.transition(
             JobStatus.FAILED,
             "The hub hit an internal error while running this job; resubmitting it may succeed.",

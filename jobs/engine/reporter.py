@@ -32,12 +32,13 @@ from django.utils import timezone
 
 from jobs.domain.events import ClaimLost, EventType, MetricPointPayload, ProgressPayload, publish
 from jobs.domain.files import stored_with_its_row
+from jobs.domain.joblog import append_lines, clean_line
 from jobs.domain.metrics import append_points, roll_up
 from jobs.domain.redact import scrub_paths, storable
 from jobs.domain.state import job_transition
 from jobs.domain.status import FailureType, JobStatus
 from jobs.engine.outages import outlasting_outages
-from jobs.models import Artifact, Job, MetricSeries, MLModel, StatusLog
+from jobs.models import Artifact, Job, LogLevel, MetricSeries, MLModel, StatusLog
 
 PROGRESS_FIELDS = frozenset(
     {
@@ -115,16 +116,26 @@ class Reporter:
         # reaches its page at once.
         self._tokens, self._last_refill = 1.0, self._last_flush
         self._last_check = -math.inf
-        self.log_lines: list[str] = []
+        self.log_lines: list[str] = []  # the whole log, for the log artifact at the end
+        self._lines: list[tuple[datetime, str, str]] = []  # (time, level, text) not yet written
         self._series_ids: dict[str, int] = {}
         # The runner's thread reports; the heartbeat thread writes what a quiet runner left.
         self._lock = threading.RLock()
 
     # What a runner reports
 
-    def log(self, line: str) -> None:
-        """A line of the job's own log (stored as the training log artifact at the end)."""
-        self.log_lines.append(f"{timezone.now():%Y-%m-%d %H:%M:%S} {scrub_paths(line)}")
+    def log(self, line: str, level: str = LogLevel.INFO) -> None:
+        """A line of the job's log: written and sent to open pages like a metric point, and
+        kept whole as the log artifact at the end."""
+        now = timezone.now()
+        for part in str(line).splitlines() or [""]:
+            text = clean_line(part)
+            with self._lock:
+                self.log_lines.append(f"{now:%Y-%m-%d %H:%M:%S} {text}")
+                self._lines.append((now, str(level), text))
+                self._buffered += 1
+        with self._lock:
+            self._flush_if_due()
 
     def progress(self, **fields: Any) -> None:
         unknown = set(fields) - PROGRESS_FIELDS
@@ -152,7 +163,8 @@ class Reporter:
             self._flush_if_due()
 
     def note(self, message: str, detail: str = "") -> None:
-        """A status log entry that is not a status change."""
+        """A status log entry that is not a status change (also a line of the log)."""
+        self.log(message + (f" ({detail})" if detail else ""))
         self.flush()
         message, detail = scrub_paths(message), scrub_paths(detail)
         outlasting_outages(lambda: self._note(message, detail))
@@ -182,6 +194,8 @@ class Reporter:
     def transition(
         self, to: JobStatus, message: str, detail: str = "", failure_type: FailureType | None = None
     ) -> None:
+        level = LogLevel.ERROR if to == JobStatus.FAILED else LogLevel.INFO
+        self.log(f"[{to}] {message}" + (f" ({detail})" if detail else ""), level)
         self.flush()
         outlasting_outages(
             lambda: job_transition(
@@ -304,25 +318,29 @@ class Reporter:
         """Write what is buffered in one transaction, and publish it."""
         with self._lock:
             self._last_flush = self.clock()
-            if not self._fields and not self._points:
+            if not self._fields and not self._points and not self._lines:
                 return
             self._tokens = max(0.0, self._tokens - 1)
-            fields, points = self._fields, self._points
-            self._fields, self._points, self._buffered = {}, defaultdict(list), 0
+            fields, points, lines = self._fields, self._points, self._lines
+            self._fields, self._points, self._lines = {}, defaultdict(list), []
+            self._buffered = 0
             # What was taken from the buffers is written whole or retried whole (outages.py).
-            outlasting_outages(lambda: self.write(fields, points))
+            outlasting_outages(lambda: self.write(fields, points, lines))
 
     def flush_if_stale(self) -> None:
         """Write what has waited ``flush_every`` or longer (from the heartbeat thread: a runner
         busy with a long step makes no call that would write it)."""
         with self._lock:
-            if (self._fields or self._points) and self.clock() - self._last_flush >= (
-                self.flush_every
-            ):
+            if (
+                self._fields or self._points or self._lines
+            ) and self.clock() - self._last_flush >= (self.flush_every):
                 self.flush()
 
     def write(
-        self, fields: dict[str, Any], points: dict[str, list[tuple[int, float | None, datetime]]]
+        self,
+        fields: dict[str, Any],
+        points: dict[str, list[tuple[int, float | None, datetime]]],
+        lines: list[tuple[datetime, str, str]] | None = None,
     ) -> None:
         """Write status details (Job fields) and points ((step, value, time) a series) at once,
         in one transaction, and publish them: what ``flush`` does with the buffers, and what an
@@ -330,8 +348,15 @@ class Reporter:
         with transaction.atomic():
             if points:
                 self._write_points(points)
+            if lines:
+                self._write_lines(lines)
             if fields:
                 self._write_fields(fields)
+
+    def _write_lines(self, lines: list[tuple[datetime, str, str]]) -> None:
+        written = append_lines(self.job, lines)
+        stored = {"from": written[0]["n"], "to": written[-1]["n"]}
+        publish(self.job, EventType.LINES, stored, live={"lines": written}, claim_token=self.token)
 
     def _write_points(self, points: dict[str, list[tuple[int, float | None, datetime]]]) -> None:
         stored: dict[str, list[int]] = {}

@@ -1,7 +1,15 @@
 from jobs.models.assets import Artifact, ArtifactKind, Dataset, MLModel, ModelFormat
 from jobs.models.job import Hardware, Job, JobInput, JobKind
 from jobs.models.ops import Lease, WorkerSeen
-from jobs.models.records import JobEvent, MetricPoint, MetricRollup, MetricSeries, StatusLog
+from jobs.models.records import (
+    JobEvent,
+    JobLogLine,
+    LogLevel,
+    MetricPoint,
+    MetricRollup,
+    MetricSeries,
+    StatusLog,
+)
 
 __all__ = [
     "Artifact",
@@ -12,7 +20,9 @@ __all__ = [
     "JobEvent",
     "JobInput",
     "JobKind",
+    "JobLogLine",
     "Lease",
+    "LogLevel",
     "MLModel",
     "MetricPoint",
     "MetricRollup",

@@ -107,3 +107,31 @@ class JobEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id}#{self.seq} {self.type}"
+
+
+class LogLevel(models.TextChoices):
+    INFO = "info", "Info"
+    WARNING = "warning", "Warning"
+    ERROR = "error", "Error"
+
+
+class JobLogLine(models.Model):
+    """A line of a job's log: what its runner did, warnings of the libraries it ran, the
+    training's own lines and, for a failure, a summary of where it happened (no server paths).
+    Numbered from 1 per job, across attempts, so a reader asks for the lines after the last one
+    it has."""
+
+    job = models.ForeignKey("jobs.Job", on_delete=models.CASCADE, related_name="log_lines")
+    number = models.PositiveIntegerField()
+    at = models.DateTimeField()
+    level = models.CharField(max_length=8, choices=LogLevel.choices, default=LogLevel.INFO)
+    text = models.TextField()
+
+    class Meta:
+        ordering = ["job", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "number"], name="job_log_line_unique_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job_id}:{self.number} {self.text[:60]}"

@@ -19,6 +19,7 @@ from hubsite.api.auth import user_of
 from jobs import deletion, services
 from jobs.domain.base_models import server_models
 from jobs.domain.hyperparameters import Hyperparameters
+from jobs.domain.joblog import last_lines
 from jobs.domain.lineage import access_of, dataset_preview, lineage_of
 from jobs.domain.paging import job_page
 from jobs.domain.queue import queue_position
@@ -39,6 +40,7 @@ from jobs.models import Job, JobKind, ModelFormat
 from jobs.web.forms import CustomizationJobForm, LinkJobForm, UploadForm, put_errors
 
 PAGE_SIZE = 25
+PAGE_LOG_LINES = 500  # of a job's log on its page; the API serves the whole log
 
 
 def _filtered(request: HttpRequest) -> tuple[QuerySet[Job], dict[str, str]]:
@@ -107,6 +109,9 @@ def job_detail(request: HttpRequest, public_id: str) -> HttpResponse:
         "hyperparameters": _parameters(job),
         "queue": queue_position(job),
     }
+    lines = last_lines(job, PAGE_LOG_LINES)
+    context["log_lines"], context["log_last"] = lines, lines[-1]["n"] if lines else 0
+    context["log_earlier"] = bool(lines) and lines[0]["n"] > 1
     # A share the sharing form refused (sharing/views.py): its error beside the field, with
     # what was typed, once.
     refused = request.session.pop("share_form", None)

@@ -369,6 +369,45 @@
     document.title = document.title.replace(/^.*?(?= · |$)/, name);
   }
 
+  // The job's log: numbered lines, each shown once; a jump in the numbers (or a snapshot, after
+  // a reconnect the server could not replay) fetches what is missing from the API.
+  const logBox = $("#log");
+  state.logLast = logBox ? Number(logBox.dataset.last) || 0 : 0;
+  function appendLines(lines) {
+    if (!logBox) return;
+    const atBottom = logBox.scrollTop + logBox.clientHeight >= logBox.scrollHeight - 8;
+    for (const line of lines) {
+      if (line.n <= state.logLast) continue;
+      state.logLast = line.n;
+      const row = document.createElement("span");
+      row.className = `line level-${line.level}`;
+      row.dataset.n = line.n;
+      row.textContent = `${line.at.slice(11, 19)} ${line.text}\n`;
+      logBox.append(row);
+    }
+    $("#log-empty").hidden = state.logLast > 0;
+    if (atBottom) logBox.scrollTop = logBox.scrollHeight;
+  }
+  let fetchingLines = null;
+  function fetchLines() {
+    if (!logBox) return Promise.resolve();
+    fetchingLines = fetchingLines || (async () => {
+      for (;;) {
+        const response = await fetch(`/api/v1/jobs/${id}/logs/?after=${state.logLast}`, { credentials: "same-origin" }).catch(() => null);
+        if (!response || !response.ok) break;
+        const page = await response.json();
+        appendLines(page.lines);
+        if (!page.more) break;
+      }
+    })().finally(() => { fetchingLines = null; });
+    return fetchingLines;
+  }
+  function onLines(lines) {
+    if (lines.length && lines[0].n > state.logLast + 1) fetchLines().then(() => appendLines(lines));
+    else appendLines(lines);
+  }
+  if (logBox) logBox.scrollTop = logBox.scrollHeight;
+
   function onMessage(message, live) {
     if (message.type === "heartbeat") {
       // The job's latest number: one this page has not seen means something was lost on the
@@ -383,6 +422,7 @@
       setProgress({ ...details, ran_on: job.ran_on, samples: job.samples });
       setStatus(job.status, { ...(details.status_logs.slice(-1)[0] || {}), failure_message: job.failure && job.failure.message, failure_type: job.failure && job.failure.type, failure_label: job.failure && job.failure.type_label, failure_by_user: job.failure ? job.failure.by_user : undefined });
       loadMetrics(null);
+      fetchLines();
       return;
     }
     state.seq = message.seq;
@@ -391,6 +431,7 @@
     else if (message.event === "log") addEntry(data);
     else if (message.event === "progress") setProgress(data);
     else if (message.event === "metrics") appendPoints(data.series);
+    else if (message.event === "lines") onLines(data.lines);
     else if (message.event === "artifact") refreshResults();
     else if (message.event === "job" && data.reset) location.reload();
     else if (message.event === "job" && data.name) showName(data.name);

@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 from hubsite.api.auth import user_of
 from jobs import services
 from jobs.domain.base_models import server_models
+from jobs.domain.joblog import PAGE_LINES, lines_after
 from jobs.domain.metrics import MAX_POINTS, PAGE_POINTS, job_metrics
 from jobs.domain.paging import job_page
 from jobs.domain.queue import queue_position
@@ -27,8 +28,8 @@ from jobs.domain.selectors import (
     jobs_visible_to,
     model_for_user,
 )
-from jobs.domain.status import JobStatus
-from jobs.models import Dataset, Job, JobKind, MLModel
+from jobs.domain.status import FINISHED, JobStatus
+from jobs.models import Dataset, Job, JobKind, LogLevel, MLModel
 from jobs.web.api.deletion import DELETE_RESPONSES, delete_response
 from jobs.web.api.params import choice_param, int_param
 from jobs.web.api.serializers import (
@@ -327,6 +328,52 @@ class JobStatusLogs(APIView):
     def get(self, request: Request, job_id: str) -> Response:
         job = job_for_user(request.user, job_id)
         return Response(StatusLogSerializer(job_status_logs(job), many=True).data)
+
+
+class LogLineSerializer(serializers.Serializer):
+    n = serializers.IntegerField(help_text="The line's number, from 1.")
+    at = serializers.DateTimeField()
+    level = serializers.ChoiceField(choices=LogLevel.choices)
+    text = serializers.CharField()
+
+
+class JobLogSerializer(serializers.Serializer):
+    lines = LogLineSerializer(many=True)
+    last = serializers.IntegerField(
+        help_text="The number of the last line given (or `after`): ask for the lines after it."
+    )
+    more = serializers.BooleanField(help_text="More lines are stored after `last` already.")
+    finished = serializers.BooleanField(
+        help_text="The job has finished: once `more` is false, no line will be added."
+    )
+
+
+class JobLog(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("after", int, description="Only lines numbered above this."),
+            OpenApiParameter(
+                "limit", int, description=f"At most this many lines (1–{PAGE_LINES}, the default)."
+            ),
+        ],
+        responses=JobLogSerializer,
+        summary="The job's log: what its runner did, warnings, training lines, a failure's summary",
+    )
+    def get(self, request: Request, job_id: str) -> Response:
+        job = job_for_user(request.user, job_id)
+        after = int_param(request, "after", minimum=0) or 0
+        limit = int_param(request, "limit", minimum=1, maximum=PAGE_LINES) or PAGE_LINES
+        lines = lines_after(job, after, limit + 1)
+        more = len(lines) > limit
+        lines = lines[:limit]
+        return Response(
+            {
+                "lines": lines,
+                "last": lines[-1]["n"] if lines else after,
+                "more": more,
+                "finished": job.status in FINISHED,
+            }
+        )
 
 
 class JobMetrics(APIView):

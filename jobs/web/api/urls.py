@@ -24,6 +24,7 @@ urlpatterns = [
     path(
         "jobs/<slug:job_id>/status-logs/", jobs.JobStatusLogs.as_view(), name="api-job-status-logs"
     ),
+    path("jobs/<slug:job_id>/logs/", jobs.JobLog.as_view(), name="api-job-logs"),
     path("jobs/<slug:job_id>/metrics/", jobs.JobMetrics.as_view(), name="api-job-metrics"),
     path(
         "jobs/<slug:job_id>/target-model/",

@@ -423,3 +423,47 @@ def test_cancelling_on_the_hub_stops_the_trainer(hub, tmp_path):
     assert trainer.state.global_step == 3
     status = hub.get_job(reporter.run.id).get_status()
     assert status.code == "cancelled"
+
+
+def test_a_jobs_log_streams_live_and_reads_back_the_same(hub, hub_env, files):
+    job = hub.submit_customization_job(
+        None, files / "numbers.jsonl", hyperparameters={"epochs": 2}, name="logged"
+    )
+    streamed = list(job.stream_logs(timeout=180))
+    assert job.get_status().code == "ready"
+    assert [line.n for line in streamed] == list(range(1, len(streamed) + 1))  # each once
+    assert streamed[0].text.startswith("[running]") and streamed[-1].text.startswith("[ready]")
+    assert any("epoch" in line.text.lower() for line in streamed)  # the training's own lines
+    assert [line.text for line in job.get_logs()] == [line.text for line in streamed]
+    printed = run_hub(hub_env, "logs", job.job_id)
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout.splitlines()[-1].endswith(streamed[-1].text)
+    followed = run_hub(hub_env, "logs", job.job_id, "--follow", "--json")
+    assert [json.loads(line)["n"] for line in followed.stdout.splitlines()] == [
+        line.n for line in streamed
+    ]
+
+
+def test_deleting_from_the_client_and_the_command_line(hub, hub_env, files):
+    job = hub.submit_link_job([files / "a.onnx", files / "b.onnx"], name="to delete")
+    job.wait(timeout=120)
+    plan = job.deletion_plan()
+    assert plan["blocked"] == "" and any("target model" in line for line in plan["goes"])
+    model = hub.get_model(job.data["models"][0])
+    in_use = model.deletion_plan()
+    assert any("finished job" in line for line in in_use["kept"])
+    dry = run_hub(hub_env, "delete", job.job_id, "--dry-run")
+    assert dry.returncode == 0 and "takes with it" in dry.stdout
+    unasked = run_hub(hub_env, "delete", job.job_id)  # not a terminal: it will not ask
+    assert unasked.returncode == 2 and "--yes" in unasked.stderr
+    assert hub.get_job(job.job_id).job_id == job.job_id
+    done = run_hub(hub_env, "delete", job.job_id, "--yes", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["id"] == job.job_id
+    with pytest.raises(NotFoundError):
+        hub.get_job(job.job_id)
+    assert model.delete()["id"] == model.model_id
+    with pytest.raises(NotFoundError):
+        model.download("/dev/null")
+    wrong = run_hub(hub_env, "delete", "x123")
+    assert wrong.returncode == 2 and "not the id of a job" in wrong.stderr

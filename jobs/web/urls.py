@@ -10,6 +10,7 @@ urlpatterns = [
     path("new/customization/", views.submit_customization, name="submit-customization"),
     path("upload/model/", views.upload_model, name="upload-model"),
     path("upload/dataset/", views.upload_dataset, name="upload-dataset"),
+    path("compare/", views.compare, name="compare"),
     path("models/", views.model_list, name="models"),
     path("models/<slug:model_id>/", views.model_detail, name="model"),
     path(

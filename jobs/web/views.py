@@ -85,6 +85,53 @@ def job_list(request: HttpRequest) -> HttpResponse:
     return render(request, "jobs/list.html", context)
 
 
+MAX_COMPARED = 10
+
+
+@login_required
+def compare(request: HttpRequest) -> HttpResponse:
+    """Training runs side by side: losses overlaid (live while they run) and hyperparameters in
+    columns. The URL names the runs, so it can be sent to someone; each person sees only the
+    runs they may read, and is told how many of the link's were left out."""
+    asked = [
+        part
+        for value in request.GET.getlist("jobs")
+        for part in value.replace(" ", ",").split(",")
+        if part
+    ]
+    asked = list(dict.fromkeys(asked))[:MAX_COMPARED]
+    visible = jobs_visible_to(request.user).filter(
+        kind__in=[JobKind.CUSTOMIZATION, JobKind.EXTERNAL]
+    )
+    found = {
+        job.public_id: job for job in visible.filter(public_id__in=asked).select_related("owner")
+    }
+    runs = [found[public_id] for public_id in asked if public_id in found]
+    rows = _compared_parameters(runs)
+    choices = visible.select_related("owner").order_by("-created_at", "-id")[:50]
+    context = {
+        "runs": runs,
+        "left_out": len(asked) - len(runs),
+        "rows": rows,
+        "choices": choices,
+        "chosen": {job.public_id for job in runs},
+        "max_compared": MAX_COMPARED,
+        "share_query": urlencode({"jobs": ",".join(job.public_id for job in runs)}),
+    }
+    return render(request, "jobs/compare.html", context)
+
+
+def _compared_parameters(runs: list[Job]) -> list[tuple[str, list[Any], bool]]:
+    """(name, each run's value, whether they differ) for every parameter any run has."""
+    values = [dict(_parameters(job)) for job in runs]
+    names = list(dict.fromkeys(name for run in values for name in run))
+    rows = []
+    for name in names:
+        cells = [run.get(name, "—") for run in values]
+        rows.append((name, cells, len({str(cell) for cell in cells}) > 1))
+    return rows
+
+
 @login_required
 def job_row(request: HttpRequest, public_id: str) -> HttpResponse:
     """One row of the job list, for a job the page learns of live; 204 if it is not readable or

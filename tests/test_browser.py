@@ -407,3 +407,163 @@ def test_hostile_names_show_as_text_on_every_page(browser, hub_env, alice):
         assert page.locator("main img[src=x], main svg[onload]").count() == 0
         assert_no_csp_violations(page)
     assert dialogs == []
+
+
+def _chain(alice, bob):
+    """Alice links two models (upstream, run by the workers) and links its target model again
+    (downstream); a fine-tune of hers, not yet queued, uses a dataset. Bob is given the
+    downstream job and the fine-tune."""
+    from jobs.models import Job, JobKind
+    from jobs.services import job_submit_link
+    from sharing.services import sharing_modify
+    from tests.workers import wait_for_status
+
+    upstream = wait_for_status(factories.link_job(alice), {"ready"}, timeout=120)
+    downstream = job_submit_link(
+        owner=alice, models=[upstream.target_model, factories.onnx_model(alice, "other")]
+    )
+    tune = Job.objects.create(
+        kind=JobKind.CUSTOMIZATION, owner=alice, name="tune", dataset=factories.dataset(alice)
+    )
+    for job in (downstream, tune):
+        sharing_modify(job=job, actor=alice, add_emails=[bob.email])
+    return upstream, downstream, tune
+
+
+def test_model_and_dataset_pages_for_owner_reader_and_stranger(
+    browser, hub_env, alice, bob, charlie
+):
+    hub = hub_env["HUB_URL"]
+    upstream, downstream, tune = _chain(alice, bob)
+    model, dataset = upstream.target_model, tune.dataset
+    owner, reader, stranger = (signed_in(browser, hub, n) for n in ("alice", "bob", "charlie"))
+    for width, height in ((1280, 900), (390, 844)):
+        for page in (owner, reader):
+            page.set_viewport_size({"width": width, "height": height})
+        # From the job page to its dataset and target model, as a person would go.
+        owner.goto(f"{hub}/jobs/{upstream.public_id}/")
+        owner.click(f"#artifact-list a[href='/jobs/models/{model.public_id}/']")
+        owner.wait_for_selector("#lineage")
+        assert "bob@example.com" in owner.inner_text("#readers")
+        assert downstream.public_id in owner.inner_text("#used-by")
+        assert upstream.public_id in owner.inner_text("#made-by")
+        assert owner.locator("#delete").is_visible()
+        shot(owner, f"model-page-owner-{width}")
+        owner.goto(f"{hub}/jobs/{tune.public_id}/")
+        owner.click(f"li[data-input='{dataset.public_id}'] a")
+        owner.wait_for_selector("#preview")
+        assert owner.locator("#preview li").count() == 5
+        assert not owner.evaluate("document.documentElement.scrollWidth > innerWidth")
+        shot(owner, f"dataset-page-owner-{width}")
+        reader.goto(f"{hub}/jobs/models/{model.public_id}/")
+        assert "Owned by alice" in reader.inner_text("#access")
+        assert downstream.public_id in reader.inner_text("#through")
+        assert reader.locator("#delete").count() == 0
+        shot(reader, f"model-page-reader-{width}")
+        reader.goto(f"{hub}/jobs/datasets/{dataset.public_id}/")
+        assert tune.public_id in reader.inner_text("#through")
+        shot(reader, f"dataset-page-reader-{width}")
+    for url in (f"/jobs/models/{model.public_id}/", f"/jobs/datasets/{dataset.public_id}/"):
+        assert stranger.goto(f"{hub}{url}").status == 404
+
+
+def test_deleting_a_job_cuts_off_a_reader_watching_it(browser, hub_env, alice, bob):
+    from jobs.models import Job, MLModel
+    from sharing.services import sharing_modify
+
+    hub = hub_env["HUB_URL"]
+    from tests.workers import wait_for_status
+
+    job = wait_for_status(factories.link_job(alice), {"ready"}, timeout=120)
+    target = job.target_model
+    sharing_modify(job=job, actor=alice, add_emails=[bob.email])
+    reader = signed_in(browser, hub, "bob")
+    reader.goto(f"{hub}/jobs/{job.public_id}/")
+    reader.wait_for_selector("#live[data-state=live]")
+    owner = signed_in(browser, hub, "alice")
+    owner.goto(f"{hub}/jobs/{job.public_id}/")
+    owner.click("#delete-link")
+    owner.wait_for_selector("#plan")
+    goes = owner.inner_text("#goes")
+    assert target.public_id in goes and "1 person lose access at once" in goes
+    shot(owner, "delete-job-confirm-1280")
+    owner.click("#confirm-delete")
+    owner.wait_for_url(f"{hub}/jobs/")
+    assert f"Deleted job {job.name}" in owner.inner_text(".messages")
+    reader.wait_for_selector("#live[data-state=closed]", timeout=15_000)
+    assert reader.inner_text("#live") == "not available"
+    assert reader.goto(f"{hub}/jobs/{job.public_id}/").status == 404
+    assert not Job.objects.filter(pk=job.pk).exists()
+    assert not MLModel.objects.filter(pk=target.pk).exists()
+
+
+def test_a_jobs_log_grows_live_and_reads_the_same_after_a_reload(browser, hub_env, alice, bob):
+    from jobs.engine.reporter import Reporter
+    from sharing.services import sharing_modify
+
+    hub = hub_env["HUB_URL"]
+    # Never sent to the workers: this test is the worker, writing through a real reporter.
+    job, token = factories.claimed(factories.unqueued_job(alice))
+    sharing_modify(job=job, actor=alice, add_emails=[bob.email])
+    reporter = Reporter(job, token)
+    reporter.log("Linking 2 models: m0, m1")
+    reporter.flush()
+    page = signed_in(browser, hub, "bob")  # a reader sees the log too
+    page.goto(f"{hub}/jobs/{job.public_id}/")
+    page.wait_for_selector("#live[data-state=live]")
+    assert page.locator("#log .line").count() == 1
+    reporter.log("warning (warning): <script>alert(1)</script> is text", "warning")
+    reporter.log("second line\nthird line")
+    reporter.flush()
+    wait_until(page, "document.querySelectorAll('#log .line').length === 4", timeout=15)
+    live = page.inner_text("#log")
+    assert "<script>alert(1)</script> is text" in live
+    assert page.locator("#log .level-warning").count() == 1
+    shot(page, "job-log-live")
+    page.reload()
+    page.wait_for_selector("#live[data-state=live]")
+    assert page.inner_text("#log") == live
+
+
+def test_compare_runs_live_for_owner_reader_and_stranger(browser, hub_env, alice, bob, charlie):
+    from jobs.engine.runners import external
+    from jobs.services import external_run_start
+    from sharing.services import sharing_modify
+
+    hub = hub_env["HUB_URL"]
+    runs = []
+    for name, rate in (("lr 1e-3", 0.001), ("lr 1e-2", 0.01)):
+        run = external_run_start(owner=alice, name=name, params={"lr": rate, "epochs": 2}, epochs=2)
+        points = {"train_loss": [[s, rate * 100 / s] for s in range(1, 21)]}
+        external.record_report(run, external.parse_report({"metrics": points}))
+        runs.append(run)
+    sharing_modify(job=runs[0], actor=alice, add_emails=[bob.email])
+    query = f"?jobs={runs[0].public_id},{runs[1].public_id}"
+    owner = signed_in(browser, hub, "alice")
+    owner.goto(f"{hub}/jobs/compare/{query}")
+    wait_until(
+        owner, "(window.hubCompare || []).every((r) => r.series.train_loss.length === 20)", 15
+    )
+    assert owner.evaluate("document.getElementById('chart').data.length") == 4
+    assert "lr" in owner.text_content("#runs .differs")
+    # Live: a report of the second run reaches the open comparison.
+    later = {"train_loss": [[21, 0.04]], "val_loss": [[20, 0.05]]}
+    external.record_report(runs[1], external.parse_report({"metrics": later}))
+    wait_until(owner, "window.hubCompare[1].series.train_loss.length === 21", 15)
+    wait_until(owner, "window.hubCompare[1].series.val_loss.length === 1", 15)
+    shot(owner, "compare-owner-1280")
+    owner.set_viewport_size({"width": 390, "height": 844})
+    owner.reload()
+    wait_until(
+        owner, "window.hubCompare && window.hubCompare[1].series.train_loss.length === 21", 15
+    )
+    shot(owner, "compare-owner-390")
+    reader = signed_in(browser, hub, "bob")
+    reader.goto(f"{hub}/jobs/compare/{query}")
+    wait_until(reader, "window.hubCompare && window.hubCompare.length === 1", 15)
+    assert runs[1].public_id not in reader.content()
+    assert "1 of the runs this link names is not shared with you" in reader.inner_text("#left-out")
+    stranger = signed_in(browser, hub, "charlie")
+    stranger.goto(f"{hub}/jobs/compare/{query}")
+    assert stranger.locator("#runs").count() == 0
+    assert runs[0].public_id not in stranger.content()

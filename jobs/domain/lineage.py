@@ -137,7 +137,10 @@ def dataset_preview(dataset: Dataset) -> list[tuple[int, str]]:
     try:
         with dataset.file.open("rb") as handle:
             for number, record in records(handle):
-                text = json.dumps(_shortened(record), indent=1, ensure_ascii=False)
+                shown_record = _shortened(record)
+                text = json.dumps(shown_record, ensure_ascii=False)
+                if len(text) > 100:  # a long record reads better a field a line
+                    text = json.dumps(shown_record, indent=1, ensure_ascii=False)
                 shown.append((number, text))
                 if len(shown) == PREVIEW_RECORDS:
                     break

@@ -31,10 +31,10 @@ class _ToJobLog(logging.Handler):
             return
         try:
             level = LogLevel.ERROR if record.levelno >= logging.ERROR else LogLevel.WARNING
-            source = "warning" if record.name == "py.warnings" else record.name
-            self.reporter.log(
-                f"{record.levelname.lower()} ({source}): {record.getMessage()}", level
-            )
+            said = record.levelname.lower()
+            if record.name != "py.warnings":  # Python's warnings say where they come from
+                said += f" ({record.name})"
+            self.reporter.log(f"{said}: {record.getMessage()}", level)
         except Exception:  # a log line must never break the job it describes
             self.handleError(record)
 

@@ -76,7 +76,7 @@ def _addresses(host: str, port: int) -> list[IPAddress]:
         raise WebhookRefused(
             f"The host {host} did not resolve within {RESOLVE_SECONDS:g} s."
         ) from None
-    except OSError as error:
+    except (OSError, ValueError) as error:  # ValueError: a name IDNA cannot encode
         raise WebhookRefused(f"The host {host} does not resolve ({error}).") from None
     if not found:
         raise WebhookRefused(f"The host {host} does not resolve.")

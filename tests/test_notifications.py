@@ -420,6 +420,7 @@ def test_a_public_name_is_accepted(alice, monkeypatch):
         ("https:///path-only", "needs a host name"),
         ("https://no-such-host.invalid/x", "does not resolve"),
         ("https://x/" + "a" * 2000, "at most 2000 characters"),
+        ("https://" + "a" * 70 + ".example/x", "does not resolve"),  # a label IDNA refuses
     ],
 )
 def test_a_malformed_or_plain_http_webhook_url_is_refused_naming_why(alice, url, words):

@@ -3,6 +3,8 @@ and what happened written on the row (the person sees it on their settings page)
 
 from __future__ import annotations
 
+import logging
+
 from django.core.mail import EmailMessage
 from django.db import transaction
 from django.utils import timezone
@@ -12,6 +14,7 @@ from jobs.domain.selectors import readable_job
 from notifications import messages, webhooks
 from notifications.models import Channel, Delivery, Notification, NotificationSettings
 
+logger = logging.getLogger(__name__)
 # Tries of one row in all (the task's quick retries, then the sweep's), before it is failed.
 MAX_ATTEMPTS = 8
 MAX_ERROR = 2000
@@ -35,6 +38,11 @@ def notification_send(notification_id: int) -> str:
         return _tried(notification_id, str(failed), retry=failed.retry)
     except MAIL_RETRYABLE as error:
         return _tried(notification_id, f"The mail server: {error}", retry=True)
+    except Exception:
+        # A fault of the hub's: counted like any failed try, so that a row that always fails
+        # ends failed after MAX_ATTEMPTS instead of being swept again for ever.
+        logger.exception("Notification %s could not be sent", notification_id)
+        return _tried(notification_id, "The hub hit an internal error sending this.", retry=True)
 
 
 def _send(row: Notification) -> bool:

@@ -35,6 +35,8 @@ SEND_TASK = "notifications.tasks.send_notification"
 # again: longer than the task's longest wait between retries, so a retry in flight is not
 # doubled by the sweep (and a double would be harmless: rows are sent once, under a lock).
 RESEND_AFTER = timedelta(seconds=60)
+# The statuses that may end a job (event_of decides for each job).
+ENDS = frozenset({JobStatus.READY, JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 EDITABLE = (
     "email_own_jobs",
     "email_shared_jobs",
@@ -142,12 +144,13 @@ def notifications_record(*, entry: StatusLog) -> list[Notification]:
     """The outbox rows of a status log entry that ends its job, in the entry's transaction,
     and their messages to the workers once it commits. An entry that repeats an end already
     recorded (a note written after the job ended) makes none: one message per event."""
+    if entry.status not in ENDS:  # most entries: decided without reading the job
+        return []
     job = entry.job
     event = event_of(job, entry.status)
     if event is None:
         return []
-    ends = [JobStatus.READY, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.COMPLETED]
-    earlier = StatusLog.objects.filter(job_id=job.pk, status__in=ends, pk__lt=entry.pk)
+    earlier = StatusLog.objects.filter(job_id=job.pk, status__in=ENDS, pk__lt=entry.pk)
     if any(event_of(job, status) for status in earlier.values_list("status", flat=True)):
         return []
     people = _people(job)

@@ -244,3 +244,36 @@ def test_the_page_lists_the_last_deliveries_with_their_errors(client, alice):
     html = client.get(PAGE).content.decode()
     assert job.public_id in html and "was cancelled" in html
     assert "The mail server: refused" in html and "after 8 tries" in html
+
+
+# The admin
+
+
+def test_operators_see_notifications_and_settings_but_not_secrets(admin_client, alice):
+    job = factories.unqueued_job(alice)
+    job_transition(job=job, to=JobStatus.CANCELLED, message="Cancelled.")
+    secret = settings_of(alice).webhook_secret
+    listing = admin_client.get("/admin/notifications/notification/")
+    assert listing.status_code == 200 and "job.cancelled" in listing.content.decode()
+    row = Notification.objects.get()
+    detail = admin_client.get(f"/admin/notifications/notification/{row.pk}/change/")
+    assert detail.status_code == 200
+    assert 'name="state"' not in detail.content.decode()  # read only
+    people = admin_client.get("/admin/notifications/notificationsettings/")
+    assert people.status_code == 200 and "alice" in people.content.decode()
+    mine = settings_of(alice)
+    page = admin_client.get(f"/admin/notifications/notificationsettings/{mine.pk}/change/")
+    assert page.status_code == 200 and secret not in page.content.decode()
+
+
+def test_operators_can_give_up_a_message_that_keeps_failing(admin_client, alice):
+    job = factories.unqueued_job(alice)
+    job_transition(job=job, to=JobStatus.CANCELLED, message="Cancelled.")
+    row = Notification.objects.get()
+    answer = admin_client.post(
+        "/admin/notifications/notification/",
+        {"action": "give_up", "_selected_action": [row.pk]},
+    )
+    assert answer.status_code == 302
+    row.refresh_from_db()
+    assert (row.state, row.last_error) == ("failed", "Given up by an operator.")

@@ -225,6 +225,20 @@ def test_a_mail_server_that_is_down_is_retried_and_its_error_kept(job, settings)
     assert (row.state, row.attempts, row.sent_at) == ("failed", delivery.MAX_ATTEMPTS, None)
 
 
+def test_a_message_that_always_breaks_ends_failed_instead_of_being_swept_for_ever(job, monkeypatch):
+    def broken(*args, **kwargs):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr("notifications.messages.email_body", broken)
+    cancel(job)
+    (row,) = rows()
+    with pytest.raises(delivery.SendLater):
+        delivery.notification_send(row.pk)
+    assert rows()[0].last_error == "The hub hit an internal error sending this."
+    Notification.objects.filter(pk=row.pk).update(attempts=delivery.MAX_ATTEMPTS - 1)
+    assert delivery.notification_send(row.pk) == "failed"
+
+
 def test_the_email_goes_through_a_real_smtp_server(job, settings, smtp_inbox):
     inbox, port = smtp_inbox
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"

@@ -68,7 +68,8 @@ def test_a_job_run_by_real_workers_emails_its_owner_and_a_reader_once(
 
 
 def test_the_client_and_the_command_line_change_what_you_are_told(hub_env, alice):
-    with Client(hub_env["HUB_URL"], hub_env["HUB_API_TOKEN"]) as hub:
+    hub = Client(hub_env["HUB_URL"], hub_env["HUB_API_TOKEN"])
+    with hub:
         assert hub.get_notification_settings()["email_own_jobs"] is True
         changed = hub.set_notification_settings(email_shared_jobs=True, when_cancelled=False)
         assert (changed["email_shared_jobs"], changed["when_cancelled"]) == (True, False)

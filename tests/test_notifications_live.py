@@ -13,7 +13,7 @@ import pytest
 
 from hubclient import BadInputError, Client
 from jobs.domain.state import job_transition
-from jobs.domain.status import JobStatus
+from jobs.domain.status import FailureType, JobStatus
 from notifications.models import Notification
 from notifications.services import notification_settings_update, settings_of
 from sharing.services import sharing_modify
@@ -141,9 +141,30 @@ def test_the_settings_page_in_chromium_at_desktop_and_phone_width(browser, hub_e
         60,
         "the cancelled job's email to go out",
     )
+    # A webhook that keeps refusing, as its owner sees it (made here: the live hub's webhooks
+    # may not reach this machine).
+    failed = factories.unqueued_job(alice)
+    job_transition(
+        job=failed,
+        to=JobStatus.FAILED,
+        message="Dataset line 3 is not JSON: Expecting value: line 1 column 1 (char 0).",
+        failure_type=FailureType.INVALID_DATASET,
+    )
+    Notification.objects.create(
+        user=alice,
+        job=failed,
+        status_log=failed.status_logs.last(),
+        event="job.failed",
+        channel="webhook",
+        state="failed",
+        attempts=8,
+        last_error="hooks.example.com answered HTTP 404.",
+    )
     page.reload()
-    delivery = page.locator("#deliveries .delivery").first
-    assert cancelled.public_id in delivery.inner_text() and "Sent" in delivery.inner_text()
+    deliveries = page.locator("#deliveries .delivery")
+    assert "hooks.example.com answered HTTP 404." in deliveries.first.inner_text()
+    sent = deliveries.filter(has_text=cancelled.public_id)
+    assert "Sent" in sent.inner_text()
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     shot(page, "notifications-desktop")

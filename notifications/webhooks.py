@@ -15,6 +15,7 @@ import hmac
 import ipaddress
 import json
 import socket
+import ssl
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -59,6 +60,8 @@ def _lookup(host: str, port: int) -> list[str]:
 
 # The resolver, replaceable in tests (a name that resolves to a public and a private address).
 resolve: Callable[[str, int], list[str]] = _lookup
+# Certificates are checked against the system's authorities (a test trusts its own).
+tls_verify: ssl.SSLContext | bool = True
 
 _resolver_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="webhook-dns")
 
@@ -167,7 +170,9 @@ def post(target: Target, body: bytes, secret: str, headers: dict[str, str]) -> i
     }
     try:
         with (
-            httpx.Client(timeout=TIMEOUT, follow_redirects=False, trust_env=False) as client,
+            httpx.Client(
+                timeout=TIMEOUT, follow_redirects=False, trust_env=False, verify=tls_verify
+            ) as client,
             client.stream(
                 "POST",
                 direct,

@@ -510,6 +510,43 @@ def test_the_webhook_connects_to_the_address_it_checked_not_a_second_lookup(
     assert (path, headers["Host"]) == ("/in", f"hooks.example.test:{port}")
 
 
+@pytest.fixture
+def tls_receiver(receiver, tmp_path, monkeypatch):
+    """The receiver over https, with a certificate for hooks.example.test only, which the
+    hub's webhook client is made to trust (and nothing else)."""
+    import ssl
+    import subprocess
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=hooks.example.test",
+         "-addext", "subjectAltName=DNS:hooks.example.test"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_side.load_cert_chain(cert, key)
+    receiver.server.socket = server_side.wrap_socket(receiver.server.socket, server_side=True)
+    monkeypatch.setattr(webhooks, "tls_verify", ssl.create_default_context(cafile=str(cert)))
+    return receiver
+
+
+def test_https_to_the_checked_address_verifies_the_certificate_for_the_name(
+    job, alice, tls_receiver, private_allowed, monkeypatch
+):
+    port = tls_receiver.server.server_port
+    monkeypatch.setattr(webhooks, "resolve", lambda host, port: ["127.0.0.1"])
+    want(alice, webhook_url=f"https://hooks.example.test:{port}/in", email_own_jobs=False)
+    cancel(job)
+    assert send_notification(rows()[0].pk) == "sent"
+    assert tls_receiver.requests[0][1]["Host"] == f"hooks.example.test:{port}"
+    # The same server under another name: its certificate does not name it, nothing is sent.
+    want(alice, webhook_url=f"https://other.example.test:{port}/in")
+    with pytest.raises(webhooks.WebhookFailed, match="CERTIFICATE_VERIFY_FAILED"):
+        delivery.webhook_test(settings_of(alice))
+    assert len(tls_receiver.requests) == 1
+
+
 @pytest.mark.parametrize("status", [500, 503, 429])
 def test_a_webhook_that_fails_for_a_while_is_retried(job, alice, receiver, private_allowed, status):
     want(alice, webhook_url=receiver.url, email_own_jobs=False)

@@ -14,6 +14,8 @@
     hub share JOB [--add EMAIL[,EMAIL]...] [--remove EMAIL...] [--disable]
     hub logs JOB [--follow]                           the job's log; --follow until it ends
     hub delete JOB|MODEL|DATASET [--yes] [--dry-run]  what goes with it, then delete it
+    hub notifications [--email-own on|off] [--email-shared on|off] [--webhook URL|--no-webhook]
+        [--webhook-shared on|off] [--rotate-secret] [--test]   what you are told when jobs end
     hub doctor                                        the hub's health: database, broker,
                                                       live events, reaper, workers (no token)
 
@@ -385,6 +387,50 @@ def cmd_delete(hub: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+NOTIFICATION_OPTIONS = {
+    "email_own": "email_own_jobs",
+    "email_shared": "email_shared_jobs",
+    "webhook_shared": "webhook_shared_jobs",
+    "when_finished": "when_finished",
+    "when_failed": "when_failed",
+    "when_cancelled": "when_cancelled",
+}
+
+
+def cmd_notifications(hub: Client, args: argparse.Namespace) -> int:
+    changes: dict[str, Any] = {
+        field: getattr(args, option) == "on"
+        for option, field in NOTIFICATION_OPTIONS.items()
+        if getattr(args, option) is not None
+    }
+    if args.webhook is not None or args.no_webhook:
+        changes["webhook_url"] = "" if args.no_webhook else args.webhook
+    settings = (
+        hub.set_notification_settings(**changes) if changes else hub.get_notification_settings()
+    )
+    if args.rotate_secret:
+        settings = hub.rotate_webhook_secret()
+    tested = hub.test_webhook() if args.test else None
+    if args.json:
+        _print_json({**settings, "test": tested} if tested else settings)
+        return 0 if tested is None or tested["ok"] else 1
+    on = {True: "[green]on[/green]", False: "off"}
+    ends = [e for e in ("finished", "failed", "cancelled") if settings[f"when_{e}"]]
+    console.print(f"tell me when a job: {', '.join(ends) or 'never'}")
+    console.print(f"email to {settings['email'] or '(no address on your account)'}")
+    console.print(f"  my jobs: {on[settings['email_own_jobs']]}")
+    console.print(f"  jobs shared with me: {on[settings['email_shared_jobs']]}")
+    console.print(f"webhook: {settings['webhook_url'] or 'none'}")
+    if settings["webhook_url"]:
+        console.print(f"  jobs shared with me too: {on[settings['webhook_shared_jobs']]}")
+    console.print(f"  secret: {settings['webhook_secret']}")
+    if tested is not None:
+        colour = "green" if tested["ok"] else "red"
+        console.print(f"[{colour}]test: {tested['message']}[/{colour}]")
+        return 0 if tested["ok"] else 1
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     # --json before the command (hub --json jobs) or after it (hub jobs --json): a command's
     # own option is left unset unless given, so that it does not undo the global one.
@@ -489,6 +535,18 @@ def parser() -> argparse.ArgumentParser:
         "--dry-run", dest="dry_run", action="store_true", help="say what would go; delete nothing"
     )
     delete.set_defaults(run=cmd_delete)
+
+    notify = commands.add_parser(
+        "notifications", parents=[common], help="show or change what you are told when jobs end"
+    )
+    for option in NOTIFICATION_OPTIONS:
+        notify.add_argument(f"--{option.replace('_', '-')}", choices=["on", "off"])
+    webhook = notify.add_mutually_exclusive_group()
+    webhook.add_argument("--webhook", metavar="URL", help="POST a signed message here")
+    webhook.add_argument("--no-webhook", action="store_true", help="remove the webhook")
+    notify.add_argument("--rotate-secret", action="store_true", help="a new webhook secret")
+    notify.add_argument("--test", action="store_true", help="POST a test message to the webhook")
+    notify.set_defaults(run=cmd_notifications)
 
     download = commands.add_parser(
         "download", parents=[common], help="download a job's target model and results"

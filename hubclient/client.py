@@ -16,6 +16,8 @@ from hubclient.connection import Connection, progress_bar
 from hubclient.jobs import CustomizationJob, Dataset, Job, LinkJob, Model, job_from
 from hubclient.runs import Run
 
+NOTIFICATIONS = "/api/v1/account/notifications/"
+
 
 class Client(Connection):
     """``Client(url=None, token=None)``; both default to ``HUB_URL`` and ``HUB_API_TOKEN``."""
@@ -149,6 +151,33 @@ class Client(Connection):
             if not page["next"]:
                 return
             params["after"] = parse_qs(urlsplit(page["next"]).query)["after"][0]
+
+    # Notifications
+
+    def get_notification_settings(self) -> dict[str, Any]:
+        """What you are told when a job ends, and how: ``email_own_jobs``,
+        ``email_shared_jobs``, ``webhook_url``, ``webhook_shared_jobs``, ``when_finished``,
+        ``when_failed``, ``when_cancelled``, and ``webhook_secret`` (signs the webhook)."""
+        return dict(self.request("GET", NOTIFICATIONS))
+
+    def set_notification_settings(self, **fields: Any) -> dict[str, Any]:
+        """Change the settings named (the others stay): ``set_notification_settings(
+        email_shared_jobs=True, webhook_url="https://hooks.slack.com/…")``; ``webhook_url=""``
+        removes the webhook. A name the hub does not know, or a URL it may not call, raises
+        BadInputError naming it. Returns all the settings."""
+        return dict(self.request("PATCH", NOTIFICATIONS, json=fields))
+
+    def rotate_webhook_secret(self) -> dict[str, Any]:
+        """A new webhook secret (the old one stops signing at once); returns all the settings."""
+        return dict(self.request("POST", f"{NOTIFICATIONS}rotate-secret/"))
+
+    def test_webhook(self) -> dict[str, Any]:
+        """POST a test message to your webhook now: ``{"ok": bool, "message": str}``."""
+        return dict(self.request("POST", f"{NOTIFICATIONS}test/"))
+
+    def get_recent_notifications(self) -> list[dict[str, Any]]:
+        """Your last 20 notifications and how each went (state, attempts, last_error)."""
+        return list(self.request("GET", f"{NOTIFICATIONS}recent/")["results"])
 
     def _model_id(self, model: Model | str | os.PathLike[str]) -> str:
         if isinstance(model, Model):

@@ -8,5 +8,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hubsite.settings.base")
 
 app = Celery("hubsite")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-# Tasks live in each app's task module: sharing.tasks, and the engine's jobs.engine.tasks.
-app.autodiscover_tasks(["jobs.engine", "sharing"])
+# Tasks live in each app's task module: sharing.tasks, notifications.tasks, and the engine's
+# jobs.engine.tasks.
+app.autodiscover_tasks(["jobs.engine", "sharing", "notifications"])

@@ -5,6 +5,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from hubsite import health, views
+from notifications import api as notifications_api
 from sharing import api as sharing_api
 
 urlpatterns = [
@@ -19,11 +20,32 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("jobs/", include("jobs.web.urls")),
     path("", include("sharing.urls")),
+    path("", include("notifications.urls")),
     path("api/v1/", include("jobs.web.api.urls")),
     path(
         "api/v1/jobs/<slug:job_id>/sharing/",
         sharing_api.JobSharing.as_view(),
         name="api-job-sharing",
+    ),
+    path(
+        "api/v1/account/notifications/",
+        notifications_api.NotificationSettingsView.as_view(),
+        name="api-notifications",
+    ),
+    path(
+        "api/v1/account/notifications/rotate-secret/",
+        notifications_api.RotateSecret.as_view(),
+        name="api-notifications-rotate-secret",
+    ),
+    path(
+        "api/v1/account/notifications/test/",
+        notifications_api.TestWebhook.as_view(),
+        name="api-notifications-test",
+    ),
+    path(
+        "api/v1/account/notifications/recent/",
+        notifications_api.RecentDeliveries.as_view(),
+        name="api-notifications-recent",
     ),
     path("v1/customization/", include("jobs.web.api.nemo")),  # NeMo Customizer compatible routes
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -2,41 +2,37 @@
 
 from __future__ import annotations
 
-import smtplib
 from collections.abc import Callable
 from typing import Any
 
 from celery import shared_task
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import transaction
 from django.db.models import QuerySet
 from django.urls import reverse
-from django.utils import timezone
 
+from hubsite.outbox import MAIL_RETRYABLE, send_once
 from sharing.models import Invitation, Share
 from sharing.services import invitation_token
 
-RETRYABLE = (smtplib.SMTPException, OSError)
+RETRYABLE = MAIL_RETRYABLE
 # The same words for everyone: nothing a user typed (a job's name, a username) goes into a
 # subject line, where mail clients show it as if the hub had said it.
 SUBJECT = "A job was shared with you on the Model Job Hub"
 
 
 def _send_once(rows: QuerySet[Any], stamp: str, compose: Callable[[Any], tuple[str, str]]) -> str:
-    """Lock the row, send its email unless ``stamp`` says it went out already (a repeated
-    delivery) or ``compose`` declines (returns no body), and stamp it: never twice."""
-    with transaction.atomic():
-        row = rows.select_for_update(of=("self",)).first()
-        if row is None or getattr(row, stamp) is not None:
-            return "skipped"
+    """Send the row's email unless ``stamp`` says it went out already (a repeated delivery) or
+    ``compose`` declines (returns no body): never twice (hubsite.outbox.send_once)."""
+
+    def send(row: Any) -> bool:
         address, body = compose(row)
         if not body:
-            return "skipped"
+            return False
         send_mail(subject=SUBJECT, message=body, from_email=None, recipient_list=[address])
-        setattr(row, stamp, timezone.now())
-        row.save(update_fields=[stamp])
-    return "sent"
+        return True
+
+    return send_once(rows, stamp, send)
 
 
 def _giver(user: Any) -> str:

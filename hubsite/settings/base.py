@@ -105,6 +105,7 @@ INSTALLED_APPS = [
     "hubsite",
     "jobs",
     "sharing",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -391,6 +392,11 @@ EMAIL_BACKEND = (
 )
 DEFAULT_FROM_EMAIL = env_str("HUB_EMAIL_FROM", "Model Job Hub <hub@localhost>")
 
+# Notifications (notifications/): a webhook goes only to public addresses over https, so that
+# nobody can make the hub call its own network (its database, a cloud's metadata service);
+# an operator whose chat server lives on the private network turns this on (http allowed too).
+HUB_WEBHOOK_ALLOW_PRIVATE = env_bool("HUB_WEBHOOK_ALLOW_PRIVATE", False)
+
 # Redis carries both the Celery queue and live events in production (jobs/live/: one pub/sub
 # subscription per web process and watched job). The embedded profile needs neither server:
 # Celery uses kombu's filesystem transport (a directory of message files that the web process
@@ -429,7 +435,11 @@ CELERY_TASK_DEFAULT_QUEUE = HUB_NAMESPACE
 # The reaper gets a queue of its own, served by a small control worker: job workers may all be
 # busy with long jobs exactly when one of them has died and needs reaping.
 HUB_CONTROL_QUEUE = f"{HUB_NAMESPACE}.control"
-CELERY_TASK_ROUTES = {"jobs.tasks.reap_jobs": {"queue": HUB_CONTROL_QUEUE}}
+CELERY_TASK_ROUTES = {
+    "jobs.tasks.reap_jobs": {"queue": HUB_CONTROL_QUEUE},
+    # Short, and due exactly when job workers may all be busy: the control worker sweeps.
+    "notifications.tasks.resend_unsent": {"queue": HUB_CONTROL_QUEUE},
+}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
@@ -446,6 +456,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE = {
     "reap-jobs": {"task": "jobs.tasks.reap_jobs", "schedule": float(HUB_REAPER_INTERVAL)},
+    # Notifications whose message the broker lost (or never took) are sent again.
+    "resend-notifications": {"task": "notifications.tasks.resend_unsent", "schedule": 30.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 

@@ -34,6 +34,7 @@ from hubclient.jobs import Job, job_from
 logger = logging.getLogger("hubclient")
 
 MAX_REPORT_POINTS = 10_000  # the hub's limit for one report
+MAX_REPORT_LINES = 1_000  # log lines in one report
 KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
 DETAILS = frozenset(
     {
@@ -72,6 +73,7 @@ class Run:
         self._points: dict[str, list[list[Any]]] = defaultdict(list)
         self._buffered = 0
         self._details: dict[str, Any] = {}
+        self._lines: list[dict[str, str]] = []
         self._batch = 0
         self._pending: dict[str, Any] | None = None  # taken from the buffers, not yet acknowledged
         self._last_sent = time.monotonic()
@@ -110,6 +112,17 @@ class Run:
                 self._points[key].append([step, number])
             self._buffered += len(rows)
             full = self._buffered >= MAX_REPORT_POINTS
+        if full:
+            self._wake.set()
+
+    def log_text(self, text: str, level: str = "info") -> None:
+        """Lines for the run's log on the hub (``level`` info, warning or error), sent with the
+        next report: ``run.log_text("loaded 12,000 examples")``."""
+        if level not in ("info", "warning", "error"):
+            raise ValueError(f"level must be info, warning or error, not {level!r}")
+        with self._lock:
+            self._lines += [{"text": line, "level": level} for line in str(text).splitlines()]
+            full = len(self._lines) >= MAX_REPORT_LINES
         if full:
             self._wake.set()
 
@@ -225,7 +238,12 @@ class Run:
         when there is nothing to send and no keep-alive is due."""
         with self._lock:
             quiet = time.monotonic() - self._last_sent >= KEEPALIVE
-            if not self._buffered and not self._details and not (keepalive and quiet):
+            if (
+                not self._buffered
+                and not self._details
+                and not self._lines
+                and not (keepalive and quiet)
+            ):
                 return None
             metrics: dict[str, list[list[Any]]] = {}
             room = MAX_REPORT_POINTS
@@ -241,8 +259,9 @@ class Run:
                     break
             self._buffered -= MAX_REPORT_POINTS - room
             details, self._details = self._details, {}
+            lines, self._lines = self._lines[:MAX_REPORT_LINES], self._lines[MAX_REPORT_LINES:]
             self._batch += 1
-            return {"batch": self._batch, "metrics": metrics, "status": details}
+            return {"batch": self._batch, "metrics": metrics, "status": details, "logs": lines}
 
     def _at_exit(self) -> None:
         """The interpreter is ending without ``finish``: send what is buffered (the hub marks

@@ -292,6 +292,8 @@ def test_a_run_reports_from_outside_and_is_watched_like_any_job(hub):
         for step in range(1, 21):
             run.log(step=step, train_loss=1.0 / step, learning_rate=0.1)
         run.log(step=10, val_loss=0.5)
+        run.log_text("epoch 1 done\nsaved a checkpoint")
+        run.log_text("grad norm is large", level="warning")
         run.set_status(epochs_completed=1, steps_completed=10, best_epoch=1, val_loss=0.5)
         run.flush()
         for message in watcher.events(deadline=time.monotonic() + 30):
@@ -309,6 +311,14 @@ def test_a_run_reports_from_outside_and_is_watched_like_any_job(hub):
     assert job_events[-1]["data"]["job"]["percentage_done"] == 50.0
     # The run ended completed, and waiting on it says so at once.
     assert hub.get_job(run.id).wait(timeout=10).code == "completed"
+    lines = hub.get_job(run.id).get_logs()
+    assert [line.text for line in lines][1:4] == [
+        "epoch 1 done",
+        "saved a checkpoint",
+        "grad norm is large",
+    ]
+    assert lines[3].level == "warning"
+    assert lines[0].text.startswith("[running]") and lines[-1].text.startswith("[completed]")
 
 
 def test_a_run_that_raises_ends_failed_with_the_exception(hub):

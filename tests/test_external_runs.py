@@ -286,3 +286,30 @@ def test_params_that_come_back_as_huge_integers_are_still_answered(alice):
 
     text = asyncio.run(JobConsumer.encode_json({"params": Job.objects.get().hyperparameters}))
     assert float(json.loads(text)["params"]["big"]) == 4.0823941706517065e74
+
+
+def test_a_runs_log_lines_are_stored_with_its_start_and_end(alice, bob):
+    run = start(alice, epochs=1)
+    report(alice, run["id"], {"logs": ["loaded 12 examples", {"text": "slow", "level": "warning"}]})
+    finish(alice, run["id"], {"status": "failed", "message": "out of memory"})
+    job = Job.objects.get(public_id=run["id"])
+    lines = list(job.log_lines.order_by("number").values_list("level", "text"))
+    assert lines[0][1].startswith("[running] Running outside the hub")
+    assert lines[1:3] == [("info", "loaded 12 examples"), ("warning", "slow")]
+    assert lines[-1] == ("error", "[failed] out of memory")
+
+
+@pytest.mark.parametrize(
+    "logs",
+    [
+        "not a list",
+        [{"text": "x", "level": "debug"}],
+        [42],
+        ["x"] * 1001,
+    ],
+)
+def test_bad_log_lines_are_refused_naming_logs(alice, logs):
+    run = start(alice)
+    answer = report(alice, run["id"], {"logs": logs}, code=400)
+    assert answer["field"] == "logs"
+    assert not Job.objects.get(public_id=run["id"]).log_lines.exclude(text__startswith="[").exists()

@@ -91,6 +91,17 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def write_lines(
+    job: Job, lines: list[tuple[datetime, str, str]], *, claim_token: str | None = None
+) -> None:
+    """Store (time, level, text) lines of a job's log and send them to open pages: one event
+    carrying the lines live, storing only their numbers (a replay reads them back). Inside the
+    caller's transaction."""
+    written = append_lines(job, lines)
+    stored = {"from": written[0]["n"], "to": written[-1]["n"]}
+    publish(job, EventType.LINES, stored, live={"lines": written}, claim_token=claim_token)
+
+
 class Reporter:
     def __init__(
         self,
@@ -354,9 +365,7 @@ class Reporter:
                 self._write_fields(fields)
 
     def _write_lines(self, lines: list[tuple[datetime, str, str]]) -> None:
-        written = append_lines(self.job, lines)
-        stored = {"from": written[0]["n"], "to": written[-1]["n"]}
-        publish(self.job, EventType.LINES, stored, live={"lines": written}, claim_token=self.token)
+        write_lines(self.job, lines, claim_token=self.token)
 
     def _write_points(self, points: dict[str, list[tuple[int, float | None, datetime]]]) -> None:
         stored: dict[str, list[int]] = {}

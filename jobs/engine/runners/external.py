@@ -29,11 +29,12 @@ from django.utils import timezone
 
 from jobs.domain.state import job_transition
 from jobs.domain.status import FINISHED, FailureType, InvalidTransition, JobStatus
-from jobs.engine.reporter import Reporter
+from jobs.engine.reporter import Reporter, write_lines
 from jobs.engine.runners.base import RunContext, Runner, Target, register
-from jobs.models import Job, MetricSeries
+from jobs.models import Job, LogLevel, MetricSeries
 
 MAX_REPORT_POINTS = 10_000  # points in one report; the client sends more as several
+MAX_REPORT_LINES = 1_000  # log lines in one report
 MAX_SERIES = 100  # series of one run
 MAX_STEP = 2**53  # what a JSON number holds exactly
 KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -79,6 +80,7 @@ class Report:
     batch: int | None = None
     points: dict[str, list[tuple[int, float | None]]] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)  # Job field → value
+    lines: list[tuple[str, str]] = field(default_factory=list)  # (level, text) for the log
 
     @property
     def size(self) -> int:
@@ -105,15 +107,16 @@ def parse_report(data: Any) -> Report:
 
     {"batch": 7,                                   # optional, see Job.reports_received
      "metrics": {"train_loss": [[1, 2.31], {"step": 2, "value": 2.2}, …], …},
-     "status": {"steps_completed": 2, "epochs": 3, "total_steps": 300, …}}
+     "status": {"steps_completed": 2, "epochs": 3, "total_steps": 300, …},
+     "logs": ["a line of the run's log", {"text": "…", "level": "warning"}, …]}
     """
     if not isinstance(data, dict):
         raise ValidationError({"report": "A report is a JSON object."})
-    unknown = set(data) - {"batch", "metrics", "status"}
+    unknown = set(data) - {"batch", "metrics", "status", "logs"}
     if unknown:
         raise ValidationError(
             {"report": f"Unknown field(s) {', '.join(sorted(unknown))}; a report has batch, "
-             "metrics and status."}
+             "metrics, status and logs."}
         )  # fmt: skip
     report = Report()
     if data.get("batch") is not None:
@@ -150,7 +153,30 @@ def parse_report(data: Any) -> Report:
         report.details[column] = (
             _int(value, where, 2**31 - 1) if kind is int else _float(value, where)
         )
+    report.lines = _lines(data.get("logs") or [])
     return report
+
+
+def _lines(rows: Any) -> list[tuple[str, str]]:
+    if not isinstance(rows, list):
+        raise ValidationError({"logs": "logs is a list of lines."})
+    if len(rows) > MAX_REPORT_LINES:
+        raise ValidationError(
+            {"logs": f"A report holds at most {MAX_REPORT_LINES} log lines; send the rest in "
+             "further reports."}
+        )  # fmt: skip
+    lines = []
+    for i, row in enumerate(rows):
+        text, level = (
+            (row.get("text"), row.get("level", "info")) if isinstance(row, dict) else (row, "info")
+        )
+        if not isinstance(text, str) or level not in LogLevel.values:
+            raise ValidationError(
+                {"logs": f"logs[{i}] must be a string or {{\"text\": …, \"level\": "
+                 f"{' | '.join(LogLevel.values)}}}."}
+            )  # fmt: skip
+        lines.append((level, text))
+    return lines
 
 
 def _point(row: Any, where: str) -> tuple[int, float | None]:
@@ -169,12 +195,16 @@ def begin(job: Job) -> Job:
     job.refresh_from_db()
     where = f" on {job.device}" if job.device else ""
     job_transition(job=job, to=JobStatus.PENDING, message="Registered as a run outside the hub.")
-    return job_transition(
-        job=job,
-        to=JobStatus.RUNNING,
-        message=f"Running outside the hub{where}; it reports through the API.",
-        claim_token=job.claim_token,
-    )
+    message = f"Running outside the hub{where}; it reports through the API."
+    job_transition(job=job, to=JobStatus.RUNNING, message=message, claim_token=job.claim_token)
+    _log(job, f"[{JobStatus.RUNNING}] {message}")
+    return job
+
+
+def _log(job: Job, text: str, level: str = LogLevel.INFO) -> None:
+    """A line of the run's log written by the hub (its start and end), as the run's own are."""
+    with transaction.atomic():
+        write_lines(job, [(timezone.now(), level, text)])
 
 
 def record_report(job: Job, report: Report) -> dict[str, Any]:
@@ -200,7 +230,8 @@ def record_report(job: Job, report: Report) -> dict[str, Any]:
         points = {
             key: [(s, v, now) for s, v in rows] for key, rows in report.points.items() if rows
         }
-        Reporter(locked, locked.claim_token).write(report.details, points)
+        lines = [(now, level, text) for level, text in report.lines]
+        Reporter(locked, locked.claim_token).write(report.details, points, lines)
         received = report.batch if report.batch is not None else locked.reports_received + 1
         Job.objects.filter(pk=locked.pk).update(
             heartbeat_at=now, updated_at=now, reports_received=received
@@ -285,6 +316,10 @@ def finish(job: Job, outcome: str, message: str = "") -> Job:
                 message=f"The run finished where it ran{said}",
                 claim_token=token,
             )
+        last = locked.status_logs.order_by("-updated_at", "-id").first()
+        if last is not None:
+            level = LogLevel.ERROR if locked.status == JobStatus.FAILED else LogLevel.INFO
+            _log(locked, f"[{locked.status}] {last.message}", level)
         Job.objects.filter(pk=locked.pk).update(claim_token="")
     job.refresh_from_db()
     return job

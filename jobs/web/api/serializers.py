@@ -98,6 +98,12 @@ class ExternalReportSerializer(serializers.Serializer):
         help_text="Status details: epochs_completed, steps_completed, training_samples, "
         "best_epoch, train_loss, val_loss, epochs, total_steps.",
     )
+    logs = serializers.ListField(
+        required=False,
+        child=serializers.JSONField(),
+        help_text='Lines for the run\'s log, each a string or {"text", "level": info | warning | '
+        "error}; at most 1,000 a report.",
+    )
 
 
 class ExternalReportAnswerSerializer(serializers.Serializer):

@@ -82,6 +82,21 @@ def test_a_sigkilled_pool_child_gets_its_job_requeued_and_resumed_from_its_check
     resumed = job.status_logs.get(message__startswith="Resuming from the checkpoint").message
     epoch = int(resumed.split("epoch ")[1].split(" ")[0])
     assert epoch >= 2 and "not from step 0" in resumed
+    # The second attempt says so where people look: timeline, job page and log.
+    running = job.status_logs.filter(status="running").order_by("updated_at", "id").last()
+    assert running is not None and "(attempt 2 of" in running.message
+    assert "resuming from the checkpoint of epoch" in running.message
+    from django.test import Client as Browser
+
+    browser = Browser()
+    browser.force_login(alice)
+    page = browser.get(job.get_absolute_url()).content.decode()
+    assert 'id="attempt-info"' in page
+    assert f"resuming from step {job.attempt_started_step}" in page
+    assert any(
+        "resuming from the checkpoint" in line
+        for line in job.log_lines.values_list("text", flat=True)
+    )
     steps = list(job.metric_series.get(key="train_loss").points.values_list("step", flat=True))
     assert len(steps) == len(set(steps)) == job.total_steps  # every step once: none lost or twice
     # In step order (rows come back in whatever order the table holds them: a requeue's deleted

@@ -130,8 +130,9 @@ def test_events_are_numbered_without_gaps(running):
     assert seqs == list(range(1, len(seqs) + 1))
     job.refresh_from_db()
     assert job.event_seq == seqs[-1]
-    # The first report went at once (the bucket's token); the point waited for the flush.
-    assert [e.type for e in job.events.all()][-3:] == ["progress", "metrics", "log"]
+    # The first report went at once (the bucket's token); the point waited for the flush; the
+    # note is a line of the job's log too, written just before its timeline entry.
+    assert [e.type for e in job.events.all()][-4:] == ["progress", "metrics", "lines", "log"]
 
 
 def test_non_finite_values_are_kept_as_gaps(running):

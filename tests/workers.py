@@ -182,6 +182,15 @@ def _settle(timeout: float = 60) -> None:
         timeout,
         "the jobs a test left running to stop",
     )
+    # Their ends are told by email or webhook: a worker sending one holds its outbox row while
+    # the tables are truncated, which deadlocks the truncation as a job's writes would.
+    from notifications.models import Delivery, Notification
+
+    wait_for(
+        lambda: not Notification.objects.filter(state=Delivery.PENDING).exists(),
+        timeout,
+        "the notifications of the jobs a test left to be sent",
+    )
 
 
 def wait_for(check: Callable[[], Any], timeout: float, what: str, every: float = 0.2) -> Any:

@@ -14,12 +14,12 @@ urlpatterns = [
     path("models/", views.model_list, name="models"),
     path("models/<slug:model_id>/", views.model_detail, name="model"),
     path(
-        "models/<slug:public_id>/delete/", views.delete_page, {"kind": "model"}, name="delete-model"
+        "models/<slug:model_id>/delete/", views.delete_page, {"kind": "model"}, name="delete-model"
     ),
     path("datasets/", views.dataset_list, name="datasets"),
     path("datasets/<slug:dataset_id>/", views.dataset_detail, name="dataset"),
     path(
-        "datasets/<slug:public_id>/delete/",
+        "datasets/<slug:dataset_id>/delete/",
         views.delete_page,
         {"kind": "dataset"},
         name="delete-dataset",

@@ -293,9 +293,10 @@ def dataset_detail(request: HttpRequest, dataset_id: str) -> HttpResponse:
 
 
 @login_required
-def delete_page(request: HttpRequest, kind: str, public_id: str) -> HttpResponse:
+def delete_page(request: HttpRequest, kind: str, **ids: str) -> HttpResponse:
     """What deleting a job, model or dataset takes with it, and (POST) the deletion. Readers
     who may see the thing but not delete it get 403 with the reason; strangers 404."""
+    (public_id,) = ids.values()  # public_id, model_id or dataset_id, as the route names it
     target = deletion.owned(request.user, kind, public_id)
     plan = deletion.plan_for(target)
     if request.method == "POST":

@@ -83,7 +83,11 @@ def test_a_sigkilled_pool_child_gets_its_job_requeued_and_resumed_from_its_check
     epoch = int(resumed.split("epoch ")[1].split(" ")[0])
     assert epoch >= 2 and "not from step 0" in resumed
     # The second attempt says so where people look: timeline, job page and log.
-    running = job.status_logs.filter(status="running").order_by("updated_at", "id").last()
+    running = (
+        job.status_logs.filter(status="running", message__startswith="Running on")
+        .order_by("updated_at", "id")
+        .last()
+    )
     assert running is not None and "(attempt 2 of" in running.message
     assert "resuming from the checkpoint of epoch" in running.message
     from django.test import Client as Browser

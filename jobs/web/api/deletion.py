@@ -63,7 +63,8 @@ def _plan_view(kind: str) -> type[APIView]:
             summary=f"What deleting the {kind} would take with it",
             operation_id=f"{kind}_deletion_plan",
         )
-        def get(self, request: Request, public_id: str) -> Response:
+        def get(self, request: Request, **ids: str) -> Response:
+            (public_id,) = ids.values()  # public_id, model_id or dataset_id
             plan = deletion.plan_for(deletion.owned(request.user, kind, public_id))
             return Response(DeletionPlanSerializer(plan.as_dict()).data)
 

@@ -41,7 +41,7 @@ urlpatterns = [
     path("models/builtin/", assets.BuiltinModels.as_view(), name="api-builtin-models"),
     path("models/<slug:model_id>/", assets.ModelDetail.as_view(), name="api-model"),
     path(
-        "models/<slug:public_id>/deletion/",
+        "models/<slug:model_id>/deletion/",
         deletion.ModelDeletionPlan.as_view(),
         name="api-model-deletion",
     ),
@@ -53,7 +53,7 @@ urlpatterns = [
     path("datasets/", assets.DatasetList.as_view(), name="api-datasets"),
     path("datasets/<slug:dataset_id>/", assets.DatasetDetail.as_view(), name="api-dataset"),
     path(
-        "datasets/<slug:public_id>/deletion/",
+        "datasets/<slug:dataset_id>/deletion/",
         deletion.DatasetDeletionPlan.as_view(),
         name="api-dataset-deletion",
     ),

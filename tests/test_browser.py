@@ -488,6 +488,9 @@ def test_deleting_a_job_cuts_off_a_reader_watching_it(browser, hub_env, alice, b
     goes = owner.inner_text("#goes")
     assert target.public_id in goes and "1 person lose access at once" in goes
     shot(owner, "delete-job-confirm-1280")
+    owner.set_viewport_size({"width": 390, "height": 844})
+    assert not owner.evaluate("document.documentElement.scrollWidth > innerWidth")
+    shot(owner, "delete-job-confirm-390")
     owner.click("#confirm-delete")
     owner.wait_for_url(f"{hub}/jobs/")
     assert f"Deleted job {job.name}" in owner.inner_text(".messages")
@@ -520,7 +523,10 @@ def test_a_jobs_log_grows_live_and_reads_the_same_after_a_reload(browser, hub_en
     live = page.inner_text("#log")
     assert "<script>alert(1)</script> is text" in live
     assert page.locator("#log .level-warning").count() == 1
-    shot(page, "job-log-live")
+    shot(page, "job-log-live-1280")
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert not page.evaluate("document.documentElement.scrollWidth > innerWidth")
+    shot(page, "job-log-live-390")
     page.reload()
     page.wait_for_selector("#live[data-state=live]")
     assert page.inner_text("#log") == live

@@ -46,9 +46,13 @@
         });
       }
     }
+    // The legend goes below the axis title: as many rows as it needs at this width.
+    const perRow = Math.max(1, Math.floor((chart.clientWidth || 600) / 220));
+    const rows = Math.ceil(traces.length / perRow);
+    chart.style.height = `${320 + 20 * rows}px`;
     const layout = {
       uirevision: `compare-${xMode.value}`,
-      margin: { t: 24, r: 16, b: 84, l: 56 },
+      margin: { t: 24, r: 16, b: 64 + 20 * rows, l: 56 },
       xaxis: { title: { text: byEpoch ? "epoch" : "step" } },
       yaxis: { title: { text: "loss" }, type: logScale.checked ? "log" : "linear" },
       legend: { orientation: "h", yref: "container", y: 0, yanchor: "bottom" },

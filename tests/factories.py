@@ -74,6 +74,19 @@ def claimed(job: Job) -> tuple[Job, str]:
     return taken
 
 
+def run_here(job: Job) -> Job:
+    """Run the job in this process exactly as a worker runs it (queued first if it was not)."""
+    from jobs.domain.state import job_transition
+    from jobs.domain.status import JobStatus
+    from jobs.engine.execution import execute
+
+    if job.status == JobStatus.CREATED:
+        job_transition(job=job, to=JobStatus.PENDING, message="Queued; waiting for a worker.")
+    execute(job.pk)
+    job.refresh_from_db()
+    return job
+
+
 def unqueued_job(owner: User) -> Job:
     """A created job that no worker will ever be sent (for state-machine tests that commit)."""
     from jobs.models import JobKind

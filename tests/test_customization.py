@@ -20,9 +20,8 @@ from rest_framework.test import APIClient
 from jobs.domain import sft_data
 from jobs.domain.base_models import BUILTIN_NAME, ensure_builtin
 from jobs.domain.numbers import number_in_words
-from jobs.domain.state import job_transition
 from jobs.domain.status import FailureType, JobStatus
-from jobs.engine.execution import claim_next, execute
+from jobs.engine.execution import claim_next
 from jobs.models import Job, MLModel
 from jobs.services import dataset_upload, job_submit_customization, model_upload
 from tests import factories
@@ -31,12 +30,7 @@ from tests.hf_samples import tiny_llama_folder, zipped
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _run(job: Job) -> Job:
-    if job.status == JobStatus.CREATED:
-        job_transition(job=job, to=JobStatus.PENDING, message="Queued; waiting for a worker.")
-    execute(job.pk)
-    job.refresh_from_db()
-    return job
+_run = factories.run_here
 
 
 def _unzip(data: bytes, into: Path) -> Path:

@@ -20,12 +20,7 @@ from tests import factories
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _run(job: Job) -> Job:
-    if job.status == JobStatus.CREATED:
-        job_transition(job=job, to=JobStatus.PENDING, message="Queued; waiting for a worker.")
-    execute(job.pk)
-    job.refresh_from_db()
-    return job
+_run = factories.run_here
 
 
 def _statuses(job: Job) -> list[str]:

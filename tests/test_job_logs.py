@@ -13,9 +13,7 @@ from rest_framework.test import APIClient
 
 from jobs.domain.events import EventType, events_after
 from jobs.domain.joblog import MAX_LINE_CHARS, append_lines
-from jobs.domain.state import job_transition
 from jobs.domain.status import FailureType, JobStatus
-from jobs.engine.execution import execute
 from jobs.engine.reporter import Reporter
 from jobs.engine.runners.link import LinkRunner
 from jobs.models import Job, JobLogLine
@@ -30,12 +28,7 @@ def api(user) -> APIClient:
     return client
 
 
-def _run(job: Job) -> Job:
-    if job.status == JobStatus.CREATED:
-        job_transition(job=job, to=JobStatus.PENDING, message="Queued; waiting for a worker.")
-    execute(job.pk)
-    job.refresh_from_db()
-    return job
+_run = factories.run_here
 
 
 def texts(job: Job) -> list[str]:

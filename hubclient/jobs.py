@@ -425,7 +425,11 @@ class Job:
 
     def _require_target(self) -> None:
         status = self.wait()
-        if status.code != "ready" or not self.data.get("target_model"):
+        if status.code == "ready" and not self.data.get("target_model"):
+            raise ConflictError(
+                f"Job {self.job_id}'s target model was deleted by its owner.", status=409
+            )
+        if status.code != "ready":
             why = f": {status.message}" if status.message else ""
             raise ConflictError(
                 f"Job {self.job_id} is {status.code}{why}. Only a ready job has a target model "

@@ -29,7 +29,7 @@ from jobs.domain.events import EventType, publish
 from jobs.domain.lineage import access_of
 from jobs.domain.selectors import User, dataset_for_user, job_for_owner, model_for_user
 from jobs.domain.status import FINISHED
-from jobs.models import Artifact, Dataset, Job, MLModel
+from jobs.models import Artifact, Dataset, Job, MLModel, StatusLog
 
 logger = logging.getLogger(__name__)
 Asset = MLModel | Dataset
@@ -144,6 +144,26 @@ def plan_asset(asset: Asset) -> DeletionPlan:
     return plan
 
 
+def _tell_the_jobs_it_came_from(model: MLModel) -> None:
+    """A job whose target model goes says so in its timeline (its results no longer offer it)."""
+    now = timezone.now()
+    message = f"Its target model {model.name} ({model.public_id}) was deleted by its owner."
+    for job in Job.objects.filter(target_model=model):
+        entry = StatusLog.objects.create(
+            job=job, status=job.status, message=message, updated_at=now
+        )
+        publish(
+            job,
+            EventType.LOG,
+            {
+                "status": entry.status,
+                "message": message,
+                "detail": "",
+                "updated_at": now.isoformat(),
+            },
+        )
+
+
 def _remove_files_after_commit(files: list[FieldFile]) -> None:
     names = [(f.storage, f.name) for f in files if f.name]
 
@@ -196,6 +216,8 @@ def asset_delete(*, asset: Asset) -> DeletionPlan:
         if plan.blocked:
             raise StillInUse(plan.blocked)
         files = [locked.file]
+        if isinstance(locked, MLModel):
+            _tell_the_jobs_it_came_from(locked)
         if _used_by(locked).exists():
             locked.deleted_at = timezone.now()
             locked.save(update_fields=["deleted_at"])

@@ -242,3 +242,25 @@ def test_deleting_from_the_pages_asks_first_and_says_what_goes(alice, client):
     assert done.redirect_chain[-1][0] == reverse("jobs:models")
     assert f"Deleted model to-delete ({model.public_id})" in done.content.decode()
     assert not MLModel.objects.filter(pk=model.pk).exists()
+
+
+def test_deleting_a_ready_jobs_target_model_is_said_in_its_timeline(alice, bob):
+    job = ready(factories.customization_job(alice))
+    target = job.target_model
+    assert target is not None
+    sharing_modify(job=job, actor=alice, add_emails=["bob@example.com"])
+    assert api(bob).delete(f"/api/v1/models/{target.public_id}/").status_code == 403
+    assert api(alice).delete(f"/api/v1/models/{target.public_id}/").status_code == 200
+    job.refresh_from_db()
+    assert job.target_model is None and job.status == "ready"
+    last = job.status_logs.order_by("-updated_at", "-id").first()
+    assert (
+        last.message
+        == f"Its target model {target.name} ({target.public_id}) was deleted by its owner."
+    )
+    assert job.events.order_by("-seq").first().type == "log"  # open pages show it at once
+    refused = api(bob).get(f"/api/v1/jobs/{job.public_id}/target-model/")
+    assert refused.status_code == 409
+    assert (
+        refused.json()["message"] == f"Job {job.public_id}'s target model was deleted by its owner."
+    )

@@ -55,3 +55,11 @@ def test_a_job_page_links_to_a_comparison_with_itself(alice, client):
     client.force_login(alice)
     html = client.get(run.get_absolute_url()).content.decode()
     assert f"{reverse('jobs:compare')}?jobs={run.public_id}" in html
+
+
+def test_a_link_naming_more_runs_than_are_compared_says_so(alice, client):
+    runs = [factories.customization_job(alice) for _ in range(12)]
+    page = compare_page(client, alice, *(run.public_id for run in runs))
+    assert "The link names 2 more runs than the 10 compared at once" in page
+    shown = page[page.index('id="runs"') : page.index('id="choose"')]
+    assert runs[9].public_id in shown and runs[10].public_id not in shown

@@ -99,7 +99,9 @@ def compare(request: HttpRequest) -> HttpResponse:
         for part in value.replace(" ", ",").split(",")
         if part
     ]
-    asked = list(dict.fromkeys(asked))[:MAX_COMPARED]
+    asked = list(dict.fromkeys(asked))
+    beyond = max(0, len(asked) - MAX_COMPARED)  # said on the page, not dropped silently
+    asked = asked[:MAX_COMPARED]
     visible = jobs_visible_to(request.user).filter(
         kind__in=[JobKind.CUSTOMIZATION, JobKind.EXTERNAL]
     )
@@ -112,6 +114,7 @@ def compare(request: HttpRequest) -> HttpResponse:
     context = {
         "runs": runs,
         "left_out": len(asked) - len(runs),
+        "beyond": beyond,
         "rows": rows,
         "choices": choices,
         "chosen": {job.public_id for job in runs},

@@ -196,6 +196,8 @@ def downloadable_target(job: Job) -> MLModel | None:
 
 def _target(job: Job) -> MLModel:
     model = downloadable_target(job)
+    if model is None and job.status == JobStatus.READY:  # it was, until its owner deleted it
+        raise NoTargetModel(f"Job {job.public_id}'s target model was deleted by its owner.")
     if model is None:
         why = f": {job.failure_message}" if job.failure_message else ""
         raise NoTargetModel(

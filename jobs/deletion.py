@@ -20,13 +20,13 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.db.models.fields.files import FieldFile
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
 from jobs.domain.events import EventType, publish
-from jobs.domain.lineage import access_of
+from jobs.domain.lineage import access_of, jobs_using, share_model
 from jobs.domain.selectors import User, dataset_for_user, job_for_owner, model_for_user
 from jobs.domain.status import FINISHED
 from jobs.models import Artifact, Dataset, Job, MLModel, StatusLog
@@ -65,15 +65,12 @@ def _people(count: int) -> str:
     return f"{count} {'person' if count == 1 else 'people'}"
 
 
-def _share_count(jobs: QuerySet[Job] | list[int]) -> int:
-    share = Job._meta.get_field("shares").related_model
-    return share.objects.filter(job__in=jobs).values("email").distinct().count()  # type: ignore[union-attr]
+def _share_count(jobs: QuerySet[Job]) -> int:
+    return share_model().objects.filter(job__in=jobs).values("email").distinct().count()
 
 
 def _used_by(asset: Asset) -> QuerySet[Job]:
-    if isinstance(asset, MLModel):
-        return Job.objects.filter(job_inputs__model=asset).distinct()
-    return Job.objects.filter(Q(dataset=asset) | Q(validation_dataset=asset)).distinct()
+    return jobs_using(asset).distinct()
 
 
 def _target_kept_because(job: Job) -> list[Job]:

@@ -56,7 +56,8 @@ class Lineage:
     hidden_uses: int
 
 
-def _uses(asset: MLModel | Dataset) -> QuerySet[Job]:
+def jobs_using(asset: MLModel | Dataset) -> QuerySet[Job]:
+    """Every job that used the model (as an input) or the dataset (to train or validate on)."""
     if isinstance(asset, MLModel):
         return Job.objects.filter(job_inputs__model=asset)
     return Job.objects.filter(Q(dataset=asset) | Q(validation_dataset=asset))
@@ -65,7 +66,7 @@ def _uses(asset: MLModel | Dataset) -> QuerySet[Job]:
 def _granting_jobs(asset: MLModel | Dataset) -> set[int]:
     """Ids of the asset owner's jobs whose shares reach the asset (see the module's rule)."""
     owner = asset.owner_id
-    found = set(_uses(asset).filter(owner_id=owner).values_list("pk", flat=True))
+    found = set(jobs_using(asset).filter(owner_id=owner).values_list("pk", flat=True))
     producer = asset.produced_by_id if isinstance(asset, MLModel) else None
     if producer is not None and Job.objects.filter(pk=producer, owner_id=owner).exists():
         found.add(producer)
@@ -85,14 +86,14 @@ def _granting_jobs(asset: MLModel | Dataset) -> set[int]:
     return found
 
 
-def _share_model() -> Any:
+def share_model() -> Any:
     return Job._meta.get_field("shares").related_model  # the sharing app's Share
 
 
 def access_of(user: User, asset: MLModel | Dataset) -> Access:
     """Why ``user`` (who may read ``asset``: callers fetched it through the selectors) sees it."""
     granting = _granting_jobs(asset)
-    shares = _share_model().objects.filter(job_id__in=granting).select_related("job")
+    shares = share_model().objects.filter(job_id__in=granting).select_related("job")
     if asset.owner_id == user.pk:
         grants = [Grant(s.email, s.job) for s in shares.order_by("email", "job__created_at")]
         return Access(owned=True, readers=grants)
@@ -107,7 +108,7 @@ def lineage_of(user: User, asset: MLModel | Dataset) -> Lineage:
     if isinstance(asset, MLModel) and asset.produced_by_id is not None:
         producer = visible.filter(pk=asset.produced_by_id).first()
         producer_hidden = producer is None
-    uses = _uses(asset).distinct()
+    uses = jobs_using(asset).distinct()
     readable = visible.filter(pk__in=uses.values("pk")).select_related("owner")
     listed = list(readable.order_by("-created_at", "-id")[: MAX_LISTED + 1])
     readable_count = len(listed) if len(listed) <= MAX_LISTED else readable.count()

@@ -87,9 +87,45 @@ def _addresses(host: str, port: int) -> list[IPAddress]:
     return [ipaddress.ip_address(address.split("%", 1)[0]) for address in found]
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052's well-known prefix
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215's local-use prefix
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # RFC 4291's deprecated form
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> tuple[str, ipaddress.IPv4Address] | None:
+    """The IPv4 address an IPv6 form carries and the form's name, or None. A router or relay
+    turns such an address into a packet to that IPv4 (6to4 and Teredo relays, a NAT64 gateway,
+    an ISATAP tunnel), so 2002:7f00:1:: reaches 127.0.0.1 as surely as 127.0.0.1 does."""
+    last32 = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address.ipv4_mapped is not None:
+        return "an IPv4-mapped address", address.ipv4_mapped
+    if address.sixtofour is not None:
+        return "a 6to4 address", address.sixtofour
+    if address.teredo is not None:
+        return "a Teredo address", address.teredo[1]  # the client's (NOT of the last 32 bits)
+    if address in _NAT64 or address in _NAT64_LOCAL:
+        # The local-use prefix may be cut at any length up to /96; hubs that use it use /96.
+        return "a NAT64 address", last32
+    if address in _IPV4_COMPATIBLE and int(address) > 1:  # not :: nor ::1
+        return "an IPv4-compatible address", last32
+    # ISATAP: any /64 prefix, an interface identifier of [02]00:5efe then the IPv4.
+    if (int(address) >> 32) & 0xFDFFFFFF == 0x00005EFE:
+        return "an ISATAP address", last32
+    return None
+
+
 def _why_not_public(address: IPAddress) -> str | None:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            form, ipv4 = embedded
+            why = _why_not_public(ipv4)
+            if why:
+                return f"{form} of {ipv4}, {why}"
+            if address in _NAT64:
+                # DNS64 answers a public name on an IPv6-only network with 64:ff9b::<IPv4>:
+                # the gateway's destination is the IPv4, which is public.
+                return None
     for test, words in (
         ("is_unspecified", "an unspecified address"),
         ("is_multicast", "a multicast address"),

@@ -426,6 +426,49 @@ def test_a_public_name_is_accepted(alice, monkeypatch):
 
 
 @pytest.mark.parametrize(
+    ("address", "words"),
+    [
+        ("2002:7f00:1::", "6to4 address of 127.0.0.1, a loopback address"),
+        ("2002:a00:7::1", "6to4 address of 10.0.0.7, a private address"),
+        ("2002:a9fe:a9fe::", "6to4 address of 169.254.169.254, a link-local address"),
+        # Teredo keeps its client's IPv4 as the bitwise NOT of the last 32 bits.
+        ("2001:0:4136:e378:8000:63bf:80ff:fffe", "Teredo address of 127.0.0.1"),
+        ("64:ff9b::7f00:1", "NAT64 address of 127.0.0.1, a loopback address"),
+        ("64:ff9b::a00:7", "NAT64 address of 10.0.0.7, a private address"),
+        ("64:ff9b:1::a9fe:a9fe", "NAT64 address of 169.254.169.254, a link-local address"),
+        ("::127.0.0.1", "IPv4-compatible address of 127.0.0.1, a loopback address"),
+        ("::ffff:10.0.0.7", "IPv4-mapped address of 10.0.0.7, a private address"),
+        ("2a00:1450:4001::5efe:7f00:1", "ISATAP address of 127.0.0.1, a loopback address"),
+        ("2a00:1450:4001::200:5efe:c0a8:114", "ISATAP address of 192.168.1.20"),
+    ],
+)
+def test_an_ipv6_form_of_a_private_ipv4_is_refused_as_a_literal_and_as_a_resolved_name(
+    alice, monkeypatch, address, words
+):
+    with pytest.raises(ValidationError) as refused:
+        want(alice, webhook_url=f"https://[{address}]/hook")
+    assert words in refused.value.message_dict["webhook_url"][0]
+    monkeypatch.setattr(webhooks, "resolve", lambda host, port: ["93.184.216.34", address])
+    with pytest.raises(ValidationError) as refused:
+        want(alice, webhook_url="https://hooks.example.com/x")
+    assert words in refused.value.message_dict["webhook_url"][0]
+    assert settings_of(alice).webhook_url == ""
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "2002:5db8:d822::1",  # 6to4 of 93.184.216.34
+        "64:ff9b::5db8:d822",  # DNS64's answer for 93.184.216.34 on an IPv6-only network
+        "2a00:1450:4001::5efe:5db8:d822",  # an ISATAP host behind a public IPv4
+    ],
+)
+def test_an_ipv6_form_of_a_public_ipv4_is_accepted(alice, monkeypatch, address):
+    monkeypatch.setattr(webhooks, "resolve", lambda host, port: [address])
+    assert want(alice, webhook_url="https://hooks.example.com/x").webhook_url
+
+
+@pytest.mark.parametrize(
     ("url", "words"),
     [
         ("http://hooks.example.com/x", "must start with https://"),

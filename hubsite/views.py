@@ -9,6 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.template import loader
 from django.views import defaults
 from django.views.decorators.cache import never_cache
 from rest_framework.authtoken.models import Token
@@ -31,7 +32,10 @@ def api_token(request: HttpRequest) -> HttpResponse:
 
 
 # Errors of requests that no view answered (an id that does not match a route, a server error):
-# the API's routes answer JSON in the API's one error shape, the pages answer pages.
+# the API's routes answer JSON in the API's one error shape, the pages answer pages in the hub's
+# own layout (templates/errors/, rendered by Django's own handlers).
+# The 500 page and its 503/507 variants are rendered without the request: no context processor
+# runs, so neither the session nor the user is read from a database that may be what failed.
 
 API_PREFIXES = ("/api/", "/v1/")
 
@@ -44,17 +48,21 @@ def _api_error(request: HttpRequest, status: int, message: str) -> HttpResponse 
 
 
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
-    return _api_error(request, 400, "Bad request.") or defaults.bad_request(request, exception)
+    return _api_error(request, 400, "Bad request.") or defaults.bad_request(
+        request, exception, template_name="errors/400.html"
+    )
 
 
 def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
     return _api_error(request, 403, str(exception) or "Forbidden.") or (
-        defaults.permission_denied(request, exception)
+        defaults.permission_denied(request, exception, template_name="errors/403.html")
     )
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return _api_error(request, 404, "Not found.") or defaults.page_not_found(request, exception)
+    return _api_error(request, 404, "Not found.") or defaults.page_not_found(
+        request, exception, template_name="errors/404.html"
+    )
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
@@ -64,18 +72,19 @@ def server_error(request: HttpRequest) -> HttpResponse:
     error = sys.exc_info()[1]
     if isinstance(error, OperationalError | InterfaceError):
         message = "The hub's database is unavailable for a moment; try again shortly."
-        response = _api_error(request, 503, message) or HttpResponse(
-            f"<!doctype html><title>Back shortly</title><h1>Back shortly</h1><p>{message}</p>",
-            status=503,
-        )
+        response = _api_error(request, 503, message) or _unavailable_page(503, message)
         response["Retry-After"] = "10"
         return response
     refused = not_kept(error) if error is not None else None
     if refused is not None:  # an upload or a write the media disk refused: nothing partial kept
-        return _api_error(request, 507, refused) or HttpResponse(
-            f"<!doctype html><title>Storage full</title><h1>Not stored</h1><p>{refused}</p>",
-            status=507,
-        )
+        return _api_error(request, 507, refused) or _unavailable_page(507, refused)
     return _api_error(request, 500, "The hub hit an internal error.") or defaults.server_error(
-        request
+        request, template_name="errors/500.html"
     )
+
+
+def _unavailable_page(status: int, message: str) -> HttpResponse:
+    """The database away (503) or the media disk refusing a write (507), in the hub's layout;
+    rendered without the request, as the 500 page is."""
+    page = loader.get_template("errors/503.html").render({"status": status, "message": message})
+    return HttpResponse(page, status=status)

@@ -18,6 +18,7 @@ from django.db.models import QuerySet
 
 from jobs.domain import base_models, files, hf_models, onnx_runtime, quotas, sft_data
 from jobs.domain.events import EventType, publish
+from jobs.domain.formulas import MIN_SAMPLES_WITHOUT_VALIDATION
 from jobs.domain.hyperparameters import GPU_PRECISIONS, Hyperparameters, parse_hyperparameters
 from jobs.domain.redact import scrub_paths
 from jobs.domain.selectors import datasets_visible_to, models_visible_to
@@ -356,11 +357,13 @@ def job_submit_customization(
     for field, value in (("dataset", dataset), ("validation_dataset", validation_dataset)):
         if value is not None and not readable.filter(pk=value.pk).exists():
             raise ValidationError({field: f"No dataset {value.public_id} that you may use."})
-    if validation_dataset is None and dataset.num_records < 2:
+    if validation_dataset is None and dataset.num_records < MIN_SAMPLES_WITHOUT_VALIDATION:
         raise ValidationError(
             {
-                "dataset": "A dataset without a validation dataset needs at least 2 records "
-                "(10% of them validate)."
+                "dataset": f"A dataset without a validation dataset needs at least "
+                f"{MIN_SAMPLES_WITHOUT_VALIDATION} records (10% of them, at least one, "
+                f"validate); this one has {dataset.num_records}. Add records or give a "
+                "validation_dataset."
             }
         )
     _check_time_limit(time_limit)

@@ -419,3 +419,22 @@ def test_a_validation_loss_running_away_after_a_good_epoch_stops_and_keeps_that_
     (note,) = sink.notes
     assert note.startswith("Stopped after epoch 2 of 5: the training is diverging (val_loss 3.5000")
     assert "The weights of epoch 1 are kept" in note and "learning_rate (now 0.5)" in note
+
+
+def test_a_one_row_dataset_without_validation_is_refused_naming_the_minimum(alice):
+    with pytest.raises(ValidationError) as refused:
+        job_submit_customization(owner=alice, dataset=factories.dataset(alice, records=1))
+    assert "at least 2 records" in str(refused.value.message_dict["dataset"])
+
+
+def test_an_eight_row_dataset_without_validation_holds_one_out_and_trains_to_ready(alice):
+    job = _run(
+        job_submit_customization(
+            owner=alice,
+            dataset=factories.dataset(alice, records=8),
+            hyperparameters={"epochs": 1, "batch_size": 4},
+        )
+    )
+    assert job.status == JobStatus.READY, job.failure_message
+    assert job.steps_per_epoch == 2  # 7 rows train, 1 validates
+    assert len(_val_losses(job)) >= 1

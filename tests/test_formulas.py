@@ -40,9 +40,16 @@ def test_steps_per_epoch_is_not_divided_by_epochs_again():
 
 def test_holdout_keeps_ten_percent_for_validation():
     assert formulas.training_split(1000, False) == (900, 100)
-    assert formulas.training_split(7, False) == (7, 0)
     assert formulas.training_split(11, False) == (10, 1)
     assert formulas.training_split(11, True) == (11, 0)
+
+
+@pytest.mark.parametrize(("rows", "split"), [(2, (1, 1)), (7, (6, 1)), (8, (7, 1)), (10, (9, 1))])
+def test_a_small_dataset_still_holds_out_one_row_to_validate(rows, split):
+    # ceil(0.9 × n) is n itself below 10 rows: nothing would validate (and the run would have
+    # no validation loss), so at least one row is held out whenever there are two.
+    assert formulas.training_split(rows, False) == split
+    assert formulas.steps_per_epoch(rows, 4, False) == -(-split[0] // 4)
 
 
 @pytest.mark.parametrize(

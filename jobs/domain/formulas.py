@@ -2,7 +2,8 @@
 
 steps_per_epoch = ceil(n / batch_size), where n is the number of training samples when a
 validation dataset is given, and ceil(0.9 × training samples) when 10% of the training dataset is
-held out for validation instead. The seed's second formula (dividing by epochs once more)
+held out for validation instead (at least one sample held out, so n = training samples - 1 below
+10 samples). The seed's second formula (dividing by epochs once more)
 contradicts its first and its definition of total_steps; DESIGN.md follows the first.
 """
 
@@ -13,6 +14,8 @@ from datetime import datetime
 
 HOLDOUT_NUMERATOR = 1  # 10% of the training samples validate when no validation dataset is given
 HOLDOUT_DENOMINATOR = 10
+# The fewest training samples that can both train and validate without a validation dataset.
+MIN_SAMPLES_WITHOUT_VALIDATION = 2
 
 
 def training_split(training_samples: int, has_validation_dataset: bool) -> tuple[int, int]:
@@ -21,6 +24,10 @@ def training_split(training_samples: int, has_validation_dataset: bool) -> tuple
         return training_samples, 0
     # ceil(0.9 × n) in integers, so that no floating-point rounding decides a step count.
     kept = -(-(HOLDOUT_DENOMINATOR - HOLDOUT_NUMERATOR) * training_samples // HOLDOUT_DENOMINATOR)
+    # Below 10 rows ceil(0.9 × n) is n: nothing would validate and the run would have no
+    # validation loss, so one row is held out whenever there are two (submit refuses fewer).
+    if training_samples >= MIN_SAMPLES_WITHOUT_VALIDATION:
+        kept = min(kept, training_samples - 1)
     return kept, training_samples - kept
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from hubclient.connection import Connection, progress_bar
+from hubclient.errors import BadInputError
 from hubclient.jobs import CustomizationJob, Dataset, Job, LinkJob, Model, job_from
 from hubclient.runs import Run
 
@@ -28,22 +29,23 @@ class Client(Connection):
         self, path: str | os.PathLike[str], name: str | None = None, progress: bool | None = None
     ) -> Model:
         """An ONNX file, a model archive (.zip, .tar.gz), or a Hugging Face model folder, which
-        is packed into a zip first (its name becomes the model's name unless ``name`` is set).
+        is packed into a zip first (its name becomes the model's name unless ``name`` is set;
+        links are followed only inside the folder, see ``folder_members``).
         Large files show a progress bar on stderr (``progress=False`` hides it, ``True`` forces
         it)."""
         folder = Path(path)
         if not folder.is_dir():
             return Model(self, self._upload("/api/v1/models/", path, name, progress))
-        files = sorted(f for f in folder.rglob("*") if f.is_file())
-        total = sum(f.stat().st_size for f in files)
+        members = folder_members(folder)
+        total = sum(f.stat().st_size for f in members.values())
         with tempfile.TemporaryDirectory() as scratch:
             packed = Path(scratch) / f"{folder.name}.zip"
             with (
                 progress_bar(f"Packing {folder.name}/", total, progress) as advance,
                 zipfile.ZipFile(packed, "w", compression=zipfile.ZIP_STORED) as archive,
             ):
-                for file in files:
-                    archive.write(file, file.relative_to(folder).as_posix())
+                for name, file in members.items():
+                    archive.write(file, name)
                     advance(file.stat().st_size)
             return Model(self, self._upload("/api/v1/models/", packed, name, progress))
 
@@ -195,6 +197,47 @@ class Client(Connection):
 
     def _job(self, data: dict[str, Any]) -> Job:
         return job_from(self, data)
+
+
+def _allowed_roots(folder: Path) -> list[Path]:
+    """Where links in ``folder`` may point: the folder itself, and for a snapshot of a Hugging
+    Face cache (``models--Org--Name/snapshots/<revision>/``, whose files are all links) that
+    repository's ``blobs/``."""
+    roots = [folder.resolve()]
+    repository = folder.parent.parent
+    if folder.parent.name == "snapshots" and repository.name.startswith("models--"):
+        roots.append((repository / "blobs").resolve())
+    return roots
+
+
+def folder_members(folder: Path) -> dict[str, Path]:
+    """The files to pack from a model folder, by their name in the archive, sorted. A link is
+    packed as the file it names when that file is inside the folder (or in its Hugging Face
+    cache's blobs); a link to a folder inside is skipped (its files are packed where they
+    are). A link that leads outside is refused naming it, so that no file the folder merely
+    points at (a key, another user's data) leaves the machine unasked."""
+    roots = _allowed_roots(folder)
+    members: dict[str, Path] = {}
+    for directory, subfolders, names in os.walk(folder):  # links to folders are not walked
+        subfolders.sort()
+        for name in sorted(subfolders + names):
+            path = Path(directory, name)
+            relative = path.relative_to(folder).as_posix()
+            if not path.is_symlink():
+                if path.is_file():
+                    members[relative] = path
+                continue
+            target = path.resolve()
+            if not any(target.is_relative_to(root) for root in roots):
+                raise BadInputError(
+                    f"{folder.name}/{relative} is a link to something outside the folder; "
+                    "copy what it names into the folder or remove the link (links are "
+                    "followed only inside the folder being uploaded).",
+                    field="model",
+                )
+            if target.is_file():
+                members[relative] = target
+    return dict(sorted(members.items()))
 
 
 def _is_path(value: str | os.PathLike[str]) -> bool:

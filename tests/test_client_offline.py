@@ -66,3 +66,64 @@ def test_json_is_honoured_before_or_after_any_command(command):
     assert parser().parse_args(["--json", *command]).json is True
     assert parser().parse_args([*command, "--json"]).json is True
     assert parser().parse_args(command).json is False
+
+
+def _model_folder(root: Path) -> Path:
+    folder = root / "model"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "sub" / "weights.safetensors").write_bytes(b"w" * 10)
+    return folder
+
+
+def test_uploading_a_folder_refuses_a_link_out_of_it_naming_the_link(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("the server's password")
+    folder = _model_folder(tmp_path)
+    (folder / "tokenizer.json").symlink_to(secret)
+    client = Client("http://127.0.0.1:1", token="unused")  # refused before any request
+    with pytest.raises(HubError) as refused:
+        client.upload_model(folder)
+    assert "tokenizer.json" in refused.value.message
+    assert "outside" in refused.value.message
+    assert "password" not in refused.value.message
+
+
+def test_a_folder_is_packed_with_links_inside_it_as_the_files_they_name(tmp_path):
+    from hubclient.client import folder_members
+
+    folder = _model_folder(tmp_path)
+    (folder / "model.safetensors").symlink_to(folder / "sub" / "weights.safetensors")
+    (folder / "linked").symlink_to(folder / "sub", target_is_directory=True)
+    members = folder_members(folder)
+    assert members == {
+        "config.json": folder / "config.json",
+        "model.safetensors": (folder / "sub" / "weights.safetensors").resolve(),
+        "sub/weights.safetensors": folder / "sub" / "weights.safetensors",
+    }
+
+
+def test_a_hugging_face_cache_snapshot_is_packed_from_its_blobs(tmp_path):
+    from hubclient.client import folder_members
+
+    repo = tmp_path / "models--org--name"
+    (repo / "blobs").mkdir(parents=True)
+    (repo / "blobs" / "abc123").write_text("{}")
+    snapshot = repo / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").symlink_to("../../blobs/abc123")
+    assert folder_members(snapshot) == {"config.json": (repo / "blobs" / "abc123").resolve()}
+    (snapshot / "vocab.json").symlink_to(tmp_path / "elsewhere.json")
+    (tmp_path / "elsewhere.json").write_text("{}")
+    with pytest.raises(HubError, match=r"vocab\.json"):
+        folder_members(snapshot)
+
+
+def test_a_link_to_a_folder_outside_is_refused_too(tmp_path):
+    from hubclient.client import folder_members
+
+    folder = _model_folder(tmp_path)
+    (tmp_path / "home").mkdir()
+    (folder / "extras").symlink_to(tmp_path / "home", target_is_directory=True)
+    with pytest.raises(HubError, match="model/extras is a link to something outside"):
+        folder_members(folder)

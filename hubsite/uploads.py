@@ -17,6 +17,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from http.cookies import SimpleCookie
 from importlib import import_module
 from pathlib import Path
@@ -45,7 +46,8 @@ MULTIPART_MARGIN = 1024 * 1024  # form fields and boundaries around the file its
 # Larger bodies come only from signed-in people (uploads, big submissions): a login form, an
 # invitation's sign-up or a token request is a few hundred bytes.
 ANONYMOUS_BODY_LIMIT = 64 * 1024
-BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+# No route of the hub reads the body of any other method (a DELETE says all in its address).
+BODY_METHODS = {"POST", "PUT", "PATCH"}
 STALE_TEMP_SECONDS = 24 * 3600
 
 
@@ -59,6 +61,12 @@ def body_limit() -> int:
 
 class BodyTooLarge(Exception):
     pass
+
+
+# The most body bytes this request may send, set by HubASGIHandler.handle before Django reads the
+# body (read_body gets no scope): a stranger's request never more than ANONYMOUS_BODY_LIMIT,
+# whatever its headers said.
+_body_allowance: ContextVar[int | None] = ContextVar("body_allowance", default=None)
 
 
 class SizeLimitUploadHandler(FileUploadHandler):
@@ -170,10 +178,11 @@ class HubASGIHandler(ASGIHandler):
     """Django's ASGI handler with the body rules above."""
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        refusal = await self._refusal(scope)
+        refusal, allowance = await self._refusal(scope)
         if refusal is not None:
             await _send_json(send, *refusal)
             return
+        _body_allowance.set(allowance)
         try:
             await super().handle(scope, receive, send)
         except BodyTooLarge:
@@ -184,24 +193,38 @@ class HubASGIHandler(ASGIHandler):
                 raise
             await _send_json(send, 507, message, "file")
 
-    async def _refusal(self, scope: Scope) -> tuple[int, str, str] | None:
-        if scope.get("method") not in BODY_METHODS:
-            return None
+    async def _refusal(self, scope: Scope) -> tuple[tuple[int, str, str] | None, int]:
+        """An answer that refuses the request before its body is read (or None), and how many
+        body bytes it may then send."""
         headers = dict(scope.get("headers", []))
+        # A body framed by chunks has no length until it ends; one with both framings is
+        # smuggling, and is treated as the longer.
+        framed_by_chunks = b"transfer-encoding" in headers
         length = headers.get(b"content-length")
-        declared = int(length) if length is not None and length.isdigit() else None
+        declared = (
+            int(length)
+            if length is not None and length.isdigit() and not framed_by_chunks
+            else None
+        )
+        method = str(scope.get("method", ""))
+        if method not in BODY_METHODS:
+            if declared == 0 or (length is None and not framed_by_chunks):
+                return None, 0
+            # Answered before a byte of it is read, whoever sends it: no route reads one.
+            return (400, f"A {method} request carries no body; send it without one.", ""), 0
         if declared is not None and declared <= ANONYMOUS_BODY_LIMIT:
-            return None
+            return None, ANONYMOUS_BODY_LIMIT
         user_id = await _user_id(headers)
         if user_id is None:  # first: a stranger learns nothing of the limits
-            return 401, "Sign in (or send an API token) before sending a large body.", ""
+            refusal = 401, "Sign in (or send an API token) before sending a large body.", ""
+            return refusal, 0
         if declared is not None and declared > body_limit():
-            return 413, _too_large("The request"), "file"
+            return (413, _too_large("The request"), "file"), 0
         if headers.get(b"content-type", b"").startswith(b"multipart/form-data"):
             over = await database_sync_to_async(upload_refusal)(user_id, declared)
             if over is not None:  # refused before the file is read, not after
-                return 429, over.message, over.quota
-        return None
+                return (429, over.message, over.quota), 0
+        return None, body_limit()
 
     async def read_body(self, receive: Receive) -> IO[bytes]:
         """The body, spooled to this process's temporary folder past FILE_UPLOAD_MAX_MEMORY_SIZE,
@@ -209,7 +232,8 @@ class HubASGIHandler(ASGIHandler):
         body = tempfile.SpooledTemporaryFile(  # noqa: SIM115 (Django closes it with the request)
             max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE, mode="w+b", dir=upload_temp_dir()
         )
-        size, limit = 0, body_limit()
+        allowance = _body_allowance.get()
+        size, limit = 0, body_limit() if allowance is None else allowance
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":

@@ -3,8 +3,10 @@ must be signed in before a large body is read at all (a real uvicorn server, raw
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import threading
 from collections.abc import Iterator
 
 import httpx
@@ -158,3 +160,135 @@ def test_an_upload_past_a_quota_is_refused_before_its_body_is_read(alice, tmp_pa
         stop_web(web)
     assert status == 429
     assert taken < READ_PAST_LIMIT_AT_MOST
+
+
+# Bodies where none belongs, and bodies of strangers: nothing reaches the disk, the answer comes
+# before the body is read. This web process takes large uploads (256 MiB), so that only the rules
+# for strangers and for body-less methods can stop what is offered here.
+
+OFFERED = 64 * MiB
+BODYLESS = ["GET", "OPTIONS", "HEAD", "DELETE"]
+
+
+@pytest.fixture(scope="module")
+def roomy_web(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[LiveWeb]:
+    from tests.conftest import _missing_services
+
+    with django_db_blocker.unblock():
+        missing = _missing_services()
+    if missing:
+        pytest.skip(missing)
+    web = start_web(
+        tmp_path_factory.mktemp("roomy-media"),
+        tmp_path_factory.mktemp("roomy-data"),
+        HUB_MAX_UPLOAD_BYTES=str(256 * MiB),
+    )
+    try:
+        yield web
+    finally:
+        stop_web(web)
+
+
+def request_head(method: str, path: str, credential: str | None, length: int | None) -> str:
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/json"]
+    lines.append(
+        f"Content-Length: {length}" if length is not None else "Transfer-Encoding: chunked"
+    )
+    if credential:
+        lines.append(f"Authorization: {credential}")
+    return "\r\n".join(lines) + "\r\n\r\n"
+
+
+class DiskWatch:
+    """Looks at the web process's temporary upload folder and media folder between the chunks a
+    client sends: the most bytes ever found there while the body was on its way."""
+
+    def __init__(self, web: LiveWeb) -> None:
+        self.web, self.most = web, 0
+
+    def sending(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        for n, chunk in enumerate(chunks):
+            if n % 16 == 0:
+                self.most = max(self.most, self.bytes_on_disk())
+            yield chunk
+        self.most = max(self.most, self.bytes_on_disk())
+
+    def bytes_on_disk(self) -> int:
+        found = 0
+        for f in self.web.media.rglob("*"):
+            with contextlib.suppress(FileNotFoundError):  # removed while we looked
+                found += f.stat().st_size if f.is_file() else 0
+        return found
+
+
+def offered(length: int | None) -> Iterator[bytes]:
+    return chunked(OFFERED) if length is None else plain(OFFERED)
+
+
+@pytest.mark.parametrize("framing", ["chunked", "length"])
+@pytest.mark.parametrize("credential", [None, "Token not-a-token", "signed-in"])
+@pytest.mark.parametrize("method", BODYLESS)
+def test_a_body_on_a_method_that_takes_none_is_refused_unread(
+    roomy_web, token, method, credential, framing
+):
+    """GET, OPTIONS, HEAD and DELETE take no body on the hub: one is refused (400, whoever sends
+    it) before a byte of it is read, and nothing of it is written anywhere."""
+    credential = f"Token {token}" if credential == "signed-in" else credential
+    length = OFFERED if framing == "length" else None
+    watch = DiskWatch(roomy_web)
+    request = request_head(method, "/api/v1/models/", credential, length)
+    status, taken = raw_request(roomy_web.port, request, watch.sending(offered(length)))
+    assert status == 400
+    assert taken < READ_PAST_LIMIT_AT_MOST
+    assert watch.most == 0
+
+
+def test_a_body_on_a_get_is_answered_with_what_is_wrong(live_web, db):
+    with socket.create_connection(("127.0.0.1", live_web.port), timeout=10) as sock:
+        sock.sendall(request_head("GET", "/jobs/", None, 5).encode() + b"hello")
+        answer = b""
+        while b"}" not in answer:
+            data = sock.recv(65536)
+            if not data:
+                break
+            answer += data
+    assert answer.startswith(b"HTTP/1.1 400")
+    assert b"A GET request carries no body" in answer
+    assert b"connection: close" in answer.lower()
+
+
+@pytest.mark.parametrize("framing", ["chunked", "length"])
+@pytest.mark.parametrize("credential", [None, "Token not-a-token", "Bearer not-a-token"])
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
+def test_a_strangers_body_never_reaches_the_disk(roomy_web, db, method, credential, framing):
+    length = OFFERED if framing == "length" else None
+    watch = DiskWatch(roomy_web)
+    request = request_head(method, "/api/v1/models/", credential, length)
+    status, taken = raw_request(roomy_web.port, request, watch.sending(offered(length)))
+    assert status == 401
+    assert taken < READ_PAST_LIMIT_AT_MOST
+    assert watch.most == 0
+
+
+def test_many_strangers_bodies_at_once_leave_the_disk_empty(roomy_web, db):
+    """Twenty at once, each offering 64 MiB by each way and method the hub once took them in."""
+    kinds = [
+        (m, length) for m in ("GET", "OPTIONS", "POST", "DELETE") for length in (None, OFFERED)
+    ]
+    watch = DiskWatch(roomy_web)
+    results: list[tuple[int, int]] = []
+
+    def one(n: int) -> None:
+        method, length = kinds[n % len(kinds)]
+        request = request_head(method, "/api/v1/datasets/", None, length)
+        results.append(raw_request(roomy_web.port, request, watch.sending(offered(length))))
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 20
+    assert all(status in (400, 401) for status, _ in results), results
+    assert all(taken < READ_PAST_LIMIT_AT_MOST for _, taken in results), results
+    assert watch.most == 0

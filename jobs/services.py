@@ -16,7 +16,7 @@ from django.core.files import File
 from django.db import transaction
 from django.db.models import QuerySet
 
-from jobs.domain import base_models, files, hf_models, onnx_runtime, quotas, sft_data
+from jobs.domain import base_models, files, hf_models, onnx_data, onnx_runtime, quotas, sft_data
 from jobs.domain.events import EventType, publish
 from jobs.domain.formulas import MIN_SAMPLES_WITHOUT_VALIDATION
 from jobs.domain.hyperparameters import GPU_PRECISIONS, Hyperparameters, parse_hyperparameters
@@ -88,6 +88,10 @@ def model_upload(*, owner: User, file: File, name: str | None = None) -> MLModel
     sha256, size = files.sha256_of(file)
     _check_upload_size(size, label)
     if hf_models.is_model_archive(label):
+        with files.local_path(file) as path:
+            onnx_archive = onnx_data.is_onnx_archive(Path(path))
+        if onnx_archive:
+            return _onnx_archive_upload(owner=owner, file=file, name=name, label=label)
         return _hf_model_upload(owner=owner, file=file, name=name, label=label)
     name = _clean_name(name, PurePath(label).stem or "model")
     stored_name = label if label.endswith(".onnx") else f"{label}.onnx"
@@ -123,6 +127,35 @@ def _store_onnx(
         model.file.save(stored_name, file, save=False)
         model.save()
     return model
+
+
+def _archive_stem(label: str) -> str:
+    stem = label
+    for suffix in hf_models.ARCHIVE_SUFFIXES:
+        stem = stem.removesuffix(suffix).removesuffix(suffix.upper())
+    return stem or "model"
+
+
+def _onnx_archive_upload(*, owner: User, file: File, name: str | None, label: str) -> MLModel:
+    """An ONNX model with its data file(s), as an archive: unpacked as a Hugging Face archive is
+    (members inside it, the unpacked size counted as written), every data location checked, and
+    stored normalised (jobs/domain/onnx_data.py): a zip of model.onnx and model.onnx.data, or the
+    plain .onnx when its tensors name no data file."""
+    stem = _archive_stem(label)
+    name = _clean_name(name, stem)
+    with files.local_path(file) as path, files.work_folder() as workdir:
+        unpacked = workdir / "unpacked"
+        unpacked.mkdir()
+        onnx_data.unpack_upload(Path(path), label, unpacked)
+        model_path, others = onnx_data.find_model(unpacked, label)
+        normal = workdir / "normal"
+        metadata, stored = files.onnx_folder(model_path, others, label, normal)
+        if metadata["external_data"]:
+            stored = hf_models.normalised_zip(normal, workdir / "model.zip")
+        with stored.open("rb") as handle:
+            sha256, size = files.sha256_of(handle)
+            stored_name = f"{stem}.zip" if metadata["external_data"] else f"{stem}.onnx"
+            return _store_onnx(owner, name, File(handle), stored_name, size, sha256, metadata)
 
 
 def _hf_model_upload(*, owner: User, file: File, name: str | None, label: str) -> MLModel:
@@ -295,8 +328,11 @@ def _check_fit(
     metadata: dict[str, Any],
     datasets: list[tuple[str, Dataset]],
 ) -> None:
-    """What can be known before a worker starts: the rows fit the model (chat template,
-    context length, max_seq_length once tokenized with the model's own tokenizer)."""
+    """What can be known at submit without loading a tokenizer or rendering a row: the
+    max_seq_length fits the model's context, and chat rows have a chat template to render them
+    with (recorded when the model was checked). Tokenizing the rows with the model (the
+    overlong-row check) is the worker's first step: in the web process a hostile tokenizer or
+    template would cost everyone (jobs.domain.sft_data.fit_problem)."""
     context = metadata.get("context_length")
     if params.max_seq_length and context and params.max_seq_length > context:
         raise ValidationError(
@@ -305,26 +341,17 @@ def _check_fit(
                 f"longer than the base model's context length ({context} tokens)."
             }
         )
-    tokenizer = base_models.tokenizer_for(base)
+    if metadata.get("chat_template") is not False:
+        return  # present, or a model checked before this was recorded: the worker tells
     label = base if isinstance(base, str) else f"{base.name} ({base.public_id})"
     for field, dataset in datasets:
-        if dataset.format == sft_data.CHAT and not getattr(tokenizer, "chat_template", None):
+        if dataset.format == sft_data.CHAT:
             raise ValidationError(
                 {
                     field: f"Dataset {dataset.public_id} holds chat messages, but the tokenizer "
                     f"of {label} has no chat template to render them with. Use prompt/completion "
                     "rows, or a model whose tokenizer has a chat template."
                 }
-            )
-    if params.overlong_rows != "refuse":
-        return
-    limit = params.max_length(context)
-    for field, dataset in datasets:
-        with dataset.file.open("rb") as handle:
-            report = sft_data.length_report(tokenizer, handle, limit)
-        if report.overlong:
-            raise ValidationError(
-                {field: report.describe(f"Dataset {dataset.public_id} ({dataset.name})", limit)}
             )
 
 
@@ -349,7 +376,8 @@ def job_submit_customization(
         raise ValidationError(
             {
                 "hyperparameters.precision": f"precision {params.precision!r} needs a GPU; this "
-                f"job asks for hardware {hardware!r}. Set hardware to 'gpu', or precision to "
+                f"job asks for hardware '{Hardware(hardware).value}'. Set hardware to 'gpu', or "
+                "precision to "
                 "'auto' or 'fp32'."
             }
         )

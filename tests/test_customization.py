@@ -231,21 +231,51 @@ def test_a_chat_dataset_is_refused_for_a_model_without_a_chat_template(alice, up
     assert "has no chat template" in str(refused.value.message_dict["dataset"])
 
 
-def test_an_overlong_row_is_refused_naming_its_line_or_truncated_when_asked(alice):
+def test_an_overlong_row_fails_the_job_on_its_worker_naming_its_line_or_is_truncated_when_asked(
+    alice,
+):
+    """Tokenizing every row with the model's tokenizer is a worker's work (a hostile tokenizer or
+    template must not cost the web process): the submit answers at once, and the job fails as an
+    invalid dataset, before training, in the words the submit would have used."""
     rows = [{"prompt": str(n), "completion": number_in_words(n)} for n in range(30)]
     rows[6] = {"prompt": "7", "completion": " ".join(["seven"] * 60)}
     data = dataset_upload(owner=alice, file=_jsonl(rows))
-    with pytest.raises(ValidationError) as refused:
+    job = _run(
         job_submit_customization(owner=alice, dataset=data, hyperparameters={"max_seq_length": 32})
-    message = refused.value.message_dict["dataset"][0]
+    )
+    assert (job.status, job.failure_type) == (JobStatus.FAILED, FailureType.INVALID_DATASET)
+    message = job.failure_message
     assert "1 of 30 rows are longer than max_seq_length (32 tokens" in message
     assert "first on line(s) 7" in message and 'overlong_rows to "truncate"' in message
+    assert job.steps_completed == 0 and not job.metric_series.exists()
+    notes = list(job.status_logs.values_list("message", flat=True))
+    assert any("Checking the dataset against the model's tokenizer" in n for n in notes)
     job = job_submit_customization(
         owner=alice,
         dataset=data,
         hyperparameters={"max_seq_length": 32, "overlong_rows": "truncate", "epochs": 1},
     )
     assert _run(job).status == JobStatus.READY, job.failure_message
+
+
+def test_a_model_too_large_for_the_workers_memory_fails_before_it_is_loaded(
+    alice, uploaded_llama
+):
+    """Memory is counted from the parameters the weights hold (checked against the config at
+    upload), before anything is loaded."""
+    uploaded_llama.metadata = {**uploaded_llama.metadata, "parameters": 10**13}
+    uploaded_llama.save(update_fields=["metadata"])
+    job = _run(
+        job_submit_customization(
+            owner=alice,
+            dataset=factories.dataset(alice),
+            base_model=uploaded_llama,
+            hyperparameters={"finetuning_type": "all_weights"},
+        )
+    )
+    assert (job.status, job.failure_type) == (JobStatus.FAILED, FailureType.INVALID_MODEL)
+    assert "10,000,000,000,000 parameters, all_weights) needs about" in job.failure_message
+    assert "GiB free" in job.failure_message
 
 
 def test_a_base_model_with_nan_weights_fails_before_training_naming_it(alice, tmp_path):

@@ -23,6 +23,7 @@ import dj_database_url
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
+from hubsite.client_address import parse_networks
 from hubsite.env import env_bool, env_int, env_list, env_optional, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -81,6 +82,14 @@ if not SECURE_HSTS_PRELOAD:
     SILENCED_SYSTEM_CHECKS = ["security.W021"]
 if env_bool("HUB_BEHIND_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# The operator's own reverse proxies (addresses or CIDR networks, comma-separated). Only from
+# these is X-Forwarded-For believed; otherwise rate limits, the sign-in lockout and websocket
+# handshakes count clients by the socket's address (hubsite/client_address.py).
+HUB_TRUSTED_PROXIES = env_list("HUB_TRUSTED_PROXIES", [])
+try:
+    parse_networks(HUB_TRUSTED_PROXIES)
+except ValueError as error:
+    raise ImproperlyConfigured(f"HUB_TRUSTED_PROXIES: {error}.") from None
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
@@ -154,6 +163,8 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False
+# The address a failure counts against: the socket's, or a trusted proxy's X-Forwarded-For.
+AXES_CLIENT_IP_CALLABLE = "hubsite.client_address.request_address"
 
 ROOT_URLCONF = "hubsite.urls"
 ASGI_APPLICATION = "hubsite.asgi.application"
@@ -300,7 +311,13 @@ REST_FRAMEWORK = {
         "anon": env_str("HUB_API_RATE_ANON", "60/minute"),
         "user": env_str("HUB_API_RATE_USER", "1200/minute"),
         "bad_token": env_str("HUB_API_RATE_BAD_TOKEN", "20/minute"),
+        # Websocket handshakes per address (hubsite/ws_auth.py); their wrong tokens count
+        # against ``bad_token`` as the API's do.
+        "socket": env_str("HUB_SOCKET_RATE", "120/minute"),
     },
+    # Our throttles read the address from hubsite.client_address; any other throttle falls back
+    # on DRF's, which without this would count clients by an X-Forwarded-For anyone sends.
+    "NUM_PROXIES": 0,
     "DEFAULT_SCHEMA_CLASS": "hubsite.api.schema.HubAutoSchema",
     "DEFAULT_RENDERER_CLASSES": [
         "hubsite.api.renderers.FastJSONRenderer",
@@ -331,10 +348,27 @@ HUB_MAX_UPLOAD_BYTES = env_int("HUB_MAX_UPLOAD_BYTES", 512 * 1024 * 1024, minimu
 # Verifying a link job runs each model on test inputs of its declared shapes: a model of a few
 # bytes can declare a shape that takes gigabytes, so larger inputs are refused at upload.
 HUB_MAX_VERIFY_INPUT_BYTES = env_int("HUB_MAX_VERIFY_INPUT_BYTES", 256 * 1024 * 1024, minimum=1024)
+# A model archive of more files than this is refused before it is unpacked (a real Hugging Face
+# folder holds tens: config, tokenizer files, up to a few hundred weight shards).
+HUB_MODEL_ARCHIVE_MAX_MEMBERS = env_int("HUB_MODEL_ARCHIVE_MAX_MEMBERS", 1000, minimum=10)
+# The largest vocabulary a tokenizer may have (the largest released models have about 262,000).
+HUB_MAX_VOCABULARY = env_int("HUB_MAX_VOCABULARY", 1024 * 1024, minimum=100)
+# Checking an uploaded model folder (config, weights' headers, tokenizer) runs in a child
+# process within this much memory and time, never in the web process itself.
+HUB_MODEL_CHECK_MEMORY_BYTES = env_int(
+    "HUB_MODEL_CHECK_MEMORY_BYTES", 3 * 1024**3, minimum=256 * 1024 * 1024
+)
+HUB_MODEL_CHECK_SECONDS = env_int("HUB_MODEL_CHECK_SECONDS", 300, minimum=5)
 # Per-person quotas (jobs.domain.quotas); 0 turns one off.
 HUB_QUOTA_ACTIVE_JOBS = env_int("HUB_QUOTA_ACTIVE_JOBS", 20, minimum=0)
 HUB_QUOTA_UPLOADS_PER_HOUR = env_int("HUB_QUOTA_UPLOADS_PER_HOUR", 60, minimum=0)
 HUB_QUOTA_STORAGE_BYTES = env_int("HUB_QUOTA_STORAGE_BYTES", 20 * 1024**3, minimum=0)
+# External runs' log lines: what one run keeps, and what one person's runs send in an hour
+# (a run's log is for reading, not a place to store data: 30 MiB in seconds was tried).
+HUB_QUOTA_RUN_LOG_LINES = env_int("HUB_QUOTA_RUN_LOG_LINES", 200_000, minimum=0)
+HUB_QUOTA_RUN_LOG_BYTES = env_int("HUB_QUOTA_RUN_LOG_BYTES", 20 * 1024**2, minimum=0)
+HUB_QUOTA_LOG_LINES_PER_HOUR = env_int("HUB_QUOTA_LOG_LINES_PER_HOUR", 500_000, minimum=0)
+HUB_QUOTA_LOG_BYTES_PER_HOUR = env_int("HUB_QUOTA_LOG_BYTES_PER_HOUR", 50 * 1024**2, minimum=0)
 # ... and runs them within this much memory: a tiny model can compute a huge tensor.
 HUB_MAX_VERIFY_MEMORY_BYTES = env_int(
     "HUB_MAX_VERIFY_MEMORY_BYTES", 2 * 1024 * 1024 * 1024, minimum=16 * 1024 * 1024
@@ -428,9 +462,18 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": f"{HUB_NAMESPACE}:cache",
-            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+            # Its connections consult the process's Redis circuit breaker (hubsite/redis_breaker):
+            # after one timeout, requests stop waiting for a hung Redis.
+            "OPTIONS": {
+                "socket_connect_timeout": 1,
+                "socket_timeout": 1,
+                "pool_class": "hubsite.redis_breaker.GuardedPool",
+            },
         }
     }
+# While Redis does not answer, every caller in a process skips it (the circuit is open) and a
+# probe asks Redis again this often; its first answer closes the circuit.
+HUB_REDIS_RETRY_SECONDS = env_int("HUB_REDIS_RETRY_SECONDS", 5, minimum=1)
 CELERY_TASK_DEFAULT_QUEUE = HUB_NAMESPACE
 # The reaper gets a queue of its own, served by a small control worker: job workers may all be
 # busy with long jobs exactly when one of them has died and needs reaping.

@@ -270,38 +270,3 @@ def chat_template_of(folder: Path) -> str | None:
         template = json.loads(config.read_text()).get("chat_template")
         return template if isinstance(template, str) else None
     return None
-
-
-@lru_cache(maxsize=8)
-def _tokenizer_of(folder: str, stamp: str) -> Any:
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
-
-
-def tokenizer_for(model: Any) -> Any:
-    """The tokenizer of a base model: an offered one (by name) or a stored MLModel (its zip
-    unpacked without the weights into a work folder kept while the tokenizer is cached)."""
-    if isinstance(model, str):
-        offered = server_model(model)
-        return _tokenizer_of(
-            str(offered.folder), str((offered.folder / "config.json").stat().st_mtime)
-        )
-    import shutil
-    import tempfile
-
-    from jobs.domain.hf_models import unpack_stored
-
-    folder = Path(settings.DATA_DIR) / "tokenizers" / model.sha256
-    if not folder.exists():  # unpacked beside it and renamed: a folder that exists is whole
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".unpacking-", dir=folder.parent))
-        try:
-            unpack_stored(Path(model.file.path), staging, weights=False)
-            staging.rename(folder)
-        except OSError:
-            if not folder.exists():
-                raise
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    return _tokenizer_of(str(folder), model.sha256)

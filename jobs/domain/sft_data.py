@@ -175,3 +175,38 @@ def length_report(tokenizer: Tokenizer, handle: IO[bytes], max_length: int) -> L
             if not any(label != IGNORE for label in encoded.labels[:max_length]):
                 report.no_learned_tokens += 1
     return report
+
+
+@dataclass(frozen=True)
+class FitInput:
+    """One dataset a job trains or validates on, as the fit check reads it."""
+
+    field: str  # "dataset" or "validation_dataset": the submit field a refusal names
+    label: str  # "Dataset ab12cd (name)"
+    public_id: str
+    format: str
+    open: Any  # () -> a binary file handle of its rows
+
+
+def fit_problem(
+    tokenizer: Any, model_label: str, datasets: list[FitInput], max_length: int | None
+) -> tuple[str, str] | None:
+    """(field, message) when a dataset does not fit the model (chat rows without a chat template
+    to render them; rows longer than ``max_length`` tokens, None when they may be truncated),
+    else None. Tokenizing renders every row with the model's template: a worker's work, within
+    the job's limits, never the web process's."""
+    for dataset in datasets:
+        if dataset.format == CHAT and not getattr(tokenizer, "chat_template", None):
+            return dataset.field, (
+                f"Dataset {dataset.public_id} holds chat messages, but the tokenizer of "
+                f"{model_label} has no chat template to render them with. Use prompt/completion "
+                "rows, or a model whose tokenizer has a chat template."
+            )
+    if max_length is None:
+        return None
+    for dataset in datasets:
+        with dataset.open() as handle:
+            report = length_report(tokenizer, handle, max_length)
+        if report.overlong:
+            return dataset.field, report.describe(dataset.label, max_length)
+    return None

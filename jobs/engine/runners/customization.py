@@ -20,7 +20,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from jobs.domain import base_models, files, formulas, hf_models
+from jobs.domain import base_models, files, formulas, hf_models, sft_data
 from jobs.domain.status import FailureType
 from jobs.engine.reporter import Reporter
 from jobs.engine.runners.base import JobFailure, RunContext, Runner, Space, Target, register
@@ -35,6 +35,17 @@ from jobs.engine.training.sft import (
     write_hub_state,
 )
 from jobs.models import ArtifactKind, Dataset, Job, ModelFormat
+
+
+def memory_available() -> int | None:
+    """Bytes this machine has free for a new job (Linux's MemAvailable), None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def checkpoints_root() -> Path:
@@ -132,6 +143,7 @@ class CustomizationRunner(Runner):
                 "a GPU is consuming the GPU queue). Resubmit it once a GPU worker serves it.",
             )
         reporter.progress(ran_on=device.label)
+        self._check_memory(job)
         base = self._base_folder(ctx)
         assert job.dataset is not None
         train_file = Path(job.dataset.file.path)
@@ -151,6 +163,7 @@ class CustomizationRunner(Runner):
 
         torch.set_num_threads(threads)
         tokenizer = _tokenizer(base)
+        self._check_fit(ctx, tokenizer)
         prompts = outputs.sample_prompts(
             _validation_records(train_file, validation_file, kept, params.seed), tokenizer
         )
@@ -278,11 +291,73 @@ class CustomizationRunner(Runner):
         base = job.job_inputs.select_related("model").get().model
         try:
             return hf_models.unpack_stored(Path(base.file.path), ctx.workdir / "base")
+        except ValidationError as error:
+            raise JobFailure(
+                FailureType.INVALID_MODEL,
+                f"Model {base.public_id} ({base.name}) is refused: {' '.join(error.messages)}",
+            ) from None
         except (OSError, zipfile.BadZipFile) as error:
             raise JobFailure(
                 FailureType.INVALID_MODEL,
                 f"Model {base.public_id} ({base.name}) cannot be read: {type(error).__name__}.",
             ) from None
+
+    @staticmethod
+    def _check_memory(job: Job) -> None:
+        """Before anything is loaded: the memory training needs, counted from the parameters
+        the weights really hold (checked against the config at upload), against what this
+        machine has free. fp32 weights, and for all weights their gradients and Adam's two
+        moments too; activations and LoRA's own weights are small beside them on these sizes."""
+        if job.builtin_base_model:
+            metadata = base_models.server_model(job.builtin_base_model).metadata
+        else:
+            first = job.job_inputs.select_related("model").first()
+            metadata = first.model.metadata if first else {}
+        parameters = int(metadata.get("parameters") or 0)
+        needed = parameters * 4 * (1 if job.params.uses_lora else 4)
+        available = memory_available()
+        if available is not None and needed > available:
+            raise JobFailure(
+                FailureType.INVALID_MODEL,
+                f"Training this model ({parameters:,} parameters, "
+                f"{job.params.finetuning_type}) needs about {needed / 1024**3:.1f} GiB of memory; "
+                f"the worker that took it has {available / 1024**3:.1f} GiB free. Use LoRA, a "
+                "smaller model, or a worker with more memory.",
+            )
+
+    @staticmethod
+    def _check_fit(ctx: RunContext, tokenizer: Any) -> None:
+        """The rows fit the model, tokenized with its own tokenizer (the check a submit would
+        make, made here because it renders every row): a refusal in the submit's words."""
+        job, params = ctx.job, ctx.job.params
+        ctx.reporter.note("Checking the dataset against the model's tokenizer.")
+        datasets = [
+            sft_data.FitInput(
+                field,
+                f"Dataset {d.public_id} ({d.name})",
+                d.public_id,
+                d.format,
+                d.file.open,
+            )
+            for field, d in (
+                ("dataset", job.dataset),
+                ("validation_dataset", job.validation_dataset),
+            )
+            if d is not None
+        ]
+        first = job.job_inputs.select_related("model").first()
+        if job.builtin_base_model:
+            model_label = job.builtin_base_model
+            metadata = base_models.server_model(job.builtin_base_model).metadata
+        else:
+            model_label = f"{first.model.name} ({first.model.public_id})" if first else "its model"
+            metadata = first.model.metadata if first else {}
+        limit = params.max_length(metadata.get("context_length"))
+        problem = sft_data.fit_problem(
+            tokenizer, model_label, datasets, limit if params.overlong_rows == "refuse" else None
+        )
+        if problem is not None:
+            raise JobFailure(FailureType.INVALID_DATASET, problem[1])
 
     @staticmethod
     def _uploaded_base(job: Job) -> str:

@@ -17,7 +17,7 @@ from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.db.models.fields.files import FieldFile
 
-from jobs.domain import sft_data
+from jobs.domain import onnx_data, onnx_runtime, sft_data
 from jobs.domain.jsonlimits import JSONRefused, loads_bounded
 from jobs.domain.onnx_inputs import InputTooLarge, check_input_size
 from jobs.domain.redact import scrub_paths
@@ -88,23 +88,36 @@ def work_folder() -> Iterator[Path]:
         yield Path(folder)
 
 
-def onnx_metadata(path: str, label: str) -> dict[str, Any]:
+def onnx_metadata(path: str, label: str, data_folder: Path | None = None) -> dict[str, Any]:
     """Check that ``path`` is a valid ONNX model and describe its graph; ``label`` names the
-    file in the error."""
+    file in the error. A model whose tensors name data files is taken only with the folder
+    that holds them (``data_folder``), every name checked first (jobs/domain/onnx_data.py)."""
     import onnx  # imported here: only model uploads and the workers need it
 
     try:
         model = onnx.load(path, load_external_data=False)
     except Exception as error:  # onnx raises DecodeError, … with no common base
         raise _invalid(label, error) from None
-    _refuse_external_data(model, label)  # before the checker, which would follow the paths
+    if data_folder is None:
+        _refuse_external_data(model, label)  # before the checker, which reads the locations
+    else:
+        onnx_data.check_folder(model, data_folder, label)
     try:
-        onnx.checker.check_model(model)
+        # Given a path, the checker looks for data files beside the model (checked above);
+        # given the loaded model, it would look in the process's working directory.
+        onnx.checker.check_model(model if data_folder is None else path)
     except Exception as error:
         raise _invalid(label, error) from None
     graph = model.graph
     initializer_names = {t.name for t in graph.initializer}
     _check_declared_inputs(graph, initializer_names, label)
+    return describe_graph(model)
+
+
+def describe_graph(model: Any) -> dict[str, Any]:
+    """What a model page shows of an ONNX model: uploaded, or made by a link job."""
+    graph = model.graph
+    initializer_names = {t.name for t in graph.initializer}
     return {
         "ir_version": model.ir_version,
         "opsets": {imp.domain or "ai.onnx": imp.version for imp in model.opset_import},
@@ -119,36 +132,60 @@ def onnx_metadata(path: str, label: str) -> dict[str, Any]:
 def uses_external_data(model: Any) -> list[str]:
     """Names of the tensors (initializers and constants, subgraphs included) whose data lies in
     files beside the model rather than in it."""
-    import onnx
-
-    found: list[str] = []
-    graphs = [model.graph]
-    while graphs:
-        graph = graphs.pop()
-        tensors = list(graph.initializer)
-        for node in graph.node:
-            for attribute in node.attribute:
-                tensors += [attribute.t] if attribute.HasField("t") else []
-                tensors += list(attribute.tensors)
-                graphs += [attribute.g] if attribute.HasField("g") else []
-                graphs += list(attribute.graphs)
-        found += [t.name for t in tensors if t.data_location == onnx.TensorProto.EXTERNAL]
-    return found
+    return [t.name for t in onnx_data.external_tensors(model)]
 
 
 def _refuse_external_data(model: Any, label: str) -> None:
-    """One uploaded file cannot bring the files its external data lives in, and a location
-    like ``../../etc/passwd`` would have the hub read what it must not: such models are refused,
-    naming a tensor and how to save the model whole."""
+    """One uploaded .onnx file cannot bring the files its external data lives in: such a model
+    is refused, naming a tensor and the two ways to upload it (with its data, or whole)."""
     external = uses_external_data(model)
     if external:
         raise ValidationError(
             {
                 "file": f"{label} keeps the data of {len(external)} tensor(s) (first: "
-                f"{external[0][:100]}) in separate files; save it as one file with "
-                "onnx.save(model, path, save_as_external_data=False) and upload that."
+                f"{external[0][:100]}) in separate files; upload it with its data file(s) in "
+                "one .zip or .tar.gz (the client's upload_model packs them), or save it as one "
+                "file with onnx.save(model, path, save_as_external_data=False)."
             }
         )
+
+
+def onnx_folder(
+    model_path: Path, others: list[Path], label: str, into: Path
+) -> tuple[dict[str, Any], Path]:
+    """Check an unpacked ONNX upload (the model and the other files of its folder) and write
+    its normalised form into ``into``: (metadata, the model's path there, beside its
+    jobs.domain.onnx_data.DATA_NAME when it has external data). Only the files the model names
+    are kept; a named location is checked as a string before any file is opened."""
+    import onnx
+
+    try:
+        model = onnx.load(str(model_path), load_external_data=False)
+    except Exception as error:
+        raise _invalid(label, error) from None
+    sizes = onnx_data.check_folder(model, model_path.parent, label)
+    unnamed = onnx_data.unnamed_files(others, set(sizes))
+    if unnamed:
+        raise ValidationError(
+            {
+                "file": f"{label}: {unnamed[0].name[:100]!r} is not a data file of "
+                f"{model_path.name[:100]!r} (its tensors do not name it); an ONNX upload holds "
+                "the model and its data file(s) only."
+            }
+        )
+    normal = onnx_data.normalise(model, sizes, model_path.parent, into)
+    metadata = onnx_metadata(str(normal), label, data_folder=into)
+    # What a link job will load it with, checked now; a too-new IR version is lowered.
+    lowered = onnx_runtime.loadable(str(normal), label, into)
+    if lowered is not None:
+        lowered.replace(normal)
+        metadata["ir_version_uploaded"] = metadata["ir_version"]
+        metadata["ir_version"] = onnx_runtime.runtime().max_ir
+    stored = sorted(p for p in into.iterdir() if p.is_file())
+    metadata["files"] = {p.name: p.stat().st_size for p in stored}
+    metadata["total_size"] = sum(metadata["files"].values())
+    metadata["external_data"] = bool(sizes)
+    return metadata, normal
 
 
 def _check_declared_inputs(graph: Any, initializers: set[str], label: str) -> None:

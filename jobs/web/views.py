@@ -270,6 +270,8 @@ def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
         "model": model,
         "metadata": model.metadata,
         "files": model.metadata.get("files", []) if model.format == ModelFormat.HF else [],
+        # An ONNX model stored with its data file: each file and its size (jobs/domain/onnx_data)
+        "onnx_files": model.metadata.get("files", {}) if model.format == ModelFormat.ONNX else {},
         "access": access_of(request.user, model),
         "lineage": lineage_of(request.user, model),
     }

@@ -103,9 +103,12 @@ def watched(monkeypatch):
     from jobs.domain import onnx_runtime
 
     real = onnx_runtime._refusal
-    monkeypatch.setattr(
-        onnx_runtime, "_refusal", lambda source: loads.append(source) or real(source)
-    )
+
+    def refusal(source: str | bytes) -> str | None:
+        loads.append(source)
+        return real(source)
+
+    monkeypatch.setattr(onnx_runtime, "_refusal", refusal)
     _OPENED = opened
     try:
         yield opened, loads

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import socket
@@ -32,6 +33,8 @@ from django.core.handlers.asgi import ASGIHandler
 from django.utils.crypto import constant_time_compare
 from rest_framework.authtoken.models import Token
 
+from hubsite.api.throttles import BadTokenThrottle
+from hubsite.client_address import scope_address
 from jobs.domain.disk import not_kept
 from jobs.domain.quotas import upload_refusal
 
@@ -146,32 +149,40 @@ def _latest_change(folder: Path) -> float:
 
 
 @database_sync_to_async
-def _user_id(headers: dict[bytes, bytes]) -> int | None:
-    """The signed-in, active user of a request's headers (API token or session cookie)."""
+def _sender(headers: dict[bytes, bytes], address: str) -> tuple[int | None, float | None]:
+    """The signed-in, active user of a request's headers (API token or session cookie), and
+    the seconds to wait when the sender's address is past the ``bad_token`` rate. A wrong token
+    counts here as at the API: refusing a body must not be a way to try tokens unthrottled."""
     authorization = headers.get(b"authorization", b"").decode("latin-1").split()
     if len(authorization) == 2 and authorization[0].lower() in ("token", "bearer"):
+        guesses = BadTokenThrottle()
+        if not guesses.allow_address(address):
+            return None, guesses.wait() or 1.0
         token = (
             Token.objects.filter(key=authorization[1], user__is_active=True)
             .values_list("user_id", flat=True)
             .first()
         )
-        return int(token) if token is not None else None
+        if token is None:
+            guesses.count_failure()
+            return None, None
+        return int(token), None
     cookies: SimpleCookie = SimpleCookie()
     try:
         cookies.load(headers.get(b"cookie", b"").decode("latin-1"))
     except Exception:  # a malformed cookie header authenticates nobody
-        return None
+        return None, None
     morsel = cookies.get(settings.SESSION_COOKIE_NAME)
     if morsel is None:
-        return None
+        return None, None
     session = import_module(settings.SESSION_ENGINE).SessionStore(morsel.value)
     user_id = session.get(SESSION_KEY)
     user = get_user_model().objects.filter(pk=user_id, is_active=True).first() if user_id else None
     if user is None or not constant_time_compare(
         session.get(HASH_SESSION_KEY, ""), user.get_session_auth_hash()
     ):
-        return None
-    return int(user.pk)
+        return None, None
+    return int(user.pk), None
 
 
 class HubASGIHandler(ASGIHandler):
@@ -214,7 +225,12 @@ class HubASGIHandler(ASGIHandler):
             return (400, f"A {method} request carries no body; send it without one.", ""), 0
         if declared is not None and declared <= ANONYMOUS_BODY_LIMIT:
             return None, ANONYMOUS_BODY_LIMIT
-        user_id = await _user_id(headers)
+        user_id, wait = await _sender(headers, scope_address(scope))
+        if wait is not None:
+            message = (
+                f"Too many wrong API tokens from this address; try again in {math.ceil(wait)} s."
+            )
+            return (429, message, ""), 0
         if user_id is None:  # first: a stranger learns nothing of the limits
             refusal = 401, "Sign in (or send an API token) before sending a large body.", ""
             return refusal, 0

@@ -13,6 +13,8 @@ from rest_framework.request import Request
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle, UserRateThrottle
 
+from hubsite.client_address import request_address
+
 if TYPE_CHECKING:  # rest_framework.views imports the authentication, which imports this
     from rest_framework.views import APIView
 
@@ -28,12 +30,29 @@ class _FailOpen:
         rate = api_settings.DEFAULT_THROTTLE_RATES.get(self.scope or "")
         return str(rate) if rate is not None else None
 
+    def get_ident(self, request: Request) -> str:
+        # The socket's address, or what the operator's own proxy says it is: never a header
+        # that anyone can set (DRF's own reads X-Forwarded-For from everyone).
+        return request_address(request)
+
+    def allow_address(self, address: str) -> bool:
+        """As allow_request, for a client known by its address alone: a websocket handshake,
+        a body refused before Django reads the request."""
+        return self.allow_request(_Peer(address), None)  # type: ignore[arg-type]
+
     def allow_request(self, request: Request, view: APIView) -> bool:
         try:
             return super().allow_request(request, view)  # type: ignore[misc]
         except Exception:  # redis-py and the cache backends raise many kinds
             logger.warning("Rate limit not checked: the cache is unreachable", exc_info=True)
             return True
+
+
+class _Peer:
+    """What a throttle reads of a request whose client is known by its address alone."""
+
+    def __init__(self, address: str) -> None:
+        self.META = {"REMOTE_ADDR": address}
 
 
 class AnonThrottle(_FailOpen, SimpleRateThrottle):
@@ -68,6 +87,15 @@ class BadTokenThrottle(_FailOpen, SimpleRateThrottle):
             self.cache.set(self.key, self.history, self.duration)  # type: ignore[attr-defined]
         except Exception:
             logger.warning("Failed token sign-in not counted: the cache is unreachable")
+
+
+class SocketThrottle(_FailOpen, SimpleRateThrottle):
+    """Websocket handshakes from one address, whoever opens them (hubsite/ws_auth.py)."""
+
+    scope = "socket"
+
+    def get_cache_key(self, request: Request, view: Any) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
 
 
 class AnonymousRateLimit(BasePermission):

@@ -27,6 +27,7 @@ os.environ.setdefault("HUB_NAMESPACE", f"hub-test-{os.getpid()}")
 os.environ.setdefault("HUB_API_RATE_ANON", "100000/minute")
 os.environ.setdefault("HUB_API_RATE_USER", "100000/minute")
 os.environ.setdefault("HUB_API_RATE_BAD_TOKEN", "100000/minute")
+os.environ.setdefault("HUB_SOCKET_RATE", "100000/minute")
 
 from hubsite.settings.base import *  # noqa: F403
 from hubsite.settings.base import STORAGES

@@ -47,7 +47,9 @@ def start_web(media: Path, data: Path, **extra: str) -> LiveWeb:
         **extra,
     }
     command = [sys.executable, "-m", "uvicorn", "hubsite.asgi:application"]
-    command += ["--port", str(port), "--lifespan", "off"]
+    # As the README serves it: the hub, not uvicorn, decides whom X-Forwarded-For is believed
+    # from (hubsite/client_address.py).
+    command += ["--port", str(port), "--lifespan", "off", "--no-proxy-headers"]
     process = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )

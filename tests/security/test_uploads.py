@@ -7,6 +7,7 @@ import contextlib
 import os
 import socket
 import threading
+import uuid
 from collections.abc import Iterator
 
 import httpx
@@ -292,3 +293,21 @@ def test_many_strangers_bodies_at_once_leave_the_disk_empty(roomy_web, db):
     assert all(status in (400, 401) for status, _ in results), results
     assert all(taken < READ_PAST_LIMIT_AT_MOST for _, taken in results), results
     assert watch.most == 0
+
+
+def test_wrong_tokens_at_the_body_gate_count_as_at_the_api(tmp_path, db):
+    """Refusing a large body checks its token: that must not be a way to try tokens unthrottled."""
+    web = start_web(
+        tmp_path / "media",
+        tmp_path / "data",
+        HUB_API_RATE_BAD_TOKEN="3/minute",
+        HUB_NAMESPACE=f"hub-test-guesses-{uuid.uuid4().hex[:8]}",
+    )
+    try:
+        statuses = [
+            raw_request(web.port, head("/api/v1/models/", f"{n:040x}"), chunked(8 * MiB))[0]
+            for n in range(5)
+        ]
+    finally:
+        stop_web(web)
+    assert statuses == [401, 401, 401, 429, 429]

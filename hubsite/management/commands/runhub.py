@@ -176,6 +176,9 @@ class Command(BaseCommand):
             # Each message is small and goes to many sockets: compressing it for each of them
             # costs the web process more than the bytes it saves (docs/performance.md).
             ws_per_message_deflate=False,
+            # The hub reads X-Forwarded-For itself, from HUB_TRUSTED_PROXIES only; uvicorn's
+            # own rule would believe it from any process of this machine.
+            proxy_headers=False,
             # Ctrl-C stops the hub within seconds even while pages hold websockets open.
             timeout_graceful_shutdown=2,
         )

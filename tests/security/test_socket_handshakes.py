@@ -10,10 +10,13 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
 from rest_framework.authtoken.models import Token
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
+from hubsite.asgi import application
 from hubsite.ws_auth import TOO_MANY
 from tests.security.conftest import LiveWeb, start_web, stop_web
 
@@ -84,3 +87,11 @@ def test_wrong_tokens_count_alike_on_the_api_and_on_sockets(web, db):
         )
         assert answer.status_code == 401
     assert handshake(web, "203.0.113.5", f"Token {99:040x}") == TOO_MANY
+
+
+@pytest.mark.asyncio
+async def test_a_credential_that_is_not_text_is_refused_like_a_wrong_one(db):
+    headers = [(b"origin", settings.HUB_BASE_URL.encode()), (b"authorization", b"Token \xff\xfe")]
+    ws = WebsocketCommunicator(application, "/ws/jobs/", headers=headers)
+    connected, code = await ws.connect()
+    assert (connected, code) == (False, 4404)

@@ -247,7 +247,7 @@ def test_an_overlong_row_fails_the_job_on_its_worker_naming_its_line_or_is_trunc
     message = job.failure_message
     assert "1 of 30 rows are longer than max_seq_length (32 tokens" in message
     assert "first on line(s) 7" in message and 'overlong_rows to "truncate"' in message
-    assert job.steps_completed == 0 and not job.metric_series.exists()
+    assert not job.steps_completed and not job.metric_series.exists()
     notes = list(job.status_logs.values_list("message", flat=True))
     assert any("Checking the dataset against the model's tokenizer" in n for n in notes)
     job = job_submit_customization(

@@ -187,3 +187,71 @@ def test_an_archive_holding_only_a_whole_onnx_file_is_stored_as_that_file(alice,
     model = model_upload(owner=alice, file=ContentFile(archive, "conv.zip"))
     assert model.file.name.endswith(".onnx") and model.metadata["external_data"] is False
     onnx.checker.check_model(onnx.load_from_string(model.file.read()))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_link_job_links_a_model_stored_with_its_data_and_its_target_says_its_ir_version(
+    alice, export, tmp_path, client
+):
+    from jobs.services import job_submit_link
+    from tests import factories
+
+    archive = zipped(export.parent, tmp_path / "mlp.zip").read_bytes()
+    with_data = model_upload(owner=alice, file=ContentFile(archive, "mlp.zip"))
+    whole = factories.onnx_model(alice, "whole")
+    job = factories.run_here(job_submit_link(owner=alice, models=[with_data, whole]))
+    assert job.status == "ready", job.failure_message
+    target = job.target_model
+    assert target is not None and target.file.name.endswith(".onnx")
+    meta = target.metadata
+    stored = target.file.read()
+    assert meta["ir_version"] == onnx.load_from_string(stored).ir_version
+    assert meta["external_data"] is False and "m0/x" in meta["inputs"]
+    client.force_login(alice)
+    html = client.get(reverse("jobs:model", args=[target.public_id])).content.decode()
+    assert f"<dt>IR version</dt><dd>{meta['ir_version']}" in html
+    # The linked graph gives the export's outputs (verified by the job; checked here again).
+    x = np.random.default_rng(1).standard_normal((2, 16)).astype(np.float32)
+    linked = ort.InferenceSession(stored, providers=["CPUExecutionProvider"])
+    original = ort.InferenceSession(str(export), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(
+        linked.run(["m0/y"], {"m0/x": x, "m1/x": np.zeros((1, 8), np.float32)})[0],
+        original.run(None, {"x": x})[0],
+        rtol=1e-6,
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_target_past_protobuf_s_limit_is_saved_with_its_data_and_served_as_a_zip(
+    alice, export, tmp_path, monkeypatch
+):
+    """The 2 GB decision with the limit lowered: the same path a 2 GB target takes."""
+    from jobs.engine.runners import onnx_link
+    from jobs.services import job_submit_link
+    from tests import factories
+
+    monkeypatch.setattr(onnx_link, "ONE_FILE_LIMIT", 1024)
+    archive = zipped(export.parent, tmp_path / "mlp.zip").read_bytes()
+    with_data = model_upload(owner=alice, file=ContentFile(archive, "mlp.zip"))
+    job = factories.run_here(
+        job_submit_link(owner=alice, models=[with_data, factories.onnx_model(alice, "whole")])
+    )
+    assert job.status == "ready", job.failure_message
+    target = job.target_model
+    assert target is not None and target.file.name.endswith(".zip")
+    assert target.metadata["external_data"] is True and target.metadata["ir_version"]
+    assert set(target.metadata["files"]) == {MODEL_NAME, DATA_NAME}
+    client = api(alice)
+    download = client.get(f"/api/v1/jobs/{job.public_id}/target-model/")
+    assert download.status_code == 200
+    assert download["Content-Disposition"].endswith('-target-model.zip"')
+    folder = unzip(download.getvalue(), tmp_path / "target")
+    session = ort.InferenceSession(str(folder / MODEL_NAME), providers=["CPUExecutionProvider"])
+    assert {o.name for o in session.get_outputs()} == {"m0/y", "m1/y"}
+    results = zipfile.ZipFile(
+        io.BytesIO(client.get(f"/api/v1/jobs/{job.public_id}/results/").getvalue())
+    )
+    assert "target_model.zip" in results.namelist()
+    # The linked target is itself a model with its data: a second link job takes it.
+    again = factories.run_here(job_submit_link(owner=alice, models=[target, with_data]))
+    assert again.status == "ready", again.failure_message

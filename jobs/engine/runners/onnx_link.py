@@ -24,7 +24,18 @@ from onnx import (
 )
 
 from jobs.domain import onnx_runtime
+from jobs.domain.onnx_data import all_tensors
 from jobs.domain.onnx_inputs import check_input_size, sample_dims
+
+# Protobuf serialises at most 2 GiB in one message: a linked model whose tensors pass this (with
+# room for its graph) is saved with its weights in a data file beside it. A test lowers it.
+ONE_FILE_LIMIT = 2**31 - 64 * 2**20
+
+
+def needs_external_data(model: ModelProto) -> bool:
+    """Whether ``model`` is too large for one .onnx file (its tensors measured one by one: the
+    whole may be too large for protobuf to measure)."""
+    return sum(tensor.ByteSize() for tensor in all_tensors(model)) > ONE_FILE_LIMIT
 
 
 class LinkError(Exception):

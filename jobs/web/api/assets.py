@@ -188,6 +188,14 @@ class NoTargetModel(APIException):
 TARGET_SUFFIX = {"onnx": ".onnx", "hf": ".zip", "torch": ".pt"}
 
 
+def target_suffix(model: MLModel) -> str:
+    """A target model's download suffix: by its format, except an ONNX model stored with its
+    data file (jobs.domain.onnx_data), which is a zip."""
+    if model.format == "onnx" and model.file.name.endswith(".zip"):
+        return ".zip"
+    return TARGET_SUFFIX.get(model.format, ".bin")
+
+
 def downloadable_target(job: Job) -> MLModel | None:
     """The job's target model if it may be downloaded: only a ready job's is (stored and
     verified; a model a failed verification rejected is kept for the record, not handed out)."""
@@ -214,8 +222,7 @@ class TargetModelDownload(APIView):
     )
     def get(self, request: Request, job_id: str) -> FileResponse:
         model = _target(job_for_user(request.user, job_id))
-        suffix = TARGET_SUFFIX.get(model.format, ".bin")
-        return _download(model.file, f"{job_id}-target-model{suffix}")
+        return _download(model.file, f"{job_id}-target-model{target_suffix(model)}")
 
 
 class ArtifactDownload(APIView):
@@ -246,7 +253,7 @@ class ResultsDownload(APIView):
         bundle = tempfile.TemporaryFile(suffix=".zip", dir=upload_temp_dir())  # noqa: SIM115
         with zipfile.ZipFile(bundle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             if (target := downloadable_target(job)) is not None:
-                suffix = TARGET_SUFFIX.get(target.format, ".bin")
+                suffix = target_suffix(target)
                 with (
                     target.file.open("rb") as source,
                     archive.open(f"target_model{suffix}", "w") as out,

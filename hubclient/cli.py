@@ -28,13 +28,14 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import httpx
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.table import Column, Table
+from rich.text import Text
 
 from hubclient.client import Client
 from hubclient.connection import DEFAULT_URL
@@ -125,14 +126,7 @@ def cmd_watch(hub: Client, args: argparse.Namespace) -> int:
 def _watch(job: Job, as_json: bool) -> int:
     """Follow a job's events until it finishes; 0 if it succeeded, 1 if not."""
     state: dict[str, Any] = {"status": job.data["status"]}
-    columns = [
-        TextColumn("[bold]{task.fields[status]}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>5.1f}%"),
-        TextColumn("{task.fields[info]}"),
-        TimeRemainingColumn(),
-    ]
-    with Progress(*columns, console=console, disable=as_json) as progress:
+    with _JobProgress(console=console, disable=as_json) as progress:
         task = progress.add_task(job.job_id, total=100, status=state["status"], info="")
         for message in job.events(stop_when_finished=True):
             if as_json:
@@ -153,6 +147,31 @@ def _watch(job: Job, as_json: bool) -> int:
             + (f": {final.message}" if final.message else "")
         )
     return 0 if final.success else 1
+
+
+class _JobProgress(Progress):
+    """One line of status, bar, percentage and time left, whose bar takes the room there is
+    (at least MIN_BAR characters) and whose figures are never cut; the epoch, step and losses
+    on a line of their own below it, so that they never squeeze the bar."""
+
+    MIN_BAR = 20
+
+    def __init__(self, **options: Any) -> None:
+        whole = {"no_wrap": True, "overflow": "ignore"}
+        super().__init__(
+            TextColumn("[bold]{task.fields[status]}", table_column=Column(**whole)),
+            BarColumn(bar_width=None, table_column=Column(ratio=1, min_width=self.MIN_BAR)),
+            TextColumn("{task.percentage:>5.1f}%", table_column=Column(**whole)),
+            TimeRemainingColumn(table_column=Column(**whole)),
+            expand=True,
+            **options,
+        )
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield self.make_tasks_table(self.tasks)
+        for task in self.tasks:
+            if task.fields.get("info"):
+                yield Text(f"  {task.fields['info']}", overflow="fold")
 
 
 def _apply(state: dict[str, Any], message: dict[str, Any]) -> None:
@@ -583,6 +602,16 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         if "free_bytes" in check:
             extra = f" · {check['free_bytes'] / 2**30:.1f} GiB free"
         console.print(f"{part:<14} {mark} ({check.get('ms', '?')} ms){extra}")
+    circuit = report.get("redis")
+    if isinstance(circuit, dict) and circuit.get("circuit") == "open":
+        console.print(
+            f"{'redis':<14} [red]circuit open[/red] for {circuit.get('open_s', '?')} s "
+            f"({circuit.get('error', '?')}): the hub skips Redis (rate limits off, jobs wait "
+            f"pending, live events from the database) and asks it again every "
+            f"{circuit.get('retry_every_s', '?')} s"
+        )
+    elif isinstance(circuit, dict):
+        console.print(f"{'redis':<14} [green]ok[/green] (circuit closed)")
     if "jobs" in report:
         last = report.get("last_reap_s_ago")
         console.print(

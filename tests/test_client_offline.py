@@ -127,3 +127,50 @@ def test_a_link_to_a_folder_outside_is_refused_too(tmp_path):
     (folder / "extras").symlink_to(tmp_path / "home", target_is_directory=True)
     with pytest.raises(HubError, match="model/extras is a link to something outside"):
         folder_members(folder)
+
+
+class _FinishedJob:
+    """A job as the hub would stream it: one progress event, then ready."""
+
+    job_id = "mabc12345"
+    data = {"status": "running"}
+
+    def events(self, stop_when_finished: bool = True):
+        yield {
+            "event": "progress",
+            "data": {
+                "epochs_completed": 3,
+                "steps_completed": 120,
+                "total_steps": 480,
+                "steps_per_epoch": 40,
+                "train_loss": 0.4375,
+                "val_loss": 0.51234,
+            },
+        }
+
+    def get_status(self) -> JobStatus:
+        return JobStatus("failed", "Time limit reached.", "time_limit")
+
+
+def test_watch_in_80_columns_keeps_a_wide_bar_and_every_figure_whole(monkeypatch):
+    import io
+    import re
+
+    from rich.console import Console
+
+    from hubclient import cli
+
+    screen = Console(width=80, file=io.StringIO(), color_system=None)
+    monkeypatch.setattr(cli, "console", screen)
+    assert cli._watch(_FinishedJob(), as_json=False) == 1  # type: ignore[arg-type]
+    shown = screen.file.getvalue()
+    # Without colour the bar's unfilled part is blank: the bar is what lies between the status
+    # and the percentage (with one column of padding).
+    bar = re.search(r"^failed ([━╸╺ ]+) 25\.0%", shown, re.MULTILINE)
+    assert bar is not None and len(bar.group(1)) >= 20, shown
+    assert re.search(r"(-:--:--|\d+:\d\d:\d\d)$", shown, re.MULTILINE), (
+        shown
+    )  # the time left, whole
+    for figure in ("25.0%", "epoch 3/12", "step 120/480", "train_loss 0.4375", "val_loss 0.5123"):
+        assert figure in shown, shown
+    assert all(len(line) <= 80 for line in shown.splitlines())

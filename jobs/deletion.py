@@ -232,7 +232,7 @@ def owned(user: User, kind: str, public_id: str) -> Job | Asset:
     """The job, model or dataset ``user`` wants to delete: 404 if they may not read it, 403
     (with the reason) if they read it through a share."""
     if kind == "job":
-        return job_for_owner(user, public_id)
+        return job_for_owner(user, public_id, action="delete it")
     asset: Asset = (model_for_user if kind == "model" else dataset_for_user)(user, public_id)
     if asset.owner_id != user.pk:
         raise PermissionDenied(f"Only the {kind}'s owner can delete it; it is shared with you.")

@@ -133,14 +133,13 @@ def job_for_user(user: User, public_id: str) -> Job:
     return job
 
 
-def job_for_owner(user: User, public_id: str) -> Job:
+def job_for_owner(user: User, public_id: str, *, action: str) -> Job:
     """The job for a change only its owner may make: 404 for those who may not read it, 403
-    (with the reason) for those who may read but not change it."""
+    for those who may read but not change it, naming what they asked (``action``: "cancel
+    it", "delete it"), not everything else an owner may do."""
     job = job_for_user(user, public_id)
     if job.owner_id != user.pk:
-        raise PermissionDenied(
-            "Only the job's owner can change it (rename, cancel, resubmit, report to it)."
-        )
+        raise PermissionDenied(f"Only the job's owner can {action}; it is shared with you.")
     return job
 
 

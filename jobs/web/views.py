@@ -199,7 +199,7 @@ def job_action(request: HttpRequest, public_id: str, action: str) -> HttpRespons
     """Cancel, resubmit or rename from the job page (forms that work without JavaScript)."""
     job = job_for_user(request.user, public_id)
     try:
-        job_for_owner(request.user, public_id)
+        job_for_owner(request.user, public_id, action=f"{action} it")
         if action == "cancel":
             services.job_cancel(job=job)
         elif action == "resubmit":

@@ -149,7 +149,7 @@ class JobDetail(APIView):
         request=JobRenameSerializer, responses=JobDetailSerializer, summary="Rename a job"
     )
     def patch(self, request: Request, job_id: str) -> Response:
-        job = job_for_owner(request.user, job_id)
+        job = job_for_owner(request.user, job_id, action="rename it")
         data = JobRenameSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         renamed = services.job_rename(job=job, name=data.validated_data["name"])
@@ -250,7 +250,7 @@ class ExternalRunReport(APIView):
         summary="Report metric points and status details of an external run",
     )
     def post(self, request: Request, job_id: str) -> Response:
-        job = job_for_owner(request.user, job_id)
+        job = job_for_owner(request.user, job_id, action="report to it")
         return Response(services.external_run_report(job=job, report=request.data))
 
 
@@ -261,7 +261,7 @@ class ExternalRunFinish(APIView):
         summary="End an external run: completed, failed or cancelled",
     )
     def post(self, request: Request, job_id: str) -> Response:
-        job = job_for_owner(request.user, job_id)
+        job = job_for_owner(request.user, job_id, action="finish it")
         data = ExternalFinishSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         finished = services.external_run_finish(
@@ -275,7 +275,7 @@ class ExternalRunFinish(APIView):
 class JobCancel(APIView):
     @extend_schema(request=None, responses=JobDetailSerializer, summary="Cancel a job")
     def post(self, request: Request, job_id: str) -> Response:
-        cancelled = services.job_cancel(job=job_for_owner(request.user, job_id))
+        cancelled = services.job_cancel(job=job_for_owner(request.user, job_id, action="cancel it"))
         return job_response(cancelled, request.user)
 
 
@@ -286,7 +286,7 @@ class JobResubmit(APIView):
         summary="Submit a finished job again with the same inputs",
     )
     def post(self, request: Request, job_id: str) -> Response:
-        job = job_for_owner(request.user, job_id)
+        job = job_for_owner(request.user, job_id, action="resubmit it")
         clone = services.job_resubmit(job=job, owner=user_of(request))
         return job_response(clone, request.user, status.HTTP_201_CREATED)
 

@@ -296,7 +296,7 @@ class NemoJobCancel(APIView):
 
     def post(self, request: Request, job_id: str) -> Response:
         job = _customization(request, job_id)
-        job_for_owner(request.user, job_id)
+        job_for_owner(request.user, job_id, action="cancel it")
         return Response(customization_job(services.job_cancel(job=job)))
 
 

@@ -34,18 +34,33 @@ class Client(Connection):
         Large files show a progress bar on stderr (``progress=False`` hides it, ``True`` forces
         it)."""
         folder = Path(path)
+        data_files = onnx_data_files(folder) if folder.suffix.lower() == ".onnx" else {}
+        if data_files:  # torch.onnx.export's model.onnx and model.onnx.data, packed together
+            members = {folder.name: folder, **data_files}
+            return self._upload_packed(folder.stem, members, name, progress, folder.name)
         if not folder.is_dir():
             return Model(self, self._upload("/api/v1/models/", path, name, progress))
         members = folder_members(folder)
+        return self._upload_packed(folder.name, members, name, progress, f"{folder.name}/")
+
+    def _upload_packed(
+        self,
+        stem: str,
+        members: dict[str, Path],
+        name: str | None,
+        progress: bool | None,
+        shown: str,
+    ) -> Model:
+        """Upload ``members`` (name in the archive → file) as one zip named ``stem``.zip."""
         total = sum(f.stat().st_size for f in members.values())
         with tempfile.TemporaryDirectory() as scratch:
-            packed = Path(scratch) / f"{folder.name}.zip"
+            packed = Path(scratch) / f"{stem}.zip"
             with (
-                progress_bar(f"Packing {folder.name}/", total, progress) as advance,
+                progress_bar(f"Packing {shown}", total, progress) as advance,
                 zipfile.ZipFile(packed, "w", compression=zipfile.ZIP_STORED) as archive,
             ):
-                for name, file in members.items():
-                    archive.write(file, name)
+                for member, file in members.items():  # not ``name``: that names the model
+                    archive.write(file, member)
                     advance(file.stat().st_size)
             return Model(self, self._upload("/api/v1/models/", packed, name, progress))
 
@@ -208,6 +223,38 @@ def _allowed_roots(folder: Path) -> list[Path]:
     if folder.parent.name == "snapshots" and repository.name.startswith("models--"):
         roots.append((repository / "blobs").resolve())
     return roots
+
+
+def onnx_data_files(model: Path) -> dict[str, Path]:
+    """The data files an ONNX model's tensors name (torch.onnx.export writes its weights to
+    ``model.onnx.data`` beside ``model.onnx``), by name; empty when it keeps its data inside.
+    Each must be a plain file name of the model's own folder, as the hub requires: anything
+    else is refused here, naming it, before a byte is read or sent."""
+    import onnx  # only needed for this
+
+    try:
+        proto = onnx.load(str(model), load_external_data=False)
+    except Exception:  # not readable as ONNX here: the hub says what is wrong with it
+        return {}
+    found: dict[str, Path] = {}
+    tensors = [*proto.graph.initializer]
+    tensors += [a.t for n in proto.graph.node for a in n.attribute if a.HasField("t")]
+    for tensor in tensors:
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        beside = model.parent / location
+        plain = location not in ("", ".", "..") and not any(c in location for c in "/\\:")
+        if not plain or beside.is_symlink() or not beside.is_file():
+            why = "is not a file beside it" if plain else "is not a plain file name beside it"
+            raise BadInputError(
+                f"{model.name}: tensor {tensor.name!r} keeps its data in {location!r}, which "
+                f"{why}; save the model with its data beside it (onnx.save(model, path, "
+                "save_as_external_data=True, location='model.onnx.data')).",
+                field="model",
+            )
+        found[location] = beside
+    return dict(sorted(found.items()))
 
 
 def folder_members(folder: Path) -> dict[str, Path]:

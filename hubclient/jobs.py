@@ -113,9 +113,22 @@ class TargetModel:
         return target
 
     def to_onnx(self) -> Any:
+        """The ONNX model; one stored with its data file (a zip of model.onnx and
+        model.onnx.data, as the hub serves models past protobuf's 2 GB) with its weights
+        read in."""
+        import io
+        import tempfile
+        import zipfile
+
         import onnx  # only needed for this
 
-        return onnx.load_from_string(self.data)
+        if not zipfile.is_zipfile(io.BytesIO(self.data)):
+            return onnx.load_from_string(self.data)
+        with zipfile.ZipFile(io.BytesIO(self.data)) as archive, tempfile.TemporaryDirectory() as d:
+            for member in ("model.onnx", "model.onnx.data"):  # the hub's names, no others
+                if member in archive.namelist():
+                    Path(d, member).write_bytes(archive.read(member))
+            return onnx.load(str(Path(d, "model.onnx")))
 
 
 @dataclass

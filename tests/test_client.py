@@ -477,3 +477,53 @@ def test_deleting_from_the_client_and_the_command_line(hub, hub_env, files):
         model.download("/dev/null")
     wrong = run_hub(hub_env, "delete", "x123")
     assert wrong.returncode == 2 and "not the id of a job" in wrong.stderr
+
+
+def test_a_torch_export_and_its_data_file_are_packed_uploaded_and_linked(hub, files, tmp_path):
+    from tests.onnx_samples import torch_mlp_export
+
+    exported = torch_mlp_export(tmp_path / "export")  # mlp.onnx + mlp.onnx.data beside it
+    model = hub.upload_model(exported)
+    assert (model.name, model.format) == ("mlp", "onnx")
+    meta = model.data["metadata"]
+    assert meta["external_data"] is True
+    assert set(meta["files"]) == {"model.onnx", "model.onnx.data"}
+    # The folder holding the two: packed the same way, the same model, under the name asked.
+    again = hub.upload_model(exported.parent, name="exported mlp")
+    assert again.already_uploaded and again.model_id == model.model_id
+    # A folder with one whole .onnx: packed, stored as that .onnx, named as asked (not after
+    # the last file packed).
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    (whole / "conv.onnx").write_bytes((files / "b.onnx").read_bytes())
+    named = hub.upload_model(whole, name="conv model")
+    assert (named.name, named.data["metadata"]["external_data"]) == ("conv model", False)
+    job = hub.submit_link_job([model, files / "a.onnx"])
+    assert job.wait(timeout=120).success, job.data.get("failure_message")
+    linked = job.get_target_model().to_onnx()
+    assert {o.name for o in linked.graph.output} >= {"m0/y"}
+
+
+def test_an_export_whose_data_lies_outside_its_folder_is_refused_before_anything_is_sent(
+    tmp_path,
+):
+    from hubclient import Client
+    from hubclient.errors import BadInputError
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (tmp_path / "secret.bin").write_bytes(b"\0" * 8)
+    weight = onnx.helper.make_tensor("w", onnx.TensorProto.FLOAT, [2], vals=[])
+    weight.data_location = onnx.TensorProto.EXTERNAL
+    entry = weight.external_data.add()
+    entry.key, entry.value = "location", "../secret.bin"
+    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2])
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Add", ["x", "w"], ["y"])], "g", [x], [x], [weight]
+    )
+    onnx.save(onnx.helper.make_model(graph), str(folder / "m.onnx"))
+    client = Client(url="http://127.0.0.1:9", token="unused")  # nothing listens: nothing sent
+    with pytest.raises(BadInputError) as refused:
+        client.upload_model(folder / "m.onnx")
+    assert "tensor 'w' keeps its data in '../secret.bin'" in str(refused.value)
+    assert "not a plain file name" in str(refused.value)

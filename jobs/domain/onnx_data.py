@@ -107,9 +107,13 @@ def entries(model: Any, label: str) -> list[Entry]:
             fields[item.key] = item.value
         location = fields.get("location", "")
         if not plain_name(location):
+            # A name leading out of the folder is not echoed: the answer is the same whatever
+            # it names, and holds no server path.
+            outside = location.startswith(("/", "\\")) or ":" in location or ".." in location
+            shown = "a path outside the model's folder" if outside else _quoted(location)
             raise _refuse(
                 label,
-                f"tensor {_quoted(tensor.name)} names its data file {_quoted(location)}, which is "
+                f"tensor {_quoted(tensor.name)} names its data file {shown}, which is "
                 "not a plain file name in the model's own folder (no folders, absolute paths or "
                 "'..'): save the model with its data beside it, e.g. onnx.save(model, "
                 "'model.onnx', save_as_external_data=True, location='model.onnx.data').",

@@ -20,7 +20,7 @@ from django.db.models.fields.files import FieldFile
 from jobs.domain import onnx_data, onnx_runtime, sft_data
 from jobs.domain.jsonlimits import JSONRefused, loads_bounded
 from jobs.domain.onnx_inputs import InputTooLarge, check_input_size
-from jobs.domain.redact import scrub_paths
+from jobs.domain.redact import library_message
 
 CHUNK = 1024 * 1024
 
@@ -72,11 +72,7 @@ def stored_with_its_row(field: FieldFile) -> Iterator[None]:
 
 
 def _invalid(label: str, error: Exception) -> ValidationError:
-    text = str(error).strip()
-    first_line = text.splitlines()[0] if text else type(error).__name__
-    return ValidationError(
-        {"file": f"{label} is not a valid ONNX model: {scrub_paths(first_line)[:300]}"}
-    )
+    return ValidationError({"file": f"{label} is not a valid ONNX model: {library_message(error)}"})
 
 
 @contextmanager

@@ -54,3 +54,12 @@ def scrub_paths(text: str) -> str:
     for root, label in _known_roots():
         text = text.replace(root, label)
     return _ABSOLUTE.sub(lambda match: f"…/{match.group(1)}", text)
+
+
+def library_message(error: BaseException, limit: int = 300) -> str:
+    """A library's error as a person reads it: all its lines joined (the first line alone is
+    often cut mid-sentence: "… from one of: "), at most ``limit`` characters, without server
+    paths; the exception's name when it says nothing."""
+    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    text = scrub_paths(text) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"

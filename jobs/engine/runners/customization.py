@@ -21,6 +21,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from jobs.domain import base_models, files, formulas, hf_models, sft_data
+from jobs.domain.redact import library_message
 from jobs.domain.status import FailureType
 from jobs.engine.reporter import Reporter
 from jobs.engine.runners.base import JobFailure, RunContext, Runner, Space, Target, register
@@ -371,7 +372,7 @@ class CustomizationRunner(Runner):
         except Exception as error:  # the exporter fails in many ways on many architectures
             ctx.reporter.note(
                 "No ONNX export: this architecture does not export with torch.onnx "
-                f"({type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}). "
+                f"({type(error).__name__}: {library_message(error, 200)}). "
                 "The merged model and adapter are complete."
             )
             return "No ONNX export for this architecture."

@@ -10,6 +10,7 @@ import onnx
 from jobs.domain import hf_models, onnx_data
 from jobs.domain.files import describe_graph, uses_external_data
 from jobs.domain.onnx_inputs import InputTooLarge
+from jobs.domain.redact import library_message
 from jobs.domain.status import FailureType
 from jobs.engine.runners.base import JobFailure, RunContext, Runner, Space, Target, register
 from jobs.engine.runners.onnx_link import (
@@ -25,8 +26,7 @@ from jobs.models import ArtifactKind, Job, ModelFormat
 
 
 def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return (text.splitlines()[0] if text else type(error).__name__)[:300]
+    return library_message(error)
 
 
 @register

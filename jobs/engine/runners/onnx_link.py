@@ -26,6 +26,7 @@ from onnx import (
 from jobs.domain import onnx_runtime
 from jobs.domain.onnx_data import all_tensors
 from jobs.domain.onnx_inputs import check_input_size, sample_dims
+from jobs.domain.redact import library_message
 
 # Protobuf serialises at most 2 GiB in one message: a linked model whose tensors pass this (with
 # room for its graph) is saved with its weights in a data file beside it. A test lowers it.
@@ -110,7 +111,7 @@ def _unify_opsets(inputs: Sequence[LinkInput]) -> tuple[list[ModelProto], dict[s
             except Exception as error:
                 raise LinkError(
                     f"{item.label} uses opset {current} and cannot be converted to opset {target}, "
-                    f"which another input needs: {str(error).strip().splitlines()[0][:200]}"
+                    f"which another input needs: {library_message(error, 200)}"
                 ) from None
             item.info["converted_from_opset"] = current
         models.append(model)
@@ -186,9 +187,7 @@ def link_models(inputs: Sequence[LinkInput]) -> LinkResult:
     try:
         onnx.checker.check_model(linked)
     except onnx.checker.ValidationError as error:
-        raise LinkError(
-            f"The linked model is not valid ONNX: {str(error).splitlines()[0][:300]}"
-        ) from None
+        raise LinkError(f"The linked model is not valid ONNX: {library_message(error)}") from None
 
     manifest = {
         "graph": "linked",

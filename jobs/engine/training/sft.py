@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from jobs.domain.hyperparameters import Hyperparameters
+from jobs.domain.redact import library_message
 from jobs.engine.training.device import Device, detect, precision_flags
 
 HUB_STATE = "hub_state.json"
@@ -325,7 +326,7 @@ def _model(spec: TrainSpec, params: Hyperparameters, device: Device) -> Any:
         return get_peft_model(model, lora)
     except ValueError as error:  # peft names the target modules it could not find
         raise TrainingFailed(
-            "invalid_parameters", f"lora.target_modules: {str(error).splitlines()[0][:300]}"
+            "invalid_parameters", f"lora.target_modules: {library_message(error)}"
         ) from None
 
 

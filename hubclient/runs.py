@@ -48,8 +48,16 @@ DETAILS = frozenset(
         "total_steps",
     }
 )
-KEEPALIVE = 30.0  # seconds: a run with nothing to say still says it is alive this often
+# Seconds: a run with nothing to report still asks this often, so that it hears of a cancel
+# (the answer to a report is the only way it does) while its training is quiet: a slow step, an
+# evaluation, a loop blocked in a callback. Each ask also says the run is alive.
+KEEPALIVE = 2.0
 RETRY_MAX = 30.0  # seconds between retries at most while the hub is away
+
+
+# The hub's log quotas (HUB_QUOTA_RUN_LOG_LINES, …): a report refused by one is sent again
+# without its log lines.
+LOG_QUOTAS = ("run_log_lines", "run_log_bytes", "log_lines_per_hour", "log_bytes_per_hour")
 
 
 def _transient(error: HubError) -> bool:
@@ -82,6 +90,7 @@ class Run:
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._over = False  # the hub said the run has ended: nothing more is sent
+        self.dropped_lines = 0  # log lines the hub's log quotas refused (the reports went on)
         self._thread = threading.Thread(target=self._loop, name=f"hub-run-{self.id}", daemon=True)
         self._thread.start()
         atexit.register(self._at_exit)
@@ -228,6 +237,16 @@ class Run:
                     self._pending = None
                     logger.error("Run %s: the hub refused a report: %s", self.id, error)
                     raise
+                except HubError as error:
+                    if error.status != 429 or error.field not in LOG_QUOTAS:
+                        raise
+                    # The hub keeps no more of this run's log now (a quota its operator sets):
+                    # the report goes again without its lines, so points and status still
+                    # arrive. Sending it again as it was would be refused as long as the run.
+                    self.dropped_lines += len(self._pending.get("logs") or [])
+                    self._pending["logs"] = []
+                    logger.warning("Run %s: %s", self.id, error.message)
+                    continue
                 self._pending, keepalive = None, False
                 self._last_sent = time.monotonic()
                 self.status = answer["status"]

@@ -313,3 +313,33 @@ def test_bad_log_lines_are_refused_naming_logs(alice, logs):
     answer = report(alice, run["id"], {"logs": logs}, code=400)
     assert answer["field"] == "logs"
     assert not Job.objects.get(public_id=run["id"]).log_lines.exclude(text__startswith="[").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_client_run_past_its_log_quota_drops_its_lines_and_keeps_reporting(
+    alice, live_server, settings
+):
+    from hubclient import Client
+
+    settings.HUB_QUOTA_RUN_LOG_LINES = 4  # the hub's "[running] …" line and three of the run's
+    token, _ = Token.objects.get_or_create(user=alice)
+    hub = Client(url=live_server.url, token=token.key)
+    run = hub.start_run("quota", epochs=1, flush_every=3600)
+    for n in range(3):
+        run.log_text(f"line {n}")
+    run.flush()
+    run.log_text("one too many")
+    run.log(step=1, loss=0.5)
+    run.set_status(epochs_completed=1)
+    run.flush()  # refused with its line (429, run_log_lines), sent again without it
+    assert run.dropped_lines == 1
+    run.finish()
+    hub.close()
+    job = Job.objects.get(public_id=run.id)
+    assert list(job.log_lines.exclude(text__startswith="[").values_list("text", flat=True)) == [
+        "line 0",
+        "line 1",
+        "line 2",
+    ]
+    assert job.metric_series.get(key="loss").points.count() == 1
+    assert (job.epochs_completed, job.status) == (1, JobStatus.COMPLETED)

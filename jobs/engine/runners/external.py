@@ -27,6 +27,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from jobs.domain.joblog import clean_line
+from jobs.domain.quotas import check_log_quota
 from jobs.domain.state import job_transition
 from jobs.domain.status import FINISHED, FailureType, InvalidTransition, JobStatus
 from jobs.engine.reporter import Reporter, write_lines
@@ -218,6 +220,7 @@ def record_report(job: Job, report: Report) -> dict[str, Any]:
             return _answer(locked, written=0, duplicate=True)
         _check_series(locked, report)
         _check_best_epoch(locked, report.details)
+        check_log_quota(locked, [clean_line(text) for _, text in report.lines])
         now = timezone.now()
         if locked.status == JobStatus.UNKNOWN:
             silent = int((now - (locked.heartbeat_at or now)).total_seconds())

@@ -1,7 +1,9 @@
 """``/healthz``: is this hub able to run jobs? Plain JSON, no secrets (no addresses, no
 credentials), each check bounded by a short timeout so that the answer comes even while a part
 is stopped. 200 when the database answers (the hub's source of truth), else 503; the other
-parts are reported as found. ``hub doctor`` prints the same."""
+parts are reported as found. In the production profile ``redis`` says whether this process's
+circuit breaker is open (Redis did not answer: callers skip it until a probe answers).
+``hub doctor`` prints the same."""
 
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
+
+from hubsite.redis_breaker import breaker, unreachable
 
 WORKER_FRESH = 3  # a worker is "seen recently" within this many reaper intervals
 
@@ -40,7 +44,12 @@ def _broker() -> dict[str, Any]:
     from jobs.engine.dispatch import waiting_messages
 
     default = settings.CELERY_TASK_DEFAULT_QUEUE
-    return {"queue_depth": waiting_messages([default, f"{default}.cpu", f"{default}.gpu"])}
+    try:
+        return {"queue_depth": waiting_messages([default, f"{default}.cpu", f"{default}.gpu"])}
+    except Exception as error:
+        if settings.REDIS_URL and unreachable(error):
+            breaker.trip(error)  # the next requests need not wait for it too
+        raise
 
 
 def _live() -> dict[str, Any]:
@@ -101,20 +110,31 @@ def _jobs() -> dict[str, Any]:
     }
 
 
+SKIPPED = {"ok": False, "error": "redis circuit open", "ms": 0.0}
+
+
 @never_cache
 def healthz(request: HttpRequest) -> JsonResponse:
     database = _timed(_database)
+    # Redis that timed out a moment ago is not waited for again (hubsite/redis_breaker): the
+    # parts that live in it are reported as skipped, and a probe tells when it is back.
+    circuit = breaker.status() if settings.REDIS_URL else None
+    skip = circuit is not None and not circuit["ok"]
     report: dict[str, Any] = {
         "database": database,
-        "broker": _timed(_broker),
-        "live": _timed(_live),
+        "broker": dict(SKIPPED) if skip else _timed(_broker),
+        "live": dict(SKIPPED) if skip else _timed(_live),
         "storage": _timed(_storage),
     }
+    if circuit is not None:
+        report["redis"] = circuit
     if database["ok"]:
         report.update(_timed(_jobs))
         report.pop("ok", None)
     parts = ("database", "broker", "live", "storage")
     problems = [part for part in parts if not report[part]["ok"]]
+    if skip:
+        problems.insert(0, "redis: circuit open")
     if report["storage"].get("free_bytes", STORAGE_LOW) < STORAGE_LOW:
         problems.append("storage nearly full")
     if database["ok"] and not report.get("workers_seen"):

@@ -117,12 +117,14 @@ class Breaker:
 
     def _probe(self) -> None:
         try:
-            # A connection of its own, outside the breaker, with one short try.
+            # A connection of its own, outside the breaker, with one short try; it says
+            # nothing but PING (no CLIENT SETINFO handshake).
             client = redis.Redis.from_url(
                 str(settings.REDIS_URL),
                 socket_connect_timeout=1,
                 socket_timeout=1,
                 retry=Retry(NoBackoff(), 0),
+                driver_info=None,
             )
             try:
                 client.ping()

@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 from kombu.utils.url import maybe_sanitize_url
 
+from hubsite.redis_breaker import breaker, unreachable
 from jobs.domain.events import EventType, publish
 from jobs.domain.state import job_transition
 from jobs.domain.status import JobStatus
@@ -67,6 +68,10 @@ def send(job: Job) -> bool:
     back. A second message for a job is harmless: a job is claimed once, by token. The task is
     named, not imported: the tasks module sits above this one (it runs what this queues)."""
     try:
+        # A broker in Redis that did not answer a moment ago is not asked again (the circuit
+        # is open): the job waits pending, as when the send fails, without the wait.
+        if settings.HUB_LIVE_VIA_REDIS:
+            breaker.check()
         # No time limit of this job's on the message: a worker may take another job with it
         # (fair scheduling); CELERY_TASK_TIME_LIMIT bounds every task by the operator's limit.
         # One attempt, bounded by the transport's socket timeouts (about two seconds on a hung
@@ -74,6 +79,8 @@ def send(job: Job) -> bool:
         # resend_missing is the retry.
         current_app.send_task(RUN_JOB, args=(job.pk,), queue=queue_for(job), retry=False)
     except Exception as error:  # kombu and the transports raise many kinds; all mean "not sent"
+        if settings.HUB_LIVE_VIA_REDIS and unreachable(error):
+            breaker.trip(error)
         logger.warning("Could not queue job %s (it stays pending): %s", job.public_id, error)
         _note_unsent(job, error)
         return False
@@ -107,6 +114,8 @@ def waiting_messages(queues: list[str]) -> dict[str, int]:
     """Messages the broker holds, per queue (taken but unacknowledged ones are running)."""
     from kombu.exceptions import ChannelError
 
+    if settings.HUB_LIVE_VIA_REDIS:
+        breaker.check()
     counts: dict[str, int] = {}
     with current_app.connection_for_read() as connection:
         channel: Any = connection.default_channel  # a kombu virtual channel: queue_declare

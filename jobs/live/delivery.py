@@ -28,6 +28,7 @@ import redis
 from django.conf import settings
 from django.dispatch import receiver
 
+from hubsite.redis_breaker import GuardedPool
 from jobs.domain.events import EventMessage, event_committed
 
 logger = logging.getLogger(__name__)
@@ -68,9 +69,11 @@ def publish(messages: list[tuple[str, bytes]]) -> None:
 def connect_sync(timeout: float = SEND_TIMEOUT) -> redis.Redis:
     """A Redis client whose every call has a deadline: a stopped Redis must not hang its caller."""
     assert settings.REDIS_URL is not None
-    return redis.Redis.from_url(
+    # Through the process's circuit breaker: a Redis that just timed out is not waited for again.
+    pool = GuardedPool.from_url(
         settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=timeout
     )
+    return redis.Redis(connection_pool=pool)
 
 
 class _Publisher:

@@ -36,6 +36,7 @@ import orjson
 from django.conf import settings
 from django.db import DatabaseError, connections
 
+from hubsite.redis_breaker import UNREACHABLE, breaker
 from jobs.domain.events import EventMessage, events_after
 from jobs.live.delivery import job_channel, person_channel
 from jobs.models import Job
@@ -229,6 +230,8 @@ class Station:
     async def _subscribe(self, channel: str) -> None:
         if not settings.HUB_LIVE_VIA_REDIS:
             return
+        if breaker.is_open:  # Redis hangs: the tick delivers, and subscribes once it is back
+            return
         confirmed = asyncio.get_running_loop().create_future()
         self.confirmations[channel] = confirmed
         try:
@@ -244,6 +247,8 @@ class Station:
             await asyncio.wait_for(asyncio.shield(confirmed), SUBSCRIBE_WAIT)
         except Exception as error:  # the tick delivers what Redis does not
             logger.warning("Live subscription to %s not confirmed: %s", channel, repr(error))
+            if isinstance(error, UNREACHABLE):  # asyncio's TimeoutError too: Redis hangs
+                breaker.trip(error)
         finally:
             self.confirmations.pop(channel, None)
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -228,3 +230,65 @@ class PrivatePostgres:
                 os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class CountingProxy:
+    """A TCP proxy in front of a Redis that counts the commands each client sends through it,
+    by name (RESP arrays: ``*N\\r\\n$len\\r\\nNAME``), so that a test can tell whether a process
+    called Redis at all while Redis was paused (the bytes still reach the kernel's buffers)."""
+
+    COMMAND = re.compile(rb"\*\d+\r\n\$\d+\r\n([A-Za-z]+)\r\n")
+
+    def __init__(self, target_port: int) -> None:
+        import socket
+        import threading
+
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.commands: Counter[str] = Counter()
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def besides(self, *names: str) -> int:
+        """Commands sent so far, except those named (a breaker's PING probes)."""
+        with self.lock:
+            return sum(n for name, n in self.commands.items() if name not in names)
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            threading.Thread(target=self._count, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=FaultyProxy._pipe, args=(upstream, client), daemon=True).start()
+
+    def _count(self, source: Any, sink: Any) -> None:
+        pending = b""
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                pending += data
+                end = 0
+                with self.lock:
+                    for match in self.COMMAND.finditer(pending):
+                        self.commands[match.group(1).decode().upper()] += 1
+                        end = match.end()
+                # What follows the last command counted may hold the start of the next one
+                # (a name split across two reads): its last bytes are kept for the next read.
+                pending = pending[end:][-64:]
+                sink.sendall(data)
+        for end in (source, sink):
+            with contextlib.suppress(OSError):
+                end.shutdown(2)
+
+    def close(self) -> None:
+        self.listener.close()

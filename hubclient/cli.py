@@ -612,16 +612,6 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         )
     elif isinstance(circuit, dict):
         console.print(f"{'redis':<14} [green]ok[/green] (circuit closed)")
-    circuit = report.get("redis")
-    if isinstance(circuit, dict) and circuit.get("circuit") == "open":
-        console.print(
-            f"{'redis':<14} [red]circuit open[/red] for {circuit.get('open_s', '?')} s "
-            f"({circuit.get('error', '?')}): the hub skips Redis (rate limits off, jobs wait "
-            f"pending, live events from the database) and asks it again every "
-            f"{circuit.get('retry_every_s', '?')} s"
-        )
-    elif isinstance(circuit, dict):
-        console.print(f"{'redis':<14} [green]ok[/green] (circuit closed)")
     if "jobs" in report:
         last = report.get("last_reap_s_ago")
         console.print(

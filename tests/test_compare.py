@@ -63,3 +63,38 @@ def test_a_link_naming_more_runs_than_are_compared_says_so(alice, client):
     assert "The link names 2 more runs than the 10 compared at once" in page
     shown = page[page.index('id="runs"') : page.index('id="choose"')]
     assert runs[9].public_id in shown and runs[10].public_id not in shown
+
+
+def test_the_table_names_each_runs_base_model_and_dataset_following_the_lineage_rules(
+    alice, bob, charlie, client
+):
+    """Alice's run A trains her model M on her dataset D and is shared with Bob; Bob trains B on
+    M and D too and shares it with Charlie: Charlie sees B's inputs by name only, "not shared
+    with you", and Bob, who may read them, gets links."""
+    from django.core.files.base import ContentFile
+
+    from jobs.services import job_submit_customization, model_upload
+    from tests.hf_samples import tiny_llama_zip
+
+    model = model_upload(owner=alice, file=ContentFile(tiny_llama_zip(), "tiny.zip"))
+    dataset = factories.dataset(alice, name="alices-numbers")
+    a = job_submit_customization(owner=alice, dataset=dataset, base_model=model)
+    sharing_modify(job=a, actor=alice, add_emails=["bob@example.com"])
+    b = job_submit_customization(owner=bob, dataset=dataset, base_model=model)
+    builtin = factories.customization_job(bob)  # the hub's built-in base model
+    sharing_modify(job=b, actor=bob, add_emails=["charlie@example.com"])
+
+    bobs = compare_page(client, bob, b.public_id, builtin.public_id)
+    row = bobs[bobs.index('id="base-models"') : bobs.index('id="datasets"')]
+    assert f'href="{reverse("jobs:model", args=[model.public_id])}"' in row
+    assert "tiny-llama" in row and "(offered by this hub)" in row  # the built-in one's cell
+    row = bobs[bobs.index('id="datasets"') :]
+    assert f'href="{reverse("jobs:dataset", args=[dataset.public_id])}">alices-numbers' in row
+
+    charlies = compare_page(client, charlie, b.public_id)
+    row = charlies[charlies.index('id="base-models"') : charlies.index('id="datasets"')]
+    assert model.name in row and "not shared with you" in row
+    assert reverse("jobs:model", args=[model.public_id]) not in charlies
+    row = charlies[charlies.index('id="datasets"') : charlies.index("</tbody>")]
+    assert "alices-numbers" in row and "not shared with you" in row
+    assert reverse("jobs:dataset", args=[dataset.public_id]) not in charlies

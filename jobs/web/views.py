@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -18,6 +19,7 @@ from django.views.decorators.http import require_POST
 from hubsite.api.auth import user_of
 from jobs import deletion, services
 from jobs.domain.base_models import server_models
+from jobs.domain.disk import size_text
 from jobs.domain.hyperparameters import Hyperparameters
 from jobs.domain.joblog import last_lines
 from jobs.domain.lineage import access_of, dataset_preview, lineage_of
@@ -110,12 +112,20 @@ def compare(request: HttpRequest) -> HttpResponse:
     }
     runs = [found[public_id] for public_id in asked if public_id in found]
     rows = _compared_parameters(runs)
+    # What each run trained from and on: a mistaken base model shows here, beside the losses.
+    # Inputs the reader may not open are named only, as on the job page.
+    inputs = [job_inputs_for(request.user, job) for job in runs]
     choices = visible.select_related("owner").order_by("-created_at", "-id")[:50]
     context = {
         "runs": runs,
         "left_out": len(asked) - len(runs),
         "beyond": beyond,
         "rows": rows,
+        "base_models": [
+            (job.builtin_base_model, [i for i in views if i.role == "model"])
+            for job, views in zip(runs, inputs, strict=True)
+        ],
+        "datasets": [[i for i in views if i.role != "model"] for views in inputs],
         "choices": choices,
         "chosen": {job.public_id for job in runs},
         "max_compared": MAX_COMPARED,
@@ -249,7 +259,12 @@ def _upload_page(request: HttpRequest, what: str) -> HttpResponse:
             if what == "model":
                 return redirect("jobs:model", model_id=asset.public_id)
             return redirect("jobs:dataset", dataset_id=asset.public_id)
-    context = {"form": form, "what": what, "usage": usage_of(user_of(request).pk)}
+    context = {
+        "form": form,
+        "what": what,
+        "usage": usage_of(user_of(request).pk),
+        "max_upload": size_text(settings.HUB_MAX_UPLOAD_BYTES),  # said before, not after, a refusal
+    }
     return render(request, "jobs/upload.html", context)
 
 
@@ -355,9 +370,10 @@ def submit_link(request: HttpRequest) -> HttpResponse:
 @login_required
 def submit_customization(request: HttpRequest) -> HttpResponse:
     user = user_of(request)
-    # "Train on it" from a dataset page arrives with the dataset chosen.
-    initial = {"dataset": request.GET["dataset"]} if "dataset" in request.GET else None
-    form = CustomizationJobForm(request.POST or None, user=user, initial=initial)
+    # "Train on it" from a dataset page arrives with the dataset chosen, "Fine-tune it" from a
+    # model page (an upload, or a job's target model) with that model as the base model.
+    initial = {key: request.GET[key] for key in ("dataset", "base_model") if key in request.GET}
+    form = CustomizationJobForm(request.POST or None, user=user, initial=initial or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:

@@ -210,6 +210,25 @@ def test_the_model_page_describes_a_hugging_face_model_to_its_owner_and_readers_
     assert client.get(url).status_code == 404  # not part of the shared job
 
 
+def test_fine_tune_it_on_a_model_page_opens_the_form_with_that_model_as_the_base(client, alice):
+    from django.core.files.base import ContentFile
+
+    from jobs.services import model_upload
+    from tests.hf_samples import tiny_llama_zip
+
+    model = model_upload(owner=alice, file=ContentFile(tiny_llama_zip(), "tiny.zip"))
+    client.force_login(alice)
+    page = client.get(reverse("jobs:model", args=[model.public_id])).content.decode()
+    link = f"{reverse('jobs:submit-customization')}?base_model={model.public_id}"
+    assert f'href="{link}" id="fine-tune"' in page
+    form = client.get(link).content.decode()
+    assert f'<option value="{model.public_id}" selected>' in form
+    assert '<option value="tiny-llama" selected>' not in form
+    # Without the parameter the built-in model stays the default.
+    plain = client.get(reverse("jobs:submit-customization")).content.decode()
+    assert '<option value="tiny-llama" selected>' in plain
+
+
 def test_the_job_list_pages_older_and_newer_keeping_its_filters(alice, client, settings):
     from jobs.web import views
 
@@ -275,3 +294,54 @@ def test_a_queued_job_says_where_it_stands_and_why_it_waits(alice, bob, client, 
     assert answer["status"] == "pending" and answer["queue"]["ahead"] == 4
     job_transition(job=mine[2], to=JobStatus.CANCELLED, message="Cancelled.")
     assert client.get(f"/api/v1/jobs/{mine[2].public_id}/queue/").json()["queue"] is None
+
+
+def test_a_ready_job_that_stopped_early_reads_as_finished_on_its_page_and_in_the_list(
+    client, alice
+):
+    job = factories.ready_job(factories.customization_job(alice, epochs=12))
+    Job.objects.filter(pk=job.pk).update(epochs_completed=8, best_epoch=6)
+    job.refresh_from_db()
+    assert job.percentage_done is not None and round(job.percentage_done, 1) == 66.7  # contract
+    client.force_login(alice)
+    page = client.get(job.get_absolute_url()).content.decode()
+    assert '<span id="pct-bar" style="width: 100.0%">' in page
+    assert (
+        '<strong id="pct">stopped early at epoch 8 of 12</strong> '
+        '<span id="pct-detail">(percentage_done 66.7)</span>'
+    ) in page
+    assert '<dd data-field="percentage_done">66.7</dd>' in page  # the status detail as it is
+    listing = client.get(reverse("jobs:list")).content.decode()
+    row = listing[listing.index(f'data-job="{job.public_id}"') :]
+    assert '<span style="width: 100%">' in row
+    assert '<small class="pct">stopped early at epoch 8 of 12</small>' in row
+
+
+def test_a_running_job_reads_as_its_percentage_done(client, alice):
+    job = factories.customization_job(alice, epochs=12)
+    Job.objects.filter(pk=job.pk).update(epochs_completed=3)
+    client.force_login(alice)
+    page = client.get(job.get_absolute_url()).content.decode()
+    assert '<span id="pct-bar" style="width: 25.0%">' in page
+    assert '<strong id="pct">25.0%</strong> <span id="pct-detail">done (percentage_done)' in page
+
+
+def test_the_upload_pages_state_the_size_limit_in_binary_units(client, alice, settings):
+    settings.HUB_MAX_UPLOAD_BYTES = 512 * 1024 * 1024
+    client.force_login(alice)
+    for what in ("model", "dataset"):
+        page = client.get(reverse(f"jobs:upload-{what}")).content.decode()
+        assert "Up to <strong>512.0 MiB</strong> a file" in page
+        assert "HUB_MAX_UPLOAD_BYTES" in page
+        assert " KB" not in page and " MB" not in page  # the quota line too: KiB, MiB
+
+
+def test_sizes_read_in_binary_units_where_the_hub_words_them(alice):
+    from jobs.deletion import plan_for
+    from jobs.domain.selectors import job_inputs_for
+
+    job = factories.link_job(alice)
+    summaries = [view.summary for view in job_inputs_for(alice, job)]
+    assert summaries and all(s.endswith((" B", "KiB", "MiB")) for s in summaries), summaries
+    plan = plan_for(job.job_inputs.first().model)
+    assert any("KiB)" in line or " B)" in line for line in plan.goes), plan.goes

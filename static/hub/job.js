@@ -18,6 +18,13 @@
     // From the page as rendered: a reloaded page asks only for the events after it, and the
     // marker must not wait for the next progress event.
     bestEpoch: Number(root.dataset.bestEpoch) || null,
+    // The status details the progress line is written from (hubProgressWords), as rendered;
+    // progress events move them on, and a status event rewrites the line from them.
+    progress: {
+      percentage_done: root.dataset.percentageDone, epochs: root.dataset.epochs,
+      epochs_completed: root.dataset.epochsCompleted, steps_completed: root.dataset.stepsCompleted,
+      total_steps: root.dataset.totalSteps,
+    },
     startedAt: null,
     finishedAt: null,
   };
@@ -50,7 +57,8 @@
     // not repeated here.
     const link = $("#link-progress");
     if (link) link.textContent = status === "ready" ? "Linked and verified." : status === "failed" ? "Stopped: see why above." : data.message;
-    if (status === "ready") { setBars(100, null); refreshResults(); }
+    if (status === "ready") refreshResults();
+    showProgress();
     if (FINISHED.includes(status)) $("#eta-wrap").hidden = true;
     followQueue();
   }
@@ -88,6 +96,17 @@
     if (steps && stepFraction !== null) steps.style.width = `${stepFraction * 100}%`;
   }
 
+  // The bar and its words from the status and the latest status details, as a reload renders
+  // them (a finished job's bar is complete and says where it stopped).
+  function showProgress() {
+    if (!$("#pct")) return;
+    const words = window.hubProgressWords(state.status, state.progress);
+    $("#pct").textContent = words.headline;
+    $("#pct-detail").textContent = words.detail;
+    setBars(words.width, null);
+    $("#pct-bar-wrap").setAttribute("aria-valuenow", Math.round(words.width));
+  }
+
   function setSamples(samples) {
     const body = $("#samples");
     if (!body || !samples || !samples.length) return;
@@ -119,11 +138,13 @@
     if (data.steps_per_epoch) state.stepsPerEpoch = data.steps_per_epoch;
     if (data.epochs) state.epochs = data.epochs;
     if (data.best_epoch !== undefined && data.best_epoch !== state.bestEpoch) { state.bestEpoch = data.best_epoch; scheduleChart(); }
+    for (const key of Object.keys(state.progress)) if (data[key] !== undefined) state.progress[key] = data[key];
     if ($("#pct")) {
-      $("#pct").textContent = `${fmt(data.percentage_done || 0, 1)}%`;
-      $("#epochs").textContent = `${data.epochs_completed || 0} of ${state.epochs || "—"}`;
-      $("#steps").textContent = `${data.steps_completed || 0} of ${data.total_steps || "—"}`;
-      setBars(data.percentage_done || 0, data.total_steps ? (data.steps_completed || 0) / data.total_steps : null);
+      const p = state.progress, total = Number(p.total_steps) || null; // a snapshot has no plan: the last one known
+      $("#epochs").textContent = `${p.epochs_completed || 0} of ${state.epochs || "—"}`;
+      $("#steps").textContent = `${p.steps_completed || 0} of ${total || "—"}`;
+      setBars(null, total ? (Number(p.steps_completed) || 0) / total : null);
+      showProgress();
     }
     if (data.eta_seconds && !FINISHED.includes(state.status)) {
       $("#eta").textContent = window.hubDuration(data.eta_seconds);
@@ -292,7 +313,7 @@
     const [shapes, annotations] = bestShapes();
     const layout = {
       uirevision: `${id}-${xMode.value}`, // keeps zoom and hidden series while data changes
-      margin: { t: 24, r: 16, b: 84, l: 56 },
+      margin: { t: 48, r: 16, b: 84, l: 56 }, // room above the plot for the best epoch's label below the toolbar
       xaxis: { title: { text: xMode.value }, type: xMode.value === "time" ? "date" : "linear" },
       yaxis: { title: { text: "loss" }, type: logScale.checked ? "log" : "linear" },
       // The right axis only while one of the other series is shown (a click on its legend).
@@ -328,8 +349,8 @@
     if (!chart) return;
     const params = new URLSearchParams({ points: "2000" });
     if (range) { params.set("after_step", Math.max(0, Math.floor(range[0]) - 1)); params.set("until_step", Math.ceil(range[1])); }
-    const response = await fetch(`/api/v1/jobs/${id}/metrics/?${params}`, { credentials: "same-origin" });
-    if (!response.ok) return;
+    const response = await fetch(`/api/v1/jobs/${id}/metrics/?${params}`, { credentials: "same-origin" }).catch(() => null);
+    if (!response || !response.ok) return;
     const data = await response.json();
     state.total = data.total_points;
     state.downsampled = data.downsampled;
@@ -441,7 +462,12 @@
 
   drawDurations();
   followQueue();
-  loadMetrics(null).then(() => { drawChart(); watchZoom(); });
+  // The chart is made before anything can arrive (the socket opens below, the points come
+  // later): events then only ever update a chart that exists, and the best epoch's marker,
+  // known from the page as rendered, shows at once rather than when the points have loaded.
+  drawChart();
+  watchZoom();
+  loadMetrics(null);
   window.HubLive(() => `/ws/jobs/${id}/?after=${state.seq}`, onMessage);
   // Elapsed time comes from the timeline itself: from the first "running" entry to the first
   // finished one, or to now.

@@ -19,6 +19,20 @@
     if (empty) empty.remove();
   }
 
+  // The progress cell from the row's status and the status details it keeps (data-*), in the
+  // words the server renders (hubProgressWords): a finished job's bar is complete.
+  const PROGRESS = { percentage_done: "percentageDone", epochs: "epochs", epochs_completed: "epochsCompleted", total_steps: "totalSteps", steps_completed: "stepsCompleted" };
+  function showProgress(tr) {
+    const cell = tr.querySelector(".cell-progress");
+    const bar = cell.querySelector(".bar span"), pct = cell.querySelector(".pct");
+    if (!bar || !pct) return;
+    const details = Object.fromEntries(Object.entries(PROGRESS).map(([key, name]) => [key, cell.dataset[name]]));
+    const words = window.hubProgressWords(tr.dataset.status, details);
+    bar.style.width = `${words.width}%`;
+    cell.querySelector(".bar").setAttribute("aria-valuenow", Math.round(words.width));
+    pct.textContent = words.short;
+  }
+
   function update(tr, message) {
     const data = message.data;
     if (message.event === "status") {
@@ -27,11 +41,11 @@
       cell.replaceChildren(window.hubStatusBadge(data.status));
       if (data.status === "running" && !tr.dataset.started) tr.dataset.started = data.updated_at;
       if (["ready", "failed", "cancelled", "completed"].includes(data.status)) delete tr.dataset.running;
+      showProgress(tr);
     } else if (message.event === "progress" && data.percentage_done !== null && data.percentage_done !== undefined) {
-      const bar = tr.querySelector(".cell-progress .bar span");
-      const pct = tr.querySelector(".cell-progress .pct");
-      if (bar) bar.style.width = `${data.percentage_done}%`;
-      if (pct) pct.textContent = `${Math.round(data.percentage_done)}%`;
+      const cell = tr.querySelector(".cell-progress");
+      for (const [key, name] of Object.entries(PROGRESS)) if (data[key] !== undefined && data[key] !== null) cell.dataset[name] = data[key];
+      showProgress(tr);
       if (data.elapsed_time !== null) tr.querySelector(".cell-elapsed").textContent = window.hubDuration(data.elapsed_time);
     } else if (message.event === "job" && data.name) {
       tr.querySelector(".cell-name").textContent = data.name;

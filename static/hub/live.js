@@ -60,3 +60,20 @@ window.hubStatusBadge = function hubStatusBadge(status) {
   span.append(status);
   return span;
 };
+
+// How a job's progress reads, as the pages render it (jobs_format.progress_words): percentage_done
+// keeps its meaning, but a finished job's bar is complete and says where it stopped.
+window.hubProgressWords = function hubProgressWords(status, p) {
+  const percent = Number(p.percentage_done) || 0;
+  const tenths = (Math.floor(percent * 10 + 0.5) / 10).toFixed(1); // halves up, as the server does
+  const words = { width: percent, headline: `${tenths}%`, detail: "done (percentage_done)", short: `${Math.round(percent)}%` };
+  if (!["completed", "ready", "failed", "cancelled"].includes(status)) return words;
+  words.width = 100;
+  const verb = status === "ready" || status === "completed" ? "stopped early" : "stopped";
+  const epochs = Number(p.epochs) || 0, steps = Number(p.total_steps) || 0;
+  let where = null;
+  if (epochs && (Number(p.epochs_completed) || 0) < epochs) where = `${verb} at epoch ${Number(p.epochs_completed) || 0} of ${epochs}`;
+  else if (!epochs && steps && (Number(p.steps_completed) || 0) < steps) where = `${verb} at step ${Number(p.steps_completed) || 0} of ${steps}`;
+  if (where === null) return words;
+  return { width: 100, headline: where, detail: `(percentage_done ${tenths})`, short: where };
+};

@@ -32,25 +32,41 @@ def progress_bar(
         yield lambda _: None
         return
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
+        *size_columns(),
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=Console(stderr=True)) as bar:
         task = bar.add_task(description, total=total)
         yield lambda done: bar.update(task, advance=done)
+
+
+def binary_size(size: float) -> str:
+    """Bytes in binary units, as the hub's pages write them: 512 B, 3.4 MiB, 1.2 GiB."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def size_columns() -> tuple[Any, Any]:
+    """The bar's bytes done and speed, in binary units (rich's defaults are decimal: kB, MB)."""
+    from rich.progress import DownloadColumn, TransferSpeedColumn
+    from rich.text import Text
+
+    class BinarySpeedColumn(TransferSpeedColumn):
+        def render(self, task: Any) -> Text:
+            speed = task.finished_speed or task.speed
+            text = "?" if speed is None else f"{binary_size(speed)}/s"
+            return Text(text, style="progress.data.speed")
+
+    return DownloadColumn(binary_units=True), BinarySpeedColumn()
 
 
 class _Counting:

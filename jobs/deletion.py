@@ -22,9 +22,9 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import QuerySet
 from django.db.models.fields.files import FieldFile
-from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
+from jobs.domain.disk import size_text
 from jobs.domain.events import EventType, publish
 from jobs.domain.lineage import access_of, jobs_using, share_model
 from jobs.domain.selectors import User, dataset_for_user, job_for_owner, model_for_user
@@ -90,7 +90,7 @@ def plan_job(job: Job) -> DeletionPlan:
     plan.goes.append("its status timeline, metrics, logs and events")
     artifacts = list(job.artifacts.all())
     if artifacts:
-        size = filesizeformat(sum(a.size for a in artifacts))
+        size = size_text(sum(a.size for a in artifacts))
         plan.goes.append(f"its {len(artifacts)} result files ({size})")
     target = job.target_model
     if target is not None and target.deleted_at is None:
@@ -102,7 +102,7 @@ def plan_job(job: Job) -> DeletionPlan:
             )
         else:
             plan.goes.append(
-                f"its target model {target.name} ({target.public_id}, {filesizeformat(target.size)})"
+                f"its target model {target.name} ({target.public_id}, {size_text(target.size)})"
             )
     readers = _share_count(Job.objects.filter(pk=job.pk))
     if readers:
@@ -125,7 +125,7 @@ def plan_asset(asset: Asset) -> DeletionPlan:
             f"{len(active)} job(s) that have not finished use this {kind}{named}{also}: it can "
             "be deleted once they have."
         )
-    plan.goes.append(f"the {kind} file ({filesizeformat(asset.size)}), removed from storage")
+    plan.goes.append(f"the {kind} file ({size_text(asset.size)}), removed from storage")
     readers = access_of(asset.owner, asset).readers
     if readers:
         plan.goes.append(

@@ -301,3 +301,15 @@ def test_the_same_bytes_uploaded_again_are_stored_once_and_said_so(alice, bob, c
         "/jobs/upload/model/", {"file": ContentFile(data, "c.onnx"), "name": ""}, follow=True
     )
     assert f"Already uploaded as model {first.name} ({first.public_id})" in page.content.decode()
+
+
+def test_a_gpu_precision_without_a_gpu_names_the_hardware_asked_for_by_its_value(alice):
+    dataset = factories.dataset(alice, records=10)
+    for asked, shown in ((None, "'any'"), ("cpu", "'cpu'")):
+        with pytest.raises(ValidationError) as refused:
+            job_submit_customization(
+                owner=alice, dataset=dataset, hyperparameters={"precision": "bf16"}, hardware=asked
+            )
+        message = refused.value.message_dict["hyperparameters.precision"][0]
+        assert f"this job asks for hardware {shown}." in message
+        assert "Hardware." not in message  # an enum's repr is no word for a person

@@ -20,8 +20,8 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.http import Http404
-from django.template.defaultfilters import filesizeformat
 
+from jobs.domain.disk import size_text
 from jobs.models import Dataset, Job, JobInput, MLModel, StatusLog
 
 User = AbstractBaseUser | AnonymousUser
@@ -200,7 +200,7 @@ def job_inputs_for(user: User, job: Job) -> list[InputView]:
             m.public_id,
             m.name,
             m.pk in readable_models,
-            filesizeformat(m.size),
+            size_text(m.size),
             m.deleted_at is not None,
         )
         for m in models

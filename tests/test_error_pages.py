@@ -97,3 +97,14 @@ def test_a_view_that_fails_answers_the_500_page_and_the_api_json(client, alice):
     assert page.status_code == 500 and LAYOUT in page.content and NEXT in page.content
     api = client.get("/api/v1/boom/")
     assert api.status_code == 500 and api.json()["message"] == "The hub hit an internal error."
+
+
+def test_a_form_sent_without_its_csrf_token_gets_the_hubs_403_page(alice):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(alice)
+    response = client.post(reverse("api-token"))
+    assert response.status_code == 403
+    for part in (LAYOUT, NEXT, b"This form could not be accepted"):
+        assert part in response.content

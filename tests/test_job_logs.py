@@ -128,3 +128,29 @@ def test_the_job_page_shows_the_log_to_owner_and_reader(alice, bob, charlie, cli
         assert "&lt;b&gt;not markup&lt;/b&gt;" in html
     client.force_login(charlie)
     assert client.get(job.get_absolute_url()).status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+def test_library_deprecations_go_to_the_operators_log_and_the_jobs_own_warnings_stay(
+    alice, monkeypatch, caplog
+):
+    import copyreg
+
+    import transformers
+
+    def noisy(self, ctx):
+        library, stdlib = transformers.__file__, copyreg.__file__
+        warnings.warn_explicit("is_gradient_checkpointing is deprecated", FutureWarning, library, 1)
+        warnings.warn_explicit("LeafSpec is deprecated", DeprecationWarning, stdlib, 2)
+        warnings.warn_explicit("soon gone", PendingDeprecationWarning, library, 3)
+        warnings.warn_explicit("your dataset has 3 empty rows", UserWarning, library, 4)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(LinkRunner, "run", noisy)
+    with caplog.at_level(logging.INFO, logger="jobs.engine.joblogging"):
+        job = _run(factories.link_job(alice))
+    log = "\n".join(texts(job))
+    assert "your dataset has 3 empty rows" in log  # about the user's job: theirs to read
+    for deprecation in ("is_gradient_checkpointing", "LeafSpec", "soon gone"):
+        assert deprecation not in log
+        assert any(deprecation in r.getMessage() for r in caplog.records), deprecation

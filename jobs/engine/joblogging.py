@@ -1,14 +1,21 @@
 """What goes into a job's log besides its runner's own lines: warnings of the libraries it runs
 (transformers, torch, peft, onnx, Python's ``warnings``) while it runs, and, when it fails inside
-the hub, where (modules and lines, no server paths)."""
+the hub, where (modules and lines, no server paths).
+
+A library's deprecation (DeprecationWarning, PendingDeprecationWarning, FutureWarning raised in
+an installed package or the standard library) is about the deployment, not the user's job: it
+goes to the operator's log (this module's logger), not the job's."""
 
 from __future__ import annotations
 
 import logging
+import sysconfig
 import traceback
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import PurePath
+from typing import Any, TextIO
 
 from jobs.engine.reporter import Reporter
 from jobs.models import LogLevel
@@ -19,6 +26,14 @@ HUB_LOGGERS = ("jobs", "hubsite", "sharing", "celery", "kombu", "amqp", "django"
 # Libraries that stop their records at their own handler (propagate off): listened to directly.
 LIBRARY_LOGGERS = ("transformers", "peft", "accelerate", "torch", "onnxscript")
 FRAMES = 8  # of a failure's traceback, the innermost
+DEPRECATIONS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+# Where libraries live: installed packages, and the standard library (copyreg, say, warns for
+# torch when a pickled LeafSpec is read).
+_LIBRARY_ROOTS = tuple(
+    {str(PurePath(p)) for p in (sysconfig.get_path("stdlib"), sysconfig.get_path("platstdlib"))}
+)
+
+logger = logging.getLogger(__name__)
 
 
 class _ToJobLog(logging.Handler):
@@ -46,15 +61,51 @@ def library_warnings_into(reporter: Reporter) -> Iterator[None]:
     listened = [logging.getLogger()] + [
         logging.getLogger(name) for name in LIBRARY_LOGGERS if not logging.getLogger(name).propagate
     ]
-    for logger in listened:
-        logger.addHandler(handler)
+    for listener in listened:
+        listener.addHandler(handler)
     logging.captureWarnings(True)
+    to_logging = warnings.showwarning  # logging's: to py.warnings, so to the job's log
+    warnings.showwarning = _sorting(to_logging)
     try:
         yield
     finally:
+        warnings.showwarning = to_logging
         logging.captureWarnings(False)
-        for logger in listened:
-            logger.removeHandler(handler)
+        for listener in listened:
+            listener.removeHandler(handler)
+
+
+def from_a_library(filename: str) -> bool:
+    parts = PurePath(filename).parts
+    return (
+        "site-packages" in parts or "dist-packages" in parts or filename.startswith(_LIBRARY_ROOTS)
+    )
+
+
+def _sorting(to_job_log: Any) -> Any:
+    """A ``warnings.showwarning`` that sends a library's deprecation to the operator's log and
+    every other warning on to ``to_job_log``."""
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        if issubclass(category, DEPRECATIONS) and from_a_library(filename):
+            logger.info(
+                "library deprecation: %s: %s (%s:%s)",
+                category.__name__,
+                message,
+                _where(filename),
+                lineno,
+            )
+            return
+        to_job_log(message, category, filename, lineno, file, line)
+
+    return show
 
 
 def _where(filename: str) -> str:

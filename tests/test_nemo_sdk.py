@@ -122,3 +122,44 @@ def test_the_sdk_gets_422_naming_what_the_hub_does_not_support(sdk, alice, chang
         sdk.customization.jobs.create(**body)
     assert words in str(refused.value.body)
     assert not Job.objects.exists()
+
+
+def test_a_config_is_usable_by_every_name_it_is_listed_under(sdk, alice, tmp_path):
+    from django.core.files.base import ContentFile
+
+    from jobs.services import model_upload
+    from tests.hf_samples import tiny_llama_folder, zipped
+
+    uploaded = model_upload(
+        owner=alice, file=ContentFile(zipped(tiny_llama_folder(tmp_path / "m")), "mine.zip")
+    )
+    factories.dataset(alice, records=10, name="numbers")
+    listed = {(c.namespace, c.name): c for c in sdk.customization.configs.list(page_size=50).data}
+    assert ("hub", "tiny-llama") in listed and ("alice", uploaded.public_id) in listed
+    assert listed["hub", "tiny-llama"].custom_fields["version"] == "v1"
+    hyperparameters = {"finetuning_type": "lora", "epochs": 1}
+    for config, dataset in [
+        ("hub/tiny-llama", "alice/numbers"),
+        ("hub/tiny-llama@v1", "hf://datasets/alice/numbers"),
+        ("tiny-llama", {"files_url": "hf://datasets/alice/numbers"}),
+        ({"namespace": "hub", "name": "tiny-llama"}, "numbers"),
+        (f"alice/{uploaded.public_id}@v1", "numbers"),
+        (uploaded.public_id, "numbers"),
+    ]:
+        created = sdk.customization.jobs.create(
+            config=config, dataset=dataset, hyperparameters=hyperparameters
+        )
+        job = Job.objects.get(public_id=created.id)
+        base = job.builtin_base_model or job.job_inputs.get().model.public_id
+        assert base == ("tiny-llama" if "tiny" in str(config) else uploaded.public_id), config
+    for config, words in [
+        ("hub/tiny-llama@v2", "No version 'v2' of config 'hub/tiny-llama'"),
+        ("bob/tiny-llama", "No config 'bob/tiny-llama'"),
+        (f"bob/{uploaded.public_id}", f"No config 'bob/{uploaded.public_id}'"),
+    ]:
+        with pytest.raises(UnprocessableEntityError) as refused:
+            sdk.customization.jobs.create(
+                config=config, dataset="numbers", hyperparameters=hyperparameters
+            )
+        assert words in str(refused.value.body)
+        assert "hub/tiny-llama@v1" in str(refused.value.body)  # what exists is listed

@@ -5,10 +5,13 @@ customization jobs, list, retrieve, read the status and logs of, and cancel them
 
 How NeMo's references resolve here:
 
-- ``config``: the name of a base model the hub offers (``tiny-llama``, ``Org/Name`` from
-  HUB_MODEL_DIRS) or the id of a Hugging Face model the caller may read; a version suffix
-  (``@v1``) is ignored; an object is taken by its ``name``.
-- ``dataset``: ``"namespace/name"``, ``"name"`` or ``{"namespace", "name"}``. The namespace is
+- ``config``: what ``configs.list()`` lists, as ``namespace/name@version``, ``namespace/name``,
+  ``name@version`` or ``name``: a base model the hub offers in namespace ``hub``
+  (``hub/tiny-llama@v1``, ``Org/Name`` from HUB_MODEL_DIRS) or a Hugging Face model the caller may
+  read in its owner's namespace (``alice/<model id>``); each has the one version ``v1`` (listed in
+  its ``custom_fields``); an unknown name or version is refused listing the configs there are.
+- ``dataset``: ``"namespace/name"``, ``"name"``, ``"hf://datasets/namespace/name"`` (NeMo's
+  ``files_url``) or ``{"namespace", "name"}``. The namespace is
   a user name (the hub's namespaces are its users); the name is a dataset id, or a dataset's
   name among those the caller may read in that namespace (newest first when several share
   it). Without a namespace the caller's own datasets are searched first, then those shared
@@ -104,8 +107,20 @@ def _page(
     )
 
 
+HF_DATASETS = "hf://datasets/"  # NeMo's files_url of a dataset in its data store
+
+
 def _reference_name(value: object, field: str) -> tuple[str | None, str]:
-    """(namespace or None, name) of a NeMo reference: "ns/name", "name" or {"namespace", "name"}."""
+    """(namespace or None, name) of a NeMo reference: "ns/name", "name", the data store's
+    "hf://datasets/ns/name", or {"namespace", "name"} (or {"files_url"})."""
+    if (
+        isinstance(value, dict)
+        and not value.get("name")
+        and isinstance(value.get("files_url"), str)
+    ):
+        value = value["files_url"]
+    if isinstance(value, str) and value.strip().startswith(HF_DATASETS):
+        value = value.strip().removeprefix(HF_DATASETS).strip("/")
     if isinstance(value, dict):
         name, namespace = value.get("name"), value.get("namespace")
         if not isinstance(name, str) or not name or not isinstance(namespace, str | None):
@@ -133,29 +148,52 @@ def _dataset(user: User, value: object) -> Dataset:
     return found
 
 
+CONFIG_VERSION = "v1"  # the one version of each config, as listed (NeMo's name@version)
+BUILTIN_NAMESPACE = "hub"  # the namespace offered base models are listed in
+
+
+def _listed_configs(user: User) -> list[tuple[str, str, MLModel | str]]:
+    """(namespace, name, what it trains) of every config the user may use, as listed."""
+    listed: list[tuple[str, str, MLModel | str]] = [
+        (BUILTIN_NAMESPACE, name, name) for name in server_models()
+    ]
+    for model in models_visible_to(user).filter(format=ModelFormat.HF).select_related("owner"):
+        listed.append((model.owner.get_username(), model.public_id, model))
+    return listed
+
+
 def _config(user: User, value: object) -> MLModel | str:
+    """A config by what it is listed under: ``namespace/name@version``, ``namespace/name``,
+    ``name@version`` or ``name`` (an operator's model may itself be named ``Org/Name``), or
+    ``{"namespace", "name"}``; an unknown version or name is refused listing what exists."""
+    namespace: str | None = None
     if isinstance(value, dict):
-        value = value.get("name")
-    if not isinstance(value, str) or not value.strip():
+        namespace, value = value.get("namespace") or None, value.get("name")
+    if not isinstance(value, str) or not value.strip() or not isinstance(namespace, str | None):
         raise ValidationError(
             {
                 "config": "config is required: the name of a base model (GET /v1/customization/configs)."
             }
         )
-    name = value.strip().split("@", 1)[0]
-    offered = server_models()
-    if name in offered:
-        return name
-    model = models_visible_to(user).filter(public_id=name.rpartition("/")[2]).first()
-    if model is None:
-        known = ", ".join(sorted(offered))
+    text, _, version = value.strip().partition("@")
+    listed = _listed_configs(user)
+    matches = [
+        target
+        for ns, name, target in listed
+        if (namespace in (None, ns) and text == name)
+        or (namespace is None and text == f"{ns}/{name}")
+    ]
+    known = ", ".join(f"{ns}/{name}@{CONFIG_VERSION}" for ns, name, _ in listed)
+    if not matches:
+        raise ValidationError({"config": f"No config {value!r}; the configs you may use: {known}."})
+    if version and version != CONFIG_VERSION:
         raise ValidationError(
             {
-                "config": f"No config {value!r}: the hub offers {known}, or the id of a "
-                "Hugging Face model you may read."
+                "config": f"No version {version!r} of config {text!r}: it has version "
+                f"{CONFIG_VERSION!r}; the configs you may use: {known}."
             }
         )
-    return model
+    return matches[0]
 
 
 def _config_entry(
@@ -183,6 +221,8 @@ def _config_entry(
         "custom_fields": {
             "architecture": metadata.get("architecture"),
             "parameters": metadata.get("parameters"),
+            # NeMo names a config namespace/name@version; this is the version to name.
+            "version": CONFIG_VERSION,
         },
     }
 
@@ -193,7 +233,7 @@ class NemoConfigList(APIView):
     def get(self, request: Request) -> Response:
         user = user_of(request)
         entries = [
-            _config_entry(m.name, m.metadata, m.description, "hub")
+            _config_entry(m.name, m.metadata, m.description, BUILTIN_NAMESPACE)
             for m in server_models().values()
         ]
         for model in models_visible_to(user).filter(format=ModelFormat.HF).select_related("owner"):

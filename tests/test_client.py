@@ -527,3 +527,15 @@ def test_an_export_whose_data_lies_outside_its_folder_is_refused_before_anything
         client.upload_model(folder / "m.onnx")
     assert "tensor 'w' keeps its data in '../secret.bin'" in str(refused.value)
     assert "not a plain file name" in str(refused.value)
+
+
+def test_a_quiet_run_hears_of_a_cancel_without_reporting_anything(hub):
+    # The answer to a report is how a run hears of a cancel. A run with nothing new to say (a
+    # slow step, a loop that waits, a busy machine) must still ask, not wait for its next point.
+    run = hub.start_run(name="quiet", flush_every=0.05)
+    run.log(step=1, train_loss=1.0)
+    wait_for(lambda: run._pending is None and not run._buffered, 30, "the point to be sent")
+    hub.get_job(run.id).cancel()
+    wait_for(lambda: run.cancel_requested, 15, "the quiet run to hear of the cancel")
+    run.finish()
+    assert hub.get_job(run.id).get_status().code == "cancelled"

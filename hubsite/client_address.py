@@ -61,13 +61,14 @@ def _trusted(address: Address, proxies: tuple[Network, ...]) -> bool:
     return any(address.version == net.version and address in net for net in proxies)
 
 
-def client_address(peer: str | None, forwarded_for: str | None) -> str:
+def client_address(peer: str | None, forwarded_for: str | None) -> str | None:
     """The client's address, from the socket's peer and the X-Forwarded-For it sent (the
-    header's values joined with commas, in order)."""
+    header's values joined with commas, in order); None when the peer has no IP address (a
+    Unix socket, a request made in-process)."""
     proxies = trusted_proxies()
     current = _address(peer or "")
     if current is None:
-        return peer or "unknown"  # a Unix socket: no address to tell clients apart by
+        return None
     if not proxies or not forwarded_for or not _trusted(current, proxies):
         return str(current)
     for hop in reversed(forwarded_for.split(",")):
@@ -82,8 +83,9 @@ def client_address(peer: str | None, forwarded_for: str | None) -> str:
     return str(current)  # every hop is one of the operator's proxies: the first of them
 
 
-def request_address(request: Any) -> str:
-    """A Django request's client address (also django-axes' AXES_CLIENT_IP_CALLABLE)."""
+def request_address(request: Any) -> str | None:
+    """A Django request's client address (also django-axes' AXES_CLIENT_IP_CALLABLE, which
+    stores None as no address)."""
     meta: Mapping[str, str] = request.META
     return client_address(meta.get("REMOTE_ADDR"), meta.get("HTTP_X_FORWARDED_FOR"))
 
@@ -97,4 +99,5 @@ def scope_address(scope: Mapping[str, Any]) -> str:
         for name, value in scope.get("headers", [])
         if name.lower() == b"x-forwarded-for"
     ]
-    return client_address(peer, ",".join(forwarded) or None)
+    # Clients without an address are counted together.
+    return client_address(peer, ",".join(forwarded) or None) or "unknown"

@@ -33,7 +33,7 @@ class _FailOpen:
     def get_ident(self, request: Request) -> str:
         # The socket's address, or what the operator's own proxy says it is: never a header
         # that anyone can set (DRF's own reads X-Forwarded-For from everyone).
-        return request_address(request)
+        return request_address(request) or "unknown"
 
     def allow_address(self, address: str) -> bool:
         """As allow_request, for a client known by its address alone: a websocket handshake,

@@ -32,9 +32,11 @@ def anonymous_get(client, address: str, forwarded_for: str | None = None) -> int
 
 
 def sign_in(address: str, forwarded_for: str | None, password: str = "wrong") -> int:
-    extra = {"HTTP_X_FORWARDED_FOR": forwarded_for} if forwarded_for is not None else {}
+    meta = {"REMOTE_ADDR": address}
+    if forwarded_for is not None:
+        meta["HTTP_X_FORWARDED_FOR"] = forwarded_for
     form = {"username": "alice", "password": password}
-    return Client().post(reverse("login"), form, REMOTE_ADDR=address, **extra).status_code
+    return Client().post(reverse("login"), form, **meta).status_code  # type: ignore[arg-type]
 
 
 # Without trusted proxies: the header is ignored
@@ -116,7 +118,8 @@ def test_a_forwarded_for_from_an_address_that_is_not_a_trusted_proxy_is_ignored(
         ("fd00::1", "2001:db8::5", "2001:db8::5"),
         ("fd00:0:0:1::1", "2001:db8::5", "fd00:0:0:1::1"),  # outside the trusted /64
         ("::ffff:192.0.2.1", None, "192.0.2.1"),  # one client, one address
-        (None, "203.0.113.5", "unknown"),  # a Unix socket
+        (None, "203.0.113.5", None),  # a Unix socket: no address
+        ("", None, None),
     ],
 )
 def test_the_client_is_the_right_most_address_no_trusted_proxy_added(

@@ -410,6 +410,43 @@ def _check_vocabulary(folder: Path, limits: Limits) -> None:
         )
 
 
+TEMPLATE_PROBE_SECONDS = 5
+PROBE_CONVERSATION = [
+    {"role": "system", "content": "You are helpful."},
+    {"role": "user", "content": "What is 2 + 2?"},
+    {"role": "assistant", "content": "4"},
+]
+
+
+def _check_template_work(tokenizer: Any) -> None:
+    """A chat template is a program (Jinja, sandboxed, but loops are allowed): one that takes
+    seconds to render a three-message conversation would take hours over a dataset, so it is
+    refused here, in the checking child, rather than found by a worker. Rendering errors are
+    left to the worker, which names the row (a template may refuse a system message)."""
+    import signal
+
+    if not getattr(tokenizer, "chat_template", None):
+        return
+
+    def too_slow(signum: int, frame: Any) -> None:
+        raise TimeoutError
+
+    previous = signal.signal(signal.SIGALRM, too_slow)
+    signal.alarm(TEMPLATE_PROBE_SECONDS)
+    try:
+        tokenizer.apply_chat_template(PROBE_CONVERSATION, tokenize=False)
+    except TimeoutError:
+        raise Refused(
+            f"its chat template takes more than {TEMPLATE_PROBE_SECONDS} seconds to render a "
+            "three-message conversation; a dataset would take hours. Simplify the template."
+        ) from None
+    except Exception:  # a template may refuse a system message: the worker names the row
+        pass
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def describe(folder: Path, label: str, limits: Limits | None = None) -> dict[str, Any]:
     """Check the folder as the trainer will load it; its description for the model page. For
     folders the hub trusts to be loaded in this process (the operator's, a job's own output);
@@ -452,6 +489,8 @@ def _describe(folder: Path, limits: Limits, *, uploaded: bool = True) -> dict[st
         )
     except Exception as error:
         raise Refused(f"the tokenizer does not load: {_first_words(error)}") from None
+    if uploaded:
+        _check_template_work(tokenizer)
     if len(tokenizer) > limits.vocabulary:
         raise Refused(
             f"the tokenizer's vocabulary holds {len(tokenizer):,} tokens; this hub takes at most "

@@ -244,3 +244,17 @@ def test_a_check_past_its_memory_is_refused_saying_so(alice, llama, settings):
     settings.HUB_MODEL_CHECK_MEMORY_BYTES = 256 * 1024 * 1024  # too little to import torch
     message = refused(alice, "m.zip", zipped(llama))
     assert "more than 256 MiB of memory" in message and "HUB_MODEL_CHECK_MEMORY_BYTES" in message
+
+
+def test_a_chat_template_that_takes_seconds_to_render_is_refused(alice, llama, tmp_path):
+    """A chat template with nested loops rendered for 26 s a row at submit: it is tried on a
+    short conversation in the checking child, within a few seconds."""
+    folder = copy_of(llama, tmp_path / "m")
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    config["chat_template"] = (
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+        "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    )
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    message = refused(alice, "m.zip", zipped(folder))
+    assert "chat template takes more than 5 seconds" in message

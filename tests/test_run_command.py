@@ -141,6 +141,9 @@ def test_ctrl_c_stops_the_hub_within_seconds_and_its_running_job_continues_on_th
         hub.process.wait(timeout=30)
         stopped_in = time.monotonic() - asked
         assert "Put 1 running job(s) back in the queue." in "".join(hub.lines)
+        # One Ctrl-C stops everything: no worker advises pressing it again (each of the two
+        # did, on its own output).
+        assert "Hitting Ctrl+C again" not in "".join(hub.lines)
     assert stopped_in < 6, stopped_in  # the "within 5 s", with a moment for the exit
     assert workers and not [pid for pid in workers if alive(pid)]  # none left running
     status, _, attempts = job_row() or ("", 0, 0)

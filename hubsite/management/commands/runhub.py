@@ -45,9 +45,16 @@ class Supervisor:
     def _spawn(self, name: str) -> None:
         # A session (process group) of its own: stopping the hub stops the worker and every
         # process its pool forked (a job's training among them), not only the worker itself.
-        self.processes[name] = subprocess.Popen(
-            self.commands[name], cwd=settings.BASE_DIR, start_new_session=True
+        process = subprocess.Popen(
+            self.commands[name],
+            cwd=settings.BASE_DIR,
+            start_new_session=True,
+            stdout=subprocess.PIPE,
         )
+        self.processes[name] = process
+        threading.Thread(
+            target=_relay, args=(process, self.stopping), name=f"hub-{name}-out", daemon=True
+        ).start()
 
     def _watch(self) -> None:
         while not self.stopping.wait(RESTART_DELAY):
@@ -83,6 +90,27 @@ class Supervisor:
                 process.wait(timeout=max(deadline - time.monotonic(), 0.01))
             _signal_group(process, signal.SIGKILL)  # whatever of its group is left
             process.wait()
+
+
+# What a Celery worker prints on its standard output when it is told to stop: advice about
+# pressing Ctrl-C again, once per worker. The hub stops its workers itself after one Ctrl-C and
+# says so; their advice, twice, was wrong (issue 23).
+_SHUTDOWN_CHATTER = (
+    "worker: Hitting Ctrl+C again",
+    "worker: Cold shutdown",
+    "worker: Warm shutdown",
+)
+
+
+def _relay(process: subprocess.Popen[bytes], stopping: threading.Event) -> None:
+    """Copy a worker's standard output to the hub's, but its shutdown chatter once stopping."""
+    assert process.stdout is not None
+    for raw in process.stdout:
+        line = raw.decode(errors="replace")
+        if stopping.is_set() and line.startswith(_SHUTDOWN_CHATTER):
+            continue
+        sys.stdout.write(line)
+        sys.stdout.flush()
 
 
 def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:

@@ -255,3 +255,31 @@ def test_a_target_past_protobuf_s_limit_is_saved_with_its_data_and_served_as_a_z
     # The linked target is itself a model with its data: a second link job takes it.
     again = factories.run_here(job_submit_link(owner=alice, models=[target, with_data]))
     assert again.status == "ready", again.failure_message
+
+
+def test_an_onnx_archive_is_unpacked_within_the_limits_of_any_model_archive(
+    alice, export, settings
+):
+    """Unpacked as Hugging Face archives are: the bytes counted as written, links refused."""
+    settings.HUB_MAX_UPLOAD_BYTES = 64 * 1024
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("mlp.onnx", export.read_bytes())
+        archive.writestr("mlp.onnx.data", b"\0" * (1024 * 1024))  # a 1 MiB data file, zipped small
+    assert len(buffer.getvalue()) < 64 * 1024
+    with pytest.raises(ValidationError) as refused:
+        model_upload(owner=alice, file=ContentFile(buffer.getvalue(), "bomb.zip"))
+    assert "unpacks to more than 131072 bytes" in refused.value.message_dict["file"][0]
+
+    settings.HUB_MAX_UPLOAD_BYTES = 512 * 1024 * 1024
+    linked = io.BytesIO()
+    with tarfile.open(fileobj=linked, mode="w:gz") as tarred:
+        model = tarfile.TarInfo("mlp.onnx")
+        model.size = len(export.read_bytes())
+        tarred.addfile(model, io.BytesIO(export.read_bytes()))
+        link = tarfile.TarInfo("mlp.onnx.data")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tarred.addfile(link)
+    with pytest.raises(ValidationError) as refused:
+        model_upload(owner=alice, file=ContentFile(linked.getvalue(), "linked.tar.gz"))
+    assert "'mlp.onnx.data' is not a plain file" in refused.value.message_dict["file"][0]

@@ -43,8 +43,14 @@ class _FailOpen:
     def allow_request(self, request: Request, view: APIView) -> bool:
         try:
             return super().allow_request(request, view)  # type: ignore[misc]
-        except Exception:  # redis-py and the cache backends raise many kinds
-            logger.warning("Rate limit not checked: the cache is unreachable", exc_info=True)
+        except Exception as error:  # redis-py and the cache backends raise many kinds
+            # While the breaker is open every request lands here: one line, not a traceback.
+            open_circuit = type(error).__name__ == "CircuitOpen"
+            logger.warning(
+                "Rate limit not checked: the cache is unreachable%s",
+                " (Redis circuit open)" if open_circuit else "",
+                exc_info=not open_circuit,
+            )
             return True
 
 

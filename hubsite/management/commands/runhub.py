@@ -152,9 +152,21 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-worker", action="store_true", help="Serve pages only; run no jobs."
         )
+        parser.add_argument(
+            "--access-log",
+            action="store_true",
+            help="Print a line per HTTP request (off: a live page makes many, errors show anyway).",
+        )
 
     def handle(
-        self, *args: Any, host: str, port: int, no_demo: bool, no_worker: bool, **options: Any
+        self,
+        *args: Any,
+        host: str,
+        port: int,
+        no_demo: bool,
+        no_worker: bool,
+        access_log: bool = False,
+        **options: Any,
     ) -> None:
         if not builtin_folder().exists():  # migrate makes it
             self.stdout.write(
@@ -187,11 +199,11 @@ class Command(BaseCommand):
         # left running. Raised as an exception instead, it reaches the ``finally`` below.
         signal.signal(signal.SIGTERM, _terminated)
         try:
-            self._serve(host, port)
+            self._serve(host, port, access_log)
         finally:
             supervisor.stop()
 
-    def _serve(self, host: str, port: int) -> None:
+    def _serve(self, host: str, port: int, access_log: bool) -> None:
         import uvicorn
 
         uvicorn.run(
@@ -200,6 +212,9 @@ class Command(BaseCommand):
             port=port,
             lifespan="off",
             log_level="info",
+            # A line per request (every page's polls and sockets) buries what an operator
+            # needs; uvicorn's errors and start and stop lines are kept.
+            access_log=access_log,
             ws_max_size=WS_MAX_MESSAGE,
             # Each message is small and goes to many sockets: compressing it for each of them
             # costs the web process more than the bytes it saves (docs/performance.md).

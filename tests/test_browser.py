@@ -586,11 +586,19 @@ NO_SIDEWAYS_SCROLL = (
 )
 
 
+CHARTS_FIT = (
+    "[...document.querySelectorAll('.js-plotly-plot .main-svg')].every("
+    "(svg) => svg.getBoundingClientRect().right <= document.documentElement.clientWidth)"
+)
+
+
 def at_both_widths(page, name: str, ready=None) -> None:
     """A screenshot at a desktop's and a phone's width; at neither may the page scroll
     sideways (what is wide scrolls inside its own box)."""
     for label, size in (("1280", DESKTOP), ("390", PHONE)):
         page.set_viewport_size(size)
+        # A chart follows the new width on its own resize event: wait for it to fit.
+        wait_until(page, CHARTS_FIT, 15)
         if ready is not None:
             ready(page)
         assert page.evaluate(NO_SIDEWAYS_SCROLL), f"{name} scrolls sideways at {label} px"
@@ -652,6 +660,10 @@ def test_the_api_token_page_does_not_scroll_sideways_on_a_phone(browser, hub_env
 def _early_stopped(alice, epochs: int = 12, stopped: int = 8, best: int = 6):
     """A customization job that ran ``stopped`` of its ``epochs`` epochs (best ``best``), its
     status details as a worker leaves them, waiting for its last transitions."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
     from jobs.domain.state import job_transition
     from jobs.domain.status import JobStatus
     from jobs.models import Job, MetricSeries
@@ -669,12 +681,12 @@ def _early_stopped(alice, epochs: int = 12, stopped: int = 8, best: int = 6):
     if job.status == JobStatus.CREATED:
         job_transition(job=job, to=JobStatus.PENDING, message="Queued; waiting for a worker.")
     job_transition(job=job, to=JobStatus.RUNNING, message="Running on a test's worker.")
+    # A heartbeat far ahead: the reaper must not take the test for a lost worker.
     Job.objects.filter(pk=job.pk).update(
         training_samples=50, epochs_completed=stopped, steps_completed=stopped * 9,
         best_epoch=best, train_loss=0.5, val_loss=0.6,
+        heartbeat_at=timezone.now() + timedelta(days=1),
     )  # fmt: skip
-    from django.utils import timezone
-
     from jobs.models import MetricPoint
 
     series = MetricSeries.objects.create(

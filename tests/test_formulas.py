@@ -17,7 +17,8 @@ from tests import factories
         (1, 8, True, 1),
         # Without: ceil(ceil(0.9 × training_samples) / batch_size).
         (1000, 32, False, 29),  # ceil(900 / 32) = ceil(28.125)
-        (7, 2, False, 4),  # ceil(0.9 × 7) = ceil(6.3) = 7 → ceil(7 / 2)
+        # ceil(0.9 × 7) = ceil(6.3) = 7 would hold nothing out: 6 kept, 1 validates → ceil(6 / 2)
+        (7, 2, False, 3),
         (10, 3, False, 3),  # ceil(9.0) = 9 → ceil(3.0); no float round-up to 10
         (300, 16, False, 17),  # the demo job: 270 kept → ceil(16.875)
     ],

@@ -248,8 +248,8 @@ def test_an_overlong_row_fails_the_job_on_its_worker_naming_its_line_or_is_trunc
     assert "1 of 30 rows are longer than max_seq_length (32 tokens" in message
     assert "first on line(s) 7" in message and 'overlong_rows to "truncate"' in message
     assert not job.steps_completed and not job.metric_series.exists()
-    notes = list(job.status_logs.values_list("message", flat=True))
-    assert any("Checking the dataset against the model's tokenizer" in n for n in notes)
+    lines = list(job.log_lines.values_list("text", flat=True))
+    assert any("Checking the dataset against the model's tokenizer" in line for line in lines)
     job = job_submit_customization(
         owner=alice,
         dataset=data,

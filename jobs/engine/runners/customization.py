@@ -331,7 +331,7 @@ class CustomizationRunner(Runner):
         """The rows fit the model, tokenized with its own tokenizer (the check a submit would
         make, made here because it renders every row): a refusal in the submit's words."""
         job, params = ctx.job, ctx.job.params
-        ctx.reporter.note("Checking the dataset against the model's tokenizer.")
+        ctx.reporter.log("Checking the dataset against the model's tokenizer.")
         datasets = [
             sft_data.FitInput(
                 field,

@@ -157,12 +157,14 @@ class _JobProgress(Progress):
     MIN_BAR = 20
 
     def __init__(self, **options: Any) -> None:
-        whole = {"no_wrap": True, "overflow": "ignore"}
+        def whole() -> Column:
+            return Column(no_wrap=True, overflow="ignore")
+
         super().__init__(
-            TextColumn("[bold]{task.fields[status]}", table_column=Column(**whole)),
+            TextColumn("[bold]{task.fields[status]}", table_column=whole()),
             BarColumn(bar_width=None, table_column=Column(ratio=1, min_width=self.MIN_BAR)),
-            TextColumn("{task.percentage:>5.1f}%", table_column=Column(**whole)),
-            TimeRemainingColumn(table_column=Column(**whole)),
+            TextColumn("{task.percentage:>5.1f}%", table_column=whole()),
+            TimeRemainingColumn(table_column=whole()),
             expand=True,
             **options,
         )

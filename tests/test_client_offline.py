@@ -160,10 +160,11 @@ def test_watch_in_80_columns_keeps_a_wide_bar_and_every_figure_whole(monkeypatch
 
     from hubclient import cli
 
-    screen = Console(width=80, file=io.StringIO(), color_system=None)
+    written = io.StringIO()
+    screen = Console(width=80, file=written, color_system=None)
     monkeypatch.setattr(cli, "console", screen)
     assert cli._watch(_FinishedJob(), as_json=False) == 1  # type: ignore[arg-type]
-    shown = screen.file.getvalue()
+    shown = written.getvalue()
     # Without colour the bar's unfilled part is blank: the bar is what lies between the status
     # and the percentage (with one column of padding).
     bar = re.search(r"^failed ([━╸╺ ]+) 25\.0%", shown, re.MULTILINE)

@@ -258,9 +258,7 @@ def test_an_overlong_row_fails_the_job_on_its_worker_naming_its_line_or_is_trunc
     assert _run(job).status == JobStatus.READY, job.failure_message
 
 
-def test_a_model_too_large_for_the_workers_memory_fails_before_it_is_loaded(
-    alice, uploaded_llama
-):
+def test_a_model_too_large_for_the_workers_memory_fails_before_it_is_loaded(alice, uploaded_llama):
     """Memory is counted from the parameters the weights hold (checked against the config at
     upload), before anything is loaded."""
     uploaded_llama.metadata = {**uploaded_llama.metadata, "parameters": 10**13}

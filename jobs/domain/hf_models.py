@@ -346,6 +346,8 @@ def _check_architecture(config: Any, weights: Weights) -> int:
     try:
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(config, trust_remote_code=False)
+    except MemoryError:
+        raise
     except Exception as error:
         raise Refused(f"config.json does not build a model: {_first_words(error)}") from None
     prefix = f"{model.base_model_prefix}." if model.base_model_prefix else ""
@@ -440,6 +442,8 @@ def _check_template_work(tokenizer: Any) -> None:
             f"its chat template takes more than {TEMPLATE_PROBE_SECONDS} seconds to render a "
             "three-message conversation; a dataset would take hours. Simplify the template."
         ) from None
+    except MemoryError:
+        raise
     except Exception:  # a template may refuse a system message: the worker names the row
         pass
     finally:
@@ -467,6 +471,8 @@ def _describe(folder: Path, limits: Limits, *, uploaded: bool = True) -> dict[st
     check_references(folder)
     try:
         config = AutoConfig.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
+    except MemoryError:
+        raise
     except Exception as error:  # transformers raises ValueError, OSError, KeyError, …
         raise Refused(f"config.json does not load: {_first_words(error)}") from None
     if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
@@ -487,6 +493,8 @@ def _describe(folder: Path, limits: Limits, *, uploaded: bool = True) -> dict[st
         tokenizer = AutoTokenizer.from_pretrained(
             folder, local_files_only=True, trust_remote_code=False
         )
+    except MemoryError:
+        raise
     except Exception as error:
         raise Refused(f"the tokenizer does not load: {_first_words(error)}") from None
     if uploaded:
@@ -584,7 +592,7 @@ def inspect_archive(archive: Path, label: str, workdir: Path) -> tuple[dict[str,
         answer = json.loads(done.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
         answer = None
-    if not isinstance(answer, dict):
+    if not isinstance(answer, dict) or answer.get("out_of_memory"):
         # Killed (memory) or crashed: say what it cost, not the child's traceback.
         raise _refuse(
             label,

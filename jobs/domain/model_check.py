@@ -24,8 +24,8 @@ def main() -> None:
         answer: dict[str, object] = {"metadata": metadata}
     except Refused as refusal:
         answer = {"refused": refusal.problem, "names_member": refusal.names_member}
-    except MemoryError:
-        answer = {"refused": "checking it ran out of memory (HUB_MODEL_CHECK_MEMORY_BYTES)."}
+    except MemoryError:  # the parent says what the limit is
+        answer = {"out_of_memory": True}
     sys.stdout.write("\n" + json.dumps(answer) + "\n")
 
 

@@ -474,8 +474,17 @@ class JobListConsumer(_HubConsumer):
                 elif frame.kind == "gap":
                     await self.send_json({"type": "gap"})
                     await self.access_check()
+            except asyncio.CancelledError:
+                raise
             except OSError:  # the client went away while it was sent to
                 self.revoked = True
+                return
+            except Exception:
+                # A writer that died silently would leave the socket open past its access
+                # (an access check that failed must close, not keep the list flowing).
+                logger.warning("Job list socket failed; closing it", exc_info=True)
+                self.revoked = True
+                await self.close(code=SIGNED_OUT)
                 return
 
     async def _poll(self) -> None:

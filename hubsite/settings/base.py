@@ -497,6 +497,9 @@ CELERY_TASK_TIME_LIMIT = HUB_JOB_TIME_LIMIT + 120
 CELERY_BROKER_CONNECTION_TIMEOUT = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# What a task prints (the embedded profile's console email backend prints each email) is
+# information, not a warning.
+CELERY_WORKER_REDIRECT_STDOUTS_LEVEL = "INFO"
 CELERY_BEAT_SCHEDULE = {
     "reap-jobs": {"task": "jobs.tasks.reap_jobs", "schedule": float(HUB_REAPER_INTERVAL)},
     # Notifications whose message the broker lost (or never took) are sent again.
@@ -511,5 +514,11 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("HUB_LOG_LEVEL", "INFO")},
     # django-axes logs every sign-in at INFO; its warnings (lockouts) are what operators need.
-    "loggers": {"axes": {"level": "WARNING"}},
+    "loggers": {
+        "axes": {"level": "WARNING"},
+        # A line per task received and succeeded (notifications every few seconds): the task's
+        # own failures still reach the console at WARNING and ERROR.
+        "celery.app.trace": {"level": "WARNING"},
+        "celery.worker.strategy": {"level": "WARNING"},
+    },
 }

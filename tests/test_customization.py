@@ -466,3 +466,77 @@ def test_an_eight_row_dataset_without_validation_holds_one_out_and_trains_to_rea
     assert job.status == JobStatus.READY, job.failure_message
     assert job.steps_per_epoch == 2  # 7 rows train, 1 validates
     assert len(_val_losses(job)) >= 1
+
+
+def test_an_attempt_lost_after_training_ended_keeps_the_best_weights_and_trains_nothing_again(
+    alice, tmp_path
+):
+    """The Trainer keeps only the best epoch's checkpoint once training ends; an attempt lost
+    while sampling or exporting used to "resume" from that epoch, train the later ones again and
+    report the best epoch as the epochs completed (66.7% for a job that had reached 83.3%)."""
+    from safetensors.torch import load_file
+
+    from jobs.domain.hyperparameters import Hyperparameters
+    from jobs.engine.training import sft
+
+    rows = tmp_path / "rows.jsonl"
+    rows.write_bytes(factories.numbers_dataset(0, 30))
+    params = Hyperparameters(epochs=3, batch_size=8, learning_rate=0.005).as_dict()
+    params["early_stopping_patience"] = 0
+    spec = sft.TrainSpec(
+        base=str(tiny_llama_folder(tmp_path / "base")),
+        train_file=str(rows),
+        validation_file=None,
+        kept=27,
+        params=params,
+        checkpoints=str(tmp_path / "checkpoints"),
+        final=str(tmp_path / "final"),
+    )
+
+    class Sink:
+        def __init__(self) -> None:
+            self.progress_seen: list[dict] = []
+
+        def progress(self, **fields):
+            self.progress_seen.append(fields)
+
+        def metric(self, key, step, value): ...
+        def log(self, line): ...
+        def note(self, message): ...
+        def check_stop(self): ...
+        def checkpoint_done(self, folder, state): ...
+
+    first = sft.train(spec, Sink())
+    merged = tmp_path / "final" / "merged" / "model.safetensors"
+    trained = load_file(merged)
+    ended = sft.training_ended(tmp_path / "checkpoints")
+    assert ended is not None
+    kept, state = ended
+    assert (state.epoch, state.best_epoch) == (3, first.best_epoch)
+    assert kept.name == f"checkpoint-{first.best_epoch * 4}"  # ceil(27 / 8) = 4 steps an epoch
+    assert sft.latest_checkpoint(tmp_path / "checkpoints")[1].epoch == first.best_epoch
+
+    again = Sink()
+    second = sft.train(spec, again)
+    assert again.progress_seen == []  # no step trained, no epoch reported again
+    assert (second.epochs_run, second.best_epoch, second.val_loss) == (
+        3,
+        first.best_epoch,
+        first.val_loss,
+    )
+    assert second.tokens_trained == 0
+    reloaded = load_file(merged)
+    assert trained.keys() == reloaded.keys()
+    assert all(torch.equal(trained[k], reloaded[k]) for k in trained)
+
+    # What the requeue keeps and says: the epochs completed, not the best epoch's.
+    import shutil
+
+    from jobs.engine.runners.customization import CustomizationRunner, checkpoint_folder
+
+    job = factories.customization_job(alice)
+    shutil.copytree(tmp_path / "checkpoints", checkpoint_folder(job))
+    resume = CustomizationRunner().resume_point(job)
+    assert resume is not None and resume.details["epochs_completed"] == 3
+    assert resume.step == 12 and resume.details["best_epoch"] == first.best_epoch
+    assert resume.words.startswith("the end of training (epoch 3, step 12;")

@@ -144,7 +144,7 @@ def _take(job: Job, node: str | None) -> tuple[Job, str]:
     attempt = ""
     if job.attempts > 1:  # the timeline says that the job goes on, and from where
         where = (
-            f"resuming from the checkpoint of epoch {resume.epoch} (step {resume.step})"
+            f"resuming from {resume.words}"
             if resume is not None and resume.step
             else "starting again from the beginning (nothing to resume from)"
         )

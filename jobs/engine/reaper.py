@@ -205,11 +205,7 @@ def _recover(job_id: int, lost_before: datetime, now: datetime) -> str | None:
                 to=JobStatus.PENDING,
                 message=f"{who} stopped answering (last heartbeat {silent} s ago); requeued for "
                 f"attempt {counted}"
-                + (
-                    f", which resumes from the checkpoint of epoch {resume.epoch} (step {resume.step})."
-                    if resume
-                    else ", from the start."
-                ),
+                + (f", which resumes from {resume.words}." if resume else ", from the start."),
             )
             transaction.on_commit(lambda: dispatch.send(job))
             return "requeued"

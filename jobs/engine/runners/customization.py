@@ -33,6 +33,7 @@ from jobs.engine.training.sft import (
     TrainSpec,
     latest_checkpoint,
     train,
+    training_ended,
     write_hub_state,
 )
 from jobs.models import ArtifactKind, Dataset, Job, ModelFormat
@@ -64,6 +65,18 @@ class ResumePoint:
     step: int
     epoch: int
     details: dict[str, Any]
+    training_ended: bool = False  # the lost attempt had trained to the end; none is left to do
+
+    @property
+    def words(self) -> str:
+        """Where the next attempt goes on from, for the timeline."""
+        if self.training_ended:
+            best = self.details.get("best_epoch")
+            return (
+                f"the end of training (epoch {self.epoch}, step {self.step}; the weights of "
+                f"its best epoch {best} are kept and nothing is trained again)"
+            )
+        return f"the checkpoint of epoch {self.epoch} (step {self.step})"
 
 
 class ReporterSink:
@@ -98,7 +111,8 @@ class CustomizationRunner(Runner):
     kind = "customization"
 
     def resume_point(self, job: Job) -> ResumePoint | None:
-        found = latest_checkpoint(checkpoint_folder(job))
+        ended = training_ended(checkpoint_folder(job))
+        found = ended or latest_checkpoint(checkpoint_folder(job))
         if found is None:
             return None
         _, state = found
@@ -109,7 +123,7 @@ class CustomizationRunner(Runner):
             "train_loss": state.best_train_loss if state.best_epoch else None,
             "val_loss": state.best_val_loss if state.best_epoch else None,
         }
-        return ResumePoint(state.step, state.epoch, details)
+        return ResumePoint(state.step, state.epoch, details, training_ended=ended is not None)
 
     def space_needed(self, job: Job) -> Space:
         """Measured on runs of this runner: a checkpoint of all weights holds the weights and
@@ -176,8 +190,15 @@ class CustomizationRunner(Runner):
         reporter.progress(samples=samples)
 
         checkpoints = checkpoint_folder(job)
+        ended = training_ended(checkpoints)
         resumed = latest_checkpoint(checkpoints)
-        if resumed is not None:
+        if ended is not None:
+            reporter.note(
+                f"Training ended in an earlier attempt (epoch {ended[1].epoch} of {params.epochs}"
+                f"); going on with the weights of its best epoch {ended[1].best_epoch}, nothing "
+                "is trained again."
+            )
+        elif resumed is not None:
             reporter.note(
                 f"Resuming from the checkpoint of epoch {resumed[1].epoch} (step "
                 f"{resumed[1].step}) with its optimizer and scheduler state, not from step 0."

@@ -28,6 +28,10 @@ from jobs.engine.training.device import Device, detect, precision_flags
 
 HUB_STATE = "hub_state.json"
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+# Written in the checkpoint folder when training has ended: the Trainer then keeps only the best
+# epoch's checkpoint (save_total_limit=1), so without it an attempt lost after training (while
+# sampling or exporting) would "resume" from the best epoch and train the later ones again.
+TRAINING_ENDED = "hub_training_ended.json"
 
 
 class TrainingFailed(Exception):
@@ -132,6 +136,19 @@ def latest_checkpoint(folder: Path) -> tuple[Path, HubState] | None:
     return path, HubState(**json.loads((path / HUB_STATE).read_text()))
 
 
+def training_ended(folder: Path) -> tuple[Path, HubState] | None:
+    """When an earlier attempt finished training: the checkpoint of the best epoch it kept, and
+    the state training ended in (its last epoch and step, its best epoch)."""
+    marker = folder / TRAINING_ENDED
+    if not marker.is_file():
+        return None
+    ended = json.loads(marker.read_text())
+    kept = folder / ended["kept"]
+    if not CHECKPOINT.match(ended["kept"]) or not (kept / HUB_STATE).is_file():
+        return None  # the best checkpoint is gone: nothing to go on from without training
+    return kept, HubState(**ended["state"])
+
+
 def _callback_class() -> type:
     from transformers import TrainerCallback
 
@@ -149,6 +166,17 @@ def _callback_class() -> type:
             self.last_val: float | None = None
             self.base_val: float | None = None  # the base model's, before any training
             self.diverging: tuple[float, float] | None = None  # (val_loss, the best before)
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            """Training ran to its end (not stopped by a failure or a cancel, which raise):
+            record where it ended and which checkpoint holds the weights kept."""
+            if not self.rank0 or not state.best_model_checkpoint:
+                return
+            folder = Path(args.output_dir)
+            ended = {"kept": Path(state.best_model_checkpoint).name, "state": asdict(self.state)}
+            partial = folder / (TRAINING_ENDED + ".partial")
+            partial.write_text(json.dumps(ended))
+            os.replace(partial, folder / TRAINING_ENDED)
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             if self.rank0:
@@ -419,7 +447,8 @@ def train(spec: TrainSpec, sink: Sink) -> TrainResult:
     train_set = Rows(train_path, train_rows, tokenizer, max_length)
     val_set = Rows(val_path, val_rows, tokenizer, max_length)
 
-    resumed = latest_checkpoint(Path(spec.checkpoints))
+    ended = training_ended(Path(spec.checkpoints))
+    resumed = ended or latest_checkpoint(Path(spec.checkpoints))
     state = resumed[1] if resumed else None
     callback = _callback_class()(sink, params, state, rank0)
     trainer = Trainer(
@@ -431,7 +460,7 @@ def train(spec: TrainSpec, sink: Sink) -> TrainResult:
         callbacks=[callback],
     )
     trainer.remove_callback(PrinterCallback)
-    if rank0:
+    if rank0 and ended is None:
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in model.parameters())
         sink.log(
@@ -448,7 +477,10 @@ def train(spec: TrainSpec, sink: Sink) -> TrainResult:
             + f", learning_rate {params.learning_rate:g}."
         )
     started = time.monotonic()
-    trainer.train(resume_from_checkpoint=str(resumed[0]) if resumed else None)
+    if ended is not None:  # an earlier attempt trained to the end: its best weights, no more
+        trainer._load_from_checkpoint(str(ended[0]))
+    else:
+        trainer.train(resume_from_checkpoint=str(resumed[0]) if resumed else None)
     seconds = time.monotonic() - started
     final_state = callback.state
     if rank0:
@@ -459,7 +491,7 @@ def train(spec: TrainSpec, sink: Sink) -> TrainResult:
         train_loss=final_state.best_train_loss,
         epochs_run=final_state.epoch,
         stopped_early=final_state.epoch < params.epochs,
-        tokens_trained=int(trainer.state.num_input_tokens_seen or 0),
+        tokens_trained=0 if ended else int(trainer.state.num_input_tokens_seen or 0),
         seconds=seconds,
         resumed_from=resumed[1].step if resumed else None,
     )

@@ -80,7 +80,8 @@ def run(queued: int, worker_count: int) -> str:
     from jobs.demo import tiny_mlp_onnx
     from jobs.domain.status import InvalidTransition, JobStatus
     from jobs.models import Job
-    from jobs.services import job_cancel, job_submit_link, model_upload
+    from jobs.services.assets import model_upload
+    from jobs.services.jobs import job_cancel, job_submit_link
 
     def models_of(user: User) -> list:
         return [
@@ -124,7 +125,7 @@ def calibrate(owner: Any, models: list, jobs: int = 20) -> float:
     storing and verifying the target model)."""
     from jobs.domain.status import FINISHED
     from jobs.models import Job
-    from jobs.services import job_submit_link
+    from jobs.services.jobs import job_submit_link
 
     batch = [job_submit_link(owner=owner, models=models).pk for _ in range(jobs)]
     while Job.objects.filter(pk__in=batch, status__in=FINISHED).count() < jobs:

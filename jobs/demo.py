@@ -21,7 +21,8 @@ from django.db import transaction
 
 from jobs.domain.numbers import number_in_words
 from jobs.models import Job
-from jobs.services import dataset_upload, job_submit_customization, job_submit_link, model_upload
+from jobs.services.assets import dataset_upload, model_upload
+from jobs.services.jobs import job_submit_customization, job_submit_link
 
 DEMO_USERNAME = "demo"
 DEMO_CUSTOMIZATION = "Demo: LoRA-tune tiny-llama to spell numbers"

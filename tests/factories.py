@@ -12,7 +12,8 @@ from django.core.files.base import ContentFile
 
 from jobs.demo import numbers_dataset, tiny_mlp_onnx
 from jobs.models import Dataset, Job, MLModel
-from jobs.services import dataset_upload, job_submit_customization, job_submit_link, model_upload
+from jobs.services.assets import dataset_upload, model_upload
+from jobs.services.jobs import job_submit_customization, job_submit_link
 
 PASSWORD = "correct horse battery staple"
 
@@ -31,6 +32,17 @@ class UserFactory(factory.django.DjangoModelFactory):
     def _save(obj: User, create: bool, extracted: Any, **kwargs: Any) -> None:
         if create:
             obj.save()
+
+
+def api(user: User) -> Any:
+    """A REST client that sends ``user``'s API token."""
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    token, _ = Token.objects.get_or_create(user=user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
 
 
 def person(username: str) -> User:

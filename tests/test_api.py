@@ -409,7 +409,8 @@ def test_the_job_lists_fast_rows_are_exactly_what_the_serializer_says(alice, bob
     schema's definition), for jobs of every kind and state."""
     from jobs.domain.state import job_transition
     from jobs.domain.status import FailureType, JobStatus
-    from jobs.services import external_run_start, job_resubmit
+    from jobs.services.external_runs import external_run_start
+    from jobs.services.jobs import job_resubmit
     from jobs.wire.serializers import JobSerializer, job_summaries
     from jobs.wire.snapshots import for_listing
 

@@ -8,26 +8,20 @@ import re
 import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
-from rest_framework.test import APIClient
 
-from jobs import deletion
 from jobs.domain.selectors import datasets_visible_to, jobs_visible_to, models_visible_to
 from jobs.domain.state import job_transition
 from jobs.domain.status import JobStatus
 from jobs.models import Dataset, Job, MLModel
-from jobs.services import job_resubmit, job_submit_link
+from jobs.services import deletion
+from jobs.services.jobs import job_resubmit, job_submit_link
 from sharing.services import sharing_modify
 from tests import factories
 
 ready = factories.ready_job
 
 
-def api(user) -> APIClient:
-    client = APIClient()
-    token, _ = Token.objects.get_or_create(user=user)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
-    return client
+api = factories.api
 
 
 @pytest.fixture

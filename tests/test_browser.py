@@ -263,7 +263,7 @@ def test_an_external_run_on_a_phone_wraps_its_title_and_keeps_its_chart_legible(
     """A run reported from outside, as its owner sees it on a phone: the whole name shows
     (wrapped, not clipped), the legend sits below the x axis's title, and the rename works."""
     from jobs.engine.runners import external
-    from jobs.services import external_run_start
+    from jobs.services.external_runs import external_run_start
 
     hub = hub_env["HUB_URL"]
     name = "fine-tune of a rather large language model on the whole support archive, run 7"
@@ -384,7 +384,7 @@ HOSTILE = '<script>alert(1)</script><img src=x onerror="alert(2)">"\'><svg onloa
 def test_hostile_names_show_as_text_on_every_page(browser, hub_env, alice):
     """A job, model and dataset named with markup: the pages show the characters, run nothing,
     and the policy had nothing to block (had escaping failed, it would have)."""
-    from jobs.services import job_rename
+    from jobs.services.jobs import job_rename
 
     hub = hub_env["HUB_URL"]
     job = factories.link_job(alice)
@@ -414,7 +414,7 @@ def _chain(alice, bob):
     (downstream); a fine-tune of hers, not yet queued, uses a dataset. Bob is given the
     downstream job and the fine-tune."""
     from jobs.models import Job, JobKind
-    from jobs.services import job_submit_link
+    from jobs.services.jobs import job_submit_link
     from sharing.services import sharing_modify
     from tests.workers import wait_for_status
 
@@ -534,7 +534,7 @@ def test_a_jobs_log_grows_live_and_reads_the_same_after_a_reload(browser, hub_en
 
 def test_compare_runs_live_for_owner_reader_and_stranger(browser, hub_env, alice, bob, charlie):
     from jobs.engine.runners import external
-    from jobs.services import external_run_start
+    from jobs.services.external_runs import external_run_start
     from sharing.services import sharing_modify
 
     hub = hub_env["HUB_URL"]
@@ -667,7 +667,7 @@ def _early_stopped(alice, epochs: int = 12, stopped: int = 8, best: int = 6):
     from jobs.domain.state import job_transition
     from jobs.domain.status import JobStatus
     from jobs.models import Job, MetricSeries
-    from jobs.services import job_submit_customization
+    from jobs.services.jobs import job_submit_customization
 
     # Asks for a GPU, which no worker of the tests has: it waits in the queue, and the test
     # moves it along as a worker would, with no worker training it meanwhile.

@@ -73,7 +73,8 @@ def test_the_table_names_each_runs_base_model_and_dataset_following_the_lineage_
     with you", and Bob, who may read them, gets links."""
     from django.core.files.base import ContentFile
 
-    from jobs.services import job_submit_customization, model_upload
+    from jobs.services.assets import model_upload
+    from jobs.services.jobs import job_submit_customization
     from tests.hf_samples import tiny_llama_zip
 
     model = model_upload(owner=alice, file=ContentFile(tiny_llama_zip(), "tiny.zip"))

@@ -18,7 +18,7 @@ from jobs.live import consumers, fanout
 from jobs.live.delivery import job_channel
 from jobs.live.fanout import HEARTBEAT_SECONDS, station, tick_seconds
 from jobs.models import Job, JobEvent
-from jobs.services import job_cancel, job_rename
+from jobs.services.jobs import job_cancel, job_rename
 from tests import factories
 from tests.sockets import next_message, stays_quiet
 

@@ -23,7 +23,8 @@ from jobs.domain.numbers import number_in_words
 from jobs.domain.status import FailureType, JobStatus
 from jobs.engine.execution import claim_next
 from jobs.models import Job, MLModel
-from jobs.services import dataset_upload, job_submit_customization, model_upload
+from jobs.services.assets import dataset_upload, model_upload
+from jobs.services.jobs import job_submit_customization
 from tests import factories
 from tests.hf_samples import tiny_llama_folder, zipped
 
@@ -514,7 +515,8 @@ def test_an_attempt_lost_after_training_ended_keeps_the_best_weights_and_trains_
     kept, state = ended
     assert (state.epoch, state.best_epoch) == (3, first.best_epoch)
     assert kept.name == f"checkpoint-{first.best_epoch * 4}"  # ceil(27 / 8) = 4 steps an epoch
-    assert sft.latest_checkpoint(tmp_path / "checkpoints")[1].epoch == first.best_epoch
+    latest = sft.latest_checkpoint(tmp_path / "checkpoints")
+    assert latest is not None and latest[1].epoch == first.best_epoch  # the only one kept
 
     again = Sink()
     second = sft.train(spec, again)

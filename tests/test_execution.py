@@ -90,7 +90,7 @@ def test_a_job_past_its_time_limit_when_taken_fails_at_once(alice):
 
 
 def test_a_cancelled_job_is_not_run(alice):
-    from jobs.services import job_cancel
+    from jobs.services.jobs import job_cancel
 
     job = factories.link_job(alice)  # queued at once: these tests commit
     assert job.status == JobStatus.PENDING

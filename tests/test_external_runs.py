@@ -7,7 +7,6 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
-from rest_framework.test import APIClient
 
 from jobs.domain.events import events_after
 from jobs.domain.metrics import job_metrics
@@ -15,15 +14,12 @@ from jobs.domain.status import FailureType, JobStatus
 from jobs.engine.reaper import reap
 from jobs.models import Job, JobKind
 from sharing.services import sharing_modify
+from tests import factories
 
 pytestmark = pytest.mark.django_db
 
 
-def api(user) -> APIClient:
-    client = APIClient()
-    token, _ = Token.objects.get_or_create(user=user)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
-    return client
+api = factories.api
 
 
 def start(user, **body) -> dict:
@@ -147,7 +143,6 @@ def test_only_the_owner_reports_a_reader_watches_and_a_stranger_sees_nothing(ali
 
 
 def test_a_job_the_hub_runs_takes_no_reports(alice):
-    from tests import factories
 
     job = factories.link_job(alice)
     error = report(alice, job.public_id, {"metrics": {"loss": [[1, 1.0]]}}, code=400)

@@ -8,8 +8,6 @@ import warnings
 
 import pytest
 from django.conf import settings
-from rest_framework.authtoken.models import Token
-from rest_framework.test import APIClient
 
 from jobs.domain.events import EventType, events_after
 from jobs.domain.joblog import MAX_LINE_CHARS, append_lines
@@ -20,12 +18,7 @@ from jobs.models import Job, JobLogLine
 from sharing.services import sharing_modify
 from tests import factories
 
-
-def api(user) -> APIClient:
-    client = APIClient()
-    token, _ = Token.objects.get_or_create(user=user)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
-    return client
+api = factories.api
 
 
 _run = factories.run_here

@@ -5,7 +5,7 @@ import pytest
 from nemo_microservices import NeMoMicroservices, NotFoundError, UnprocessableEntityError
 
 from jobs.models import Job
-from jobs.services import job_submit_customization
+from jobs.services.jobs import job_submit_customization
 from tests import factories
 
 pytestmark = [pytest.mark.production, pytest.mark.django_db(transaction=True)]
@@ -127,7 +127,7 @@ def test_the_sdk_gets_422_naming_what_the_hub_does_not_support(sdk, alice, chang
 def test_a_config_is_usable_by_every_name_it_is_listed_under(sdk, alice, tmp_path):
     from django.core.files.base import ContentFile
 
-    from jobs.services import model_upload
+    from jobs.services.assets import model_upload
     from tests.hf_samples import tiny_llama_folder, zipped
 
     uploaded = model_upload(

@@ -18,20 +18,14 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
-from rest_framework.test import APIClient
 
 from jobs.domain.onnx_data import DATA_NAME, MODEL_NAME
 from jobs.models import MLModel
-from jobs.services import model_upload
+from jobs.services.assets import model_upload
+from tests import factories
 from tests.onnx_samples import torch_mlp_export, zipped
 
-
-def api(user) -> APIClient:
-    client = APIClient()
-    token, _ = Token.objects.get_or_create(user=user)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
-    return client
+api = factories.api
 
 
 @pytest.fixture
@@ -193,8 +187,7 @@ def test_an_archive_holding_only_a_whole_onnx_file_is_stored_as_that_file(alice,
 def test_a_link_job_links_a_model_stored_with_its_data_and_its_target_says_its_ir_version(
     alice, export, tmp_path, client
 ):
-    from jobs.services import job_submit_link
-    from tests import factories
+    from jobs.services.jobs import job_submit_link
 
     archive = zipped(export.parent, tmp_path / "mlp.zip").read_bytes()
     with_data = model_upload(owner=alice, file=ContentFile(archive, "mlp.zip"))
@@ -227,8 +220,7 @@ def test_a_target_past_protobuf_s_limit_is_saved_with_its_data_and_served_as_a_z
 ):
     """The 2 GB decision with the limit lowered: the same path a 2 GB target takes."""
     from jobs.engine.runners import onnx_link
-    from jobs.services import job_submit_link
-    from tests import factories
+    from jobs.services.jobs import job_submit_link
 
     monkeypatch.setattr(onnx_link, "ONE_FILE_LIMIT", 1024)
     archive = zipped(export.parent, tmp_path / "mlp.zip").read_bytes()

@@ -5,7 +5,7 @@ from django.urls import reverse
 
 from jobs.domain.selectors import job_for_user, jobs_visible_to
 from jobs.models import Job
-from jobs.services import job_cancel
+from jobs.services.jobs import job_cancel
 from tests import factories
 
 
@@ -184,7 +184,7 @@ def test_the_model_page_describes_a_hugging_face_model_to_its_owner_and_readers_
 ):
     from django.core.files.base import ContentFile
 
-    from jobs.services import model_upload
+    from jobs.services.assets import model_upload
     from sharing.services import sharing_modify
     from tests.hf_samples import tiny_llama_zip
 
@@ -213,7 +213,7 @@ def test_the_model_page_describes_a_hugging_face_model_to_its_owner_and_readers_
 def test_fine_tune_it_on_a_model_page_opens_the_form_with_that_model_as_the_base(client, alice):
     from django.core.files.base import ContentFile
 
-    from jobs.services import model_upload
+    from jobs.services.assets import model_upload
     from tests.hf_samples import tiny_llama_zip
 
     model = model_upload(owner=alice, file=ContentFile(tiny_llama_zip(), "tiny.zip"))
@@ -337,8 +337,8 @@ def test_the_upload_pages_state_the_size_limit_in_binary_units(client, alice, se
 
 
 def test_sizes_read_in_binary_units_where_the_hub_words_them(alice):
-    from jobs.deletion import plan_for
     from jobs.domain.selectors import job_inputs_for
+    from jobs.services.deletion import plan_for
 
     job = factories.link_job(alice)
     summaries = [view.summary for view in job_inputs_for(alice, job)]

@@ -9,7 +9,7 @@ from jobs.domain.state import job_transition
 from jobs.domain.status import FailureType, JobStatus
 from jobs.engine.reaper import reap
 from jobs.models import Job, JobEvent
-from jobs.services import job_cancel
+from jobs.services.jobs import job_cancel
 from tests import factories
 
 

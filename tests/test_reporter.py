@@ -11,7 +11,7 @@ from jobs.domain.events import ClaimLost
 from jobs.engine.reaper import _release
 from jobs.engine.reporter import BURST, Reporter, StopRequested
 from jobs.models import Job, JobEvent, MetricPoint, MetricSeries
-from jobs.services import job_cancel
+from jobs.services.jobs import job_cancel
 from tests import factories
 
 

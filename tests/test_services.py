@@ -12,14 +12,13 @@ from jobs.demo import numbers_dataset, tiny_mlp_onnx
 from jobs.domain.state import job_transition
 from jobs.domain.status import InvalidTransition, JobStatus
 from jobs.models import Dataset, Job, JobKind, MLModel
-from jobs.services import (
-    dataset_upload,
+from jobs.services.assets import dataset_upload, model_upload
+from jobs.services.jobs import (
     job_cancel,
     job_rename,
     job_resubmit,
     job_submit_customization,
     job_submit_link,
-    model_upload,
 )
 from tests import factories
 

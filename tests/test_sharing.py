@@ -7,12 +7,11 @@ from channels.testing import WebsocketCommunicator
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.urls import reverse
 from rest_framework.authtoken.models import Token
-from rest_framework.test import APIClient
 
 from hubsite.asgi import application
 from jobs.domain.selectors import datasets_visible_to, jobs_visible_to, models_visible_to
 from jobs.models import Job
-from jobs.services import job_submit_link
+from jobs.services.jobs import job_submit_link
 from sharing.models import Share, ShareAuditEntry
 from sharing.services import sharing_disable, sharing_get, sharing_modify
 from tests import factories
@@ -24,11 +23,7 @@ def dave(db):
     return factories.person("dave")  # shared with, then revoked
 
 
-def api(user) -> APIClient:
-    client = APIClient()
-    token, _ = Token.objects.get_or_create(user=user)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
-    return client
+api = factories.api
 
 
 ready = factories.ready_job
@@ -319,7 +314,7 @@ def test_a_failed_jobs_target_model_is_offered_to_nobody(alice, bob, charlie, pe
         in (answer.json()["message"])
     )
     results = api(who).get(f"/api/v1/jobs/{job.public_id}/results/")
-    content = b"".join(results.streaming_content)  # type: ignore[attr-defined]
+    content = b"".join(results.streaming_content)
     names = zipfile.ZipFile(io.BytesIO(content)).namelist()
     assert not any(n.startswith("target_model") for n in names)
     assert "artifacts/manifest.json" in names

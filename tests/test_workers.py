@@ -8,7 +8,7 @@ import pytest
 
 from jobs.domain.status import TERMINAL, FailureType, JobStatus
 from jobs.models import Job, MLModel
-from jobs.services import job_cancel
+from jobs.services.jobs import job_cancel
 from tests import factories
 from tests.workers import WorkerPool, long_customization, mid_run, wait_for_status
 

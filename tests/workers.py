@@ -23,7 +23,7 @@ from django.db import connection
 from jobs.domain.status import JobStatus
 from jobs.engine.dispatch import worker_queues
 from jobs.models import Job
-from jobs.services import job_submit_customization
+from jobs.services.jobs import job_submit_customization
 from tests import factories
 from tests.helpers import ROOT, LineReader
 
@@ -162,7 +162,7 @@ def workers(worker_pool: WorkerPool, settings: Any) -> Iterator[WorkerPool]:
 def _settle(timeout: float = 60) -> None:
     from jobs.domain.status import TERMINAL
     from jobs.engine.runners import external
-    from jobs.services import job_cancel
+    from jobs.services.jobs import job_cancel
 
     for job in Job.objects.exclude(status__in=[*TERMINAL, "completed"]):
         try:

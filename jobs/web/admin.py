@@ -11,7 +11,7 @@ from django.http import HttpRequest
 
 from jobs.domain.status import InvalidTransition
 from jobs.models import Artifact, Dataset, Job, JobInput, MetricSeries, MLModel, StatusLog
-from jobs.services import job_cancel, job_resubmit
+from jobs.services.jobs import job_cancel, job_resubmit
 
 
 class ReadOnlyInline(admin.TabularInline):

@@ -13,7 +13,7 @@ from jobs.domain.base_models import BUILTIN_NAME, server_models
 from jobs.domain.hyperparameters import LORA_RANGES, RANGES, Hyperparameters
 from jobs.domain.selectors import datasets_visible_to, models_visible_to
 from jobs.models import Hardware, ModelFormat
-from jobs.services import MAX_LINK_INPUTS
+from jobs.services.jobs import MAX_LINK_INPUTS
 
 DEFAULTS = Hyperparameters()
 

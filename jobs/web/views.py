@@ -17,7 +17,6 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from hubsite.api.auth import user_of
-from jobs import deletion, services
 from jobs.domain.base_models import server_models
 from jobs.domain.disk import size_text
 from jobs.domain.hyperparameters import Hyperparameters
@@ -39,6 +38,15 @@ from jobs.domain.selectors import (
 )
 from jobs.domain.status import STATUS_MEANINGS, InvalidTransition, JobStatus
 from jobs.models import Job, JobKind, ModelFormat
+from jobs.services import deletion
+from jobs.services.assets import dataset_upload, model_upload
+from jobs.services.jobs import (
+    job_cancel,
+    job_rename,
+    job_resubmit,
+    job_submit_customization,
+    job_submit_link,
+)
 from jobs.web.forms import CustomizationJobForm, LinkJobForm, UploadForm, put_errors
 
 PAGE_SIZE = 25
@@ -211,13 +219,13 @@ def job_action(request: HttpRequest, public_id: str, action: str) -> HttpRespons
     try:
         job_for_owner(request.user, public_id, action=f"{action} it")
         if action == "cancel":
-            services.job_cancel(job=job)
+            job_cancel(job=job)
         elif action == "resubmit":
-            clone = services.job_resubmit(job=job, owner=user_of(request))
+            clone = job_resubmit(job=job, owner=user_of(request))
             messages.success(request, f"Resubmitted as {clone.public_id}.")
             return redirect(clone)
         elif action == "rename":
-            services.job_rename(job=job, name=request.POST.get("name", ""))
+            job_rename(job=job, name=request.POST.get("name", ""))
     except (
         ValidationError,
         InvalidTransition,
@@ -236,7 +244,7 @@ def _upload_page(request: HttpRequest, what: str) -> HttpResponse:
         form.is_valid()
         form.add_error("file", refused)
     elif request.method == "POST" and form.is_valid():
-        store = services.model_upload if what == "model" else services.dataset_upload
+        store = model_upload if what == "model" else dataset_upload
         try:
             asset = store(
                 owner=user_of(request),
@@ -352,7 +360,7 @@ def submit_link(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             models = [model_for_user(user, model_id) for model_id in form.cleaned_data["models"]]
-            job = services.job_submit_link(
+            job = job_submit_link(
                 owner=user,
                 models=models,
                 name=form.cleaned_data["name"],
@@ -378,7 +386,7 @@ def submit_customization(request: HttpRequest) -> HttpResponse:
         data = form.cleaned_data
         try:
             base = data["base_model"]
-            job = services.job_submit_customization(
+            job = job_submit_customization(
                 owner=user,
                 dataset=dataset_for_user(user, data["dataset"]),
                 validation_dataset=dataset_for_user(user, data["validation_dataset"])

@@ -9,12 +9,14 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import free_port
+from tests.helpers import ROOT, LineReader, free_port
 
 
 class PrivateRedis:
@@ -81,21 +83,43 @@ class PrivateRedis:
             self.kill()
 
 
-class FaultyProxy:
+class _Proxy:
+    """A TCP proxy on a port of its own in front of ``target_port``; subclasses accept."""
+
+    def __init__(self, target_port: int) -> None:
+        import socket
+        import threading
+
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def _pipe(source: Any, sink: Any) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        for end in (source, sink):
+            with contextlib.suppress(OSError):
+                end.shutdown(2)
+
+
+class FaultyProxy(_Proxy):
     """A TCP proxy in front of the live hub that can be made to fail the way a hub whose Redis
     is away does: it drops every open connection and answers every new one with HTTP 503 (a
     refused websocket handshake, a failing API), until it is healed."""
 
     def __init__(self, target_port: int) -> None:
         import socket
-        import threading
 
-        self.target_port, self.broken = target_port, False
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
+        self.broken = False
         self.open: list[socket.socket] = []
-        self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(target_port)
 
     @property
     def url(self) -> str:
@@ -135,15 +159,6 @@ class FaultyProxy:
                 self.open += [client, upstream]
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
-
-    @staticmethod
-    def _pipe(source: Any, sink: Any) -> None:
-        with contextlib.suppress(OSError):
-            while data := source.recv(65536):
-                sink.sendall(data)
-        for end in (source, sink):
-            with contextlib.suppress(OSError):
-                end.shutdown(2)
 
     def close(self) -> None:
         self.listener.close()
@@ -232,7 +247,7 @@ class PrivatePostgres:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-class CountingProxy:
+class CountingProxy(_Proxy):
     """A TCP proxy in front of a Redis that counts the commands each client sends through it,
     by name (RESP arrays: ``*N\\r\\n$len\\r\\nNAME``), so that a test can tell whether a process
     called Redis at all while Redis was paused (the bytes still reach the kernel's buffers)."""
@@ -240,15 +255,8 @@ class CountingProxy:
     COMMAND = re.compile(rb"\*\d+\r\n\$\d+\r\n([A-Za-z]+)\r\n")
 
     def __init__(self, target_port: int) -> None:
-        import socket
-        import threading
-
-        self.target_port = target_port
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
         self.commands: Counter[str] = Counter()
-        self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(target_port)
 
     @property
     def url(self) -> str:
@@ -270,7 +278,7 @@ class CountingProxy:
                 return
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
             threading.Thread(target=self._count, args=(client, upstream), daemon=True).start()
-            threading.Thread(target=FaultyProxy._pipe, args=(upstream, client), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
 
     def _count(self, source: Any, sink: Any) -> None:
         pending = b""
@@ -292,3 +300,35 @@ class CountingProxy:
 
     def close(self) -> None:
         self.listener.close()
+
+
+@contextlib.contextmanager
+def production_web(tmp_path: Path, redis_url: str, **extra: str) -> Iterator[dict[str, str]]:
+    """The hub's web process (uvicorn, production profile) on the test database and the given
+    Redis, its files under ``tmp_path``; yields its environment (``HUB_BASE_URL`` is its
+    address), which the workers of the same hub share."""
+    from tests.workers import _database_url
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "hubsite.settings.base",
+        "PYTHONUNBUFFERED": "1",
+        "DATABASE_URL": _database_url(),
+        "REDIS_URL": redis_url,
+        "HUB_MEDIA_ROOT": str(tmp_path / "media"),
+        "HUB_DATA_DIR": str(tmp_path / "data"),
+        "HUB_BASE_URL": f"http://127.0.0.1:{port}",
+        **extra,
+    }
+    command = [sys.executable, "-m", "uvicorn", "hubsite.asgi:application", "--port", str(port)]
+    web = subprocess.Popen(
+        [*command, "--lifespan", "off", "--timeout-graceful-shutdown", "2"], cwd=ROOT, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        LineReader(web).wait_for("Uvicorn running", 90)
+        yield env
+    finally:
+        web.terminate()
+        web.wait(timeout=30)

@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 
 from jobs.domain.status import JobStatus
-from jobs.services import job_submit_customization
+from jobs.services.jobs import job_submit_customization
 from tests import factories
 from tests.workers import WorkerPool, wait_for, wait_for_status
 

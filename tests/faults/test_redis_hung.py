@@ -5,7 +5,6 @@ database) and /healthz says so; once Redis answers again, a probe closes the bre
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -20,9 +19,9 @@ from rest_framework.authtoken.models import Token
 from hubclient import Client
 from jobs.demo import numbers_dataset
 from jobs.models import Job
-from tests.faults.servers import CountingProxy, PrivateRedis
-from tests.helpers import ROOT, LineReader, free_port
-from tests.workers import _database_url, wait_for
+from tests.faults.servers import CountingProxy, PrivateRedis, production_web
+from tests.helpers import ROOT
+from tests.workers import wait_for
 
 pytestmark = [pytest.mark.production, pytest.mark.django_db(transaction=True)]
 
@@ -43,29 +42,10 @@ def hung_hub(tmp_path: Path, settings: Any) -> Iterator[HungHub]:
     redis = PrivateRedis(tmp_path)
     redis.start()
     proxy = CountingProxy(redis.port)
-    port = free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "hubsite.settings.base",
-        "PYTHONUNBUFFERED": "1",
-        "DATABASE_URL": _database_url(),
-        "REDIS_URL": proxy.url,
-        "HUB_MEDIA_ROOT": str(tmp_path / "media"),
-        "HUB_DATA_DIR": str(tmp_path / "data"),
-        "HUB_BASE_URL": f"http://127.0.0.1:{port}",
-        "HUB_NAMESPACE": "hub-hung",
-    }
-    command = [sys.executable, "-m", "uvicorn", "hubsite.asgi:application", "--port", str(port)]
-    web = subprocess.Popen(
-        [*command, "--lifespan", "off", "--timeout-graceful-shutdown", "2"], cwd=ROOT, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
     try:
-        LineReader(web).wait_for("Uvicorn running", 90)
-        yield HungHub(redis, proxy, env["HUB_BASE_URL"])
+        with production_web(tmp_path, proxy.url, HUB_NAMESPACE="hub-hung") as env:
+            yield HungHub(redis, proxy, env["HUB_BASE_URL"])
     finally:
-        web.terminate()
-        web.wait(timeout=30)
         proxy.close()
         redis.stop()
 

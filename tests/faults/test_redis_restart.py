@@ -6,8 +6,6 @@ seen each event in order, none twice."""
 
 from __future__ import annotations
 
-import os
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,9 +20,8 @@ from jobs.domain.status import TERMINAL, JobStatus
 from jobs.models import Job
 from tests import factories
 from tests.faults.ledger import audit
-from tests.faults.servers import PrivateRedis
-from tests.helpers import ROOT, LineReader, free_port
-from tests.workers import WorkerPool, _database_url, wait_for, wait_for_status
+from tests.faults.servers import PrivateRedis, production_web
+from tests.workers import WorkerPool, wait_for, wait_for_status
 
 pytestmark = [pytest.mark.production, pytest.mark.django_db(transaction=True)]
 
@@ -36,37 +33,20 @@ class RedisHub:
 
 @pytest.fixture
 def redis_hub(tmp_path: Path, settings: Any) -> Iterator[RedisHub]:
-    import subprocess
-
     settings.MEDIA_ROOT = str(tmp_path / "media")  # where this hub's processes find the files
     redis = PrivateRedis(tmp_path)
     redis.start()
-    port = free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "hubsite.settings.base",
-        "PYTHONUNBUFFERED": "1",
-        "DATABASE_URL": _database_url(),
-        "REDIS_URL": redis.url,
-        "HUB_MEDIA_ROOT": str(tmp_path / "media"),
-        "HUB_DATA_DIR": str(tmp_path / "data"),
-        "HUB_BASE_URL": f"http://127.0.0.1:{port}",
-        "HUB_PENDING_RESEND_AFTER": "3",  # the lost message of the queued job, sent again soon
-    }
-    pool = WorkerPool(env, tmp_path / "media", tmp_path)
-    command = [sys.executable, "-m", "uvicorn", "hubsite.asgi:application", "--port", str(port)]
-    web = subprocess.Popen(
-        [*command, "--lifespan", "off", "--timeout-graceful-shutdown", "2"], cwd=ROOT, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+    # The lost message of the queued job, sent again soon.
+    web = production_web(tmp_path, redis.url, HUB_PENDING_RESEND_AFTER="3")
     try:
-        LineReader(web).wait_for("Uvicorn running", 90)
-        pool.start("r1")
-        yield RedisHub(redis, pool, env["HUB_BASE_URL"])
+        with web as env:
+            pool = WorkerPool(env, tmp_path / "media", tmp_path)
+            pool.start("r1")
+            try:
+                yield RedisHub(redis, pool, env["HUB_BASE_URL"])
+            finally:
+                pool.stop()
     finally:
-        pool.stop()
-        web.terminate()
-        web.wait(timeout=30)
         redis.stop()
 
 

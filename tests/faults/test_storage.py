@@ -29,7 +29,7 @@ from jobs.domain.status import FailureType, JobStatus
 from jobs.engine.execution import execute
 from jobs.engine.runners.customization import checkpoint_folder
 from jobs.models import Artifact, Dataset, Job, MetricPoint, MLModel
-from jobs.services import job_submit_customization
+from jobs.services.jobs import job_submit_customization
 from tests import factories
 from tests.faults.disks import SmallDisk
 from tests.faults.ledger import audit

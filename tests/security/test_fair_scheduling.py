@@ -9,7 +9,7 @@ from jobs.domain.state import job_transition
 from jobs.domain.status import JobStatus
 from jobs.engine.execution import claim_next
 from jobs.models import Job
-from jobs.services import job_submit_link
+from jobs.services.jobs import job_submit_link
 from tests import factories
 from tests.workers import wait_for_status
 

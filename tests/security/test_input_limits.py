@@ -17,7 +17,7 @@ from onnx import TensorProto, helper
 
 from hubsite.asgi import application
 from jobs.domain.files import check_jsonl_dataset
-from jobs.services import dataset_upload, model_upload
+from jobs.services.assets import dataset_upload, model_upload
 from tests import factories
 from tests.security.access import api
 from tests.sockets import next_message, stays_quiet
@@ -193,7 +193,7 @@ def test_verifying_a_model_that_computes_a_huge_tensor_fails_within_the_memory_c
     from jobs.domain.status import FailureType, JobStatus
     from jobs.engine.execution import execute
     from jobs.models import Job
-    from jobs.services import job_submit_link
+    from jobs.services.jobs import job_submit_link
 
     bomb = model_upload(owner=alice, file=SimpleUploadedFile("expand.onnx", _expanding_model()))
     job = job_submit_link(owner=alice, models=[bomb])

@@ -225,7 +225,7 @@ def test_the_web_process_loads_no_tokenizer_and_builds_no_model(alice, llama, mo
     tokenizes nothing (the worker checks the rows against the model)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from jobs.services import job_submit_customization
+    from jobs.services.jobs import job_submit_customization
     from tests import factories
 
     monkeypatch.setattr(AutoTokenizer, "from_pretrained", refuse_in_this_process)

@@ -24,7 +24,7 @@ from jobs.domain.state import job_transition
 from jobs.domain.status import JobStatus
 from jobs.engine.execution import execute
 from jobs.models import Job
-from jobs.services import model_upload
+from jobs.services.assets import model_upload
 from tests import factories
 from tests.security.access import api
 

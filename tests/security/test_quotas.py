@@ -11,7 +11,7 @@ from django.db import connections
 from jobs.demo import tiny_mlp_onnx
 from jobs.domain.quotas import QuotaExceeded
 from jobs.models import Dataset, Job, MLModel
-from jobs.services import job_submit_link
+from jobs.services.jobs import job_submit_link
 from tests import factories
 from tests.security.access import api
 

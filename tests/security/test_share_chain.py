@@ -19,7 +19,7 @@ from jobs.domain.state import job_transition
 from jobs.domain.status import FailureType, JobStatus
 from jobs.engine.execution import execute
 from jobs.models import Job, MLModel
-from jobs.services import job_submit_customization, job_submit_link
+from jobs.services.jobs import job_submit_customization, job_submit_link
 from sharing.services import sharing_modify
 from tests import factories
 from tests.hf_samples import tiny_llama_zip

@@ -15,7 +15,7 @@ from rest_framework.authtoken.models import Token
 
 from hubsite.asgi import application
 from jobs.models import Job
-from jobs.services import job_submit_link
+from jobs.services.jobs import job_submit_link
 from sharing.models import Share
 from sharing.services import sharing_modify
 from tests import factories

@@ -22,7 +22,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from hubsite.uploads import upload_temp_dir
-from jobs import services
 from jobs.domain.base_models import BUILTIN_NAME, server_models
 from jobs.domain.selectors import (
     dataset_for_user,
@@ -33,6 +32,7 @@ from jobs.domain.selectors import (
 )
 from jobs.domain.status import JobStatus
 from jobs.models import Artifact, Dataset, Job, MLModel
+from jobs.services.assets import dataset_upload, model_upload
 from jobs.web.api.deletion import DELETE_RESPONSES, delete_response
 from jobs.web.api.serializers import UploadSerializer
 from jobs.wire.serializers import BuiltinModelSerializer, DatasetSerializer, MLModelSerializer
@@ -84,7 +84,7 @@ class ModelList(generics.ListAPIView):
         summary="Upload an ONNX model",
     )
     def post(self, request: Request) -> Response:
-        model = _upload(request, services.model_upload)
+        model = _upload(request, model_upload)
         return _uploaded(MLModelSerializer(model).data, model, "model")
 
 
@@ -127,7 +127,7 @@ class DatasetList(generics.ListAPIView):
         summary="Upload a JSONL dataset",
     )
     def post(self, request: Request) -> Response:
-        dataset = _upload(request, services.dataset_upload)
+        dataset = _upload(request, dataset_upload)
         return _uploaded(DatasetSerializer(dataset).data, dataset, "dataset")
 
 

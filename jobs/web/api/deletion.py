@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from jobs import deletion
+from jobs.services import deletion
 
 
 class DeletionPlanSerializer(serializers.Serializer):

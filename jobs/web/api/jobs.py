@@ -14,7 +14,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from hubsite.api.auth import user_of
-from jobs import services
 from jobs.domain.base_models import server_models
 from jobs.domain.joblog import PAGE_LINES, lines_after
 from jobs.domain.metrics import MAX_POINTS, PAGE_POINTS, job_metrics
@@ -30,6 +29,14 @@ from jobs.domain.selectors import (
 )
 from jobs.domain.status import FINISHED, JobStatus
 from jobs.models import Dataset, Job, JobKind, LogLevel, MLModel
+from jobs.services.external_runs import external_run_finish, external_run_report, external_run_start
+from jobs.services.jobs import (
+    job_cancel,
+    job_rename,
+    job_resubmit,
+    job_submit_customization,
+    job_submit_link,
+)
 from jobs.web.api.deletion import DELETE_RESPONSES, delete_response
 from jobs.web.api.params import choice_param, int_param
 from jobs.web.api.serializers import (
@@ -152,7 +159,7 @@ class JobDetail(APIView):
         job = job_for_owner(request.user, job_id, action="rename it")
         data = JobRenameSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        renamed = services.job_rename(job=job, name=data.validated_data["name"])
+        renamed = job_rename(job=job, name=data.validated_data["name"])
         return job_response(renamed, request.user)
 
     @extend_schema(
@@ -175,7 +182,7 @@ class LinkSubmit(APIView):
             _lookup("model", lambda i: model_for_user(request.user, i), model_id, "models")
             for model_id in data.validated_data["models"]
         ]
-        job = services.job_submit_link(
+        job = job_submit_link(
             owner=user_of(request),
             models=models,
             name=data.validated_data.get("name"),
@@ -216,7 +223,7 @@ class CustomizationSubmit(APIView):
                     f"hub ({known})."
                 )
                 raise ValidationError({"model": message}) from None
-        job = services.job_submit_customization(
+        job = job_submit_customization(
             owner=user,
             dataset=dataset,
             validation_dataset=validation or None,
@@ -239,7 +246,7 @@ class ExternalRunStart(APIView):
     def post(self, request: Request) -> Response:
         data = ExternalRunSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        job = services.external_run_start(owner=user_of(request), **data.validated_data)
+        job = external_run_start(owner=user_of(request), **data.validated_data)
         return job_response(job, request.user, status.HTTP_201_CREATED)
 
 
@@ -251,7 +258,7 @@ class ExternalRunReport(APIView):
     )
     def post(self, request: Request, job_id: str) -> Response:
         job = job_for_owner(request.user, job_id, action="report to it")
-        return Response(services.external_run_report(job=job, report=request.data))
+        return Response(external_run_report(job=job, report=request.data))
 
 
 class ExternalRunFinish(APIView):
@@ -264,7 +271,7 @@ class ExternalRunFinish(APIView):
         job = job_for_owner(request.user, job_id, action="finish it")
         data = ExternalFinishSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        finished = services.external_run_finish(
+        finished = external_run_finish(
             job=job,
             outcome=data.validated_data["status"],
             message=data.validated_data.get("message", ""),
@@ -275,7 +282,7 @@ class ExternalRunFinish(APIView):
 class JobCancel(APIView):
     @extend_schema(request=None, responses=JobDetailSerializer, summary="Cancel a job")
     def post(self, request: Request, job_id: str) -> Response:
-        cancelled = services.job_cancel(job=job_for_owner(request.user, job_id, action="cancel it"))
+        cancelled = job_cancel(job=job_for_owner(request.user, job_id, action="cancel it"))
         return job_response(cancelled, request.user)
 
 
@@ -287,7 +294,7 @@ class JobResubmit(APIView):
     )
     def post(self, request: Request, job_id: str) -> Response:
         job = job_for_owner(request.user, job_id, action="resubmit it")
-        clone = services.job_resubmit(job=job, owner=user_of(request))
+        clone = job_resubmit(job=job, owner=user_of(request))
         return job_response(clone, request.user, status.HTTP_201_CREATED)
 
 

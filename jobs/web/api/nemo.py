@@ -32,7 +32,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from hubsite.api.auth import user_of
-from jobs import services
 from jobs.domain.base_models import server_models
 from jobs.domain.hyperparameters import Hyperparameters
 from jobs.domain.selectors import (
@@ -44,6 +43,7 @@ from jobs.domain.selectors import (
 )
 from jobs.domain.status import JobStatus
 from jobs.models import Dataset, Job, JobKind, MLModel, ModelFormat
+from jobs.services.jobs import job_cancel, job_submit_customization
 from jobs.web.api.params import int_param
 from jobs.wire.serializers import StatusDetailsSerializer
 from jobs.wire.snapshots import status_details
@@ -282,7 +282,7 @@ class NemoJobList(APIView):
                     ]: f"{unsupported[0]} is a NeMo Customizer option this hub does not support; leave it out."
                 }
             )
-        job = services.job_submit_customization(
+        job = job_submit_customization(
             owner=user,
             dataset=_dataset(user, body.get("dataset")),
             base_model=_config(user, body.get("config")),
@@ -337,7 +337,7 @@ class NemoJobCancel(APIView):
     def post(self, request: Request, job_id: str) -> Response:
         job = _customization(request, job_id)
         job_for_owner(request.user, job_id, action="cancel it")
-        return Response(customization_job(services.job_cancel(job=job)))
+        return Response(customization_job(job_cancel(job=job)))
 
 
 class NemoJobLogs(APIView):

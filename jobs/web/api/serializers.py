@@ -7,7 +7,7 @@ from rest_framework import serializers
 
 from jobs.domain.hyperparameters import Hyperparameters
 from jobs.models import Hardware
-from jobs.services import MAX_LINK_INPUTS
+from jobs.services.jobs import MAX_LINK_INPUTS
 
 
 class JobRenameSerializer(serializers.Serializer):

@@ -1,0 +1,290 @@
+"""Jobs the hub runs: submitting (link, customization), renaming, cancelling, resubmitting."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from jobs.domain import base_models, quotas, sft_data
+from jobs.domain.events import EventType, publish
+from jobs.domain.formulas import MIN_SAMPLES_WITHOUT_VALIDATION
+from jobs.domain.hyperparameters import GPU_PRECISIONS, Hyperparameters, parse_hyperparameters
+from jobs.domain.selectors import datasets_visible_to
+from jobs.domain.state import job_transition
+from jobs.domain.status import FINISHED, JobStatus
+from jobs.engine.dispatch import enqueue_on_commit
+from jobs.models import Dataset, Hardware, Job, JobInput, JobKind, MLModel, ModelFormat
+from jobs.services.common import check_time_limit, clean_device, clean_name, require_models
+
+MAX_LINK_INPUTS = 32
+
+
+def job_submit_link(
+    *,
+    owner: User,
+    models: Sequence[MLModel],
+    name: str | None = None,
+    device: str | None = None,
+) -> Job:
+    """A link job: one or more ONNX models into one target model."""
+    if not models:
+        raise ValidationError({"models": "A link job needs at least one model."})
+    if len(models) > MAX_LINK_INPUTS:
+        raise ValidationError({"models": f"A link job takes at most {MAX_LINK_INPUTS} models."})
+    require_models(owner, models, "models")
+    for model in models:
+        if model.format != ModelFormat.ONNX:
+            raise ValidationError(
+                {"models": f"Model {model.public_id} is not ONNX; only ONNX models link."}
+            )
+    job = Job(
+        kind=JobKind.LINK,
+        owner=owner,
+        name=clean_name(name, "Link " + " + ".join(m.name for m in models)[:190]),
+        device=clean_device(device),
+    )
+    with transaction.atomic():
+        quotas.lock_person(owner.pk)
+        quotas.check_job_quota(owner.pk)
+        job.save()
+        JobInput.objects.bulk_create(
+            JobInput(job=job, model=model, position=i) for i, model in enumerate(models)
+        )
+        enqueue_on_commit(job)
+    return job
+
+
+def _hyperparameters(data: object) -> Hyperparameters:
+    """Parsed once, here, for the form, the API and the NeMo routes alike; each error names its
+    field as ``hyperparameters.<name>`` (the form puts it back on its own field)."""
+    try:
+        return parse_hyperparameters(data)
+    except ValidationError as error:
+        raise ValidationError(
+            {
+                key if key == "hyperparameters" else f"hyperparameters.{key}": messages
+                for key, messages in error.message_dict.items()
+            }
+        ) from None
+
+
+def _clean_hardware(hardware: str | None) -> str:
+    hardware = hardware or Hardware.ANY
+    if hardware not in Hardware.values:
+        raise ValidationError(
+            {"hardware": f"hardware must be one of {', '.join(Hardware.values)}, not {hardware!r}."}
+        )
+    return hardware
+
+
+def _base_model(
+    owner: User, base_model: MLModel | str | None
+) -> tuple[str, MLModel | None, dict[str, Any]]:
+    """(offered name or "", uploaded model or None, its description) of a customization's
+    base model; refusals name what is wrong."""
+    if base_model is None or isinstance(base_model, str):
+        offered = base_models.server_model(base_model or base_models.BUILTIN_NAME)
+        return offered.name, None, offered.metadata
+    require_models(owner, [base_model], "model")
+    if base_model.format == ModelFormat.TORCH:
+        raise ValidationError(
+            {
+                "model": f"Model {base_model.public_id} is a checkpoint of the retired "
+                "tiny-char-lm; customize a Hugging Face model (upload one, or use "
+                f"{base_models.BUILTIN_NAME!r})."
+            }
+        )
+    if base_model.format != ModelFormat.HF:
+        raise ValidationError(
+            {
+                "model": f"Model {base_model.public_id} is {base_model.get_format_display()}; "
+                "customization fine-tunes a Hugging Face causal language model (a folder "
+                "uploaded as .zip or .tar.gz)."
+            }
+        )
+    return "", base_model, base_model.metadata
+
+
+def _check_fit(
+    params: Hyperparameters,
+    base: str | MLModel,
+    metadata: dict[str, Any],
+    datasets: list[tuple[str, Dataset]],
+) -> None:
+    """What can be known at submit without loading a tokenizer or rendering a row: the
+    max_seq_length fits the model's context, and chat rows have a chat template to render them
+    with (recorded when the model was checked). Tokenizing the rows with the model (the
+    overlong-row check) is the worker's first step: in the web process a hostile tokenizer or
+    template would cost everyone (jobs.domain.sft_data.fit_problem)."""
+    context = metadata.get("context_length")
+    if params.max_seq_length and context and params.max_seq_length > context:
+        raise ValidationError(
+            {
+                "hyperparameters.max_seq_length": f"max_seq_length ({params.max_seq_length}) is "
+                f"longer than the base model's context length ({context} tokens)."
+            }
+        )
+    if metadata.get("chat_template") is not False:
+        return  # present, or a model checked before this was recorded: the worker tells
+    label = base if isinstance(base, str) else f"{base.name} ({base.public_id})"
+    for field, dataset in datasets:
+        if dataset.format == sft_data.CHAT:
+            raise ValidationError(
+                {
+                    field: f"Dataset {dataset.public_id} holds chat messages, but the tokenizer "
+                    f"of {label} has no chat template to render them with. Use prompt/completion "
+                    "rows, or a model whose tokenizer has a chat template."
+                }
+            )
+
+
+def job_submit_customization(
+    *,
+    owner: User,
+    dataset: Dataset,
+    validation_dataset: Dataset | None = None,
+    base_model: MLModel | str | None = None,
+    hyperparameters: dict[str, Any] | None = None,
+    name: str | None = None,
+    device: str | None = None,
+    time_limit: int | None = None,
+    hardware: str | None = None,
+) -> Job:
+    """A customization job: fine-tune a Hugging Face causal LM (one the hub offers, by name, or
+    one the user may read: uploaded, or made by an earlier customization) on a dataset, with
+    LoRA or all weights, on the hardware asked for."""
+    params = _hyperparameters(hyperparameters)
+    hardware = _clean_hardware(hardware)
+    if params.precision in GPU_PRECISIONS and hardware != Hardware.GPU:
+        raise ValidationError(
+            {
+                "hyperparameters.precision": f"precision {params.precision!r} needs a GPU; this "
+                f"job asks for hardware '{Hardware(hardware).value}'. Set hardware to 'gpu', or "
+                "precision to "
+                "'auto' or 'fp32'."
+            }
+        )
+    readable = datasets_visible_to(owner)
+    for field, value in (("dataset", dataset), ("validation_dataset", validation_dataset)):
+        if value is not None and not readable.filter(pk=value.pk).exists():
+            raise ValidationError({field: f"No dataset {value.public_id} that you may use."})
+    if validation_dataset is None and dataset.num_records < MIN_SAMPLES_WITHOUT_VALIDATION:
+        raise ValidationError(
+            {
+                "dataset": f"A dataset without a validation dataset needs at least "
+                f"{MIN_SAMPLES_WITHOUT_VALIDATION} records (10% of them, at least one, "
+                f"validate); this one has {dataset.num_records}. Add records or give a "
+                "validation_dataset."
+            }
+        )
+    check_time_limit(time_limit)
+    offered, uploaded, metadata = _base_model(owner, base_model)
+    _check_fit(
+        params,
+        uploaded or offered,
+        metadata,
+        [("dataset", dataset)]
+        + ([("validation_dataset", validation_dataset)] if validation_dataset else []),
+    )
+    base_label = offered or (uploaded.name if uploaded else "")
+    job = Job(
+        kind=JobKind.CUSTOMIZATION,
+        owner=owner,
+        name=clean_name(name, f"Customize {base_label} on {dataset.name}"[:200]),
+        device=clean_device(device),
+        hardware=hardware,
+        dataset=dataset,
+        validation_dataset=validation_dataset,
+        builtin_base_model=offered,
+        hyperparameters=params.as_dict(),
+        training_samples=dataset.num_records,
+        time_limit=time_limit,
+    )
+    with transaction.atomic():
+        quotas.lock_person(owner.pk)
+        quotas.check_job_quota(owner.pk)
+        job.save()
+        if uploaded is not None:
+            JobInput.objects.create(job=job, model=uploaded, position=0)
+        enqueue_on_commit(job)
+    return job
+
+
+def job_rename(*, job: Job, name: str) -> Job:
+    """A new name, which open pages and job lists show at once (a ``job`` event)."""
+    job.name = clean_name(name, "")
+    if not job.name:
+        raise ValidationError({"name": "A job name cannot be empty."})
+    with transaction.atomic():
+        job.save(update_fields=["name", "updated_at"])
+        publish(job, EventType.JOB, {"name": job.name})
+    return job
+
+
+def job_cancel(*, job: Job) -> Job:
+    """Cancel a job: at once if no worker has it yet, otherwise ask the worker to stop (it
+    finishes the cancellation at its next step)."""
+    if job.status in (JobStatus.CREATED, JobStatus.PENDING):
+        return job_transition(
+            job=job, to=JobStatus.CANCELLED, message="Cancelled before it started."
+        )
+    if job.kind == JobKind.EXTERNAL:
+        if job.status == JobStatus.UNKNOWN:  # nobody is there to stop
+            return job_transition(
+                job=job, to=JobStatus.CANCELLED, message="Cancelled; the run had stopped reporting."
+            )
+        return job_transition(
+            job=job,
+            to=JobStatus.CANCELLING,
+            message="Cancellation requested; the run stops when it next reports.",
+        )
+    return job_transition(
+        job=job,
+        to=JobStatus.CANCELLING,
+        message="Cancellation requested; waiting for the worker to stop.",
+    )
+
+
+def job_resubmit(*, job: Job, owner: User) -> Job:
+    """A new job with the same inputs as a finished one."""
+    if job.status not in FINISHED:
+        raise ValidationError(
+            {"job": f"Job {job.public_id} is {job.status}; only a finished job can be resubmitted."}
+        )
+    if job.kind == JobKind.EXTERNAL:
+        raise ValidationError(
+            {"job": f"Job {job.public_id} ran outside the hub; start it again where it ran."}
+        )
+    inputs = [ji.model for ji in job.job_inputs.select_related("model")]
+    gone = [
+        asset
+        for asset in (*inputs, job.dataset, job.validation_dataset)
+        if asset is not None and asset.deleted_at is not None
+    ]
+    if gone:
+        names = ", ".join(f"{asset.name} ({asset.public_id})" for asset in gone)
+        raise ValidationError(
+            {"job": f"Job {job.public_id} cannot be resubmitted: {names} was deleted by its owner."}
+        )
+    if job.kind == JobKind.LINK:
+        clone = job_submit_link(owner=owner, models=inputs, name=job.name, device=job.device)
+    else:
+        assert job.dataset is not None
+        clone = job_submit_customization(
+            owner=owner,
+            dataset=job.dataset,
+            validation_dataset=job.validation_dataset,
+            base_model=inputs[0] if inputs else job.builtin_base_model,
+            hyperparameters=job.hyperparameters,
+            name=job.name,
+            device=job.device,
+            time_limit=job.time_limit,
+            hardware=job.hardware,
+        )
+    Job.objects.filter(pk=clone.pk).update(resubmitted_from=job)
+    clone.resubmitted_from = job
+    return clone

@@ -26,6 +26,7 @@ from hubclient.errors import (
 from hubclient.jobs import (
     CustomizationJob,
     Dataset,
+    Device,
     ExternalJob,
     Job,
     JobResults,
@@ -44,6 +45,7 @@ __all__ = [
     "ConflictError",
     "CustomizationJob",
     "Dataset",
+    "Device",
     "ExternalJob",
     "HubCallback",
     "HubError",

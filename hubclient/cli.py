@@ -1,6 +1,7 @@
 """``hub``: the Model Job Hub from the shell.
 
     hub jobs [--kind K] [--status S] [--limit N]      list jobs, newest first
+    hub devices [--name N] [--attribute A]...         the devices (kinds of machine) workers run on
     hub show JOB                                      one job and its status details
     hub watch JOB                                     live progress; exit 1 if the job fails
     hub submit link MODEL... [--name N] [--device D] [--wait]
@@ -70,6 +71,28 @@ def cmd_jobs(hub: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_devices(hub: Client, args: argparse.Namespace) -> int:
+    devices = hub.get_devices(name=args.name or "", attributes=args.attribute or None)
+    if args.json:
+        _print_json([device.data for device in devices])
+        return 0
+    table = Table("id", "name", "workers online", "queued", "running", "attributes")
+    for device in devices:
+        data = device.data
+        table.add_row(
+            device.id,
+            device.name,
+            str(data["workers_online"]),
+            str(data["jobs_queued"]),
+            str(data["jobs_running"]),
+            " ".join(data["attributes"]),
+        )
+    console.print(table)
+    if not devices:
+        console.print("No devices yet: each worker announces its machine when it starts.")
+    return 0
+
+
 def cmd_show(hub: Client, args: argparse.Namespace) -> int:
     job = hub.get_job(args.job)
     details = hub.request("GET", f"/api/v1/jobs/{job.job_id}/status/")
@@ -78,6 +101,9 @@ def cmd_show(hub: Client, args: argparse.Namespace) -> int:
         return 0
     console.print(f"[bold]{job.name}[/bold] ({job.job_id}) · {job.kind} · owner {job.owner}")
     console.print(f"status: [bold]{job.data['status']}[/bold]   url: {job.url}")
+    asked = job.device.name if job.device else job.device_attribute or "any"
+    ran = f" · ran on {job.ran_device.name}" if job.ran_device else ""
+    console.print(f"device: {asked}{ran}")
     if job.data.get("failure"):
         failure = job.data["failure"]
         console.print(f"[red]failed ({failure['type']}): {failure['message']}[/red]")
@@ -469,10 +495,21 @@ def parser() -> argparse.ArgumentParser:
         "doctor", parents=[common], help="the hub's health (database, broker, workers, reaper)"
     )
     jobs = commands.add_parser("jobs", parents=[common], help="list jobs")
-    jobs.add_argument("--kind", choices=["link", "customization", "external"])
+    jobs.add_argument(
+        "--kind", choices=["link", "customization", "external", "compile", "profile", "inference"]
+    )
     jobs.add_argument("--status")
     jobs.add_argument("--limit", type=int, default=20)
     jobs.set_defaults(run=cmd_jobs)
+
+    devices = commands.add_parser(
+        "devices", parents=[common], help="the devices (kinds of machine) the workers run on"
+    )
+    devices.add_argument("--name", help="part of a device's name")
+    devices.add_argument(
+        "--attribute", action="append", help="an attribute it must have (repeatable)"
+    )
+    devices.set_defaults(run=cmd_devices)
 
     for name, run, helptext in (
         ("show", cmd_show, "show a job"),

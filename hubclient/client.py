@@ -14,7 +14,16 @@ from urllib.parse import parse_qs, urlsplit
 
 from hubclient.connection import Connection, progress_bar
 from hubclient.errors import BadInputError
-from hubclient.jobs import CustomizationJob, Dataset, Job, LinkJob, Model, job_from
+from hubclient.jobs import (
+    CustomizationJob,
+    Dataset,
+    Device,
+    Job,
+    LinkJob,
+    Model,
+    device_target,
+    job_from,
+)
 from hubclient.runs import Run
 
 NOTIFICATIONS = "/api/v1/account/notifications/"
@@ -81,12 +90,13 @@ class Client(Connection):
     def submit_link_job(
         self,
         models: Sequence[Model | str | os.PathLike[str]],
-        device: str | None = None,
+        device: Device | str | None = None,
         name: str | None = None,
     ) -> LinkJob:
-        """Link models (Model objects, model ids, or paths of ONNX files to upload) into one."""
+        """Link models (Model objects, model ids, or paths of ONNX files to upload) into one,
+        on ``device`` (a Device, a device's name or id, an attribute; None: any)."""
         ids = [self._model_id(model) for model in models]
-        body = {"models": ids, "device": device or "", "name": name or ""}
+        body = {"models": ids, "device": device_target(device), "name": name or ""}
         return LinkJob(self, self.request("POST", "/api/v1/jobs/link/", json=body))
 
     def submit_customization_job(
@@ -96,7 +106,7 @@ class Client(Connection):
         validation_dataset: Dataset | str | os.PathLike[str] | None = None,
         hyperparameters: dict[str, Any] | None = None,
         name: str | None = None,
-        device: str | None = None,
+        device: Device | str | None = None,
         hardware: str | None = None,
     ) -> CustomizationJob:
         """Fine-tune ``model``: a Model, a model id, the name of a base model the hub offers
@@ -112,7 +122,7 @@ class Client(Connection):
             else None,
             "hyperparameters": hyperparameters,
             "name": name or "",
-            "device": device or "",
+            "device": device_target(device),
         }
         if hardware:
             body["hardware"] = hardware
@@ -146,6 +156,24 @@ class Client(Connection):
                 body[key] = value
         data = self.request("POST", "/api/v1/jobs/external/", json=body)
         return Run(self, data, flush_every=flush_every)
+
+    def get_devices(
+        self, name: str = "", os: str = "", attributes: str | list[str] | None = None
+    ) -> list[Device]:
+        """The devices the hub's workers run on, as seed 000's ``get_devices``: those whose
+        name holds ``name``, whose OS holds ``os``, and that have every attribute given."""
+        wanted = [attributes] if isinstance(attributes, str) else list(attributes or [])
+        params = {"name": name, "os": os, "attributes": ",".join(wanted)}
+        found = self.request(
+            "GET", "/api/v1/devices/", params={k: v for k, v in params.items() if v}
+        )
+        return [device for data in found if (device := Device.from_data(data)) is not None]
+
+    def get_device(self, device: Device | str) -> dict[str, Any]:
+        """A device with its workers (online or not), your jobs on it and the models profiled
+        there."""
+        key = device.id or device.name if isinstance(device, Device) else device
+        return dict(self.request("GET", f"/api/v1/devices/{key}/"))
 
     def get_job(self, job_id: str) -> Job:
         return self._job(self.request("GET", f"/api/v1/jobs/{job_id}/"))

@@ -23,6 +23,40 @@ RECONNECT_MAX_DELAY = 10.0  # seconds between reconnects at most (exponential, w
 QUIET = 30.0  # seconds without a message after which the job is polled again
 
 
+@dataclass(frozen=True)
+class Device:
+    """A kind of machine the hub's workers run on, as seed 000's client names one: ``name``,
+    ``os`` and ``attributes`` (``"accelerator:cuda"``); ``id`` is its short name in addresses.
+    ``Device(attributes="accelerator:cuda")`` asks a submit for any device with that attribute."""
+
+    name: str = ""
+    os: str = ""
+    attributes: str | list[str] = field(default_factory=list)
+    id: str = ""
+    data: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any] | None) -> Device | None:
+        if not data:
+            return None
+        return cls(data["name"], data.get("os", ""), list(data["attributes"]), data["id"], data)
+
+    def target(self) -> str:
+        """What a submit sends: the device's id or name, else its (one) attribute."""
+        if self.id or self.name:
+            return self.id or self.name
+        asked = [self.attributes] if isinstance(self.attributes, str) else list(self.attributes)
+        if len(asked) != 1:
+            raise HubError("A job runs on a device (its name) or on any device with one attribute.")
+        return asked[0]
+
+
+def device_target(device: Device | str | None) -> str:
+    if isinstance(device, Device):
+        return device.target()
+    return device or ""
+
+
 class _Deadline(TimeoutError):
     """The caller's timeout ran out: never retried."""
 
@@ -195,7 +229,11 @@ class Job:
         self.name: str = data["name"]
         self.kind: str = data["kind"]
         self.owner: str = data["owner"]
-        self.device: str = data["device"]
+        # The device it names (None: any device, or any with ``device_attribute``), and the
+        # device whose worker ran it.
+        self.device: Device | None = Device.from_data(data.get("device"))
+        self.device_attribute: str = data.get("device_attribute") or ""
+        self.ran_device: Device | None = Device.from_data(data.get("ran_device"))
         self.models: list[str] = data["models"]
         self.date: datetime = datetime.fromisoformat(data["date"].replace("Z", "+00:00"))
         self.url: str = data["url"]

@@ -73,6 +73,14 @@ def charlie(db: None) -> User:
     return factories.person("charlie")
 
 
+@pytest.fixture
+def this_device(db: None) -> Any:
+    """This machine's device, as a worker here announces it."""
+    from jobs.domain.devices import register, this_machine
+
+    return register(this_machine())
+
+
 @pytest.fixture(autouse=True)
 def _media_root(tmp_path_factory: pytest.TempPathFactory, settings: Any) -> None:
     """Each test stores its uploads in a directory of its own."""

@@ -139,7 +139,7 @@ def test_list_filters_and_paginates(alice):
     assert bad.status_code == 400 and bad.json()["field"] == "status"
 
 
-def test_upload_and_submit_a_link_job(alice, django_capture_on_commit_callbacks):
+def test_upload_and_submit_a_link_job(alice, this_device, django_capture_on_commit_callbacks):
     client = client_for(alice)
     ids = []
     for seed in (1, 2):
@@ -151,10 +151,13 @@ def test_upload_and_submit_a_link_job(alice, django_capture_on_commit_callbacks)
         assert upload.status_code == 201, upload.json()
         ids.append(upload.json()["id"])
     response = client.post(
-        "/api/v1/jobs/link/", {"models": ids, "name": "pair", "device": "cpu"}, format="json"
+        "/api/v1/jobs/link/",
+        {"models": ids, "name": "pair", "device": this_device.slug},
+        format="json",
     )
     assert response.status_code == 201
-    assert (response.json()["models"], response.json()["device"]) == (ids, "cpu")
+    assert response.json()["models"] == ids
+    assert response.json()["device"]["name"] == this_device.name
 
 
 def test_upload_errors_name_the_file(alice):

@@ -42,10 +42,15 @@ def files(tmp_path):
 
 
 def test_link_job_from_files_to_a_verified_target_model(hub, files, tmp_path):
-    job = hub.submit_link_job([files / "a.onnx", files / "b.onnx"], device="cpu", name="pair")
-    assert (job.kind, job.name, job.device, len(job.models)) == ("link", "pair", "cpu", 2)
+    job = hub.submit_link_job(
+        [files / "a.onnx", files / "b.onnx"], device="accelerator:cpu", name="pair"
+    )
+    assert (job.kind, job.name, job.device, len(job.models)) == ("link", "pair", None, 2)
+    assert job.device_attribute == "accelerator:cpu"
     status = job.wait(timeout=120)
     assert (status.finished, status.success, status.code) == (True, True, "ready")
+    ran = job.refresh().ran_device
+    assert ran is not None and "accelerator:cpu" in ran.attributes
     path = job.download_target_model(str(tmp_path / "linked.onnx"))
     data = Path(path).read_bytes()
     target = hub.get_model(job.refresh().data["target_model"])

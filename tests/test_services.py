@@ -155,9 +155,10 @@ def test_dataset_upload_names_the_line_at_fault_and_keeps_nothing(alice, content
     assert _stored_files() == []
 
 
-def test_link_job_keeps_its_models_in_order(alice):
+def test_link_job_keeps_its_models_in_order(alice, this_device):
     models = [factories.onnx_model(alice, f"m{i}", seed=i) for i in range(3)]
-    job = job_submit_link(owner=alice, models=models[::-1], device="cpu")
+    job = job_submit_link(owner=alice, models=models[::-1], device=this_device.name)
+    assert job.device == this_device
     assert job.kind == JobKind.LINK
     assert job.status == JobStatus.CREATED
     assert [ji.model for ji in job.job_inputs.all()] == models[::-1]

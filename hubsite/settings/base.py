@@ -387,6 +387,10 @@ if HUB_WORKER_LOST_AFTER <= HUB_HEARTBEAT_SECONDS:
 # until it reports again; hubclient reports at least every 30 s while a run is open.
 HUB_EXTERNAL_SILENT_AFTER = env_int("HUB_EXTERNAL_SILENT_AFTER", 300, minimum=10)
 HUB_MAX_ATTEMPTS = env_int("HUB_MAX_ATTEMPTS", 2, minimum=1, maximum=10)
+# The device a worker of this machine announces (jobs/domain/devices.py): empty names it from
+# its hardware ("Intel Xeon Gold 6338 (32 cores)", "NVIDIA H100 80GB HBM3"); set it to tell
+# apart machines whose hardware reads the same, or to give one a name people know.
+HUB_DEVICE_NAME = env_str("HUB_DEVICE_NAME", "")[:200]
 # How long a worker retries its writes while the database is unreachable before it stops and
 # leaves the job to be requeued (jobs.engine.outages).
 HUB_DB_OUTAGE_SECONDS = env_int("HUB_DB_OUTAGE_SECONDS", 60, minimum=1)

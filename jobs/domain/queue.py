@@ -50,9 +50,8 @@ def queue_position(job: Job) -> dict[str, Any] | None:
         + sum(min(row["n"], turn if row["oldest"] < own_oldest else turn - 1) for row in others)
     )
     running = Job.objects.filter(status__in=[JobStatus.RUNNING, JobStatus.CANCELLING]).count()
-    fresh = timezone.now() - timedelta(seconds=WORKER_FRESH * settings.HUB_REAPER_INTERVAL)
-    alive = list(WorkerSeen.objects.filter(seen_at__gte=fresh).values_list("hardware", flat=True))
-    able = [served for served in alive if job.hardware in (served or [])]
+    alive = _alive()
+    able = [worker for worker in alive if _can_take(worker, job)]
     return {
         "ahead": ahead,
         "running": running,
@@ -61,8 +60,41 @@ def queue_position(job: Job) -> dict[str, Any] | None:
     }
 
 
+def _alive() -> list[WorkerSeen]:
+    fresh = timezone.now() - timedelta(seconds=WORKER_FRESH * settings.HUB_REAPER_INTERVAL)
+    return list(WorkerSeen.objects.filter(seen_at__gte=fresh).select_related("device"))
+
+
+def _can_take(worker: WorkerSeen, job: Job) -> bool:
+    """What the worker's claim asks of a job (jobs.engine.execution.jobs_served), here from
+    what it last reported."""
+    if job.hardware not in (worker.hardware or []):
+        return False
+    if job.device_id is not None and worker.device_id != job.device_id:
+        return False
+    attributes = worker.device.attributes if worker.device is not None else []
+    return not job.device_attribute or job.device_attribute in attributes
+
+
+def workers_able(job: Job) -> int:
+    """Workers alive now that can take the job."""
+    return sum(1 for worker in _alive() if _can_take(worker, job))
+
+
 def _reason(job: Job, ahead: int, running: int, able: int, alive: int) -> str:
     if able == 0:
+        if job.device_id is not None:
+            assert job.device is not None
+            return (
+                f"No worker of device {job.device.name} is online (last seen "
+                f"{job.device.last_seen_at:%Y-%m-%d %H:%M} UTC): it starts when one is, or "
+                "fails at its time limit."
+            )
+        if job.device_attribute:
+            return (
+                f"No worker of a device with {job.device_attribute} is online: it starts when "
+                "one is, or fails at its time limit."
+            )
         if job.hardware == Hardware.GPU:
             return (
                 "No worker with a GPU is running: it starts when one is (a worker on a machine "

@@ -13,6 +13,7 @@ from django.utils import timezone
 from kombu.utils.url import maybe_sanitize_url
 
 from hubsite.redis_breaker import breaker, unreachable
+from jobs.domain.devices import attribute_queue_part, device_slug, this_machine, worker_queue_names
 from jobs.domain.events import EventType, publish
 from jobs.domain.state import job_transition
 from jobs.domain.status import JobStatus
@@ -29,21 +30,36 @@ def enqueue_on_commit(job: Job) -> None:
 
 
 def queue_for(job: Job) -> str:
-    """The queue of the workers that can run the job: ``hub.gpu`` for a job that asks for a GPU,
-    ``hub.cpu`` for one that asks for the CPU, ``hub`` for any worker (with the default
-    HUB_NAMESPACE)."""
+    """The queue of the workers that can run the job (with the default HUB_NAMESPACE):
+    ``hub.device.<device>`` for a job that names a device, ``hub.attr.<key>.<value>`` for one
+    that asks for an attribute, ``hub.gpu`` / ``hub.cpu`` for a customization that asks for a
+    GPU or the CPU, ``hub`` for any worker. Only the workers that can take the job consume its
+    queue: a worker that cannot would take the message and leave the job waiting."""
+    default = str(settings.CELERY_TASK_DEFAULT_QUEUE)
+    if job.device is not None:
+        return f"{default}.device.{device_slug(job.device.name)}"
+    if job.device_attribute:
+        return f"{default}.attr.{attribute_queue_part(job.device_attribute)}"
     if job.hardware in (Hardware.GPU, Hardware.CPU):
-        return f"{settings.CELERY_TASK_DEFAULT_QUEUE}.{job.hardware}"
-    return str(settings.CELERY_TASK_DEFAULT_QUEUE)
+        return f"{default}.{job.hardware}"
+    return default
 
 
 def worker_queues() -> str:
     """The queues a job worker on this machine consumes (celery's -Q): every job queue its
-    hardware serves."""
+    hardware serves, its device's and its attributes' (watchdog adds these to a worker started
+    with fewer)."""
     from jobs.engine.training.device import has_gpu
 
     default = str(settings.CELERY_TASK_DEFAULT_QUEUE)
-    return ",".join([default, f"{default}.cpu", *([f"{default}.gpu"] if has_gpu() else [])])
+    return ",".join(
+        [
+            default,
+            f"{default}.cpu",
+            *([f"{default}.gpu"] if has_gpu() else []),
+            *worker_queue_names(default, this_machine()),
+        ]
+    )
 
 
 WAITING = {
@@ -54,10 +70,28 @@ WAITING = {
 }
 
 
+def waiting_words(job: Job) -> str:
+    """The status log's words for a job put on its queue."""
+    if job.device is not None:
+        target = f"device {job.device.name}"
+    elif job.device_attribute:
+        target = f"a device with {job.device_attribute}"
+    else:
+        return WAITING[Hardware(job.hardware)].format(queue=queue_for(job))
+    from jobs.domain.queue import workers_able
+
+    able = workers_able(job)
+    if able:
+        return f"Queued for {target} (queue {queue_for(job)}; {able} worker{'s' if able != 1 else ''} online)."
+    return (
+        f"Queued for {target} (queue {queue_for(job)}); no worker of it is online now: it starts "
+        "when one is, or fails at its time limit."
+    )
+
+
 def enqueue(job: Job) -> None:
     """CREATED → PENDING, then a message on the queue for a worker."""
-    message = WAITING[Hardware(job.hardware)].format(queue=queue_for(job))
-    job_transition(job=job, to=JobStatus.PENDING, message=message)
+    job_transition(job=job, to=JobStatus.PENDING, message=waiting_words(job))
     send(job)
 
 
@@ -135,8 +169,16 @@ def resend_missing(now: datetime | None = None) -> int:
     now = now or timezone.now()
     bound = now - timedelta(seconds=settings.HUB_PENDING_RESEND_AFTER)
     pending = list(
-        Job.objects.filter(status=JobStatus.PENDING).only(
-            "pk", "public_id", "hardware", "sent_at", "created_at"
+        Job.objects.filter(status=JobStatus.PENDING)
+        .select_related("device")
+        .only(
+            "pk",
+            "public_id",
+            "hardware",
+            "device_attribute",
+            "device__name",
+            "sent_at",
+            "created_at",
         )
     )
     stale = [job for job in pending if (job.sent_at or job.created_at) < bound]

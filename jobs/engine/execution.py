@@ -21,10 +21,11 @@ from types import TracebackType
 
 from django.conf import settings
 from django.db import connections, transaction
-from django.db.models import Count, F, Max, Min, OuterRef, Subquery
+from django.db.models import Count, F, Max, Min, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from jobs.domain.devices import this_device_id, this_machine
 from jobs.domain.disk import free_bytes, os_error_text, size_text, storage_fault
 from jobs.domain.events import ClaimLost, EventType, publish
 from jobs.domain.metrics import rebuild_rollups
@@ -64,7 +65,17 @@ def hardware_served() -> list[str]:
     return [Hardware.ANY, Hardware.CPU, *([Hardware.GPU] if has_gpu() else [])]
 
 
-def owners_in_turn(served: list[str] | None = None) -> list[int]:
+def jobs_served() -> Q:
+    """The jobs this worker may take: of hardware it has, and named for its device (or for
+    none), asking for an attribute its device has (or for none)."""
+    return (
+        Q(hardware__in=hardware_served())
+        & (Q(device__isnull=True) | Q(device_id=this_device_id()))
+        & (Q(device_attribute="") | Q(device_attribute__in=this_machine().attributes))
+    )
+
+
+def owners_in_turn(served: Q | None = None) -> list[int]:
     """The people with pending jobs, in the order their next job should run: per-person round
     robin. First those with the fewest jobs running, then those whose last job started longest
     ago (or never), then those waiting longest. So one person's thousand queued jobs make another
@@ -80,7 +91,7 @@ def owners_in_turn(served: list[str] | None = None) -> list[int]:
     last_start = theirs.filter(started_at__isnull=False).order_by("-started_at")
     pending = Job.objects.filter(status=JobStatus.PENDING)
     if served is not None:
-        pending = pending.filter(hardware__in=served)
+        pending = pending.filter(served)
     waiting = (
         pending.values("owner_id")
         .annotate(
@@ -98,11 +109,11 @@ def claim_next(node: str | None = None) -> tuple[Job, str] | None:
     every pending job has a message on the queue, so every job is taken once, in fair order
     (the oldest job of the person whose turn it is). None when no job is pending (its job was
     cancelled, or taken by another delivery)."""
-    served = hardware_served()
+    served = jobs_served()  # asked once: it registers this worker's device
     for owner_id in owners_in_turn(served):
         with transaction.atomic():
             job = (
-                Job.objects.filter(status=JobStatus.PENDING, owner_id=owner_id, hardware__in=served)
+                Job.objects.filter(served, status=JobStatus.PENDING, owner_id=owner_id)
                 .order_by("created_at", "pk")
                 .select_for_update(skip_locked=True)  # another worker is taking that one
                 .first()
@@ -128,6 +139,7 @@ def _take(job: Job, node: str | None) -> tuple[Job, str]:
         _discard_attempt(job)
     token = uuid.uuid4().hex
     job.claim_token, job.worker, job.heartbeat_at = token, worker_name(node), timezone.now()
+    job.ran_device_id = this_device_id()
     job.attempts += 1
     resume = runner_for(job.kind).resume_point(job) if job.attempts > 1 else None
     job.attempt_started_step = resume.step if resume else 0
@@ -135,6 +147,7 @@ def _take(job: Job, node: str | None) -> tuple[Job, str]:
         update_fields=[
             "claim_token",
             "worker",
+            "ran_device",
             "heartbeat_at",
             "attempts",
             "attempt_started_step",
@@ -149,7 +162,8 @@ def _take(job: Job, node: str | None) -> tuple[Job, str]:
             else "starting again from the beginning (nothing to resume from)"
         )
         attempt = f" (attempt {job.attempts} of {settings.HUB_MAX_ATTEMPTS}), {where}"
-    job_transition(job=job, to=JobStatus.RUNNING, message=f"Running on {job.worker}{attempt}.")
+    where = f"{job.worker}, device {this_machine().name}"
+    job_transition(job=job, to=JobStatus.RUNNING, message=f"Running on {where}{attempt}.")
     return job, token
 
 

@@ -1,6 +1,8 @@
 """Every job worker keeps the hub healthy beside running jobs: a thread in its main process
-says every HUB_REAPER_INTERVAL seconds that the worker is alive (WorkerSeen, for /healthz and
-`hub doctor`) and reaps when it is its turn (reaper.reap_if_due). So reaping does not depend on
+says every HUB_REAPER_INTERVAL seconds that the worker is alive and what machine it runs on
+(WorkerSeen and its Device, for the device pages, /healthz and `hub doctor`) and reaps when it is
+its turn (reaper.reap_if_due). A job worker also consumes its device's queues, whatever -Q it
+was started with. So reaping does not depend on
 one control worker: while any worker lives, lost jobs are requeued and lost messages resent.
 A database that is away makes a round fail and the next one try again; nothing here raises."""
 
@@ -10,11 +12,12 @@ import logging
 import threading
 from typing import Any
 
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import celeryd_after_setup, worker_ready, worker_shutdown
 from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
+from jobs.domain.devices import register, this_machine, worker_queue_names
 from jobs.engine.execution import hardware_served
 from jobs.engine.reaper import reap_if_due
 from jobs.models import WorkerSeen
@@ -28,9 +31,17 @@ def beat_once(name: str, queues: str) -> dict[str, int] | None:
     """One round: say this worker is alive, then reap if it is this worker's turn."""
     try:
         # One UPDATE (an INSERT the first time), not update_or_create's locking transaction.
-        seen = {"hardware": hardware_served(), "queues": queues[:300], "seen_at": timezone.now()}
+        device = register(this_machine())
+        seen = {
+            "hardware": hardware_served(),
+            "queues": queues[:1000],
+            "seen_at": timezone.now(),
+            "device": device,
+        }
         if not WorkerSeen.objects.filter(name=name[:200]).update(**seen):
-            WorkerSeen.objects.get_or_create(name=name[:200], defaults=seen)
+            WorkerSeen.objects.get_or_create(
+                name=name[:200], defaults={**seen, "started_at": seen["seen_at"]}
+            )
         return reap_if_due(name)
     finally:
         connections.close_all()  # a round after an outage must not reuse a dead connection
@@ -44,6 +55,20 @@ def _loop(name: str, queues: str) -> None:
             logger.warning("Watchdog round of %s failed: %s", name, error)
 
 
+@celeryd_after_setup.connect
+def _device_queues(sender: Any = None, instance: Any = None, **kwargs: Any) -> None:
+    """A job worker takes its device's and its attributes' queues too, whatever -Q says: a job
+    that names the device is sent there, and only there."""
+    if instance is None:
+        return
+    queues = instance.app.amqp.queues
+    if settings.HUB_CONTROL_QUEUE in queues.consume_from:
+        return  # the control worker runs no jobs
+    for name in worker_queue_names(str(settings.CELERY_TASK_DEFAULT_QUEUE), this_machine()):
+        if name not in queues.consume_from:
+            queues.select_add(name)
+
+
 @worker_ready.connect
 def _start(sender: Any = None, **kwargs: Any) -> None:
     name = getattr(sender, "hostname", None) or "worker"
@@ -55,6 +80,12 @@ def _start(sender: Any = None, **kwargs: Any) -> None:
     if settings.HUB_CONTROL_QUEUE in queues.split(","):
         return  # the control worker reaps from beat already
     _stop.clear()
+    # Announced at once, not after the first interval: a job naming this device is accepted
+    # (and its page says a worker is online) as soon as the worker runs.
+    try:
+        beat_once(name, queues)
+    except Exception as error:
+        logger.warning("Worker %s could not announce itself: %s", name, error)
     threading.Thread(target=_loop, args=(name, queues), name="hub-watchdog", daemon=True).start()
 
 

@@ -1,4 +1,5 @@
 from jobs.models.assets import Artifact, ArtifactKind, Dataset, MLModel, ModelFormat
+from jobs.models.devices import Device
 from jobs.models.job import Hardware, Job, JobInput, JobKind
 from jobs.models.ops import Lease, WorkerSeen
 from jobs.models.records import (
@@ -15,6 +16,7 @@ __all__ = [
     "Artifact",
     "ArtifactKind",
     "Dataset",
+    "Device",
     "Hardware",
     "Job",
     "JobEvent",

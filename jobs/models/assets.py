@@ -71,7 +71,9 @@ class MLModel(models.Model):
 
 
 class Dataset(models.Model):
-    """A JSONL file of prompt/completion records or of chat conversations (jobs.domain.sft_data)."""
+    """A JSONL file of prompt/completion records or of chat conversations (jobs.domain.sft_data),
+    or named tensors in seed 000's h5 layout or a .npz (inference inputs and outputs, calibration
+    data; jobs.domain.tensor_data)."""
 
     public_id = models.CharField(
         max_length=12, unique=True, default=dataset_public_id, editable=False
@@ -86,8 +88,23 @@ class Dataset(models.Model):
     num_records = models.PositiveIntegerField()
     format = models.CharField(
         max_length=24,
-        choices=[("prompt_completion", "Prompt and completion"), ("chat", "Chat messages")],
+        choices=[
+            ("prompt_completion", "Prompt and completion"),
+            ("chat", "Chat messages"),
+            ("tensors", "Named tensors (h5 or npz)"),
+        ],
         default="prompt_completion",
+    )
+    # Of a tensors dataset (jobs/domain/tensor_data.py): the file's format and each entry's
+    # name, dtype and shapes, in order.
+    metadata = models.JSONField(default=dict, blank=True)
+    # The inference job whose output data it is (None for an upload).
+    produced_by = models.ForeignKey(
+        "jobs.Job",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="produced_datasets",
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     deleted_at = models.DateTimeField(null=True, blank=True)  # as MLModel.deleted_at
@@ -107,6 +124,8 @@ class ArtifactKind(models.TextChoices):
     CHECKPOINT = "checkpoint", "Checkpoint"
     ADAPTER = "adapter", "LoRA adapter"
     ONNX = "onnx", "ONNX export"
+    PROFILE = "profile", "Profile"
+    OUTPUT_DATA = "output_data", "Output data"
     OTHER = "other", "Other"
 
 

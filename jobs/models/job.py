@@ -23,6 +23,11 @@ class JobKind(models.TextChoices):
     # Training that runs elsewhere (a laptop, a cluster) and reports to the hub through the API
     # (jobs/engine/runners/external.py); no worker of the hub runs it.
     EXTERNAL = "external", "External run"
+    # Seed 000's other kinds, on ONNX Runtime on the device the job names
+    # (jobs/engine/runners/compile.py, profile.py, inference.py).
+    COMPILE = "compile", "Compile"
+    PROFILE = "profile", "Profile"
+    INFERENCE = "inference", "Inference"
 
 
 class Hardware(models.TextChoices):
@@ -44,10 +49,25 @@ class Job(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs"
     )
-    device = models.CharField(max_length=100, blank=True)
+    # Where it runs (jobs/domain/devices.py): a device by name, or any device with an attribute
+    # ("accelerator:cuda"), or neither: any worker. Only workers of that device (or with that
+    # attribute) take it.
+    device = models.ForeignKey(
+        "jobs.Device", on_delete=models.PROTECT, null=True, blank=True, related_name="jobs"
+    )
+    device_attribute = models.CharField(max_length=120, blank=True)
+    # What a customization computes on: a GPU, the CPU, or whatever the worker has.
     hardware = models.CharField(max_length=8, choices=Hardware.choices, default=Hardware.ANY)
-    # What ran it, as the worker saw it: "cuda:0 NVIDIA H100 80GB HBM3", "cpu (2 threads)".
+    # The device whose worker ran it (for a job that named none, where it happened to run).
+    ran_device = models.ForeignKey(
+        "jobs.Device", on_delete=models.SET_NULL, null=True, blank=True, related_name="jobs_ran"
+    )
+    # What ran it, as the worker saw it: "cuda:0 NVIDIA H100 80GB HBM3", "cpu (2 threads)"; an
+    # external run's own words for where it runs.
     ran_on = models.CharField(max_length=200, blank=True)
+    # What a compile, profile or inference job found, for its page and API (its files are
+    # artifacts): the largest output difference, the execution summary, the outputs' shapes.
+    summary = models.JSONField(default=dict, blank=True)
 
     status = models.CharField(
         max_length=16, choices=JobStatus.choices, default=JobStatus.CREATED, db_index=True

@@ -25,8 +25,13 @@ class WorkerSeen(models.Model):
 
     name = models.CharField(max_length=200, unique=True)
     hardware = models.JSONField(default=list)  # what it can run: ["any", "cpu"] or with "gpu"
-    queues = models.CharField(max_length=300, blank=True)
+    queues = models.CharField(max_length=1000, blank=True)
     seen_at = models.DateTimeField(db_index=True)
+    # The device it runs on (what it announced when it started and with every heartbeat).
+    device = models.ForeignKey(
+        "jobs.Device", on_delete=models.SET_NULL, null=True, blank=True, related_name="workers"
+    )
+    started_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = "worker"

@@ -8,8 +8,9 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 
+from jobs.domain import devices
 from jobs.domain.selectors import models_visible_to
-from jobs.models import MLModel
+from jobs.models import Device, Hardware, MLModel
 
 NAME_MAX = 200
 DEVICE_MAX = 100
@@ -26,7 +27,8 @@ def clean_name(name: str | None, default: str, field: str = "name") -> str:
     return name
 
 
-def clean_device(device: str | None) -> str:
+def clean_where(device: str | None) -> str:
+    """An external run's own words for where it runs (free text: the hub runs nothing there)."""
     device = (device or "").strip()
     if len(device) > DEVICE_MAX:
         raise ValidationError({"device": f"device is at most {DEVICE_MAX} characters long."})
@@ -66,3 +68,54 @@ def require_models(owner: User, models: Sequence[MLModel], field: str) -> None:
     for model in models:
         if model.pk not in readable:
             raise ValidationError({field: f"No model {model.public_id} that you may use."})
+
+
+def resolve_device(
+    device: Device | str | None, hardware: str = Hardware.ANY
+) -> tuple[Device | None, str]:
+    """What a job asks to run on, as people write it: a device (its name or id), an attribute
+    any device may have (``accelerator:cuda``), or nothing / "any". (device, attribute); a name
+    or attribute no worker has announced is refused, naming those that exist."""
+    if isinstance(device, Device):
+        found: Device | None = device
+        attribute = ""
+    else:
+        text = (device or "").strip()
+        if not text or text.lower() == devices.ANY:
+            return None, ""
+        if len(text) > 200 or any(ord(c) < 32 for c in text):
+            raise ValidationError({"device": "device is a device's name or id, or an attribute."})
+        found = (
+            Device.objects.filter(name__iexact=text).first()
+            or Device.objects.filter(slug=text.lower()).first()
+        )
+        attribute = "" if found is not None else text
+        if found is None:
+            known = list(Device.objects.order_by("name"))
+            if not devices.ATTRIBUTE.match(text):
+                names = ", ".join(f"{d.name!r}" for d in known) or "none yet (no worker has run)"
+                raise ValidationError(
+                    {
+                        "device": f"No device {text!r}: no worker has announced it. Devices: "
+                        f"{names}; or ask for an attribute (such as accelerator:cuda) or 'any'."
+                    }
+                )
+            if not any(attribute in d.attributes for d in known):
+                every = sorted({a for d in known for a in d.attributes})
+                raise ValidationError(
+                    {
+                        "device": f"No device has the attribute {attribute!r}. Attributes of "
+                        f"this hub's devices: {', '.join(every) or 'none yet (no worker has run)'}."
+                    }
+                )
+    if hardware == Hardware.GPU:
+        gpu = "accelerator:cuda"
+        if found is not None and gpu not in found.attributes:
+            raise ValidationError(
+                {"hardware": f"hardware 'gpu' asks for a GPU, and device {found.name} has none."}
+            )
+        if attribute.startswith("accelerator:") and attribute != gpu:
+            raise ValidationError(
+                {"hardware": f"hardware 'gpu' asks for a GPU, and {attribute} asks for none."}
+            )
+    return found, attribute

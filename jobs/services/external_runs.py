@@ -13,7 +13,7 @@ from jobs.domain import quotas
 from jobs.domain.redact import scrub_paths
 from jobs.engine.runners import external
 from jobs.models import Job, JobKind
-from jobs.services.common import check_time_limit, clean_device, clean_name
+from jobs.services.common import check_time_limit, clean_name, clean_where
 
 MAX_RUN_PARAMS_BYTES = 64 * 1024
 
@@ -43,8 +43,7 @@ def external_run_start(
         kind=JobKind.EXTERNAL,
         owner=owner,
         name=clean_name(name, "external run"),
-        device=clean_device(device),
-        ran_on=clean_device(device),
+        ran_on=clean_where(device),
         hyperparameters=params,
         planned_epochs=epochs,
         planned_steps=total_steps,

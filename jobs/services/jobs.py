@@ -17,8 +17,8 @@ from jobs.domain.selectors import datasets_visible_to
 from jobs.domain.state import job_transition
 from jobs.domain.status import FINISHED, JobStatus
 from jobs.engine.dispatch import enqueue_on_commit
-from jobs.models import Dataset, Hardware, Job, JobInput, JobKind, MLModel, ModelFormat
-from jobs.services.common import check_time_limit, clean_device, clean_name, require_models
+from jobs.models import Dataset, Device, Hardware, Job, JobInput, JobKind, MLModel, ModelFormat
+from jobs.services.common import check_time_limit, clean_name, require_models, resolve_device
 
 MAX_LINK_INPUTS = 32
 
@@ -28,9 +28,10 @@ def job_submit_link(
     owner: User,
     models: Sequence[MLModel],
     name: str | None = None,
-    device: str | None = None,
+    device: Device | str | None = None,
 ) -> Job:
-    """A link job: one or more ONNX models into one target model."""
+    """A link job: one or more ONNX models into one target model, on the device named (or any
+    worker)."""
     if not models:
         raise ValidationError({"models": "A link job needs at least one model."})
     if len(models) > MAX_LINK_INPUTS:
@@ -45,8 +46,8 @@ def job_submit_link(
         kind=JobKind.LINK,
         owner=owner,
         name=clean_name(name, "Link " + " + ".join(m.name for m in models)[:190]),
-        device=clean_device(device),
     )
+    job.device, job.device_attribute = resolve_device(device)
     with transaction.atomic():
         quotas.lock_person(owner.pk)
         quotas.check_job_quota(owner.pk)
@@ -150,7 +151,7 @@ def job_submit_customization(
     base_model: MLModel | str | None = None,
     hyperparameters: dict[str, Any] | None = None,
     name: str | None = None,
-    device: str | None = None,
+    device: Device | str | None = None,
     time_limit: int | None = None,
     hardware: str | None = None,
 ) -> Job:
@@ -182,6 +183,7 @@ def job_submit_customization(
             }
         )
     check_time_limit(time_limit)
+    target, attribute = resolve_device(device, hardware)
     offered, uploaded, metadata = _base_model(owner, base_model)
     _check_fit(
         params,
@@ -195,7 +197,8 @@ def job_submit_customization(
         kind=JobKind.CUSTOMIZATION,
         owner=owner,
         name=clean_name(name, f"Customize {base_label} on {dataset.name}"[:200]),
-        device=clean_device(device),
+        device=target,
+        device_attribute=attribute,
         hardware=hardware,
         dataset=dataset,
         validation_dataset=validation_dataset,
@@ -271,7 +274,9 @@ def job_resubmit(*, job: Job, owner: User) -> Job:
             {"job": f"Job {job.public_id} cannot be resubmitted: {names} was deleted by its owner."}
         )
     if job.kind == JobKind.LINK:
-        clone = job_submit_link(owner=owner, models=inputs, name=job.name, device=job.device)
+        clone = job_submit_link(
+            owner=owner, models=inputs, name=job.name, device=job.device or job.device_attribute
+        )
     else:
         assert job.dataset is not None
         clone = job_submit_customization(
@@ -281,7 +286,7 @@ def job_resubmit(*, job: Job, owner: User) -> Job:
             base_model=inputs[0] if inputs else job.builtin_base_model,
             hyperparameters=job.hyperparameters,
             name=job.name,
-            device=job.device,
+            device=job.device or job.device_attribute,
             time_limit=job.time_limit,
             hardware=job.hardware,
         )

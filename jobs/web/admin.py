@@ -10,7 +10,17 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from jobs.domain.status import InvalidTransition
-from jobs.models import Artifact, Dataset, Job, JobInput, MetricSeries, MLModel, StatusLog
+from jobs.models import (
+    Artifact,
+    Dataset,
+    Device,
+    Job,
+    JobInput,
+    MetricSeries,
+    MLModel,
+    StatusLog,
+    WorkerSeen,
+)
 from jobs.services.jobs import job_cancel, job_resubmit
 
 
@@ -55,7 +65,7 @@ class JobAdmin(admin.ModelAdmin):
         "started_at",
         "finished_at",
     )
-    list_filter = ("status", "kind", "failure_type", "created_at")
+    list_filter = ("status", "kind", "failure_type", "ran_device", "created_at")
     search_fields = ("public_id", "name", "owner__username", "owner__email")
     list_select_related = ("owner",)
     date_hierarchy = "created_at"
@@ -65,6 +75,9 @@ class JobAdmin(admin.ModelAdmin):
         "public_id",
         "kind",
         "owner",
+        "device",
+        "device_attribute",
+        "ran_device",
         "status",
         "failure_type",
         "failure_message",
@@ -94,7 +107,19 @@ class JobAdmin(admin.ModelAdmin):
     fieldsets = (
         (
             None,
-            {"fields": ("public_id", "name", "kind", "owner", "device", "status", "time_limit")},
+            {
+                "fields": (
+                    "public_id",
+                    "name",
+                    "kind",
+                    "owner",
+                    "device",
+                    "device_attribute",
+                    "ran_device",
+                    "status",
+                    "time_limit",
+                )
+            },
         ),
         ("Failure", {"fields": ("failure_type", "failure_message")}),
         (
@@ -194,6 +219,24 @@ class DatasetAdmin(admin.ModelAdmin):
     search_fields = ("public_id", "name", "owner__username", "sha256")
     list_select_related = ("owner",)
     readonly_fields = ("public_id", "owner", "file", "size", "sha256", "num_records", "created_at")
+
+
+@admin.register(Device)
+class DeviceAdmin(admin.ModelAdmin):
+    """Devices are announced by workers; an operator may rename one (workers of it then need
+    HUB_DEVICE_NAME set to the new name) or delete one that no job names."""
+
+    list_display = ("name", "slug", "last_seen_at", "first_seen_at")
+    search_fields = ("name", "slug")
+    readonly_fields = ("slug", "attributes", "specs", "first_seen_at", "last_seen_at")
+
+
+@admin.register(WorkerSeen)
+class WorkerSeenAdmin(admin.ModelAdmin):
+    list_display = ("name", "device", "seen_at", "started_at")
+    list_select_related = ("device",)
+    search_fields = ("name", "device__name")
+    readonly_fields = ("name", "device", "hardware", "queues", "seen_at", "started_at")
 
 
 @admin.register(Artifact)

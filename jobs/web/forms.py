@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 from jobs.domain.base_models import BUILTIN_NAME, server_models
 from jobs.domain.hyperparameters import LORA_RANGES, RANGES, Hyperparameters
 from jobs.domain.selectors import datasets_visible_to, models_visible_to
-from jobs.models import Hardware, ModelFormat
+from jobs.models import Device, Hardware, ModelFormat
 from jobs.services.jobs import MAX_LINK_INPUTS
 
 DEFAULTS = Hyperparameters()
@@ -36,17 +36,38 @@ class BoundedMultipleChoiceField(forms.MultipleChoiceField):
         super().validate(value)
 
 
+def device_choices() -> list[tuple[str, str]]:
+    """Where a job can run: any worker, a device, or any device with an attribute."""
+    known = list(Device.objects.order_by("name"))
+    attributes = sorted({a for d in known for a in d.attributes})
+    return [
+        ("", "Any device"),
+        *((d.slug, d.name) for d in known),
+        *((a, f"Any device with {a}") for a in attributes),
+    ]
+
+
+def device_field() -> forms.ChoiceField:
+    """Its choices are set by the form at each render (device_choices): devices come and go."""
+    return forms.ChoiceField(
+        required=False,
+        label="Device",
+        help_text="Only workers of that device take the job (see Devices).",
+    )
+
+
 class LinkJobForm(forms.Form):
     models = BoundedMultipleChoiceField(
         max_choices=MAX_LINK_INPUTS, help_text="ONNX models, linked in the order listed."
     )
     name = forms.CharField(required=False, max_length=200)
-    device = forms.CharField(required=False, max_length=100)
+    device = device_field()
 
     def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         onnx = models_visible_to(user).filter(format=ModelFormat.ONNX)
         self.fields["models"].choices = [(m.public_id, f"{m.name} ({m.public_id})") for m in onnx]  # type: ignore[attr-defined]
+        self.fields["device"].choices = device_choices()  # type: ignore[attr-defined]
 
 
 class CustomizationJobForm(forms.Form):
@@ -65,7 +86,8 @@ class CustomizationJobForm(forms.Form):
         choices=Hardware.choices,
         initial=Hardware.ANY,
         required=False,
-        help_text="A GPU worker trains in bfloat16 where the GPU supports it.",
+        label="Compute on",
+        help_text="A GPU trains in bfloat16 where it supports it.",
     )
     epochs = forms.IntegerField(initial=DEFAULTS.epochs)
     batch_size = forms.IntegerField(initial=DEFAULTS.batch_size)
@@ -88,7 +110,7 @@ class CustomizationJobForm(forms.Form):
         initial=DEFAULTS.early_stopping_patience, help_text="0 turns it off."
     )
     name = forms.CharField(required=False, max_length=200)
-    device = forms.CharField(required=False, max_length=100)
+    device = device_field()
 
     HYPERPARAMETERS = (
         "finetuning_type",
@@ -106,9 +128,10 @@ class CustomizationJobForm(forms.Form):
         super().__init__(*args, **kwargs)
         datasets = [
             (d.public_id, f"{d.name} ({d.num_records} {d.get_format_display().lower()} rows)")
-            for d in datasets_visible_to(user)
+            for d in datasets_visible_to(user).exclude(format="tensors")
         ]
         self.fields["dataset"].choices = datasets  # type: ignore[attr-defined]
+        self.fields["device"].choices = device_choices()  # type: ignore[attr-defined]
         self.fields["validation_dataset"].choices = [("", "None: hold out 10%"), *datasets]  # type: ignore[attr-defined]
         uploaded = models_visible_to(user).filter(format=ModelFormat.HF)
         self.fields["base_model"].choices = [  # type: ignore[attr-defined]

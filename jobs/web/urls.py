@@ -1,6 +1,6 @@
 from django.urls import path
 
-from jobs.web import views
+from jobs.web import devices, views
 
 app_name = "jobs"
 
@@ -16,6 +16,8 @@ urlpatterns = [
     path(
         "models/<slug:model_id>/delete/", views.delete_page, {"kind": "model"}, name="delete-model"
     ),
+    path("devices/", devices.device_list, name="devices"),
+    path("devices/<slug:device_id>/", devices.device_detail, name="device-detail"),
     path("datasets/", views.dataset_list, name="datasets"),
     path("datasets/<slug:dataset_id>/", views.dataset_detail, name="dataset"),
     path(

@@ -54,7 +54,7 @@ PAGE_LOG_LINES = 500  # of a job's log on its page; the API serves the whole log
 
 
 def _filtered(request: HttpRequest) -> tuple[QuerySet[Job], dict[str, str]]:
-    jobs = jobs_visible_to(request.user).select_related("owner")
+    jobs = jobs_visible_to(request.user).select_related("owner", "device", "ran_device")
     filters = {
         "status": request.GET.get("status", ""),
         "kind": request.GET.get("kind", ""),

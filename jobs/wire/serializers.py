@@ -11,7 +11,7 @@ from rest_framework import serializers
 
 from jobs.domain.selectors import job_inputs_for
 from jobs.domain.status import USER_FAILURES, JobStatus
-from jobs.models import Dataset, Job, MLModel, StatusLog
+from jobs.models import Dataset, Device, Job, MLModel, StatusLog
 
 
 class StatusLogSerializer(serializers.ModelSerializer):
@@ -36,8 +36,38 @@ class ArtifactSerializer(serializers.Serializer):
     sha256 = serializers.CharField()
 
 
+class DeviceBriefSerializer(serializers.Serializer):
+    """A device as a job names it: seed 000's Device (name, os, attributes) and its id."""
+
+    id = serializers.CharField(source="slug")
+    name = serializers.CharField()
+    os = serializers.SerializerMethodField()
+    attributes = serializers.ListField(child=serializers.CharField())
+
+    def get_os(self, device: Device) -> str:
+        return str(device.specs.get("os_release") or device.specs.get("os") or "")
+
+
+def device_brief(device: Device | None) -> dict[str, Any] | None:
+    if device is None:
+        return None
+    return {
+        "id": device.slug,
+        "name": device.name,
+        "os": str(device.specs.get("os_release") or device.specs.get("os") or ""),
+        "attributes": list(device.attributes),
+    }
+
+
 class JobSerializer(serializers.ModelSerializer):
     """A job as seed 000 names it (id, name, owner, device, models, date, url) and more."""
+
+    device = serializers.SerializerMethodField(
+        help_text="The device the job names (null: any device, or one with device_attribute)."
+    )
+    ran_device = serializers.SerializerMethodField(
+        help_text="The device of the worker that ran it."
+    )
 
     id = serializers.CharField(source="public_id", read_only=True)
     owner = serializers.CharField(source="owner.get_username", read_only=True)
@@ -71,9 +101,17 @@ class JobSerializer(serializers.ModelSerializer):
             "failure", "dataset", "validation_dataset", "base_model", "hyperparameters", "target_model",
             "percentage_done", "time_limit", "attempts", "resubmitted_from", "event_seq", "artifacts",
             "created_at", "queued_at", "started_at", "finished_at", "updated_at", "hardware",
-            "ran_on", "samples",
+            "ran_on", "samples", "device_attribute", "ran_device", "summary",
         ]  # fmt: skip
         read_only_fields = fields
+
+    @extend_schema_field(DeviceBriefSerializer(allow_null=True))
+    def get_device(self, job: Job) -> dict[str, Any] | None:
+        return device_brief(job.device)
+
+    @extend_schema_field(DeviceBriefSerializer(allow_null=True))
+    def get_ran_device(self, job: Job) -> dict[str, Any] | None:
+        return device_brief(job.ran_device)
 
     def get_models(self, job: Job) -> list[str]:
         return [ji.model.public_id for ji in job.job_inputs.all()]
@@ -122,7 +160,7 @@ def job_summaries(jobs: Iterable[Job]) -> list[dict[str, Any]]:
             "name": job.name,
             "kind": job.kind,
             "owner": job.owner.get_username(),
-            "device": job.device,
+            "device": device_brief(job.device),
             "models": _METHODS.get_models(job),
             "date": _when(job.created_at),
             "url": job.url,
@@ -150,6 +188,9 @@ def job_summaries(jobs: Iterable[Job]) -> list[dict[str, Any]]:
             "hardware": job.hardware,
             "ran_on": job.ran_on,
             "samples": job.samples,
+            "device_attribute": job.device_attribute,
+            "ran_device": device_brief(job.ran_device),
+            "summary": job.summary,
         }
         for job in jobs
     ]
@@ -273,3 +314,46 @@ class BuiltinModelSerializer(serializers.Serializer):
     metadata = serializers.DictField(
         help_text="Architecture, parameters, dtype, context length, vocabulary size, files."
     )
+
+
+class DeviceSerializer(serializers.ModelSerializer):
+    """A device: seed 000's Device (name, os, attributes), what its workers announced, and how
+    busy it is (annotated by jobs.domain.device_selectors.devices_listed)."""
+
+    id = serializers.CharField(source="slug", read_only=True)
+    os = serializers.SerializerMethodField()
+    workers_online = serializers.IntegerField(read_only=True)
+    jobs_queued = serializers.IntegerField(read_only=True)
+    jobs_running = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Device
+        fields = [
+            "id", "name", "os", "attributes", "specs", "workers_online", "jobs_queued",
+            "jobs_running", "first_seen_at", "last_seen_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    def get_os(self, device: Device) -> str:
+        return str(device.specs.get("os_release") or device.specs.get("os") or "")
+
+
+class DeviceWorkerSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    online = serializers.BooleanField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    last_seen_at = serializers.DateTimeField()
+
+
+class DeviceDetailSerializer(DeviceSerializer):
+    workers = DeviceWorkerSerializer(many=True, read_only=True)
+    jobs = serializers.ListField(
+        child=serializers.DictField(), read_only=True, help_text="Your jobs on it, newest first."
+    )
+    profiled_models = serializers.ListField(
+        child=serializers.DictField(), read_only=True, help_text="Models profiled on it."
+    )
+
+    class Meta(DeviceSerializer.Meta):
+        fields = [*DeviceSerializer.Meta.fields, "workers", "jobs", "profiled_models"]
+        read_only_fields = fields

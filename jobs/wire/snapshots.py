@@ -42,8 +42,17 @@ def consistent_reads() -> Iterator[None]:
 
 def with_inputs(jobs: QuerySet[Job]) -> QuerySet[Job]:
     return jobs.select_related(
-        "owner", "dataset", "validation_dataset", "target_model", "resubmitted_from"
+        "owner",
+        "dataset",
+        "validation_dataset",
+        "target_model",
+        "resubmitted_from",
+        "device",
+        "ran_device",
     ).prefetch_related("job_inputs__model", "artifacts")
+
+
+DEVICE_FIELDS = ("slug", "name", "attributes", "specs")
 
 
 def for_listing(jobs: QuerySet[Job]) -> QuerySet[Job]:
@@ -52,11 +61,12 @@ def for_listing(jobs: QuerySet[Job]) -> QuerySet[Job]:
     related = ("dataset", "validation_dataset", "target_model", "resubmitted_from")
     job_fields = [f.name for f in Job._meta.concrete_fields]
     return (
-        jobs.select_related("owner", *related)
+        jobs.select_related("owner", "device", "ran_device", *related)
         .only(
             *job_fields,
             "owner__username",
             *(f"{name}__public_id" for name in related),
+            *(f"{d}__{f}" for d in ("device", "ran_device") for f in DEVICE_FIELDS),
         )
         .prefetch_related(
             Prefetch(

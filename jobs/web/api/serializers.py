@@ -21,7 +21,13 @@ class LinkSubmitSerializer(serializers.Serializer):
         help_text=f"Ids of ONNX models, in order (at most {MAX_LINK_INPUTS}).",
     )
     name = serializers.CharField(required=False, allow_blank=True, max_length=200)
-    device = serializers.CharField(required=False, allow_blank=True, max_length=100)
+    device = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=200,
+        help_text="Where it runs: a device's name or id (GET devices/), an attribute any of "
+        "those devices has (accelerator:cuda), or any (default).",
+    )
 
 
 class CustomizationSubmitSerializer(serializers.Serializer):
@@ -41,13 +47,19 @@ class CustomizationSubmitSerializer(serializers.Serializer):
     hardware = serializers.ChoiceField(
         choices=Hardware.choices,
         required=False,
-        help_text="What the job runs on: any worker (default), a GPU worker, or a CPU worker.",
+        help_text="What it computes on: whatever the worker has (any, default), a GPU, or the CPU.",
     )
     hyperparameters = serializers.DictField(
         required=False, allow_null=True, help_text=f"Defaults: {Hyperparameters().as_dict()}"
     )
     name = serializers.CharField(required=False, allow_blank=True, max_length=200)
-    device = serializers.CharField(required=False, allow_blank=True, max_length=100)
+    device = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=200,
+        help_text="Where it runs: a device's name or id (GET devices/), an attribute any of "
+        "those devices has (accelerator:cuda), or any (default).",
+    )
     time_limit = serializers.IntegerField(
         required=False, allow_null=True, help_text="Seconds from creation."
     )

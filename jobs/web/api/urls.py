@@ -1,6 +1,6 @@
 from django.urls import path
 
-from jobs.web.api import assets, deletion, jobs
+from jobs.web.api import assets, deletion, devices, jobs
 
 urlpatterns = [
     path("jobs/", jobs.JobList.as_view(), name="api-jobs"),
@@ -37,6 +37,8 @@ urlpatterns = [
         assets.ArtifactDownload.as_view(),
         name="api-job-artifact",
     ),
+    path("devices/", devices.DeviceList.as_view(), name="api-devices"),
+    path("devices/<slug:device_id>/", devices.DeviceDetail.as_view(), name="api-device"),
     path("models/", assets.ModelList.as_view(), name="api-models"),
     path("models/builtin/", assets.BuiltinModels.as_view(), name="api-builtin-models"),
     path("models/<slug:model_id>/", assets.ModelDetail.as_view(), name="api-model"),

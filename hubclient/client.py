@@ -15,12 +15,15 @@ from urllib.parse import parse_qs, urlsplit
 from hubclient.connection import Connection, progress_bar
 from hubclient.errors import BadInputError
 from hubclient.jobs import (
+    CompileJob,
     CustomizationJob,
     Dataset,
     Device,
+    InferenceJob,
     Job,
     LinkJob,
     Model,
+    ProfileJob,
     device_target,
     job_from,
 )
@@ -129,6 +132,77 @@ class Client(Connection):
         return CustomizationJob(
             self, self.request("POST", "/api/v1/jobs/customization/", json=body)
         )
+
+    def submit_compile_job(
+        self,
+        model: Model | str | os.PathLike[str],
+        device: Device | str,
+        name: str | None = None,
+        input_specs: dict[str, Any] | None = None,
+        options: str = "",
+        calibration_data: Dataset | str | os.PathLike[str] | dict[str, Any] | None = None,
+    ) -> CompileJob:
+        """An optimized ONNX model for ``device`` (seed 000's signature): ``options`` such as
+        "--target_runtime onnx --quantize_full_type float16"; ``calibration_data`` (a Dataset,
+        its id, an h5/.npz file, or {input name: [arrays]}) calibrates int8."""
+        body: dict[str, Any] = {
+            "model": self._model_id(model),
+            "device": device_target(device),
+            "name": name or "",
+            "options": options,
+            "input_specs": _specs(input_specs),
+        }
+        if calibration_data is not None:
+            body["calibration_data"] = self._tensors_id(calibration_data)
+        return CompileJob(self, self.request("POST", "/api/v1/jobs/compile/", json=body))
+
+    def submit_profile_job(
+        self,
+        model: Model | str | os.PathLike[str],
+        device: Device | str,
+        name: str | None = None,
+        options: str = "",
+    ) -> ProfileJob:
+        """The model measured on ``device``: ``download_profile()`` gives seed 000's profile."""
+        body = {
+            "model": self._model_id(model),
+            "device": device_target(device),
+            "name": name or "",
+            "options": options,
+        }
+        return ProfileJob(self, self.request("POST", "/api/v1/jobs/profile/", json=body))
+
+    def submit_inference_job(
+        self,
+        model: Model | str | os.PathLike[str],
+        device: Device | str,
+        inputs: Dataset | str | os.PathLike[str] | dict[str, Any],
+        name: str | None = None,
+        options: str = "",
+    ) -> InferenceJob:
+        """The model run on ``device`` over ``inputs`` (a Dataset, its id, an h5/.npz file, or
+        {input name: [an array per sample]}): ``download_output_data()`` gives the outputs."""
+        body = {
+            "model": self._model_id(model),
+            "device": device_target(device),
+            "inputs": self._tensors_id(inputs),
+            "name": name or "",
+            "options": options,
+        }
+        return InferenceJob(self, self.request("POST", "/api/v1/jobs/inference/", json=body))
+
+    def upload_tensors(self, entries: dict[str, Any], name: str | None = None) -> Dataset:
+        """{input name: [an array per sample]} uploaded as a dataset in seed 000's h5 layout."""
+        from hubclient.tensors import write_h5
+
+        with tempfile.TemporaryDirectory() as scratch:
+            path = write_h5(entries, Path(scratch) / f"{name or 'tensors'}.h5")
+            return self.upload_dataset(path, name)
+
+    def _tensors_id(self, data: Dataset | str | os.PathLike[str] | dict[str, Any]) -> str:
+        if isinstance(data, dict):
+            return self.upload_tensors(data).dataset_id
+        return self._dataset_id(data)
 
     def start_run(
         self,
@@ -325,3 +399,15 @@ def _is_path(value: str | os.PathLike[str]) -> bool:
         or Path(text).suffix != ""
         or Path(text).is_file()
     )
+
+
+def _specs(specs: dict[str, Any] | None) -> dict[str, Any] | None:
+    """seed 000's input_specs as JSON: tuples become lists."""
+    if not specs:
+        return None
+    return {
+        name: [list(value[0]), value[1]]
+        if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], str)
+        else list(value)
+        for name, value in specs.items()
+    }

@@ -488,6 +488,15 @@ class Job:
                 status=409,
             )
 
+    def _require_success(self) -> None:
+        status = self.wait()
+        if status.code != "ready":
+            why = f": {status.message}" if status.message else ""
+            raise ConflictError(
+                f"Job {self.job_id} is {status.code}{why}. Only a ready job has results.",
+                status=409,
+            )
+
     def download_results(self, artifacts_dir: str | Path) -> JobResults:
         """Everything the job produced, unpacked into ``artifacts_dir`` (created if missing)."""
         self.wait()
@@ -513,6 +522,44 @@ class Job:
 
 class LinkJob(Job):
     pass
+
+
+PROFILE_ARTIFACT = "profile.json"
+OUTPUT_ARTIFACT = "output_data.h5"
+
+
+class CompileJob(Job):
+    """An ONNX model optimized for a device: ``download_target_model()`` as for a link job."""
+
+
+class ProfileJob(Job):
+    def download_profile(self, filename: str | None = None) -> dict[str, Any] | str:
+        """Seed 000's profile: ``execution_summary`` (times in microseconds, memory in bytes)
+        and ``execution_detail`` (one entry per layer); to a JSON file when ``filename`` is
+        given. Waits for the job; ConflictError names its status if it has no profile."""
+        self._require_success()
+        path = f"/api/v1/jobs/{self.job_id}/artifacts/{PROFILE_ARTIFACT}/"
+        if filename is not None:
+            return str(_download(self._client, path, Path(filename)))
+        with self._client.stream(path) as response:
+            profile: dict[str, Any] = json.loads(response.read())
+        return profile
+
+
+class InferenceJob(Job):
+    def download_output_data(self, filename: str | None = None) -> dict[str, list[Any]] | str:
+        """The outputs, seed 000's way: {output name: [an array per input sample]}; the h5
+        file itself when ``filename`` is given."""
+        self._require_success()
+        path = f"/api/v1/jobs/{self.job_id}/artifacts/{OUTPUT_ARTIFACT}/"
+        if filename is not None:
+            return str(_download(self._client, path, Path(filename)))
+        import tempfile
+
+        from hubclient.tensors import read_h5
+
+        with tempfile.TemporaryDirectory() as scratch:
+            return read_h5(_download(self._client, path, Path(scratch) / OUTPUT_ARTIFACT))
 
 
 class CustomizationJob(Job):
@@ -555,6 +602,9 @@ def job_from(connection: Connection, data: dict[str, Any]) -> Job:
         "link": LinkJob,
         "customization": CustomizationJob,
         "external": ExternalJob,
+        "compile": CompileJob,
+        "profile": ProfileJob,
+        "inference": InferenceJob,
     }
     kind = kinds.get(data["kind"], Job)
     return kind(connection, data)

@@ -122,7 +122,29 @@ def describe_graph(model: Any) -> dict[str, Any]:
         "outputs": [o.name for o in graph.output],
         "nodes": len(graph.node),
         "initializers": len(graph.initializer),
+        "input_specs": io_specs([i for i in graph.input if i.name not in initializer_names]),
+        "output_specs": io_specs(list(graph.output)),
     }
+
+
+def io_specs(values: list[Any]) -> dict[str, dict[str, Any]]:
+    """``{name: {"shape": [1, 3, "height", …], "dtype": "float32"}}`` of graph inputs or
+    outputs: a number for a fixed dimension, its name (or "?") for a dynamic one."""
+    import onnx
+
+    specs: dict[str, dict[str, Any]] = {}
+    for value in values:
+        tensor = value.type.tensor_type
+        shape: list[int | str] = [
+            d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+            for d in tensor.shape.dim
+        ]
+        try:
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name
+        except Exception:  # not a tensor (a sequence, a map): named as ONNX names it
+            dtype = onnx.TensorProto.DataType.Name(tensor.elem_type).lower()
+        specs[value.name] = {"shape": shape, "dtype": dtype}
+    return specs
 
 
 def uses_external_data(model: Any) -> list[str]:

@@ -36,7 +36,7 @@ from jobs.engine.joblogging import failure_summary, library_warnings_into
 from jobs.engine.outages import DatabaseAway
 from jobs.engine.reporter import Reporter, StopRequested
 from jobs.engine.runners import runner_for
-from jobs.engine.runners.base import JobFailure, RunContext, Runner
+from jobs.engine.runners.base import JobFailure, Results, RunContext, Runner
 from jobs.models import (
     Artifact,
     ArtifactKind,
@@ -305,6 +305,11 @@ def _run(ctx: RunContext, runner: Runner) -> str:
         _require_room(ctx, runner)
         with library_warnings_into(reporter):
             target = runner.run(ctx)
+        if isinstance(target, Results):
+            reporter.transition(JobStatus.COMPLETED, target.message)
+            _store_records(ctx)
+            reporter.transition(JobStatus.READY, target.checked)
+            return "ready"
         reporter.transition(JobStatus.COMPLETED, target.message)
         model = reporter.produced_model(target.path, target.name, target.format, target.metadata)
         reporter.set_target_model(model)

@@ -7,11 +7,12 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.db import transaction
 from django.db.models import QuerySet
 
-from jobs.domain import files, hf_models, onnx_data, onnx_runtime, quotas
+from jobs.domain import files, hf_models, onnx_data, onnx_runtime, quotas, tensor_data
 from jobs.models import Dataset, MLModel, ModelFormat
 from jobs.services.common import check_upload_size, clean_name
 
@@ -121,12 +122,24 @@ def _hf_model_upload(*, owner: User, file: File, name: str | None, label: str) -
 
 
 def dataset_upload(*, owner: User, file: File, name: str | None = None) -> Dataset:
-    """Store a JSONL dataset (prompt/completion or chat rows) after reading every line."""
+    """Store a dataset after checking it: a JSONL file (prompt/completion or chat rows, every
+    line read), or named tensors in seed 000's h5 layout or a .npz (inference inputs,
+    calibration data: described in a child process, jobs.domain.tensor_data)."""
     label = _filename(file)
     sha256, size = files.sha256_of(file)
     check_upload_size(size, label)
     name = clean_name(name, PurePath(label).stem or "dataset")
-    summary = files.check_jsonl_dataset(file, label)
+    metadata: dict[str, Any] = {}
+    if tensor_data.is_tensor_file(label):
+        with files.local_path(file) as path:
+            try:
+                metadata = tensor_data.describe(Path(path), label)
+            except tensor_data.BadTensors as bad:
+                raise ValidationError({"file": f"{label}: {bad}"}) from None
+        records, format = metadata["samples"], tensor_data.TENSOR_FORMAT
+    else:
+        summary = files.check_jsonl_dataset(file, label)
+        records, format = summary.records, summary.format
     if (
         same := _already_uploaded(
             Dataset.objects.filter(owner=owner, sha256=sha256, deleted_at__isnull=True)
@@ -138,8 +151,9 @@ def dataset_upload(*, owner: User, file: File, name: str | None = None) -> Datas
         name=name,
         size=size,
         sha256=sha256,
-        num_records=summary.records,
-        format=summary.format,
+        num_records=records,
+        format=format,
+        metadata=metadata,
     )
     with files.stored_with_its_row(dataset.file), transaction.atomic():
         quotas.lock_person(owner.pk)

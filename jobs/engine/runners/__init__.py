@@ -1,10 +1,19 @@
 """One module per job kind. A new kind (compile, profile, inference, …) is a new module here
 that subclasses ``Runner`` with ``@register``, an import below, and an entry in ``JobKind``."""
 
-from jobs.engine.runners import customization, external, link
+from jobs.engine.runners import compile, customization, external, inference, link, profile
 from jobs.engine.runners.base import REGISTRY, Runner
 
-__all__ = ["customization", "external", "kinds_run_outside", "link", "runner_for"]
+__all__ = [
+    "compile",
+    "customization",
+    "external",
+    "inference",
+    "kinds_run_outside",
+    "link",
+    "profile",
+    "runner_for",
+]
 
 
 def kinds_run_outside() -> list[str]:

@@ -50,13 +50,23 @@ class Target:
     extra: dict[str, Any] = field(default_factory=dict)  # anything verify() needs
 
 
+@dataclass
+class Results:
+    """What a runner made when its job makes no model (a profile, inference outputs): its
+    files are already stored as artifacts (reporter.artifact), checked as the runner made them;
+    READY then means they are stored and downloadable."""
+
+    message: str  # for the COMPLETED status log entry
+    checked: str  # for the READY entry: what was checked
+
+
 class Runner:
     kind: ClassVar[str]
     # False for a kind that runs elsewhere and reports to the hub (external): no worker takes
     # it, and the reaper judges its silence by its own rule, not a worker's heartbeat.
     runs_in_hub: ClassVar[bool] = True
 
-    def run(self, ctx: RunContext) -> Target:
+    def run(self, ctx: RunContext) -> Target | Results:
         """Do the job's work; call ``ctx.reporter.check_stop()`` between steps."""
         raise NotImplementedError
 

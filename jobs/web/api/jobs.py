@@ -67,7 +67,7 @@ def job_response(job: Job, user: Any, code: int = status.HTTP_200_OK) -> Respons
     return Response(job_data(job, user), status=code)
 
 
-def _lookup(kind: str, lookup: Any, public_id: str, field: str) -> Any:
+def lookup_input(kind: str, lookup: Any, public_id: str, field: str) -> Any:
     """An input named by id, or a 400 naming the field (never a 404: the request is at fault)."""
     try:
         return lookup(public_id)
@@ -179,7 +179,7 @@ class LinkSubmit(APIView):
         data = LinkSubmitSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         models = [
-            _lookup("model", lambda i: model_for_user(request.user, i), model_id, "models")
+            lookup_input("model", lambda i: model_for_user(request.user, i), model_id, "models")
             for model_id in data.validated_data["models"]
         ]
         job = job_submit_link(
@@ -202,12 +202,12 @@ class CustomizationSubmit(APIView):
         data.is_valid(raise_exception=True)
         values = data.validated_data
         user = user_of(request)
-        dataset: Dataset = _lookup(
+        dataset: Dataset = lookup_input(
             "dataset", lambda i: dataset_for_user(user, i), values["dataset"], "dataset"
         )
         validation = values.get("validation_dataset")
         if validation:
-            validation = _lookup(
+            validation = lookup_input(
                 "dataset", lambda i: dataset_for_user(user, i), validation, "validation_dataset"
             )
         named: str | None = values.get("model")

@@ -137,3 +137,58 @@ class ExternalFinishSerializer(serializers.Serializer):
 class UploadSerializer(serializers.Serializer):
     file = serializers.FileField(help_text="The file, sent as multipart/form-data.")
     name = serializers.CharField(required=False, allow_blank=True, max_length=200)
+
+
+DEVICE_HELP = (
+    "Where it runs and is measured: a device's name or id (GET devices/), or an attribute any of "
+    "them has (accelerator:cuda), or any."
+)
+
+
+class CompileSubmitSerializer(serializers.Serializer):
+    model = serializers.CharField(help_text="Id of an ONNX model or a Hugging Face causal LM.")
+    device = serializers.CharField(max_length=200, help_text=DEVICE_HELP)
+    name = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    input_specs = serializers.DictField(
+        required=False,
+        allow_null=True,
+        help_text="Seed 000's input_specs: {name: shape} or {name: [shape, dtype]}; needed for "
+        "every input with a dynamic dimension.",
+    )
+    options = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=2000,
+        help_text="--target_runtime onnx, --quantize_full_type float16|int8, --quantize_io, "
+        "--compute_unit cpu|gpu|all.",
+    )
+    calibration_data = serializers.CharField(
+        required=False, allow_null=True, help_text="Id of a tensors dataset (int8 calibration)."
+    )
+    time_limit = serializers.IntegerField(required=False, allow_null=True)
+
+
+class ProfileSubmitSerializer(serializers.Serializer):
+    model = serializers.CharField(help_text="Id of an ONNX model with fixed input shapes.")
+    device = serializers.CharField(max_length=200, help_text=DEVICE_HELP)
+    name = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    options = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=2000,
+        help_text="--max_profiler_iterations N, --max_profiler_time S, --compute_unit.",
+    )
+    time_limit = serializers.IntegerField(required=False, allow_null=True)
+
+
+class InferenceSubmitSerializer(serializers.Serializer):
+    model = serializers.CharField(help_text="Id of an ONNX model.")
+    device = serializers.CharField(max_length=200, help_text=DEVICE_HELP)
+    inputs = serializers.CharField(
+        help_text="Id of a tensors dataset (seed 000's h5 layout or .npz): a value per input."
+    )
+    name = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    options = serializers.CharField(
+        required=False, allow_blank=True, max_length=2000, help_text="--compute_unit."
+    )
+    time_limit = serializers.IntegerField(required=False, allow_null=True)

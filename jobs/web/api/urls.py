@@ -1,6 +1,6 @@
 from django.urls import path
 
-from jobs.web.api import assets, deletion, devices, jobs
+from jobs.web.api import assets, deletion, device_jobs, devices, jobs
 
 urlpatterns = [
     path("jobs/", jobs.JobList.as_view(), name="api-jobs"),
@@ -9,6 +9,9 @@ urlpatterns = [
         "jobs/customization/", jobs.CustomizationSubmit.as_view(), name="api-submit-customization"
     ),
     path("jobs/external/", jobs.ExternalRunStart.as_view(), name="api-start-external"),
+    path("jobs/compile/", device_jobs.CompileSubmit.as_view(), name="api-submit-compile"),
+    path("jobs/profile/", device_jobs.ProfileSubmit.as_view(), name="api-submit-profile"),
+    path("jobs/inference/", device_jobs.InferenceSubmit.as_view(), name="api-submit-inference"),
     path("jobs/<slug:job_id>/", jobs.JobDetail.as_view(), name="api-job"),
     path(
         "jobs/<slug:public_id>/deletion/",

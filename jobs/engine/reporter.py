@@ -50,6 +50,9 @@ PROGRESS_FIELDS = frozenset(
         "training_samples",
         "ran_on",
         "samples",
+        # A finished kind's results for its page and API (compile's differences, a profile's
+        # latencies): one JSON object, written whole.
+        "summary",
     }
 )
 

@@ -36,7 +36,12 @@ class WorkerPool:
         self.processes: dict[str, subprocess.Popen[str]] = {}
         self.readers: dict[str, LineReader] = {}
 
-    def start(self, name: str, *extra: str, queue: str | None = None) -> None:
+    def start(
+        self, name: str, *extra: str, queue: str | None = None, device: str | None = None
+    ) -> None:
+        """A worker named ``name``; with ``device``, of a machine its operator names so
+        (HUB_DEVICE_NAME): two workers here are then two devices."""
+        env = self.env if device is None else {**self.env, "HUB_DEVICE_NAME": device}
         command = [
             sys.executable, "-m", "celery", "-A", "hubsite", "worker",
             "-n", f"{name}@%h", "-Q", queue or worker_queues(),
@@ -44,7 +49,7 @@ class WorkerPool:
             "--without-gossip", "--without-mingle", *extra,
         ]  # fmt: skip
         process = subprocess.Popen(
-            command, cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, start_new_session=True,
         )  # fmt: skip
         self.processes[name], self.readers[name] = process, LineReader(process)

@@ -13,7 +13,7 @@ from django.utils import timezone
 from kombu.utils.url import maybe_sanitize_url
 
 from hubsite.redis_breaker import breaker, unreachable
-from jobs.domain.devices import attribute_queue_part, device_slug, this_machine, worker_queue_names
+from jobs.domain.devices import attribute_queue_part, device_slug
 from jobs.domain.events import EventType, publish
 from jobs.domain.state import job_transition
 from jobs.domain.status import JobStatus
@@ -46,20 +46,13 @@ def queue_for(job: Job) -> str:
 
 
 def worker_queues() -> str:
-    """The queues a job worker on this machine consumes (celery's -Q): every job queue its
-    hardware serves, its device's and its attributes' (watchdog adds these to a worker started
-    with fewer)."""
+    """The queues a job worker on this machine is started with (celery's -Q): jobs for any
+    worker, CPU jobs, and GPU jobs if it has a GPU. Its device's queue and its attributes'
+    queues it adds itself as it starts (jobs.engine.watchdog), from what it announces."""
     from jobs.engine.training.device import has_gpu
 
     default = str(settings.CELERY_TASK_DEFAULT_QUEUE)
-    return ",".join(
-        [
-            default,
-            f"{default}.cpu",
-            *([f"{default}.gpu"] if has_gpu() else []),
-            *worker_queue_names(default, this_machine()),
-        ]
-    )
+    return ",".join([default, f"{default}.cpu", *([f"{default}.gpu"] if has_gpu() else [])])
 
 
 WAITING = {

@@ -169,3 +169,143 @@ def put_errors(form: forms.BaseForm, error: ValidationError) -> None:
         target = name if name in form.fields else None
         for message in messages:
             form.add_error(target, message)
+
+
+# Seed 000's other kinds: compile, profile, inference. Each names a device; "any" is a choice
+# of its own, not the blank one, so that leaving the select untouched is refused by the service
+# with its words ("… names a device"), on the field.
+
+
+def device_job_choices() -> list[tuple[str, str]]:
+    """device_choices() with the blank choice asking for one, and "any" spelled out."""
+    return [
+        ("", "Choose where it runs…"),
+        *device_choices()[1:],
+        ("any", "Any device (whichever worker is free first)"),
+    ]
+
+
+def _model_label(model: Any) -> str:
+    """A model as a select shows it: name, id and, for ONNX, its inputs' shapes (a dynamic
+    dimension is a name, which compile's input_specs must fix)."""
+    specs = model.metadata.get("input_specs") or {}
+    shapes = ", ".join(f"{n} {list(s.get('shape', []))}" for n, s in list(specs.items())[:4])
+    return f"{model.name} ({model.public_id}){f' · {shapes}' if shapes else ''}"
+
+
+def _tensor_datasets(user: User) -> list[tuple[str, str]]:
+    return [
+        (
+            d.public_id,
+            f"{d.name} ({d.public_id}, {d.num_records} sample{'s' * (d.num_records != 1)})",
+        )
+        for d in datasets_visible_to(user).filter(format="tensors")
+    ]
+
+
+def options_help(kind: str) -> str:
+    """The options a kind takes, from the parser itself (jobs/domain/job_options.py)."""
+    from jobs.domain.job_options import KINDS
+
+    return "; ".join(f"--{o.name}: {o.help}" for o in KINDS[kind])
+
+
+class _DeviceJobForm(forms.Form):
+    kind = ""
+    model = forms.ChoiceField()
+    device = device_field()
+    name = forms.CharField(required=False, max_length=200)
+    options = forms.CharField(
+        required=False,
+        max_length=2000,
+        widget=forms.TextInput(attrs={"class": "mono", "spellcheck": "false"}),
+    )
+    MODEL_FORMATS: tuple[str, ...] = (ModelFormat.ONNX,)
+
+    def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        models = models_visible_to(user).filter(format__in=self.MODEL_FORMATS)
+        self.fields["model"].choices = [(m.public_id, _model_label(m)) for m in models]  # type: ignore[attr-defined]
+        self.fields["device"].choices = device_job_choices()  # type: ignore[attr-defined]
+        self.fields[
+            "device"
+        ].help_text = (
+            "Only workers of that device take the job; what it measures, it measures there."
+        )
+        self.fields["options"].help_text = "Allowed: " + options_help(self.kind) + "."
+
+
+class CompileJobForm(_DeviceJobForm):
+    kind = "compile"
+    MODEL_FORMATS = (ModelFormat.ONNX, ModelFormat.HF)
+    input_specs = forms.CharField(
+        required=False,
+        label="input_specs",
+        widget=forms.Textarea(attrs={"rows": 3, "class": "mono", "spellcheck": "false"}),
+        help_text='JSON: each input\'s name and a fixed shape, e.g. {"x": [1, 8]}, or with its '
+        'dtype, {"x": [[1, 8], "float32"]}. Needed when the model has dynamic dimensions '
+        "(a name such as batch in its shape); empty keeps the model's own shapes.",
+    )
+    calibration_data = forms.ChoiceField(
+        required=False,
+        label="Calibration data",
+        help_text="A tensors dataset (seed 000's h5, or .npz) of sample inputs: int8 is then "
+        "quantized statically, calibrated on it; without one, dynamically.",
+    )
+    field_order = ("model", "device", "input_specs", "options", "calibration_data", "name")
+
+    def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
+        super().__init__(*args, user=user, **kwargs)
+        self.fields[
+            "model"
+        ].help_text = (
+            "An ONNX model, or a Hugging Face causal language model (exported to ONNX first)."
+        )
+        self.fields["calibration_data"].choices = [("", "None"), *_tensor_datasets(user)]  # type: ignore[attr-defined]
+        self.fields["options"].widget.attrs["placeholder"] = "--quantize_full_type float16"
+
+    def clean_input_specs(self) -> Any:
+        import json
+
+        text = self.cleaned_data["input_specs"].strip()
+        if not text:
+            return None
+        try:
+            specs = json.loads(text)
+        except ValueError as error:
+            raise ValidationError(f"input_specs is not JSON: {error}.") from None
+        if not isinstance(specs, dict):
+            raise ValidationError(
+                'input_specs is a JSON object of input names and shapes, e.g. {"x": [1, 8]}.'
+            )
+        return specs
+
+
+class ProfileJobForm(_DeviceJobForm):
+    kind = "profile"
+    field_order = ("model", "device", "options", "name")
+
+    def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
+        super().__init__(*args, user=user, **kwargs)
+        self.fields["model"].help_text = (
+            "An ONNX model with fixed input shapes (compile one with input_specs first if it "
+            "has dynamic dimensions)."
+        )
+        self.fields["options"].widget.attrs["placeholder"] = "--max_profiler_iterations 100"
+
+
+class InferenceJobForm(_DeviceJobForm):
+    kind = "inference"
+    inputs = forms.ChoiceField(
+        help_text="A tensors dataset: an entry per input of the model, named as the model "
+        "names it, each a list of samples (seed 000's h5, or .npz)."
+    )
+    field_order = ("model", "device", "inputs", "options", "name")
+
+    def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
+        super().__init__(*args, user=user, **kwargs)
+        self.fields[
+            "model"
+        ].help_text = "An ONNX model; the inputs must fit its input names, dtypes and shapes."
+        self.fields["inputs"].choices = _tensor_datasets(user)  # type: ignore[attr-defined]
+        self.fields["options"].widget.attrs["placeholder"] = "--compute_unit cpu"

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from jobs.web import devices, views
+from jobs.web import device_job_views, devices, views
 
 app_name = "jobs"
 
@@ -8,6 +8,10 @@ urlpatterns = [
     path("", views.job_list, name="list"),
     path("new/link/", views.submit_link, name="submit-link"),
     path("new/customization/", views.submit_customization, name="submit-customization"),
+    path("new/compile/", device_job_views.submit_compile, name="submit-compile"),
+    path("new/profile/", device_job_views.submit_profile, name="submit-profile"),
+    path("new/inference/", device_job_views.submit_inference, name="submit-inference"),
+    path("compare-profiles/", device_job_views.compare_profiles_page, name="compare-profiles"),
     path("upload/model/", views.upload_model, name="upload-model"),
     path("upload/dataset/", views.upload_dataset, name="upload-dataset"),
     path("compare/", views.compare, name="compare"),
@@ -28,6 +32,7 @@ urlpatterns = [
     ),
     path("<slug:public_id>/", views.job_detail, name="detail"),
     path("<slug:public_id>/row/", views.job_row, name="row"),
+    path("<slug:public_id>/summary/", device_job_views.job_summary, name="device-job-summary"),
     path("<slug:public_id>/cancel/", views.job_action, {"action": "cancel"}, name="cancel"),
     path("<slug:public_id>/resubmit/", views.job_action, {"action": "resubmit"}, name="resubmit"),
     path("<slug:public_id>/delete/", views.delete_page, {"kind": "job"}, name="delete"),

@@ -316,6 +316,10 @@ def dataset_detail(request: HttpRequest, dataset_id: str) -> HttpResponse:
         "preview": dataset_preview(dataset),
         "access": access_of(request.user, dataset),
         "lineage": lineage_of(request.user, dataset),
+        # An inference job's outputs: the job that made them, where the reader may read it.
+        "producer": jobs_visible_to(request.user).filter(pk=dataset.produced_by_id).first()
+        if dataset.produced_by_id
+        else None,
     }
     return render(request, "jobs/dataset.html", context)
 

@@ -56,7 +56,7 @@
     // The progress line says where the job is; a failure's words are in the banner above,
     // not repeated here.
     const link = $("#link-progress");
-    if (link) link.textContent = status === "ready" ? "Linked and verified." : status === "failed" ? "Stopped: see why above." : data.message;
+    if (link) link.textContent = status === "ready" ? link.dataset.ready || "Linked and verified." : status === "failed" ? "Stopped: see why above." : data.message;
     if (status === "ready") refreshResults();
     showProgress();
     if (FINISHED.includes(status)) $("#eta-wrap").hidden = true;
@@ -437,6 +437,8 @@
       return;
     }
     if (message.type !== "snapshot" && message.type !== "event") return; // gap notices, errors
+    // The page's other scripts (profile.js) follow the same events, over this one socket.
+    root.dispatchEvent(new CustomEvent("hub:message", { detail: message }));
     if (message.type === "snapshot") {
       state.seq = message.seq;
       const job = message.data.job, details = message.data.status_details;

@@ -131,10 +131,20 @@ def model_zip(folder: Path, into: Path, *, vocabulary: int = 0, template: str = 
     return into
 
 
+def chat_rows(into: Path) -> Path:
+    """Twenty chat rows: what makes a submit render the model's chat template."""
+    with into.open("w") as handle:
+        for n in range(20):
+            messages = [{"role": "user", "content": str(n)}, {"role": "assistant", "content": "x"}]
+            handle.write(json.dumps({"messages": messages}) + "\n")
+    return into
+
+
 def huge_rows(into: Path) -> Path:
     with into.open("w") as handle:
         for n in range(ROWS):
-            handle.write(json.dumps({"prompt": f"{n} " * (ROW_BYTES // 8), "completion": "x"}))
+            words = "seven hundred and " * (ROW_BYTES // len("seven hundred and "))
+            handle.write(json.dumps({"prompt": f"{n} {words}", "completion": "x"}))
             handle.write("\n")
     return into
 
@@ -214,6 +224,16 @@ def run(checkout: Path) -> dict[str, Any]:
             lambda: upload("models", big_vocabulary)
         )
         results["template"] = Watch(url, pid, neighbour).measure(lambda: upload("models", looping))
+        chat = upload("datasets", chat_rows(scratch / "chat.jsonl"))
+        template_model = results["template"]["answer"].split('"id":"', 1)[-1].split('"', 1)[0]
+        results["template_submit"] = Watch(url, pid, neighbour).measure(
+            lambda: requests.post(
+                f"{url}/api/v1/jobs/customization/",
+                headers=headers,
+                json={"model": template_model, "dataset": chat.json()["id"]},
+                timeout=900,
+            )
+        )
         dataset = upload("datasets", rows)
         if dataset.status_code != 201:
             raise SystemExit(f"the dataset of huge rows was refused: {dataset.text[:300]}")
@@ -238,10 +258,10 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     results = run(args.checkout.resolve())
-    for name in ("vocabulary", "template", "rows_submit"):
+    for name in ("vocabulary", "template", "template_submit", "rows_submit"):
         figures = results[name]
         print(
-            f"{name:12} answered in {figures['answer_s']:7.2f} s; web process "
+            f"{name:15} answered in {figures['answer_s']:7.2f} s; web process "
             f"+{figures['web_growth_mib']:7.1f} MiB; neighbour's worst wait "
             f"{figures['neighbour_worst_wait_s']:6.2f} s over {figures['neighbour_requests']} "
             f"requests; answer: {figures['answer'][:100]!r}"

@@ -5,6 +5,8 @@
     hub show JOB                                      one job and its status details
     hub watch JOB                                     live progress; exit 1 if the job fails
     hub submit link MODEL... [--name N] [--device D] [--wait]
+    hub submit compile|profile|inference --model M --device D [--options="O"] [--inputs DS]
+        [--input-specs JSON] [--calibration-data DS] [--name N] [--wait]
     hub submit customization --dataset D [--validation-dataset V] [--model M|FOLDER]
         [--finetuning-type lora|all_weights] [--lora-rank R] [--hardware any|gpu|cpu]
                              [--epochs E] [--batch-size B] [--learning-rate L] [--wait]
@@ -269,6 +271,23 @@ def cmd_submit(hub: Client, args: argparse.Namespace) -> int:
     job: Job
     if args.kind == "link":
         job = hub.submit_link_job(args.models, device=args.device, name=args.name)
+    elif args.kind == "compile":
+        job = hub.submit_compile_job(
+            args.model,
+            args.device,
+            name=args.name,
+            input_specs=json.loads(args.input_specs) if args.input_specs else None,
+            options=args.options or "",
+            calibration_data=args.calibration_data,
+        )
+    elif args.kind == "profile":
+        job = hub.submit_profile_job(
+            args.model, args.device, name=args.name, options=args.options or ""
+        )
+    elif args.kind == "inference":
+        job = hub.submit_inference_job(
+            args.model, args.device, args.inputs, name=args.name, options=args.options or ""
+        )
     else:
         hyperparameters = json.loads(args.hyperparameters) if args.hyperparameters else {}
         for name in (
@@ -556,6 +575,36 @@ def parser() -> argparse.ArgumentParser:
     customization.add_argument(
         "--early-stopping-patience", dest="early_stopping_patience", type=int
     )
+    compile_ = submit.add_parser(
+        "compile", parents=[common], help="an optimized ONNX model for a device (fp16, int8)"
+    )
+    compile_.add_argument(
+        "--input-specs",
+        dest="input_specs",
+        help='JSON: {"x": [1, 8]} or {"x": [[1, 8], "float32"]}',
+    )
+    compile_.add_argument(
+        "--calibration-data", dest="calibration_data", help="dataset id or h5/.npz file (int8)"
+    )
+    profile = submit.add_parser(
+        "profile", parents=[common], help="measure a model on a device (latency, memory, layers)"
+    )
+    inference = submit.add_parser(
+        "inference", parents=[common], help="run a model on a device over named tensors"
+    )
+    inference.add_argument("--inputs", required=True, help="dataset id or h5/.npz file")
+    for sub in (compile_, profile, inference):
+        sub.add_argument("--model", required=True, help="model id, or an ONNX file to upload")
+        sub.add_argument(
+            "--options", help='seed 000\'s options, e.g. "--quantize_full_type float16"'
+        )
+    for sub in (compile_, profile, inference):
+        sub.add_argument("--name")
+        sub.add_argument(
+            "--device", required=True, help="a device's name or id (hub devices), or an attribute"
+        )
+        sub.add_argument("--wait", action="store_true", help="follow the job until it finishes")
+        sub.set_defaults(run=cmd_submit)
     for sub in (link, customization):
         sub.add_argument("--name")
         sub.add_argument("--device")

@@ -596,7 +596,8 @@ def parser() -> argparse.ArgumentParser:
     for sub in (compile_, profile, inference):
         sub.add_argument("--model", required=True, help="model id, or an ONNX file to upload")
         sub.add_argument(
-            "--options", help='seed 000\'s options, e.g. "--quantize_full_type float16"'
+            "--options",
+            help='seed 000\'s options, written with "=": --options="--quantize_full_type float16"',
         )
     for sub in (compile_, profile, inference):
         sub.add_argument("--name")

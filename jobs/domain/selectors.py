@@ -77,14 +77,15 @@ def models_visible_to(user: User) -> QuerySet[MLModel]:
 
 
 def datasets_visible_to(user: User) -> QuerySet[Dataset]:
-    """Own datasets, and those a shared job trained or validated on, where the job's owner owns
-    them."""
+    """Own datasets, those a shared job made (an inference job's outputs), and those a shared
+    job trained, validated or ran on, where the job's owner owns them."""
     if not user.is_authenticated:
         return Dataset.objects.none()
     shared = _shared_jobs_sql(int(user.pk))
     used = Job.objects.filter(pk__in=shared, owner_id=OuterRef("owner_id"))
     return Dataset.objects.filter(
         Q(owner_id=user.pk)
+        | Q(produced_by_id__in=shared)
         | Exists(used.filter(dataset_id=OuterRef("pk")))
         | Exists(used.filter(validation_dataset_id=OuterRef("pk"))),
         deleted_at__isnull=True,

@@ -8,18 +8,22 @@ zip of arrays): a key per input name, each array one sample.
 
 Every upload is hostile: an h5 file can link to other files on the server (external links,
 external raw storage, virtual datasets), and both formats can declare arrays far larger than
-the file. A file is described (names, dtypes, shapes; no values read) in a child process with a
-memory and time limit (``python -m jobs.domain.tensor_check``), links and external storage are
-refused, and sizes are counted before anything is read.
+the file (compressed zeros, or a header that lies). A file is described (names, dtypes, shapes;
+no values read) in a child process with a memory and time limit (``python -m
+jobs.domain.tensor_check``), links and external storage are refused, and sizes are counted
+before anything is read.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import signal
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,9 @@ TENSOR_FORMAT = "tensors"  # Dataset.format
 MAX_ENTRIES = 256  # named inputs in one file
 MAX_SAMPLES = 10_000  # samples of one entry
 MAX_RANK = 8
+# Every value of a file, decompressed: a few megabytes of gzip (h5) or deflate (.npz) can declare
+# gigabytes of zeros, and a worker holds a job's inputs in memory.
+MAX_VALUE_BYTES = 1024**3
 CHECK_MEMORY = 1024**3
 CHECK_SECONDS = 60
 # The dtypes ONNX Runtime takes as input, by numpy's name.
@@ -38,6 +45,8 @@ DTYPES = {
     "float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16",
     "uint32", "uint64", "bool",
 }  # fmt: skip
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # where ``python -m jobs…`` finds the package
 
 Entries = dict[str, list[np.ndarray]]
 
@@ -50,20 +59,54 @@ def is_tensor_file(label: str) -> bool:
     return label.lower().endswith((*H5_SUFFIXES, NPZ_SUFFIX))
 
 
-def _entry(name: str, arrays: list[tuple[str, tuple[int, ...]]]) -> dict[str, Any]:
-    """One entry's description: its name, dtype and the shape of each sample."""
-    dtypes = {dtype for dtype, _ in arrays}
+def _entry(name: str, arrays: list[tuple[np.dtype[Any], tuple[int, ...]]]) -> dict[str, Any]:
+    """One entry's description: its name, dtype, the shape of each sample, and the bytes its
+    values take once read (``bytes``, counted by describe_here, not stored)."""
+    dtypes = {dtype.name for dtype, _ in arrays}
     if len(dtypes) != 1:
         raise BadTensors(
             f"the samples of {name!r} have different dtypes ({', '.join(sorted(dtypes))})."
         )
     (dtype,) = dtypes
     if dtype not in DTYPES:
-        raise BadTensors(f"{name!r} is {dtype}; the hub takes {', '.join(sorted(DTYPES))}.")
+        held = "strings or Python objects" if dtype == "object" else f"{dtype} values"
+        raise BadTensors(
+            f"{name!r} holds {held}; the hub takes arrays of {', '.join(sorted(DTYPES))}."
+        )
     for _, shape in arrays:
         if len(shape) > MAX_RANK:
             raise BadTensors(f"{name!r} has {len(shape)} dimensions; at most {MAX_RANK}.")
-    return {"name": name, "dtype": dtype, "shapes": [list(shape) for _, shape in arrays]}
+    size = sum(math.prod(shape) * dt.itemsize for dt, shape in arrays)  # Python ints: no overflow
+    return {
+        "name": name,
+        "dtype": dtype,
+        "shapes": [list(shape) for _, shape in arrays],
+        "bytes": size,
+    }
+
+
+def _whole_number(value: Any) -> int | None:
+    """An h5 attribute that should be one whole number (a numpy scalar or a Python int), or
+    None: a list, a string or a fraction is not read as one."""
+    if isinstance(value, np.ndarray) and value.shape == ():
+        value = value.item()
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return None
+
+
+def _link_problem(where: str, link: Any) -> str:
+    import h5py
+
+    if link is None:
+        return f"{where} is missing."
+    if isinstance(link, h5py.ExternalLink):
+        return f"{where} is a link to another file; links are not followed."
+    if isinstance(link, h5py.SoftLink):
+        return f"{where} is a link (to {link.path!r} in the file); links are not followed."
+    return f"{where} is a link; links are not followed."
 
 
 def _describe_h5(path: Path) -> list[dict[str, Any]]:
@@ -74,7 +117,7 @@ def _describe_h5(path: Path) -> list[dict[str, Any]]:
         if data is None:
             raise BadTensors("it has no group 'data' (seed 000's h5 layout: data/<i>/batch_<j>).")
         if not isinstance(data, h5py.HardLink):
-            raise BadTensors("'data' is a link; links are not followed.")
+            raise BadTensors(_link_problem("'data'", data))
         group = h5f["data"]
         if not isinstance(group, h5py.Group):
             raise BadTensors("'data' is not a group.")
@@ -82,47 +125,68 @@ def _describe_h5(path: Path) -> list[dict[str, Any]]:
             raise BadTensors(f"it has {len(group)} entries; at most {MAX_ENTRIES}.")
         entries: list[tuple[int, dict[str, Any]]] = []
         for key in group:
-            if not isinstance(group.get(key, getlink=True), h5py.HardLink):
-                raise BadTensors(f"data/{key} is a link; links are not followed.")
-            item = group[key]
-            if not isinstance(item, h5py.Group):
-                raise BadTensors(f"data/{key} is not a group of samples.")
-            name = item.attrs.get("name")
-            count = item.attrs.get("batch_count")
-            if isinstance(name, bytes):
-                name = name.decode("utf-8", "replace")
-            if not isinstance(name, str) or not name:
-                raise BadTensors(f"data/{key} has no 'name' attribute (the input it is for).")
-            if count is None or not 0 < int(count) <= MAX_SAMPLES:
-                raise BadTensors(
-                    f"data/{key} ({name!r}) needs a batch_count between 1 and {MAX_SAMPLES}."
-                )
-            order = item.attrs.get("order", key)
-            try:
-                position = int(order)
-            except (TypeError, ValueError):
-                raise BadTensors(f"data/{key} has an order that is not a number.") from None
-            arrays = []
-            for j in range(int(count)):
-                sample = f"batch_{j}"
-                if not isinstance(item.get(sample, getlink=True), h5py.HardLink):
-                    raise BadTensors(f"data/{key}/{sample} ({name!r}) is missing or a link.")
-                dataset = item[sample]
-                if not isinstance(dataset, h5py.Dataset):
-                    raise BadTensors(f"data/{key}/{sample} is not an array.")
-                if dataset.external or dataset.is_virtual:
-                    raise BadTensors(
-                        f"data/{key}/{sample} keeps its values in another file; every value "
-                        "must be inside the uploaded file."
-                    )
-                arrays.append((dataset.dtype.name, tuple(int(n) for n in dataset.shape)))
-            entries.append((position, _entry(name, arrays)))
+            link = group.get(key, getlink=True)
+            if not isinstance(link, h5py.HardLink):
+                raise BadTensors(_link_problem(f"data/{key}", link))
+            entries.append(_describe_h5_entry(key, group[key]))
     positions = [p for p, _ in entries]
     if sorted(positions) != list(range(len(entries))):
         raise BadTensors(
             f"the entries' order attributes are {sorted(positions)}; expected 0…{len(entries) - 1}."
         )
     return [entry for _, entry in sorted(entries, key=lambda e: e[0])]
+
+
+def _describe_h5_entry(key: str, item: Any) -> tuple[int, dict[str, Any]]:
+    """(position, description) of the group ``data/<key>``; every sample a dataset whose values
+    are inside the file."""
+    import h5py
+
+    if not isinstance(item, h5py.Group):
+        raise BadTensors(f"data/{key} is not a group of samples.")
+    name = item.attrs.get("name")
+    if isinstance(name, bytes):
+        name = name.decode("utf-8", "replace")
+    if not isinstance(name, str) or not name:
+        raise BadTensors(f"data/{key} has no 'name' attribute (the input it is for).")
+    count = _whole_number(item.attrs.get("batch_count"))
+    if count is None or not 0 < count <= MAX_SAMPLES:
+        raise BadTensors(
+            f"data/{key} ({name!r}) needs a batch_count between 1 and {MAX_SAMPLES} (its number "
+            "of samples)."
+        )
+    order = item.attrs.get("order")
+    position = _whole_number(order) if order is not None else (int(key) if key.isdigit() else None)
+    if position is None:
+        raise BadTensors(f"data/{key} ({name!r}) has an order that is not a whole number.")
+    arrays = []
+    for j in range(count):
+        where = f"data/{key}/batch_{j} ({name!r}, sample {j} of batch_count {count})"
+        link = item.get(f"batch_{j}", getlink=True)
+        if not isinstance(link, h5py.HardLink):
+            raise BadTensors(_link_problem(where, link))
+        dataset = item[f"batch_{j}"]
+        if not isinstance(dataset, h5py.Dataset):
+            raise BadTensors(f"{where} is not an array.")
+        # Read from the dataset's creation properties: neither opens the file they name.
+        if dataset.external or dataset.is_virtual:
+            raise BadTensors(
+                f"{where} keeps its values in another file; every value must be inside the "
+                "uploaded file."
+            )
+        arrays.append((dataset.dtype, tuple(int(n) for n in dataset.shape)))
+    # Samples past batch_count would be left out without a word: the uploader means them.
+    extra = sorted(k for k in item if _beyond(k, count))
+    if extra:
+        raise BadTensors(
+            f"data/{key} ({name!r}) holds {', '.join(extra[:3])} beyond its batch_count {count}; "
+            "batch_count is the number of samples."
+        )
+    return position, _entry(name, arrays)
+
+
+def _beyond(member: str, count: int) -> bool:
+    return member.startswith("batch_") and member[6:].isdigit() and int(member[6:]) >= count
 
 
 def _describe_npz(path: Path) -> list[dict[str, Any]]:
@@ -136,6 +200,7 @@ def _describe_npz(path: Path) -> list[dict[str, Any]]:
         for member in members:
             if not member.filename.endswith(".npy") or "/" in member.filename:
                 raise BadTensors(f"{member.filename!r} is not an array of a .npz.")
+            name = member.filename[:-4]
             with archive.open(member) as handle:
                 version = npformat.read_magic(handle)
                 if version == (1, 0):
@@ -143,11 +208,13 @@ def _describe_npz(path: Path) -> list[dict[str, Any]]:
                 else:
                     shape, _, dtype = npformat.read_array_header_2_0(handle)
             if dtype.hasobject:
-                raise BadTensors(f"{member.filename[:-4]!r} holds Python objects; arrays only.")
-            declared = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-            if declared > member.file_size:
-                raise BadTensors(f"{member.filename[:-4]!r} declares more values than it holds.")
-            entries.append(_entry(member.filename[:-4], [(dtype.name, tuple(shape))]))
+                raise BadTensors(f"{name!r} holds Python objects; arrays only.")
+            # The zip's own sizes can lie; the total of every file is counted in describe_here.
+            if math.prod(shape) * dtype.itemsize > member.file_size:
+                raise BadTensors(
+                    f"{name!r} declares a shape of {list(shape)}, more values than it holds."
+                )
+            entries.append(_entry(name, [(dtype, tuple(shape))]))
     return entries
 
 
@@ -159,7 +226,7 @@ def describe_here(path: Path, label: str) -> dict[str, Any]:
             entries, file_format = _describe_npz(path), "npz"
         else:
             entries, file_format = _describe_h5(path), "h5"
-    except BadTensors:
+    except (BadTensors, MemoryError):  # the child answers a MemoryError as such
         raise
     except Exception as error:  # a corrupt file: whatever the library raises, named
         kind = "a .npz" if label.lower().endswith(NPZ_SUFFIX) else "an h5 file"
@@ -176,13 +243,27 @@ def describe_here(path: Path, label: str) -> dict[str, Any]:
     names = [e["name"] for e in entries]
     if len(set(names)) != len(names):
         raise BadTensors("two entries have the same name.")
+    total = sum(e.pop("bytes") for e in entries)
+    if total > MAX_VALUE_BYTES:
+        largest = max(entries, key=lambda e: max(math.prod(s) for s in e["shapes"]))
+        shape = max(largest["shapes"], key=math.prod)
+        raise BadTensors(
+            f"its arrays hold {total:,} bytes of values once read (the largest, "
+            f"{largest['name']!r}, is {largest['dtype']} of shape {shape}); the hub reads at "
+            f"most {MAX_VALUE_BYTES:,}."
+        )
     return {"file_format": file_format, "entries": entries, "samples": counts.pop()}
 
 
 def describe(path: Path, label: str) -> dict[str, Any]:
     """describe_here in a child process within CHECK_MEMORY and CHECK_SECONDS: a hostile file
-    costs that child, never the web process."""
-    request = {"path": str(path), "label": label, "memory": CHECK_MEMORY, "seconds": CHECK_SECONDS}
+    costs that child, never the web process or the worker."""
+    request = {
+        "path": str(path.resolve()),  # the child runs in the project folder
+        "label": label,
+        "memory": CHECK_MEMORY,
+        "seconds": CHECK_SECONDS,
+    }
     try:
         done = subprocess.run(
             [sys.executable, "-m", "jobs.domain.tensor_check"],
@@ -190,7 +271,10 @@ def describe(path: Path, label: str) -> dict[str, Any]:
             capture_output=True,
             text=True,
             timeout=CHECK_SECONDS,
-            env={**os.environ},
+            cwd=str(PROJECT_ROOT),
+            # One thread: the child does no arithmetic, and OpenBLAS starting a thread per core
+            # inside the memory limit (each with its buffer) fails and hangs until the timeout.
+            env={**os.environ, **dict.fromkeys(THREAD_VARIABLES, "1")},
             check=False,
         )
     except subprocess.TimeoutExpired:
@@ -199,19 +283,56 @@ def describe(path: Path, label: str) -> dict[str, Any]:
         answer = json.loads(done.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
         answer = None
-    if not isinstance(answer, dict):
-        raise BadTensors(f"reading it needed more than {CHECK_MEMORY // 1024**2} MiB, or crashed.")
-    if "refused" in answer:
-        raise BadTensors(answer["refused"])
-    return dict(answer["metadata"])
+    if isinstance(answer, dict) and "refused" in answer:
+        raise BadTensors(str(answer["refused"]))
+    if isinstance(answer, dict) and isinstance(answer.get("metadata"), dict):
+        return dict(answer["metadata"])
+    limit = f"{CHECK_MEMORY // 1024**2} MiB"
+    if isinstance(answer, dict) and answer.get("out_of_memory"):
+        raise BadTensors(f"reading its headers needed more than {limit} of memory.")
+    if done.returncode == -signal.SIGXCPU:
+        raise BadTensors(f"reading it needed more than {CHECK_SECONDS} s of CPU time.")
+    # Killed (an allocation past the limit can end it without a MemoryError) or crashed: what
+    # it cost, never the child's traceback.
+    raise BadTensors(f"reading it needed more than {limit} of memory, or crashed.")
+
+
+def misfits(entries: list[dict[str, Any]], specs: dict[str, dict[str, Any]]) -> list[str]:
+    """What keeps described entries (``describe``'s ``entries``) from being a model's inputs
+    (``{name: {"shape", "dtype"}}``, files.io_specs): each missing input, each entry that is no
+    input, each wrong dtype, and the first sample of each input whose shape does not fill the
+    model's fixed dimensions. Empty when they fit."""
+    given = {e["name"]: e for e in entries}
+    problems = []
+    missing = [n for n in specs if n not in given]
+    if missing:
+        problems.append(f"missing {', '.join(repr(n) for n in missing)}")
+    extra = [n for n in given if n not in specs]
+    if extra:
+        problems.append(f"{', '.join(repr(n) for n in extra)} not an input of the model")
+    for name, spec in specs.items():
+        entry = given.get(name)
+        if entry is None:
+            continue
+        if entry["dtype"] != spec["dtype"]:
+            problems.append(f"{name!r} is {entry['dtype']}, the model takes {spec['dtype']}")
+        fixed = spec["shape"]
+        for j, shape in enumerate(entry["shapes"]):
+            if len(shape) != len(fixed) or any(
+                isinstance(d, int) and d > 0 and d != s for d, s in zip(fixed, shape, strict=False)
+            ):
+                problems.append(f"{name!r} sample {j} has shape {shape}, the model takes {fixed}")
+                break
+    return problems
 
 
 def read(path: Path, file_format: str) -> Entries:
-    """The arrays of a described file, by entry name in order (a worker reads them; the upload
-    check has already refused links and external storage)."""
+    """The arrays of a described file, by entry name in order, in this machine's byte order (a
+    worker reads them; ``describe`` has already refused links, external storage and sizes past
+    the limits)."""
     if file_format == "npz":
         with np.load(path, allow_pickle=False) as archive:
-            return {name: [np.asarray(archive[name])] for name in archive.files}
+            return {name: [_native(archive[name])] for name in archive.files}
     import h5py
 
     entries: list[tuple[int, str, list[np.ndarray]]] = []
@@ -219,23 +340,64 @@ def read(path: Path, file_format: str) -> Entries:
         for key, item in h5f["data"].items():
             name = item.attrs["name"]
             name = name.decode() if isinstance(name, bytes) else str(name)
-            arrays = [np.asarray(item[f"batch_{j}"]) for j in range(int(item.attrs["batch_count"]))]
+            count = int(item.attrs["batch_count"])
+            arrays = [_native(np.asarray(item[f"batch_{j}"])) for j in range(count)]
             entries.append((int(item.attrs.get("order", key)), name, arrays))
     return {name: arrays for _, name, arrays in sorted(entries, key=lambda e: e[0])}
 
 
-def write_h5(entries: Entries, path: Path) -> Path:
-    """Seed 000's layout, as its client's ``h5_to_dataset_entries`` reads it back."""
-    import h5py
+def _native(array: np.ndarray) -> np.ndarray:
+    """A big-endian array (h5 and .npz keep the writer's byte order) as ONNX Runtime reads it."""
+    return array if array.dtype.isnative else array.astype(array.dtype.newbyteorder("="))
 
-    with h5py.File(path, "w") as h5f:
-        for index, (name, arrays) in enumerate(entries.items()):
-            group = h5f.create_group(f"data/{index}")
-            for j, array in enumerate(arrays):
-                group.create_dataset(f"batch_{j}", data=array)
+
+class H5Writer:
+    """Seed 000's layout written a sample at a time (a job's outputs are never all in memory),
+    as its client's ``h5_to_dataset_entries`` reads it back."""
+
+    def __init__(self, path: Path, names: list[str], values: int = 6) -> None:
+        import h5py
+
+        self.path, self.names, self.values = path, names, values
+        self.samples = 0
+        self._file = h5py.File(path, "w")
+        self._groups = []
+        for index, name in enumerate(names):
+            group = self._file.create_group(f"data/{index}")
             group.attrs["name"] = name
             group.attrs["order"] = index
-            group.attrs["batch_count"] = len(arrays)
+            self._groups.append(group)
+        self._shown: list[dict[str, Any]] = [
+            {"name": n, "dtype": "", "shapes": [], "first_values": []} for n in names
+        ]
+
+    def add(self, arrays: Iterable[np.ndarray]) -> None:
+        """One sample: an array for each name, in order."""
+        for group, shown, array in zip(self._groups, self._shown, arrays, strict=True):
+            group.create_dataset(f"batch_{self.samples}", data=array)
+            shown["shapes"].append(list(array.shape))
+            if not self.samples:
+                shown["dtype"] = array.dtype.name
+                shown["first_values"] = [v.item() for v in array.ravel()[: self.values]]
+        self.samples += 1
+
+    def close(self) -> list[dict[str, Any]]:
+        """Finish the file; what ``preview`` says of what was written."""
+        for group in self._groups:
+            group.attrs["batch_count"] = self.samples
+        self._file.close()
+        return self._shown
+
+    def abandon(self) -> None:
+        self._file.close()
+
+
+def write_h5(entries: Entries, path: Path) -> Path:
+    """Seed 000's layout, as its client's ``h5_to_dataset_entries`` reads it back."""
+    writer = H5Writer(path, list(entries))
+    for j in range(max((len(a) for a in entries.values()), default=0)):
+        writer.add(arrays[j] for arrays in entries.values())
+    writer.close()
     return path
 
 
@@ -253,3 +415,12 @@ def preview(entries: Entries, values: int = 6) -> list[dict[str, Any]]:
             }
         )
     return shown
+
+
+def value_bytes(metadata: dict[str, Any]) -> int:
+    """The bytes of every value a described file holds (its Dataset.metadata)."""
+    return sum(
+        math.prod(shape) * np.dtype(entry["dtype"]).itemsize
+        for entry in metadata.get("entries", [])
+        for shape in entry["shapes"]
+    )

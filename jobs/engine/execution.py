@@ -40,6 +40,7 @@ from jobs.engine.runners.base import JobFailure, Results, RunContext, Runner
 from jobs.models import (
     Artifact,
     ArtifactKind,
+    Dataset,
     Hardware,
     Job,
     JobEvent,
@@ -191,7 +192,11 @@ def _discard_attempt(job: Job) -> None:
             series.save(update_fields=["points_count", "last_step"])
             rebuild_rollups(series, from_step=resume.step + 1)
     _supersede_metric_events(job, kept_step=resume.step if resume else None)
-    stored: list[Artifact | MLModel] = [*job.artifacts.all(), *job.produced_models.all()]
+    stored: list[Artifact | MLModel | Dataset] = [
+        *job.artifacts.all(),
+        *job.produced_models.all(),
+        *job.produced_datasets.all(),
+    ]
     for item in stored:
         item.file.delete(save=False)
         item.delete()

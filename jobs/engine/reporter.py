@@ -38,7 +38,7 @@ from jobs.domain.redact import scrub_paths, storable
 from jobs.domain.state import job_transition
 from jobs.domain.status import FailureType, JobStatus
 from jobs.engine.outages import outlasting_outages
-from jobs.models import Artifact, Job, LogLevel, MetricSeries, MLModel, StatusLog
+from jobs.models import Artifact, Dataset, Job, LogLevel, MetricSeries, MLModel, StatusLog
 
 PROGRESS_FIELDS = frozenset(
     {
@@ -279,6 +279,35 @@ class Reporter:
                 claim_token=self.token,
             )
         return model
+
+    def produced_dataset(self, path: Path, name: str, metadata: dict[str, Any]) -> Dataset:
+        """Store named tensors this job made (an inference job's outputs) as a dataset of the
+        job's owner, usable as another job's inputs."""
+        self.flush()
+        return outlasting_outages(lambda: self._produced_dataset(path, name, metadata))
+
+    def _produced_dataset(self, path: Path, name: str, metadata: dict[str, Any]) -> Dataset:
+        dataset = Dataset(
+            owner_id=self.job.owner_id,
+            name=name,
+            size=path.stat().st_size,
+            sha256=_sha256(path),
+            num_records=metadata["samples"],
+            format="tensors",
+            metadata=metadata,
+            produced_by=self.job,
+        )
+        with stored_with_its_row(dataset.file), transaction.atomic(), path.open("rb") as handle:
+            dataset.file.save(path.name, File(handle), save=False)
+            dataset.save()
+            publish(
+                self.job,
+                EventType.ARTIFACT,
+                {"name": name, "kind": "dataset:tensors", "size": dataset.size,
+                 "dataset": dataset.public_id},
+                claim_token=self.token,
+            )  # fmt: skip
+        return dataset
 
     def set_target_model(self, model: MLModel) -> None:
         outlasting_outages(lambda: self._set_target_model(model))

@@ -270,6 +270,8 @@ class Job(models.Model):
     def total_steps(self) -> int | None:
         if self.kind == JobKind.EXTERNAL:
             return self.planned_steps
+        if self.kind == JobKind.INFERENCE:  # its input samples, one step each
+            return self.training_samples
         per_epoch = self.steps_per_epoch
         return None if per_epoch is None else formulas.total_steps(self.params.epochs, per_epoch)
 
@@ -283,6 +285,8 @@ class Job(models.Model):
             if self.planned_steps:
                 return min(100.0, 100.0 * (self.steps_completed or 0) / self.planned_steps)
             return None
+        if self.kind == JobKind.INFERENCE and self.training_samples:  # samples run of samples
+            return min(100.0, 100.0 * (self.steps_completed or 0) / self.training_samples)
         if self.kind != JobKind.CUSTOMIZATION:
             return None
         return formulas.percentage_done(self.epochs_completed or 0, self.params.epochs)

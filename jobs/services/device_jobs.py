@@ -16,7 +16,7 @@ from django.db import transaction
 from jobs.domain import quotas
 from jobs.domain.job_options import BadOptions, parse_options
 from jobs.domain.selectors import datasets_visible_to
-from jobs.domain.tensor_data import DTYPES, TENSOR_FORMAT
+from jobs.domain.tensor_data import DTYPES, TENSOR_FORMAT, misfits
 from jobs.engine.dispatch import enqueue_on_commit
 from jobs.models import Dataset, Device, Job, JobInput, JobKind, MLModel, ModelFormat
 from jobs.services.common import check_time_limit, clean_name, require_models, resolve_device
@@ -221,28 +221,8 @@ def job_submit_profile(
 
 def check_inputs_fit(dataset: Dataset, specs: dict[str, Any]) -> None:
     """Every input of the model given, with its dtype, every sample's shape filling the model's
-    fixed dimensions; each mismatch named."""
-    entries = {e["name"]: e for e in dataset.metadata.get("entries", [])}
-    problems = []
-    missing = [n for n in specs if n not in entries]
-    if missing:
-        problems.append(f"missing {', '.join(repr(n) for n in missing)}")
-    extra = [n for n in entries if n not in specs]
-    if extra:
-        problems.append(f"{', '.join(repr(n) for n in extra)} not an input of the model")
-    for name, spec in specs.items():
-        entry = entries.get(name)
-        if entry is None:
-            continue
-        if entry["dtype"] != spec["dtype"]:
-            problems.append(f"{name!r} is {entry['dtype']}, the model takes {spec['dtype']}")
-        for j, shape in enumerate(entry["shapes"]):
-            fixed = spec["shape"]
-            if len(shape) != len(fixed) or any(
-                isinstance(d, int) and d > 0 and d != s for d, s in zip(fixed, shape, strict=False)
-            ):
-                problems.append(f"{name!r} sample {j} has shape {shape}, the model takes {fixed}")
-                break
+    fixed dimensions; each mismatch named (the runner checks the file again the same way)."""
+    problems = misfits(dataset.metadata.get("entries", []), specs)
     if problems:
         raise ValidationError(
             {"inputs": f"Dataset {dataset.public_id} does not fit the model's inputs: "

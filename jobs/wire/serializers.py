@@ -300,10 +300,17 @@ class MLModelSerializer(serializers.ModelSerializer):
 class DatasetSerializer(serializers.ModelSerializer):
     id = serializers.CharField(source="public_id", read_only=True)
     owner = serializers.CharField(source="owner.get_username", read_only=True)
+    # The inference job whose outputs it is; null for an upload.
+    produced_by = serializers.CharField(
+        source="produced_by.public_id", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = Dataset
-        fields = ["id", "name", "owner", "num_records", "format", "size", "sha256", "created_at"]
+        fields = [
+            "id", "name", "owner", "num_records", "format", "size", "sha256", "metadata",
+            "produced_by", "created_at",
+        ]  # fmt: skip
         read_only_fields = fields
 
 

@@ -112,7 +112,7 @@ class DatasetList(generics.ListAPIView):
     parser_classes = [MultiPartParser, FormParser]
 
     def get_queryset(self) -> QuerySet[Dataset]:
-        return datasets_visible_to(self.request.user).select_related("owner")
+        return datasets_visible_to(self.request.user).select_related("owner", "produced_by")
 
     @extend_schema(
         request={"multipart/form-data": UploadSerializer},

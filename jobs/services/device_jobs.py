@@ -17,6 +17,7 @@ from jobs.domain import quotas
 from jobs.domain.job_options import BadOptions, parse_options
 from jobs.domain.selectors import datasets_visible_to
 from jobs.domain.tensor_data import DTYPES, TENSOR_FORMAT, misfits
+from jobs.engine.compiling import source as compile_source
 from jobs.engine.dispatch import enqueue_on_commit
 from jobs.models import Dataset, Device, Job, JobInput, JobKind, MLModel, ModelFormat
 from jobs.services.common import check_time_limit, clean_name, require_models, resolve_device
@@ -152,12 +153,27 @@ def job_submit_compile(
             {"model": f"Model {model.public_id} is {model.get_format_display()}; compile takes an "
              "ONNX model or a Hugging Face causal language model."}
         )  # fmt: skip
-    specs = (
-        dict(model.metadata.get("input_specs") or {}) if model.format == ModelFormat.ONNX else {}
+    if parsed.get("quantize_io") and parsed.get("quantize_full_type") != "float16":
+        raise ValidationError(
+            {"options": "--quantize_io makes the inputs and outputs float16 with "
+             "--quantize_full_type float16; ONNX Runtime's int8 quantizer keeps a model's inputs "
+             "and outputs float (it quantizes inside the graph), so the hub cannot make them int8."}
+        )  # fmt: skip
+    # A Hugging Face model is compiled from its ONNX export, whose inputs are known.
+    specs = dict(
+        model.metadata.get("input_specs") or {}
+        if model.format == ModelFormat.ONNX
+        else compile_source.HF_EXPORT_INPUTS
     )
     cleaned = clean_input_specs(input_specs, specs) if input_specs else {}
+    for n, s in cleaned.items():
+        if s["dtype"] != specs[n]["dtype"]:
+            raise ValidationError(
+                {"input_specs": f"{n!r} is {specs[n]['dtype']} in the model; a compile job fixes "
+                 f"its shape, not its dtype ({s['dtype']} given)."}
+            )  # fmt: skip
     unfixed = {n: s for n, s in _dynamic(specs).items() if n not in cleaned}
-    if unfixed and model.format == ModelFormat.ONNX:
+    if unfixed:
         shown = "; ".join(f"{n} {s}" for n, s in unfixed.items())
         raise ValidationError(
             {"input_specs": f"Model {model.public_id} has dynamic dimensions ({shown}): give "
@@ -172,6 +188,10 @@ def job_submit_compile(
                 {"calibration_data": "calibration_data calibrates int8 quantization; add "
                  "--quantize_full_type int8 to options, or leave calibration_data out."}
             )  # fmt: skip
+        try:
+            check_inputs_fit(calibration_data, {**specs, **cleaned})
+        except ValidationError as misfit:
+            raise ValidationError({"calibration_data": misfit.messages}) from None
     job = Job(
         kind=JobKind.COMPILE,
         owner=owner,

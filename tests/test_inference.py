@@ -308,6 +308,22 @@ def test_a_sample_the_model_cannot_run_fails_the_job_naming_the_sample(alice, th
     assert not Dataset.objects.filter(produced_by=job).exists()
 
 
+def test_a_model_whose_output_is_strings_fails_naming_the_output(alice, this_device):
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["x"], ["label"], to=TensorProto.STRING)],
+        "labels",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("label", TensorProto.STRING, [1])],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    model = upload_model(alice, proto, "labels")
+    inputs = upload(alice, "x.h5", h5_of({"x": [np.ones(1, np.float32)]}))
+    job = run_inference(alice, model, inputs, this_device)
+    assert (job.status, job.failure_type) == (JobStatus.FAILED, FailureType.INVALID_MODEL)
+    assert "Output 'label' of model" in job.failure_message
+    assert "is tensor(string); an inference job stores tensors of bool" in job.failure_message
+
+
 def test_compute_unit_gpu_on_a_device_without_one_fails_naming_the_providers(
     alice, this_device, mlp, mlp_inputs
 ):

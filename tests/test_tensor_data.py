@@ -249,6 +249,34 @@ def test_a_batch_count_that_is_not_a_number_of_samples_is_refused(alice, count):
     assert "data/0 ('x') needs a batch_count between 1 and 10000" in message
 
 
+def test_an_entry_name_with_control_characters_is_refused_shown_escaped(alice):
+    """PostgreSQL's JSON cannot hold NUL; a terminal code in a name would reach pages and logs."""
+
+    def build(h5f: h5py.File) -> None:
+        group = entry(h5f)
+        group.attrs["name"] = np.bytes_(b"x\x00y\x1b[31m")  # fixed-length bytes keep the NUL
+        group["batch_0"] = np.zeros(2, np.float32)
+
+    message = refused(alice, "names.h5", h5_file(build))
+    assert "an entry's name ('x\\x00y\\x1b[31m') is not an input name" in message
+    assert "\x00" not in message and "\x1b" not in message
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive, archive.open("a\u2028b.npy", "w") as member:
+        np.save(member, np.zeros(2, np.float32))
+    message = refused(alice, "names.npz", buffer.getvalue())
+    assert "an entry's name ('a\\u2028b') is not an input name" in message
+
+
+def test_an_entry_name_past_256_characters_is_refused_shown_cut(alice):
+    def build(h5f: h5py.File) -> None:
+        group = entry(h5f, name="x" * 100_000)
+        group["batch_0"] = np.zeros(2, np.float32)
+
+    message = refused(alice, "long.h5", h5_file(build))
+    assert "is not an input name: at most 256 characters" in message
+    assert len(message) < 300
+
+
 def test_strings_in_an_h5_are_refused(alice):
     def build(h5f: h5py.File) -> None:
         entry(h5f).create_dataset("batch_0", data=["a", "b"], dtype=h5py.string_dtype())

@@ -22,6 +22,7 @@ import os
 import signal
 import subprocess
 import sys
+import unicodedata
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -35,6 +36,10 @@ TENSOR_FORMAT = "tensors"  # Dataset.format
 MAX_ENTRIES = 256  # named inputs in one file
 MAX_SAMPLES = 10_000  # samples of one entry
 MAX_RANK = 8
+MAX_NAME = 256  # characters of an entry's name (a model input's or output's)
+# Unicode categories no input name holds: control characters (PostgreSQL's JSON cannot store
+# NUL), invisible formatting, lone surrogates, line and paragraph separators.
+INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 # Every value of a file, decompressed: a few megabytes of gzip (h5) or deflate (.npz) can declare
 # gigabytes of zeros, and a worker holds a job's inputs in memory.
 MAX_VALUE_BYTES = 1024**3
@@ -62,6 +67,7 @@ def is_tensor_file(label: str) -> bool:
 def _entry(name: str, arrays: list[tuple[np.dtype[Any], tuple[int, ...]]]) -> dict[str, Any]:
     """One entry's description: its name, dtype, the shape of each sample, and the bytes its
     values take once read (``bytes``, counted by describe_here, not stored)."""
+    check_name(name)
     dtypes = {dtype.name for dtype, _ in arrays}
     if len(dtypes) != 1:
         raise BadTensors(
@@ -83,6 +89,23 @@ def _entry(name: str, arrays: list[tuple[np.dtype[Any], tuple[int, ...]]]) -> di
         "shapes": [list(shape) for _, shape in arrays],
         "bytes": size,
     }
+
+
+def check_name(name: str) -> None:
+    """BadTensors unless ``name`` can name an entry (an input's or an output's name)."""
+    if len(name) > MAX_NAME or any(unicodedata.category(c) in INVISIBLE for c in name):
+        raise BadTensors(
+            f"an entry's name ({_shown(name)}) is not an input name: at most {MAX_NAME} "
+            "characters, none of them control or invisible ones."
+        )
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    """A name from the file as a message may show it: as it is when short and printable, else
+    quoted with its escapes, and cut."""
+    if len(text) <= limit and text.isprintable():
+        return text
+    return repr(text[:limit]) + ("…" if len(text) > limit else "")
 
 
 def _whole_number(value: Any) -> int | None:
@@ -127,7 +150,7 @@ def _describe_h5(path: Path) -> list[dict[str, Any]]:
         for key in group:
             link = group.get(key, getlink=True)
             if not isinstance(link, h5py.HardLink):
-                raise BadTensors(_link_problem(f"data/{key}", link))
+                raise BadTensors(_link_problem(f"data/{_shown(key)}", link))
             entries.append(_describe_h5_entry(key, group[key]))
     positions = [p for p, _ in entries]
     if sorted(positions) != list(range(len(entries))):
@@ -142,6 +165,7 @@ def _describe_h5_entry(key: str, item: Any) -> tuple[int, dict[str, Any]]:
     are inside the file."""
     import h5py
 
+    stored_key, key = key, _shown(key)  # the name as stored, and as a message shows it
     if not isinstance(item, h5py.Group):
         raise BadTensors(f"data/{key} is not a group of samples.")
     name = item.attrs.get("name")
@@ -149,6 +173,7 @@ def _describe_h5_entry(key: str, item: Any) -> tuple[int, dict[str, Any]]:
         name = name.decode("utf-8", "replace")
     if not isinstance(name, str) or not name:
         raise BadTensors(f"data/{key} has no 'name' attribute (the input it is for).")
+    check_name(name)
     count = _whole_number(item.attrs.get("batch_count"))
     if count is None or not 0 < count <= MAX_SAMPLES:
         raise BadTensors(
@@ -156,7 +181,10 @@ def _describe_h5_entry(key: str, item: Any) -> tuple[int, dict[str, Any]]:
             "of samples)."
         )
     order = item.attrs.get("order")
-    position = _whole_number(order) if order is not None else (int(key) if key.isdigit() else None)
+    if order is not None:
+        position = _whole_number(order)
+    else:  # seed 000's client leaves it out for entries given as a list: their key is their place
+        position = int(stored_key) if stored_key.isascii() and stored_key.isdigit() else None
     if position is None:
         raise BadTensors(f"data/{key} ({name!r}) has an order that is not a whole number.")
     arrays = []
@@ -186,7 +214,13 @@ def _describe_h5_entry(key: str, item: Any) -> tuple[int, dict[str, Any]]:
 
 
 def _beyond(member: str, count: int) -> bool:
-    return member.startswith("batch_") and member[6:].isdigit() and int(member[6:]) >= count
+    number = member[6:]
+    return (
+        member.startswith("batch_")
+        and number.isascii()
+        and number.isdigit()
+        and int(number) >= count
+    )
 
 
 def _describe_npz(path: Path) -> list[dict[str, Any]]:
@@ -199,7 +233,7 @@ def _describe_npz(path: Path) -> list[dict[str, Any]]:
             raise BadTensors(f"it has {len(members)} arrays; at most {MAX_ENTRIES}.")
         for member in members:
             if not member.filename.endswith(".npy") or "/" in member.filename:
-                raise BadTensors(f"{member.filename!r} is not an array of a .npz.")
+                raise BadTensors(f"{_shown(member.filename)} is not an array of a .npz.")
             name = member.filename[:-4]
             with archive.open(member) as handle:
                 version = npformat.read_magic(handle)

@@ -225,6 +225,12 @@ def _output_names(session: Any, label: str) -> list[str]:
                 f"Output {output.name!r} of {label} is {output.type}; an inference job stores "
                 f"tensors of {', '.join(sorted(set(ORT_TYPES.values())))}.",
             )
+        try:
+            tensor_data.check_name(output.name)
+        except tensor_data.BadTensors as bad:
+            raise JobFailure(
+                FailureType.INVALID_MODEL, f"An output of {label} cannot be stored: {bad}"
+            ) from None
     return [output.name for output in session.get_outputs()]
 
 

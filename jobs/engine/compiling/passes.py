@@ -5,6 +5,7 @@ optimizations at the portable level, then float16 or int8 if asked."""
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,8 @@ from jobs.domain.redact import library_message
 from jobs.domain.status import FailureType
 from jobs.engine.compiling import CompileFailure
 from jobs.engine.runners.onnx_link import ONE_FILE_LIMIT, needs_external_data
+
+logger = logging.getLogger(__name__)
 
 FIXED_NAME = "fixed.onnx"
 # Nodes that only a quantized model has: what tells that ONNX Runtime's quantizer found
@@ -281,7 +284,14 @@ def to_int8(
             all_tensors_to_one_file=True,
             external_data_location="prepared.onnx.data",
         )
-    except Exception:  # some graphs defeat symbolic shape inference: quantize without it
+    except Exception as error:  # some graphs defeat symbolic shape inference
+        # A warning goes to the job's log (jobs.engine.joblogging): the quantizer then works
+        # from ONNX's own shape inference, and may leave more of the graph float.
+        logger.warning(
+            "The quantizer's preparation (symbolic shape inference) failed on this graph (%s); "
+            "quantizing without it.",
+            library_message(error, 200),
+        )
         prepared = source
     try:
         if calibration:

@@ -26,6 +26,8 @@ from jobs.engine.reporter import Reporter
 from jobs.engine.runners.base import JobFailure, RunContext, Runner, Space, Target, register
 from jobs.models import Dataset, Job, MLModel, ModelFormat
 
+# What a target model's metadata says it was compiled with, beside the graph's description.
+WITH = ("target_runtime", "quantize_full_type", "calibration", "quantize_io")
 HF_EXPORT_FACTOR = 3  # the export's ONNX beside the unpacked weights, then the passes' copies
 
 
@@ -84,35 +86,12 @@ class CompileRunner(Runner):
         calibration = self._calibration(job.dataset, fixed, reporter)
         reporter.check_stop()
 
-        reporter.log("Optimizing the graph with ONNX Runtime (basic level: portable).")
-        target = passes.optimize(fixed_path, workdir / "optimized", large)
-        reporter.check_stop()
-        made = None
-        if quantize == "float16":
-            io = "inputs and outputs float16 too" if quantize_io else "inputs and outputs kept"
-            reporter.log(f"Converting weights and compute to float16 ({io}).")
-            target = passes.to_float16(target, workdir / "float16", keep_io_types=not quantize_io)
-        elif quantize == "int8":
-            how = (
-                f"static, calibrated on {len(calibration)} samples"
-                if calibration
-                else "dynamic: no calibration data"
-            )
-            reporter.log(f"Quantizing to int8 ({how}).")
-            target, made = passes.to_int8(
-                target, workdir / "int8", large, calibration or None, providers
-            )
-        reporter.check_stop()
-
+        target, made = self._passes(ctx, fixed_path, calibration, large, providers)
         passes.loadable_ir(target)
         reporter.log(f"Loading the target with ONNX Runtime on {', '.join(providers)}.")
         loaded = checks.session(target, providers)
         del loaded  # verify() loads the stored file; this load fails early, naming the op
-        samples = self._samples(fixed_path, fixed, calibration)
-        reporter.log(f"Running the source on {len(samples)} sample inputs, to compare with.")
-        reference = checks.session(fixed_path, [checks.CPU], reference=True)
-        expected = checks.run_all(reference, samples)
-        names = [o.name for o in reference.get_outputs()]
+        compare_on = self._reference(reporter, fixed_path, fixed, calibration)
         reporter.check_stop()
 
         return self._target(
@@ -127,8 +106,67 @@ class CompileRunner(Runner):
                 "input_specs": fixed,
                 "source_size": source_size,
             },
-            {"samples": samples, "expected": expected, "names": names, "providers": providers},
+            {**compare_on, "providers": providers},
         )
+
+    @staticmethod
+    def _passes(
+        ctx: RunContext,
+        fixed_path: Path,
+        calibration: list[dict[str, Any]],
+        large: bool,
+        providers: list[str],
+    ) -> tuple[Path, str | None]:
+        """The optimized model, then float16 or int8 if asked; the target's path and how int8
+        was calibrated ("static", "dynamic"; None when not int8)."""
+        reporter, workdir = ctx.reporter, ctx.workdir
+        parsed: dict[str, Any] = ctx.job.hyperparameters.get("parsed") or {}
+        reporter.log("Optimizing the graph with ONNX Runtime (basic level: portable).")
+        target = passes.optimize(fixed_path, workdir / "optimized", large)
+        reporter.check_stop()
+        made = None
+        if parsed.get("quantize_full_type") == "float16":
+            quantize_io = bool(parsed.get("quantize_io"))
+            io = "inputs and outputs float16 too" if quantize_io else "inputs and outputs kept"
+            reporter.log(f"Converting weights and compute to float16 ({io}).")
+            target = passes.to_float16(target, workdir / "float16", keep_io_types=not quantize_io)
+        elif parsed.get("quantize_full_type") == "int8":
+            how = (
+                f"static, calibrated on {len(calibration)} samples"
+                if calibration
+                else "dynamic: no calibration data"
+            )
+            reporter.log(f"Quantizing to int8 ({how}).")
+            target, made = passes.to_int8(
+                target, workdir / "int8", large, calibration or None, providers
+            )
+        reporter.check_stop()
+        return target, made
+
+    @staticmethod
+    def _reference(
+        reporter: Reporter,
+        fixed_path: Path,
+        fixed: dict[str, Any],
+        calibration: list[dict[str, Any]],
+    ) -> dict[str, Any]:
+        """The sample inputs (calibration samples, else seeded random ones) and the source's
+        outputs on them, as written (no graph optimization, on the CPU): what verify()
+        compares the stored target with."""
+        if calibration:
+            samples = calibration[: checks.COMPARED_SAMPLES]
+        else:
+            import onnx
+
+            graph = onnx.load(str(fixed_path), load_external_data=False)
+            samples = checks.random_samples(fixed, checks.index_bounds(graph))
+        reporter.log(f"Running the source on {len(samples)} sample inputs, to compare with.")
+        reference = checks.session(fixed_path, [checks.CPU], reference=True)
+        return {
+            "samples": samples,
+            "expected": checks.run_all(reference, samples),
+            "names": [o.name for o in reference.get_outputs()],
+        }
 
     @staticmethod
     def _calibration(
@@ -155,17 +193,6 @@ class CompileRunner(Runner):
         return samples
 
     @staticmethod
-    def _samples(
-        fixed_path: Path, fixed: dict[str, Any], calibration: list[dict[str, Any]]
-    ) -> list[dict[str, Any]]:
-        if calibration:
-            return calibration[: checks.COMPARED_SAMPLES]
-        import onnx
-
-        graph = onnx.load(str(fixed_path), load_external_data=False)
-        return checks.random_samples(fixed, checks.index_bounds(graph))
-
-    @staticmethod
     def _target(
         ctx: RunContext,
         model: MLModel,
@@ -184,8 +211,7 @@ class CompileRunner(Runner):
             "external_data": stored.suffix == ".zip",
             "compiled_from": model.public_id,
             "compiled_with": {
-                **{k: compiled[k] for k in ("target_runtime", "quantize_full_type")},
-                **{k: compiled[k] for k in ("calibration", "quantize_io")},
+                **{k: compiled[k] for k in WITH},
                 "graph_optimization": "basic",
                 "onnxruntime": onnxruntime.__version__,
                 "providers": extra["providers"],

@@ -149,7 +149,8 @@ def chart_data(comparison: ProfileComparison) -> dict[str, Any]:
         series.append(
             {
                 "id": profile.job.public_id,
-                "label": f"{profile.model.name if profile.model else profile.job.name} · {profile.device}",
+                "model": profile.model.name if profile.model else profile.job.name,
+                "device": profile.device,
                 "latency_ms": {
                     k: float(latency[k]) / 1000 for k in LATENCY_STATS if latency.get(k) is not None
                 },

@@ -85,6 +85,8 @@ def _profile_view(job: Job, summary: dict[str, Any]) -> dict[str, Any]:
         "planned_runs": int(parsed.get("max_profiler_iterations") or DEFAULT_PROFILE_RUNS),
         "time_cap": parsed.get("max_profiler_time"),
         "runs": summary.get("runs"),
+        # Fewer runs than asked: --max_profiler_time ended them (the runner's "stopped_by").
+        "stopped_by_time": summary.get("stopped_by") == "time",
         "layers": [
             {
                 **layer,

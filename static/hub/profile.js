@@ -21,10 +21,22 @@
     return script ? JSON.parse(script.textContent) : null;
   }
 
+  // Plotly reads a label as a little HTML (<br>, <b>, entities): names people and models
+  // give are made plain text first.
+  function plain(text) {
+    return String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  }
+
   // A long layer name ("/model/layers.3/attention/MatMul_1") cut from the left for an axis
   // label; the whole name is in the bar's hover text and in the table.
   function shortName(name, room) {
     return name.length <= room ? name : `…${name.slice(name.length - room + 1)}`;
+  }
+
+  // "model · device", each part cut at its end to fit: on a phone both stay recognisable.
+  function profileLabel(p, room) {
+    const cut = (text, n) => (text.length <= n ? text : `${text.slice(0, n - 1)}…`);
+    return plain(`${cut(p.model, Math.ceil(room * 0.55))} · ${cut(p.device, Math.floor(room * 0.45))}`);
   }
 
   function narrow(element) {
@@ -41,6 +53,24 @@
 
     const section = () => document.getElementById("device-job");
 
+    // Bins of one width over the bulk of the runs (up to the 95th percentile): a few slow
+    // outliers (a scheduler's hiccup) would otherwise squeeze every other run into one bar.
+    // They stay counted in the last bins, off the right edge until a double-click zooms out.
+    function binning(values) {
+      if (values.length < 5) return { xbins: undefined, range: undefined, beyond: [] };
+      const sorted = [...values].sort((a, b) => a - b);
+      const low = sorted[0], high = sorted[Math.floor(0.95 * (sorted.length - 1))];
+      const spread = high - low || high * 0.1 || 0.001;
+      const size = spread / 24;
+      const edge = high + spread * 0.25;
+      const beyond = sorted.filter((v) => v > edge);
+      return {
+        xbins: { start: low - size / 2, end: sorted[sorted.length - 1] + size, size },
+        range: beyond.length ? [low - size, edge] : undefined,
+        beyond,
+      };
+    }
+
     function drawHistogram() {
       state.pending = false;
       const chart = document.getElementById("latency-chart");
@@ -51,22 +81,32 @@
       const data = readJSON("profile-data");
       const stats = (data && data.latency_us) || {};
       const shapes = [], annotations = [];
-      for (const [stat, colour] of [["median", "#2b8a3e"], ["p90", "#e67700"]]) {
+      for (const [stat, colour, side] of [["median", "#2b8a3e", "right"], ["p90", "#e67700", "left"]]) {
         if (stats[stat] === undefined) continue;
         const x = stats[stat] / 1000;
         shapes.push({ type: "line", xref: "x", yref: "paper", x0: x, x1: x, y0: 0, y1: 1, line: { color: colour, dash: "dash", width: 1.5 } });
-        annotations.push({ x, yref: "paper", y: 1, text: stat, showarrow: false, yanchor: "bottom", font: { color: colour } });
+        annotations.push({ x, yref: "paper", y: 1, text: stat, showarrow: false, xanchor: side, yanchor: "bottom", font: { color: colour } });
+      }
+      const bins = binning(values);
+      const beyond = document.getElementById("latency-beyond");
+      if (beyond) {
+        const n = bins.beyond.length;
+        beyond.hidden = n === 0;
+        if (n) beyond.textContent = `${n} slower run${n === 1 ? "" : "s"} (up to ${bins.beyond[n - 1].toFixed(3)} ms) lie beyond the right edge; double-click the chart to see all.`;
       }
       const layout = {
         margin: { t: 28, r: 16, b: 48, l: 48 },
-        xaxis: { title: { text: "latency (ms)" } },
+        xaxis: { title: { text: "latency (ms)" }, range: bins.range, autorange: bins.range ? false : true },
         yaxis: { title: { text: "runs" } },
         bargap: 0.05,
         shapes, annotations,
         font: FONT,
         uirevision: `${id}-latency`,
       };
-      const trace = { type: "histogram", x: values, name: "runs", marker: { color: "#3b5bdb" }, hovertemplate: "%{x} ms: %{y} runs<extra></extra>" };
+      const trace = {
+        type: "histogram", x: values, name: "runs", xbins: bins.xbins, autobinx: !bins.xbins,
+        marker: { color: "#3b5bdb" }, hovertemplate: "%{x} ms: %{y} runs<extra></extra>",
+      };
       window.Plotly.react(chart, [trace], layout, CONFIG);
     }
 
@@ -84,17 +124,17 @@
         type: "bar", orientation: "h",
         x: layers.map((l) => l.execution_time / 1000),
         y: layers.map((l, i) => i), // by position: two layers may share a name's shortened form
-        text: layers.map((l) => l.type),
+        text: layers.map((l) => plain(l.type)),
         textposition: "auto",
-        customdata: layers.map((l) => [l.name, l.type, l.compute_unit]),
+        customdata: layers.map((l) => [plain(l.name), plain(l.type), plain(l.compute_unit)]),
         hovertemplate: "%{customdata[0]}<br>%{customdata[1]} on %{customdata[2]}: %{x:.3f} ms<extra></extra>",
         marker: { color: "#3b5bdb" },
       };
       const layout = {
         margin: { t: 8, r: 16, b: 48, l: 8 },
-        xaxis: { title: { text: "time per run (ms)" } },
+        xaxis: { title: { text: "time per run (ms)", standoff: 10 }, automargin: true },
         yaxis: {
-          automargin: true, tickvals: layers.map((l, i) => i), ticktext: layers.map((l) => shortName(l.name || l.type, room)),
+          automargin: true, tickvals: layers.map((l, i) => i), ticktext: layers.map((l) => plain(shortName(l.name || l.type, room))),
           tickfont: { family: "ui-monospace, SFMono-Regular, Menlo, monospace", size: 11 },
         },
         height: Math.max(240, 34 * layers.length + 70),
@@ -164,6 +204,8 @@
     drawHistogram();
     drawLayers();
     loadPoints();
+    let resized = null; // the layers' names are cut to the chart's width, as on the compare page
+    window.addEventListener("resize", () => { clearTimeout(resized); resized = setTimeout(drawLayers, 150); });
   }
 
   // Compare profiles
@@ -183,14 +225,16 @@
       if (!window.Plotly || !data) return;
       const latency = document.getElementById("latency-compare");
       const ops = document.getElementById("ops-compare");
-      const stats = ["min", "median", "p90", "max"];
+      // Not the max: one slow outlier would flatten the bars that matter (it is in the table).
+      const stats = ["min", "median", "p90"];
       const legend = { orientation: "h", yref: "container", y: 0, yanchor: "bottom" };
-      const room = narrow(latency) ? 22 : 48;
+      const room = narrow(latency) ? 36 : 90;
       const rows = Math.ceil(data.profiles.length / (narrow(latency) ? 1 : 2));
       const legendRoom = 22 * rows;
       window.Plotly.react(latency, data.profiles.map((p) => ({
-        type: "bar", name: shortName(p.label, room), x: stats, y: stats.map((s) => p.latency_ms[s] ?? null),
-        marker: { color: colourOf[p.id] }, hovertemplate: `${p.label}<br>%{x}: %{y:.3f} ms<extra></extra>`,
+        type: "bar", name: profileLabel(p, room), x: stats, y: stats.map((s) => p.latency_ms[s] ?? null),
+        marker: { color: colourOf[p.id] }, customdata: stats.map(() => plain(`${p.model} · ${p.device}`)),
+        hovertemplate: "%{customdata}<br>%{x}: %{y:.3f} ms<extra></extra>",
       })), {
         barmode: "group", margin: { t: 8, r: 16, b: 48 + legendRoom, l: 56 },
         yaxis: { title: { text: "ms" } }, legend, font: FONT,
@@ -198,19 +242,27 @@
       }, CONFIG);
       latency.style.height = `${300 + legendRoom}px`;
       // Op types down the side (they read on a phone), a bar per profile in each.
+      // A horizontal group stacks its first bar at the bottom: the traces go in reverse, and
+      // the legend is read in reverse, so that each group and the legend read top to bottom
+      // in the table's order.
       const types = [...data.op_types].reverse();
       const height = Math.max(260, types.length * (14 * data.profiles.length + 12) + 80 + legendRoom);
-      window.Plotly.react(ops, data.profiles.map((p) => ({
-        type: "bar", orientation: "h", name: shortName(p.label, room), y: types, x: types.map((t) => p.op_ms[t] ?? 0),
-        marker: { color: colourOf[p.id] }, hovertemplate: `${p.label}<br>%{y}: %{x:.3f} ms<extra></extra>`,
+      window.Plotly.react(ops, [...data.profiles].reverse().map((p) => ({
+        type: "bar", orientation: "h", name: profileLabel(p, room), y: types.map(plain), x: types.map((t) => p.op_ms[t] ?? 0),
+        marker: { color: colourOf[p.id] }, customdata: types.map(() => plain(`${p.model} · ${p.device}`)),
+        hovertemplate: "%{customdata}<br>%{y}: %{x:.3f} ms<extra></extra>",
       })), {
         barmode: "group", margin: { t: 8, r: 16, b: 48 + legendRoom, l: 8 },
-        xaxis: { title: { text: "ms per run" } }, yaxis: { automargin: true },
-        legend, font: FONT, height,
+        xaxis: { title: { text: "ms per run", standoff: 10 }, automargin: true }, yaxis: { automargin: true },
+        legend: { ...legend, traceorder: "reversed" }, font: FONT, height,
       }, CONFIG);
       ops.style.height = `${height}px`;
     }
 
     draw();
+    // Labels are cut to the chart's width: drawn again when the width changes (a phone turned,
+    // a window resized), once it has settled.
+    let resized = null;
+    window.addEventListener("resize", () => { clearTimeout(resized); resized = setTimeout(draw, 150); });
   }
 })();

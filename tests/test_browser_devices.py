@@ -1,0 +1,381 @@
+"""Devices and profiles in real Chromium, against a live hub with real workers: the device
+list and page, a profile job's page with its charts (live while it runs), and profiles
+compared, at a desktop's and a phone's width, as the owner, a reader and a stranger. The
+screenshots land in HUB_SHOTS_DIR (test-artifacts/ unless set) for a person to look at.
+
+The profiles here are measured for real in this process with ONNX Runtime (timed runs, its
+profiler's per-node times) and reported through the same Reporter a worker uses: the test is
+the worker, so that the page can be watched while the runs arrive.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+from django.core.files.base import ContentFile
+from onnx import TensorProto, helper, numpy_helper
+
+from jobs.domain.devices import Announcement, register, this_machine
+from jobs.domain.state import job_transition
+from jobs.domain.status import JobStatus
+from jobs.models import ArtifactKind, Device, Job, JobInput, JobKind, MLModel
+from jobs.services.assets import model_upload
+from tests import factories, test_browser
+from tests.test_browser import at_both_widths, signed_in, wait_until
+
+pytestmark = [pytest.mark.production, pytest.mark.django_db(transaction=True)]
+browser = test_browser.browser  # Chromium, as tests/test_browser.py launches it
+
+
+# A model worth profiling, measured here
+
+
+def deep_mlp(layers: int = 6, width: int = 64, seed: int = 0) -> bytes:
+    """``layers`` × (MatMul, Add, Relu) on a fixed [1, width] input: enough nodes that the
+    slowest layers and the op types make a chart."""
+    rng = np.random.default_rng(seed)
+    nodes, weights, last = [], [], "x"
+    for i in range(layers):
+        w, b = f"w{i}", f"b{i}"
+        weights += [
+            numpy_helper.from_array(rng.standard_normal((width, width)).astype(np.float32), w),
+            numpy_helper.from_array(rng.standard_normal(width).astype(np.float32), b),
+        ]
+        nodes += [
+            helper.make_node("MatMul", [last, w], [f"mm{i}"], name=f"/layers.{i}/MatMul"),
+            helper.make_node("Add", [f"mm{i}", b], [f"add{i}"], name=f"/layers.{i}/Add"),
+            helper.make_node("Relu", [f"add{i}"], [f"h{i}"], name=f"/layers.{i}/Relu"),
+        ]
+        last = f"h{i}"
+    graph = helper.make_graph(
+        nodes,
+        "deep",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, width])],
+        [helper.make_tensor_value_info(last, TensorProto.FLOAT, [1, width])],
+        initializer=weights,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+class Measured:
+    """One model measured with ONNX Runtime on this machine, without graph optimizations (so
+    that each node of the file is timed on its own): the load times, each timed run, and the
+    profiler's time of each node per run."""
+
+    def __init__(self, data: bytes, width: int) -> None:
+        import onnxruntime as ort
+
+        self.ort, self.data, self.feed = ort, data, {"x": np.ones((1, width), np.float32)}
+        started = time.perf_counter()
+        self.session = self._session(profiling=False)
+        self.first_load_us = (time.perf_counter() - started) * 1e6
+        started = time.perf_counter()
+        self._session(profiling=False)
+        self.warm_load_us = (time.perf_counter() - started) * 1e6
+
+    def _session(self, profiling: bool) -> Any:
+        options = self.ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.graph_optimization_level = self.ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        options.enable_profiling = profiling
+        return self.ort.InferenceSession(self.data, options, providers=["CPUExecutionProvider"])
+
+    def run_us(self) -> float:
+        started = time.perf_counter()
+        self.session.run(None, self.feed)
+        return (time.perf_counter() - started) * 1e6
+
+    def layers(self, runs: int = 11) -> list[dict[str, Any]]:
+        session = self._session(profiling=True)
+        for _ in range(runs):
+            session.run(None, self.feed)
+        path = Path(session.end_profiling())
+        totals: dict[str, dict[str, Any]] = {}
+        seen: set[str] = set()
+        for event in json.loads(path.read_text()):
+            if event.get("cat") != "Node" or not event["name"].endswith("_kernel_time"):
+                continue
+            name = event["name"].removesuffix("_kernel_time")
+            if name not in seen:  # each node's first, cold run (its buffers allocated) left out
+                seen.add(name)
+                continue
+            entry = totals.setdefault(
+                name,
+                {
+                    "name": name,
+                    "type": event["args"]["op_name"],
+                    "compute_unit": "CPU",
+                    "execution_time": 0.0,
+                },
+            )
+            entry["execution_time"] += event["dur"] / (runs - 1)
+        path.unlink()
+        return list(totals.values())
+
+
+def summary_of(measured: Measured, times: list[float]) -> dict[str, Any]:
+    """The profile runner's summary shape (issue 24's preamble), from what was measured."""
+    layers = measured.layers()
+    ops: dict[str, float] = {}
+    for layer in layers:
+        ops[layer["type"]] = ops.get(layer["type"], 0.0) + layer["execution_time"]
+    latency = {
+        "min": float(np.min(times)), "median": float(np.median(times)),
+        "p90": float(np.percentile(times, 90)), "max": float(np.max(times)),
+        "mean": float(np.mean(times)),
+    }  # fmt: skip
+    return {
+        "execution_summary": {
+            "estimated_inference_time": round(latency["median"]),
+            "first_load_time": round(measured.first_load_us),
+            "warm_load_time": round(measured.warm_load_us),
+        },
+        "runs": len(times),
+        "latency_us": latency,
+        "providers": ["CPUExecutionProvider"],
+        "slowest_layers": sorted(layers, key=lambda layer: -layer["execution_time"])[:10],
+        "op_type_times": ops,
+    }
+
+
+def this_device() -> Device:
+    return register(this_machine())
+
+
+def profile_job(owner: Any, model: MLModel, device: Device, planned: int) -> Job:
+    """A profile job no worker is sent (this test runs it), claimed as a worker claims it."""
+    job = Job.objects.create(
+        kind=JobKind.PROFILE, owner=owner, name=f"Profile {model.name}", device=device,
+        hyperparameters={"options": f"--max_profiler_iterations {planned}",
+                         "parsed": {"max_profiler_iterations": planned}},
+    )  # fmt: skip
+    JobInput.objects.create(job=job, model=model, position=0)
+    return job
+
+
+def run_profile(
+    job: Job, measured: Measured, runs: int, reporter: Any, start: int = 0
+) -> list[float]:
+    times = []
+    for run in range(start + 1, start + runs + 1):
+        micros = measured.run_us()
+        times.append(micros)
+        reporter.metric("latency_ms", run, micros / 1000)
+        reporter.progress(steps_completed=run)
+    reporter.flush()
+    return times
+
+
+def finish_profile(job: Job, measured: Measured, times: list[float], reporter: Any) -> None:
+    summary = summary_of(measured, times)
+    reporter.progress(summary=summary)
+    path = Path(f"/tmp/profile-{job.public_id}.json")
+    detail = summary["slowest_layers"]
+    path.write_text(
+        json.dumps({"execution_summary": summary["execution_summary"], "execution_detail": detail})
+    )
+    reporter.artifact(ArtifactKind.PROFILE, "profile.json", path)
+    reporter.flush()
+    path.unlink()
+    job_transition(job=job, to=JobStatus.COMPLETED, message="Profiled.")
+    job_transition(job=job, to=JobStatus.READY, message="Ready.")
+
+
+def measured_profile(owner: Any, name: str, layers: int, runs: int = 60) -> Job:
+    """A profile run to its end, measured here: for pages that show finished ones."""
+    from jobs.engine.execution import Heartbeat
+    from jobs.engine.reporter import Reporter
+
+    data = deep_mlp(layers=layers)
+    model = model_upload(owner=owner, file=ContentFile(data, "model.onnx"), name=name)
+    job = profile_job(owner, model, this_device(), runs)
+    measured = Measured(data, 64)
+    job, token = factories.claimed(job)
+    reporter = Reporter(job, token)
+    with Heartbeat(reporter, every=1.0):
+        finish_profile(job, measured, run_profile(job, measured, runs, reporter), reporter)
+    job.refresh_from_db()
+    return job
+
+
+def shots(page: Any, name: str, ready: Any = None) -> None:
+    at_both_widths(page, name, ready)
+
+
+# The tests
+
+
+def test_the_device_pages_for_owner_reader_and_stranger_at_both_widths(
+    browser, hub_env, alice, bob, charlie
+):
+    from sharing.services import sharing_modify
+
+    hub = hub_env["HUB_URL"]
+    here = this_device()  # the workers w1 and w2 of this hub run here
+    gpu_box = register(
+        Announcement.from_dict(
+            {
+                **this_machine().as_dict(),
+                "name_override": "GPU box",
+                "gpus": [{"name": "NVIDIA H100 80GB HBM3", "memory_bytes": 80 * 1024**3}],
+            }
+        )
+    )  # fmt: skip  (announced once, no worker online now)
+    profile = measured_profile(alice, "encoder", layers=6)
+    sharing_modify(job=profile, actor=alice, add_emails=[bob.email])
+    waiting = profile_job(alice, profile.job_inputs.first().model, gpu_box, 100)
+    job_transition(job=waiting, to=JobStatus.PENDING, message="Queued for device GPU box.")
+
+    for who in ("alice", "bob", "charlie"):
+        page = signed_in(browser, hub, who)
+        page.goto(f"{hub}/jobs/devices/")
+        # text_content: the status chips are upper case on screen only (CSS)
+        here_row = page.locator(f'tr[data-device="{here.slug}"]').text_content() or ""
+        assert "2 online" in here_row  # w1 and w2
+        gpu_row = page.locator(f'tr[data-device="{gpu_box.slug}"]').text_content() or ""
+        assert "none online" in gpu_row and "1 queued" in gpu_row
+        assert "accelerator:cuda" in gpu_row
+        shots(page, f"devices-{who}")
+        page.goto(f"{hub}/jobs/devices/{here.slug}/")
+        workers = page.text_content("#device-workers") or ""
+        assert "w1@" in workers and "w2@" in workers and "online" in workers
+        if who == "charlie":
+            assert profile.public_id not in page.content()
+            assert "No model you may read was profiled here" in page.inner_text("main")
+        else:
+            assert "encoder" in page.inner_text("#device-profiled")
+            assert profile.public_id in page.inner_text("#device-jobs")
+        shots(page, f"device-{who}")
+        page.goto(f"{hub}/jobs/devices/{gpu_box.slug}/")
+        active = page.inner_text("#device-active-card")
+        assert "1 job waits for it" in active
+        assert (waiting.public_id in active) is (who == "alice")  # not shared with Bob
+        shots(page, f"device-gpu-box-{who}")
+        page.context.close()
+
+
+def test_a_profile_fills_its_page_live_and_ends_with_its_charts(
+    browser, hub_env, alice, bob, charlie
+):
+    from jobs.engine.execution import Heartbeat
+    from jobs.engine.reporter import Reporter
+    from sharing.services import sharing_modify
+
+    hub = hub_env["HUB_URL"]
+    data = deep_mlp(layers=8)
+    model = model_upload(owner=alice, file=ContentFile(data, "deep.onnx"))
+    job = profile_job(alice, model, this_device(), planned=80)
+    sharing_modify(job=job, actor=alice, add_emails=[bob.email])
+    measured = Measured(data, 64)
+    page = signed_in(browser, hub, "alice")
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    job, token = factories.claimed(job)
+    reporter = Reporter(job, token)
+    # As a worker does: a heartbeat of its own while the test watches the page between runs.
+    with Heartbeat(reporter, every=1.0):
+        page.goto(f"{hub}/jobs/{job.public_id}/")
+        page.wait_for_selector("#live[data-state=live]")
+        page.evaluate("window.sameDocument = true")
+        times = run_profile(job, measured, 40, reporter)
+        wait_until(page, "window.hubProfile.points.length === 40", 15)
+        wait_until(page, "document.getElementById('runs-bar').style.width === '50%'", 15)
+        assert page.inner_text("#profile-runs").startswith("Timed runs: 40 of up to 80")
+        assert page.evaluate("document.getElementById('latency-chart').data[0].x.length") == 40
+        assert page.locator("#profile-pending").is_visible()
+        shots(page, "profile-running")
+        times += run_profile(job, measured, 40, reporter, start=40)
+        finish_profile(job, measured, times, reporter)
+    page.wait_for_selector("#execution-summary", timeout=15_000)
+    page.wait_for_selector("#layers-chart .main-svg", timeout=15_000)
+    assert page.evaluate("window.sameDocument") is True  # no reload: the section was fetched
+    wait_until(page, "window.hubProfile.points.length === 80", 15)
+    assert page.inner_text("#link-progress") == "Profiled: the results are below."
+    bars = page.evaluate("document.getElementById('layers-chart').data[0].x.length")
+    assert bars == 10  # the ten slowest of 24 nodes
+    median = page.inner_text('#latency-stats dd[data-stat="median"]')
+    assert median == f"{np.median(times) / 1000:.3f} ms"
+    annotations = page.evaluate(
+        "document.getElementById('latency-chart').layout.annotations.map((a) => a.text)"
+    )
+    assert annotations == ["median", "p90"]
+    beyond = page.locator("#latency-beyond")
+    if beyond.is_visible():  # slow outliers, counted, off the edge of the bulk of the runs
+        assert "beyond the right edge" in beyond.inner_text()
+    shots(page, "profile-ready-owner")
+    assert errors == []
+
+    reader = signed_in(browser, hub, "bob")
+    reader.goto(f"{hub}/jobs/{job.public_id}/")
+    reader.wait_for_selector("#layers-chart .main-svg")
+    wait_until(reader, "window.hubProfile.points.length === 80", 15)
+    assert reader.locator(".rename").count() == 0  # a reader's page
+    shots(reader, "profile-ready-reader")
+    reader.click("#compare-profiles-link")
+    reader.wait_for_selector("#profile-choices")
+    stranger = signed_in(browser, hub, "charlie")
+    answer = stranger.goto(f"{hub}/jobs/{job.public_id}/")
+    assert answer.status == 404 and job.name not in stranger.content()
+    assert stranger.goto(f"{hub}/jobs/{job.public_id}/summary/").status == 404
+
+
+def test_profiles_compare_side_by_side_for_owner_reader_and_stranger(
+    browser, hub_env, alice, bob, charlie
+):
+    from sharing.services import sharing_modify
+
+    hub = hub_env["HUB_URL"]
+    shallow = measured_profile(alice, "shallow net", layers=3)
+    # Markup in a name shows as the characters typed, in the table and in the charts' legends.
+    deep = measured_profile(alice, "<b>deep</b> net with a long name for a phone", layers=12)
+    sharing_modify(job=shallow, actor=alice, add_emails=[bob.email])
+    query = f"?jobs={shallow.public_id},{deep.public_id}"
+
+    owner = signed_in(browser, hub, "alice")
+    owner.goto(f"{hub}/jobs/compare-profiles/{query}")
+    owner.wait_for_selector("#ops-compare .main-svg")
+    assert owner.evaluate("document.getElementById('latency-compare').data.length") == 2
+    assert owner.evaluate("document.getElementById('ops-compare').data[0].y").count("MatMul") == 1
+    table = owner.inner_text("#profiles")
+    assert "shallow net" in table and "<b>deep</b> net with a long name" in table
+    legend = owner.locator("#latency-compare .legend").text_content() or ""
+    assert "<b>deep</b> net" in legend and owner.locator("#latency-compare .legend b").count() == 0
+    assert owner.locator("#profiles tr.differs th:has-text('median latency')").count() == 1
+
+    def charts_readable(page: Any) -> None:
+        # Each legend is drawn again for the width (its labels cut to fit), below its plot.
+        fits = (
+            "[...document.querySelectorAll('#compare-profiles ~ .card .legend, #compare-profiles .legend')]"
+            ".every((l) => l.getBoundingClientRect().right <= document.documentElement.clientWidth - 12)"
+        )
+        wait_until(page, fits, 10)
+        for chart in ("#latency-compare", "#ops-compare"):
+            plot = page.locator(f"{chart} .nsewdrag").first.bounding_box()
+            legend = page.locator(f"{chart} .legend").bounding_box()
+            assert plot and legend and legend["y"] >= plot["y"] + plot["height"], chart
+        box = page.locator(".table-scroll").bounding_box()
+        assert box is not None and box["x"] + box["width"] <= page.viewport_size["width"]
+
+    shots(owner, "compare-profiles-owner", ready=charts_readable)
+
+    reader = signed_in(browser, hub, "bob")
+    reader.goto(f"{hub}/jobs/compare-profiles/{query}")
+    reader.wait_for_selector("#latency-compare .main-svg")
+    assert deep.public_id not in reader.content()
+    assert "1 of the profiles this link names is not shared with you" in reader.inner_text(
+        "#left-out"
+    )
+    shots(reader, "compare-profiles-reader")
+    stranger = signed_in(browser, hub, "charlie")
+    stranger.goto(f"{hub}/jobs/compare-profiles/{query}")
+    assert stranger.locator("#profiles").count() == 0
+    assert shallow.public_id not in stranger.content() and "shallow net" not in stranger.content()
+    shots(stranger, "compare-profiles-stranger")

@@ -14,6 +14,7 @@ from django.utils import timezone
 from jobs.domain import formulas
 from jobs.domain.hyperparameters import Hyperparameters
 from jobs.domain.ids import job_public_id
+from jobs.domain.profile_plan import planned_runs
 from jobs.domain.status import FINISHED, USER_FAILURES, FailureType, JobStatus
 
 
@@ -270,6 +271,8 @@ class Job(models.Model):
     def total_steps(self) -> int | None:
         if self.kind == JobKind.EXTERNAL:
             return self.planned_steps
+        if self.kind == JobKind.PROFILE:  # its timed runs (--max_profiler_iterations)
+            return planned_runs(self.hyperparameters)
         if self.kind == JobKind.INFERENCE:  # its input samples, one step each
             return self.training_samples
         per_epoch = self.steps_per_epoch
@@ -285,6 +288,9 @@ class Job(models.Model):
             if self.planned_steps:
                 return min(100.0, 100.0 * (self.steps_completed or 0) / self.planned_steps)
             return None
+        if self.kind == JobKind.PROFILE:  # runs done of runs planned
+            planned = planned_runs(self.hyperparameters)
+            return min(100.0, 100.0 * (self.steps_completed or 0) / planned)
         if self.kind == JobKind.INFERENCE and self.training_samples:  # samples run of samples
             return min(100.0, 100.0 * (self.steps_completed or 0) / self.training_samples)
         if self.kind != JobKind.CUSTOMIZATION:

@@ -13,7 +13,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from jobs.domain import quotas
+from jobs.domain import profile_plan, quotas
 from jobs.domain.job_options import BadOptions, parse_options
 from jobs.domain.selectors import datasets_visible_to
 from jobs.domain.tensor_data import DTYPES, TENSOR_FORMAT, misfits
@@ -227,6 +227,15 @@ def job_submit_profile(
              "measures one shape. Compile it with input_specs first, then profile the compiled "
              "model."}
         )  # fmt: skip
+    candidates = [target] if target else [
+        d for d in Device.objects.all() if not attribute or attribute in d.attributes
+    ]  # fmt: skip
+    if refused := profile_plan.refusal(
+        parsed.get("compute_unit") or [],
+        profile_plan.model_bytes(model.size, model.metadata),
+        [(d.name, d.attributes, int(d.specs.get("memory_bytes") or 0)) for d in candidates],
+    ):
+        raise ValidationError({refused[0]: refused[1]})
     job = Job(
         kind=JobKind.PROFILE,
         owner=owner,

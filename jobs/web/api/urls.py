@@ -1,6 +1,6 @@
 from django.urls import path
 
-from jobs.web.api import assets, deletion, device_jobs, devices, jobs
+from jobs.web.api import assets, deletion, device_jobs, devices, jobs, profiles
 
 urlpatterns = [
     path("jobs/", jobs.JobList.as_view(), name="api-jobs"),
@@ -40,6 +40,7 @@ urlpatterns = [
         assets.ArtifactDownload.as_view(),
         name="api-job-artifact",
     ),
+    path("profiles/compare/", profiles.ProfileCompare.as_view(), name="api-profiles-compare"),
     path("devices/", devices.DeviceList.as_view(), name="api-devices"),
     path("devices/<slug:device_id>/", devices.DeviceDetail.as_view(), name="api-device"),
     path("models/", assets.ModelList.as_view(), name="api-models"),

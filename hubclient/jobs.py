@@ -234,6 +234,9 @@ class Job:
         self.device: Device | None = Device.from_data(data.get("device"))
         self.device_attribute: str = data.get("device_attribute") or ""
         self.ran_device: Device | None = Device.from_data(data.get("ran_device"))
+        # What a compile, profile or inference job found (its largest differences, its
+        # execution summary, its outputs' shapes), as the job page shows it.
+        self.summary: dict[str, Any] = data.get("summary") or {}
         self.models: list[str] = data["models"]
         self.date: datetime = datetime.fromisoformat(data["date"].replace("Z", "+00:00"))
         self.url: str = data["url"]

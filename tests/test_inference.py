@@ -444,3 +444,28 @@ def test_the_client_sends_a_dict_of_arrays_and_downloads_the_outputs_as_seed_000
         theirs = h5_to_dataset_entries(h5f)
     for ours, read in zip(outputs["y"], theirs["y"], strict=True):
         np.testing.assert_array_equal(ours, read)
+
+
+def test_sharing_a_job_run_on_another_jobs_outputs_shares_that_job_but_not_past_its_owner(
+    alice, bob, charlie, this_device, mlp, mlp_inputs
+):
+    """Seed 000: an inference job shares the jobs whose outputs it ran on. Alice's job B ran on
+    the outputs of her job A; sharing B with Bob gives him A and its outputs. Bob's own job C on
+    those outputs, shared with Charlie, gives Charlie C only: never Alice's A or its outputs."""
+    from jobs.domain.selectors import datasets_visible_to, jobs_visible_to
+    from sharing.services import sharing_modify
+
+    first = run_inference(alice, mlp, upload(alice, "in.h5", h5_of({"x": mlp_inputs})), this_device)
+    made = Dataset.objects.get(produced_by=first)
+    softmax = upload_model(alice, softmax_of_y(), "softmax")
+    second = run_inference(alice, softmax, made, this_device)
+    assert first not in jobs_visible_to(bob)
+    sharing_modify(job=second, actor=alice, add_emails=[bob.email])
+    assert {first, second} <= set(jobs_visible_to(bob))
+    assert made in datasets_visible_to(bob)
+
+    bobs_model = upload_model(bob, softmax_of_y(), "bob's softmax")
+    third = run_inference(bob, bobs_model, made, this_device)
+    sharing_modify(job=third, actor=bob, add_emails=[charlie.email])
+    assert set(jobs_visible_to(charlie)) == {third}
+    assert made not in datasets_visible_to(charlie)

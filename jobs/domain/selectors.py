@@ -29,7 +29,8 @@ User = AbstractBaseUser | AnonymousUser
 
 def _shared_jobs_sql(user_id: int) -> RawSQL:
     """The ids of the jobs readable through shares held by ``user_id``: each shared job, and
-    upstream from it every job of the same owner whose target model (also the owner's) it used.
+    upstream from it every job of the same owner whose target model or output data (also the
+    owner's) it used: seed 000's "inference and profile jobs share their compile and link jobs".
     ``grantor`` is the owner of the shared job; the walk never leaves what the grantor owns, so a
     reader who builds on a shared asset can never pass it on. UNION drops repeats, so the walk
     ends however the jobs are linked."""
@@ -37,6 +38,7 @@ def _shared_jobs_sql(user_id: int) -> RawSQL:
     assert not isinstance(share_model, str)
     share = share_model._meta.db_table
     job, model, job_input = Job._meta.db_table, MLModel._meta.db_table, JobInput._meta.db_table
+    dataset = Dataset._meta.db_table
     return RawSQL(
         f"""
         WITH RECURSIVE readable(job_id, grantor) AS (
@@ -45,10 +47,17 @@ def _shared_jobs_sql(user_id: int) -> RawSQL:
             SELECT s.job_id, (SELECT j.owner_id FROM {job} j WHERE j.id = s.job_id)
             FROM {share} s WHERE s.user_id = %s
           UNION
+            -- Upstream: the job that made a model this job used, or the dataset it ran on (an
+            -- inference job's outputs); one recursive term, as PostgreSQL requires.
             SELECT up.id, r.grantor FROM readable r
-            JOIN {job_input} ji ON ji.job_id = r.job_id
-            JOIN {model} m ON m.id = ji.model_id AND m.owner_id = r.grantor
-            JOIN {job} up ON up.id = m.produced_by_id AND up.owner_id = r.grantor
+            JOIN (
+                SELECT ji.job_id AS down_id, m.produced_by_id AS up_id, m.owner_id AS holder
+                FROM {job_input} ji JOIN {model} m ON m.id = ji.model_id
+              UNION ALL
+                SELECT j.id, d.produced_by_id, d.owner_id
+                FROM {job} j JOIN {dataset} d ON d.id = j.dataset_id
+            ) e ON e.down_id = r.job_id AND e.holder = r.grantor
+            JOIN {job} up ON up.id = e.up_id AND up.owner_id = r.grantor
         )
         SELECT job_id FROM readable""",
         (user_id,),

@@ -469,3 +469,28 @@ def test_sharing_a_job_run_on_another_jobs_outputs_shares_that_job_but_not_past_
     sharing_modify(job=third, actor=bob, add_emails=[charlie.email])
     assert set(jobs_visible_to(charlie)) == {third}
     assert made not in datasets_visible_to(charlie)
+
+
+def test_deleting_an_inference_job_removes_its_output_data_unless_another_job_ran_on_it(
+    alice, this_device, mlp, mlp_inputs, django_capture_on_commit_callbacks
+):
+    from jobs.services.deletion import job_delete, plan_job
+
+    inputs = upload(alice, "in.h5", h5_of({"x": mlp_inputs}))
+    alone = run_inference(alice, mlp, inputs, this_device)
+    made = Dataset.objects.get(produced_by=alone)
+    path = Path(made.file.path)
+    assert any(f"its output data {made.name} ({made.public_id}" in g for g in plan_job(alone).goes)
+    with django_capture_on_commit_callbacks(execute=True):
+        job_delete(job=alone)
+    assert not Dataset.objects.filter(pk=made.pk).exists() and not path.exists()
+
+    used = run_inference(alice, mlp, inputs, this_device)
+    kept = Dataset.objects.get(produced_by=used)
+    run_inference(alice, upload_model(alice, softmax_of_y(), "softmax"), kept, this_device)
+    assert any("which other jobs ran on" in k for k in plan_job(used).kept)
+    with django_capture_on_commit_callbacks(execute=True):
+        job_delete(job=used)
+    kept.refresh_from_db()
+    assert kept.produced_by is None and kept.metadata["made_by_deleted_job"] == used.name
+    assert Path(kept.file.path).exists()

@@ -20,7 +20,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.db.models.fields.files import FieldFile
 from django.utils import timezone
 
@@ -80,6 +80,21 @@ def _target_kept_because(job: Job) -> list[Job]:
     return list(Job.objects.filter(job_inputs__model_id=job.target_model_id).exclude(pk=job.pk))
 
 
+def _made_data(job: Job) -> list[tuple[Dataset, bool]]:
+    """The datasets the job made (an inference job's outputs), each with whether another job
+    ran on it (then it outlives the job)."""
+    made = Dataset.objects.filter(produced_by=job, deleted_at__isnull=True)
+    return [
+        (
+            dataset,
+            Job.objects.filter(Q(dataset=dataset) | Q(validation_dataset=dataset))
+            .exclude(pk=job.pk)
+            .exists(),
+        )
+        for dataset in made
+    ]
+
+
 def plan_job(job: Job) -> DeletionPlan:
     plan = DeletionPlan("job", job.public_id, job.name)
     if job.status not in FINISHED:
@@ -103,6 +118,16 @@ def plan_job(job: Job) -> DeletionPlan:
         else:
             plan.goes.append(
                 f"its target model {target.name} ({target.public_id}, {size_text(target.size)})"
+            )
+    for dataset, used in _made_data(job):
+        if used:
+            plan.kept.append(
+                f"its output data {dataset.name} ({dataset.public_id}), which other jobs ran "
+                "on: it stays among your datasets"
+            )
+        else:
+            plan.goes.append(
+                f"its output data {dataset.name} ({dataset.public_id}, {size_text(dataset.size)})"
             )
     readers = _share_count(Job.objects.filter(pk=job.pk))
     if readers:
@@ -195,6 +220,13 @@ def job_delete(*, job: Job) -> DeletionPlan:
                 files.append(target.file)
                 Job.objects.filter(pk=locked.pk).update(target_model=None)
                 target.delete()
+        for dataset, used in _made_data(locked):
+            if used:
+                dataset.metadata = {**dataset.metadata, "made_by_deleted_job": locked.name}
+                dataset.save(update_fields=["metadata"])
+            else:
+                files.append(dataset.file)
+                dataset.delete()
         # Watchers check they may still read it, find they may not, and are cut off.
         publish(locked, EventType.SHARING, {"deleted": True})
         locked.delete()

@@ -579,7 +579,16 @@ def inspect_archive(archive: Path, label: str, workdir: Path) -> tuple[dict[str,
             text=True,
             timeout=seconds,
             cwd=str(settings.BASE_DIR),
-            env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"},
+            # One thread for the math libraries: OpenBLAS sizes buffers by the machine's cores,
+            # and on a large machine those alone can pass the child's memory limit.
+            env={
+                **os.environ,
+                "HF_HUB_OFFLINE": "1",
+                "TRANSFORMERS_VERBOSITY": "error",
+                "OMP_NUM_THREADS": "1",
+                "OPENBLAS_NUM_THREADS": "1",
+                "MKL_NUM_THREADS": "1",
+            },
             check=False,
         )
     except subprocess.TimeoutExpired:

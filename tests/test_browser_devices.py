@@ -22,6 +22,7 @@ from django.core.files.base import ContentFile
 from onnx import TensorProto, helper, numpy_helper
 
 from jobs.domain.devices import Announcement, register, this_machine
+from jobs.domain.measures import ms_text
 from jobs.domain.state import job_transition
 from jobs.domain.status import JobStatus
 from jobs.models import ArtifactKind, Device, Job, JobInput, JobKind, MLModel
@@ -189,25 +190,45 @@ def finish_profile(job: Job, measured: Measured, times: list[float], reporter: A
     job_transition(job=job, to=JobStatus.READY, message="Ready.")
 
 
-def measured_profile(owner: Any, name: str, layers: int, runs: int = 60) -> Job:
-    """A profile run to its end, measured here: for pages that show finished ones."""
-    from jobs.engine.execution import Heartbeat
-    from jobs.engine.reporter import Reporter
+def run_by_a_worker(job: Job, timeout: float = 180) -> Job:
+    from tests.workers import wait_for_status
 
-    data = deep_mlp(layers=layers)
-    model = model_upload(owner=owner, file=ContentFile(data, "model.onnx"), name=name)
-    job = profile_job(owner, model, this_device(), runs)
-    measured = Measured(data, 64)
-    job, token = factories.claimed(job)
-    reporter = Reporter(job, token)
-    with Heartbeat(reporter, every=1.0):
-        finish_profile(job, measured, run_profile(job, measured, runs, reporter), reporter)
-    job.refresh_from_db()
+    job = wait_for_status(job, {JobStatus.READY, JobStatus.FAILED}, timeout)
+    assert job.status == JobStatus.READY, job.failure_message
     return job
+
+
+def profiled_by_a_worker(owner: Any, model: MLModel, runs: int = 100) -> Job:
+    """A profile job as anyone submits it, run by the hub's workers (w1, w2) on this machine."""
+    from jobs.services.device_jobs import job_submit_profile
+
+    job = job_submit_profile(
+        owner=owner, model=model, device=this_device(), options=f"--max_profiler_iterations {runs}"
+    )
+    return run_by_a_worker(job)
+
+
+def upload(owner: Any, name: str, layers: int) -> MLModel:
+    return model_upload(
+        owner=owner, file=ContentFile(deep_mlp(layers=layers), "model.onnx"), name=name
+    )
 
 
 def shots(page: Any, name: str, ready: Any = None) -> None:
     at_both_widths(page, name, ready)
+
+
+LAYER_NAMES_FIT = (
+    "[...document.querySelectorAll('#layers-chart text')].every((t) => "
+    "t.getBoundingClientRect().right <= document.documentElement.clientWidth)"
+    " && (innerWidth > 560 || document.querySelectorAll('#layers-chart .annotation').length > 0)"
+)
+
+
+def layer_names_fit(page: Any) -> None:
+    """Each layer's name shows whole or cut to fit: beside its bar on a desktop, above it on a
+    phone (drawn again for the new width)."""
+    wait_until(page, LAYER_NAMES_FIT, 10)
 
 
 # The tests
@@ -229,7 +250,7 @@ def test_the_device_pages_for_owner_reader_and_stranger_at_both_widths(
             }
         )
     )  # fmt: skip  (announced once, no worker online now)
-    profile = measured_profile(alice, "encoder", layers=6)
+    profile = profiled_by_a_worker(alice, upload(alice, "encoder", layers=6))
     sharing_modify(job=profile, actor=alice, add_emails=[bob.email])
     waiting = profile_job(alice, profile.job_inputs.first().model, gpu_box, 100)
     job_transition(job=waiting, to=JobStatus.PENDING, message="Queued for device GPU box.")
@@ -310,7 +331,7 @@ def test_a_profile_fills_its_page_live_and_ends_with_its_charts(
     beyond = page.locator("#latency-beyond")
     if beyond.is_visible():  # slow outliers, counted, off the edge of the bulk of the runs
         assert "beyond the right edge" in beyond.inner_text()
-    shots(page, "profile-ready-owner")
+    shots(page, "profile-ready-owner", ready=layer_names_fit)
     assert errors == []
 
     reader = signed_in(browser, hub, "bob")
@@ -318,7 +339,7 @@ def test_a_profile_fills_its_page_live_and_ends_with_its_charts(
     reader.wait_for_selector("#layers-chart .main-svg")
     wait_until(reader, "window.hubProfile.points.length === 80", 15)
     assert reader.locator(".rename").count() == 0  # a reader's page
-    shots(reader, "profile-ready-reader")
+    shots(reader, "profile-ready-reader", ready=layer_names_fit)
     reader.click("#compare-profiles-link")
     reader.wait_for_selector("#profile-choices")
     stranger = signed_in(browser, hub, "charlie")
@@ -333,22 +354,33 @@ def test_profiles_compare_side_by_side_for_owner_reader_and_stranger(
     from sharing.services import sharing_modify
 
     hub = hub_env["HUB_URL"]
-    shallow = measured_profile(alice, "shallow net", layers=3)
+    from jobs.services.device_jobs import job_submit_compile
+
     # Markup in a name shows as the characters typed, in the table and in the charts' legends.
-    deep = measured_profile(alice, "<b>deep</b> net with a long name for a phone", layers=12)
-    sharing_modify(job=shallow, actor=alice, add_emails=[bob.email])
-    query = f"?jobs={shallow.public_id},{deep.public_id}"
+    source = upload(alice, "<b>deep</b> net with a long name for a phone", layers=12)
+    compiled = run_by_a_worker(
+        job_submit_compile(
+            owner=alice, model=source, device=this_device(), options="--quantize_full_type float16"
+        )
+    )
+    fp32 = profiled_by_a_worker(alice, source)
+    assert compiled.target_model is not None
+    fp16 = profiled_by_a_worker(alice, compiled.target_model)
+    sharing_modify(job=fp16, actor=alice, add_emails=[bob.email])
+    query = f"?jobs={fp32.public_id},{fp16.public_id}"
 
     owner = signed_in(browser, hub, "alice")
     owner.goto(f"{hub}/jobs/compare-profiles/{query}")
     owner.wait_for_selector("#ops-compare .main-svg")
     assert owner.evaluate("document.getElementById('latency-compare').data.length") == 2
-    assert owner.evaluate("document.getElementById('ops-compare').data[0].y").count("MatMul") == 1
+    types = owner.evaluate("document.getElementById('ops-compare').data[0].y")
+    assert len(set(types)) == len(types) and "FusedGemm" in types  # MatMul + Add, fused
     table = owner.inner_text("#profiles")
-    assert "shallow net" in table and "<b>deep</b> net with a long name" in table
+    assert "<b>deep</b> net with a long name" in table and compiled.target_model.name in table
     legend = owner.locator("#latency-compare .legend").text_content() or ""
     assert "<b>deep</b> net" in legend and owner.locator("#latency-compare .legend b").count() == 0
-    assert owner.locator("#profiles tr.differs th:has-text('median latency')").count() == 1
+    medians = owner.locator("#profiles tr:has(th:text-is('median latency')) td").all_inner_texts()
+    assert medians == [ms_text(job.summary["latency_us"]["median"]) for job in (fp32, fp16)]
 
     def charts_readable(page: Any) -> None:
         # Each legend is drawn again for the width (its labels cut to fit), below its plot.
@@ -369,7 +401,7 @@ def test_profiles_compare_side_by_side_for_owner_reader_and_stranger(
     reader = signed_in(browser, hub, "bob")
     reader.goto(f"{hub}/jobs/compare-profiles/{query}")
     reader.wait_for_selector("#latency-compare .main-svg")
-    assert deep.public_id not in reader.content()
+    assert fp32.public_id not in reader.content()
     assert "1 of the profiles this link names is not shared with you" in reader.inner_text(
         "#left-out"
     )
@@ -377,5 +409,60 @@ def test_profiles_compare_side_by_side_for_owner_reader_and_stranger(
     stranger = signed_in(browser, hub, "charlie")
     stranger.goto(f"{hub}/jobs/compare-profiles/{query}")
     assert stranger.locator("#profiles").count() == 0
-    assert shallow.public_id not in stranger.content() and "shallow net" not in stranger.content()
+    assert fp16.public_id not in stranger.content() and "deep" not in stranger.content()
     shots(stranger, "compare-profiles-stranger")
+
+
+def test_the_submit_pages_show_a_refusal_on_its_field_at_both_widths(browser, hub_env, alice):
+    hub = hub_env["HUB_URL"]
+    here = this_device()
+    dynamic = factories.onnx_model(alice, "dynamic batch")  # its batch dimension is a name
+    page = signed_in(browser, hub, "alice")
+    page.goto(f"{hub}/jobs/new/profile/?device={here.slug}")
+    page.select_option("#id_model", dynamic.public_id)
+    page.click("button[type=submit]")
+    error = page.locator("#id_model ~ .errorlist")
+    assert "dynamic dimensions" in error.inner_text() and "batch" in error.inner_text()
+    assert page.input_value("#id_device") == here.slug  # what was chosen stays chosen
+    shots(page, "submit-profile-refused")
+    page.click("#compile-first a")  # what to do instead, one click away
+    assert page.input_value("#id_model") == dynamic.public_id
+    assert page.input_value("#id_device") == here.slug
+    page.fill("#id_input_specs", '{"x": [1, 8]')
+    page.fill("#id_options", "--target_runtime tflite")
+    page.click("button[type=submit]")
+    assert "not JSON" in page.locator("#id_input_specs ~ .errorlist").inner_text()
+    page.fill("#id_input_specs", '{"x": [1, 8]}')
+    page.click("button[type=submit]")
+    assert "--target_runtime tflite" in page.locator("#id_options ~ .errorlist").inner_text()
+    assert page.locator("#options-help[open]").count() == 1  # the options it takes, opened
+    shots(page, "submit-compile-refused")
+
+
+def test_a_profile_submitted_from_the_page_runs_on_a_worker_to_its_charts(browser, hub_env, alice):
+    hub = hub_env["HUB_URL"]
+    here = this_device()
+    model = upload(alice, "encoder", layers=8)
+    page = signed_in(browser, hub, "alice")
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{hub}/jobs/devices/{here.slug}/")
+    page.click("#profile-here")  # from the device's page: the device chosen
+    page.select_option("#id_model", model.public_id)
+    page.fill("#id_options", "--max_profiler_iterations 300")
+    page.click("button[type=submit]")
+    page.wait_for_url("**/jobs/j*/")
+    page.evaluate("window.sameDocument = true")
+    page.wait_for_selector("#execution-summary", timeout=180_000)  # fetched when it finished
+    page.wait_for_selector("#layers-chart .main-svg", timeout=15_000)
+    assert page.evaluate("window.sameDocument") is True
+    job = Job.objects.get(public_id=page.url.rstrip("/").rsplit("/", 1)[1])
+    assert job.status == JobStatus.READY and job.ran_device == here
+    wait_until(page, f"window.hubProfile.points.length === {job.summary['runs']}", 15)
+    assert page.inner_text("#profile-runs").startswith(
+        f"Timed runs: {job.summary['runs']} of up to 300"
+    )
+    for key in ("estimated_inference_peak_memory", "first_load_time", "warm_load_time"):
+        assert page.locator(f'#execution-summary dd[data-key="{key}"]').count() == 1, key
+    shots(page, "profile-worker-run", ready=layer_names_fit)
+    assert errors == []

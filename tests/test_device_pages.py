@@ -547,3 +547,101 @@ def test_a_tensors_dataset_page_lists_its_entries_and_the_job_that_made_it(
     producer = made[made.index('id="dataset-producer"') :].split("</dd>")[0]
     assert job.public_id in producer and "inference job" in producer
     page(client, charlie, reverse("jobs:dataset", args=[outputs.public_id]), 404)
+
+
+# Real runs (the compile and inference runners, in this process as a worker runs them)
+
+
+def test_a_compiled_models_page_shows_what_the_run_recorded_to_owner_and_reader(
+    client, alice, bob, charlie, this_device
+):
+    source = dynamic_mlp(alice)
+    job = job_submit_compile(
+        owner=alice, model=source, device=this_device, input_specs={"x": [2, 8]},
+        options="--quantize_full_type float16",
+    )  # fmt: skip
+    job = factories.run_here(job)
+    assert job.status == JobStatus.READY, job.failure_message
+    sharing_modify(job=job, actor=alice, add_emails=[bob.email])
+    summary = job.summary
+    for reader in (alice, bob):
+        seen = page(client, reader, job.get_absolute_url())
+        made = seen[seen.index('id="compiled-with"') :].split("</dl>")[0]
+        assert "float16" in made and "CPUExecutionProvider" in made
+        largest = f"{summary['largest_difference']:.3g}"
+        assert f'id="largest-difference">{largest}<' in seen
+        assert f"on {summary['compared_samples']} sample inputs" in seen
+        sizes = seen[seen.index('id="compile-sizes"') :].split("</p>")[0]
+        assert sizes.count("KiB") + sizes.count(" B<") == 2 and "(-" in sizes  # it shrank
+        link = f"?model={job.target_model.public_id}&amp;device={this_device.slug}"
+        assert link in seen
+        profile_page = page(
+            client, reader, reverse("jobs:submit-profile") + link.replace("&amp;", "&")
+        )
+        assert f'<option value="{job.target_model.public_id}" selected>' in profile_page
+    page(client, charlie, job.get_absolute_url(), 404)
+
+
+def test_an_inference_runs_page_previews_its_outputs_and_links_them_for_owner_and_reader(
+    client, alice, bob, charlie, this_device, tmp_path
+):
+    inputs = tensors(alice, tmp_path)
+    job = job_submit_inference(
+        owner=alice, model=fixed_mlp(alice), device=this_device, inputs=inputs
+    )
+    job = factories.run_here(job)
+    assert job.status == JobStatus.READY, job.failure_message
+    sharing_modify(job=job, actor=alice, add_emails=[bob.email])
+    (output,) = job.summary["outputs"]
+    made = job.produced_datasets.get()
+    for reader in (alice, bob):
+        seen = page(client, reader, job.get_absolute_url())
+        table = seen[seen.index('id="inference-outputs"') :].split("</table>")[0]
+        assert f">{output['name']}<" in table and "[1, 4] × 3 samples" in table
+        first = f"{output['first_values'][0]:.4g}"
+        assert first in table
+        downloads = seen[seen.index('id="inference-downloads"') :].split("</ul>")[0]
+        assert f"/api/v1/jobs/{job.public_id}/artifacts/output_data.h5/" in downloads
+        assert reverse("jobs:dataset", args=[made.public_id]) in downloads  # readable by both
+        dataset_page = page(client, reader, reverse("jobs:dataset", args=[made.public_id]))
+        assert job.public_id in dataset_page[dataset_page.index('id="dataset-producer"') :]
+    page(client, charlie, job.get_absolute_url(), 404)
+    page(client, charlie, reverse("jobs:dataset", args=[made.public_id]), 404)
+
+
+@pytest.mark.django_db(
+    transaction=True
+)  # the runner's heartbeat thread writes on its own connection
+def test_a_profiled_models_page_shows_what_the_run_measured_to_owner_and_reader(
+    client, alice, bob, charlie, this_device
+):
+    job = job_submit_profile(
+        owner=alice, model=fixed_mlp(alice), device=this_device,
+        options="--max_profiler_iterations 30",
+    )  # fmt: skip
+    job = factories.run_here(job)
+    assert job.status == JobStatus.READY, job.failure_message
+    sharing_modify(job=job, actor=alice, add_emails=[bob.email])
+    summary = job.summary
+    for reader in (alice, bob):
+        seen = page(client, reader, job.get_absolute_url())
+        execution = seen[seen.index('id="execution-summary"') :].split("</dl>")[0]
+        inference = summary["execution_summary"]["estimated_inference_time"]
+        assert f'data-key="estimated_inference_time">{ms_text(inference)}<' in execution
+        assert "MiB" in execution or "KiB" in execution  # peak memory, measured
+        latency = seen[seen.index('id="latency-stats"') :].split("</dl>")[0]
+        assert f'data-stat="median">{ms_text(summary["latency_us"]["median"])}<' in latency
+        assert 'data-field="steps_completed">30</strong> of up to 30' in seen
+        data = json.loads(
+            seen.split('id="profile-data" type="application/json">')[1].split("</script>")[0]
+        )
+        assert [layer["name"] for layer in data["layers"]] == [
+            layer["name"] for layer in summary["slowest_layers"]
+        ]
+        device = page(client, reader, reverse("jobs:device-detail", args=[this_device.slug]))
+        profiled_row = device[device.index('id="device-profiled"') :].split("</table>")[0]
+        assert (
+            job.public_id in profiled_row
+            and ms_text(summary["latency_us"]["median"]) in profiled_row
+        )
+    page(client, charlie, job.get_absolute_url(), 404)

@@ -189,7 +189,9 @@ def _model_label(model: Any) -> str:
     """A model as a select shows it: name, id and, for ONNX, its inputs' shapes (a dynamic
     dimension is a name, which compile's input_specs must fix)."""
     specs = model.metadata.get("input_specs") or {}
-    shapes = ", ".join(f"{n} {list(s.get('shape', []))}" for n, s in list(specs.items())[:4])
+    shapes = ", ".join(
+        f"{n} [{', '.join(str(d) for d in s.get('shape', []))}]" for n, s in list(specs.items())[:4]
+    )
     return f"{model.name} ({model.public_id}){f' · {shapes}' if shapes else ''}"
 
 
@@ -204,10 +206,12 @@ def _tensor_datasets(user: User) -> list[tuple[str, str]]:
 
 
 def options_help(kind: str) -> str:
-    """The options a kind takes, from the parser itself (jobs/domain/job_options.py)."""
+    """The options a kind takes, named from the parser itself (jobs/domain/job_options.py);
+    the page lists what each does."""
     from jobs.domain.job_options import KINDS
 
-    return "; ".join(f"--{o.name}: {o.help}" for o in KINDS[kind])
+    names = ", ".join(f"--{o.name}" for o in KINDS[kind])
+    return f"As seed 000's client writes them. A {kind} job takes {names} (each explained below)."
 
 
 class _DeviceJobForm(forms.Form):
@@ -232,7 +236,7 @@ class _DeviceJobForm(forms.Form):
         ].help_text = (
             "Only workers of that device take the job; what it measures, it measures there."
         )
-        self.fields["options"].help_text = "Allowed: " + options_help(self.kind) + "."
+        self.fields["options"].help_text = options_help(self.kind)
 
 
 class CompileJobForm(_DeviceJobForm):

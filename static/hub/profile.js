@@ -39,6 +39,13 @@
     return plain(`${cut(p.model, Math.ceil(room * 0.55))} · ${cut(p.device, Math.floor(room * 0.45))}`);
   }
 
+  // A name cut in its middle, keeping how it starts and ends.
+  function middleCut(name, room) {
+    if (name.length <= room) return name;
+    const head = Math.ceil((room - 1) / 2);
+    return `${name.slice(0, head)}…${name.slice(name.length - (room - 1 - head))}`;
+  }
+
   function narrow(element) {
     return (element.clientWidth || window.innerWidth) < 560;
   }
@@ -114,30 +121,42 @@
       if (!state.pending) { state.pending = true; requestAnimationFrame(drawHistogram); }
     }
 
+    // On a desktop each layer's name is its bar's label, cut from the left to fit beside it; on
+    // a phone there is no room beside the bars (the names' ends are alike: ".../MatMulAddFusion"),
+    // so each name is written above its bar, across the chart's width.
     function drawLayers() {
       const chart = document.getElementById("layers-chart");
       const data = readJSON("profile-data");
       if (!chart || !window.Plotly || !data || !data.layers.length) return;
       const layers = [...data.layers].reverse(); // the slowest at the top
-      const room = narrow(chart) ? 16 : 36;
+      const small = narrow(chart);
+      const mono = { family: "ui-monospace, SFMono-Regular, Menlo, monospace", size: 11 };
+      const across = Math.max(20, Math.floor((chart.clientWidth || 320) / 7));
       const trace = {
         type: "bar", orientation: "h",
         x: layers.map((l) => l.execution_time / 1000),
         y: layers.map((l, i) => i), // by position: two layers may share a name's shortened form
+        width: small ? 0.5 : undefined,
         text: layers.map((l) => plain(l.type)),
         textposition: "auto",
         customdata: layers.map((l) => [plain(l.name), plain(l.type), plain(l.compute_unit)]),
         hovertemplate: "%{customdata[0]}<br>%{customdata[1]} on %{customdata[2]}: %{x:.3f} ms<extra></extra>",
         marker: { color: "#3b5bdb" },
       };
+      const perBar = small ? 46 : 34;
       const layout = {
-        margin: { t: 8, r: 16, b: 48, l: 8 },
+        margin: { t: small ? 20 : 8, r: 16, b: 48, l: 8 },
         xaxis: { title: { text: "time per run (ms)", standoff: 10 }, automargin: true },
-        yaxis: {
-          automargin: true, tickvals: layers.map((l, i) => i), ticktext: layers.map((l) => plain(shortName(l.name || l.type, room))),
-          tickfont: { family: "ui-monospace, SFMono-Regular, Menlo, monospace", size: 11 },
-        },
-        height: Math.max(240, 34 * layers.length + 70),
+        yaxis: small
+          ? { showticklabels: false, range: [-0.5, layers.length - 0.3] }
+          : { automargin: true, tickvals: layers.map((l, i) => i), ticktext: layers.map((l) => plain(shortName(l.name || l.type, 36))), tickfont: mono },
+        annotations: small
+          ? layers.map((l, i) => ({
+            x: 0, xref: "x", y: i + 0.25, yref: "y", xanchor: "left", yanchor: "bottom", showarrow: false,
+            text: plain(middleCut(l.name || l.type, across)), font: mono,
+          }))
+          : [],
+        height: Math.max(240, perBar * layers.length + 70),
         font: FONT,
       };
       chart.style.height = `${layout.height}px`;

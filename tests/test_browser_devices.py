@@ -466,3 +466,45 @@ def test_a_profile_submitted_from_the_page_runs_on_a_worker_to_its_charts(browse
         assert page.locator(f'#execution-summary dd[data-key="{key}"]').count() == 1, key
     shots(page, "profile-worker-run", ready=layer_names_fit)
     assert errors == []
+
+
+def test_a_compile_and_an_inference_job_show_their_results_at_both_widths(
+    browser, hub_env, alice, tmp_path
+):
+    from jobs.domain.tensor_data import write_h5
+    from jobs.services.assets import dataset_upload
+    from jobs.services.device_jobs import job_submit_compile, job_submit_inference
+
+    hub = hub_env["HUB_URL"]
+    source = upload(alice, "encoder", layers=4)
+    compiled = run_by_a_worker(
+        job_submit_compile(
+            owner=alice, model=source, device=this_device(), options="--quantize_full_type float16"
+        )
+    )
+    arrays = [
+        np.random.default_rng(i).standard_normal((1, 64)).astype(np.float32) for i in range(3)
+    ]
+    path = write_h5({"x": arrays}, tmp_path / "inputs.h5")
+    inputs = dataset_upload(owner=alice, file=ContentFile(path.read_bytes(), "inputs.h5"))
+    assert compiled.target_model is not None
+    inference = run_by_a_worker(
+        job_submit_inference(
+            owner=alice, model=compiled.target_model, device=this_device(), inputs=inputs
+        )
+    )
+    page = signed_in(browser, hub, "alice")
+    page.goto(f"{hub}/jobs/{compiled.public_id}/")
+    largest = f"{compiled.summary['largest_difference']:.3g}"
+    assert page.inner_text("#largest-difference") == largest
+    shots(page, "compile-job")
+    page.click("#profile-target")  # profile what it made, on the same device
+    assert page.input_value("#id_model") == compiled.target_model.public_id
+    page.goto(f"{hub}/jobs/{inference.public_id}/")
+    outputs = page.inner_text("#inference-outputs")
+    assert "× 3 samples" in outputs and "float32" in outputs
+    shots(page, "inference-job")
+    page.click("#output-dataset")
+    page.wait_for_selector("#tensor-entries")
+    assert inference.public_id in page.inner_text("#dataset-producer")
+    shots(page, "inference-outputs-dataset")

@@ -35,6 +35,18 @@ def _device_choice(job: Job) -> str:
     return job.device_attribute or "any"
 
 
+def _specs_text(specs: dict[str, Any]) -> str:
+    """{"x": {"shape": [1, 64], "dtype": "float32"}} → "x [1, 64] float32"."""
+    parts = []
+    for name, spec in specs.items():
+        if isinstance(spec, dict):
+            shape = ", ".join(str(d) for d in spec.get("shape", []))
+            parts.append(f"{name} [{shape}] {spec.get('dtype', '')}".strip())
+        else:
+            parts.append(f"{name} {json.dumps(spec)}")
+    return "; ".join(parts)
+
+
 def _compile_view(job: Job, summary: dict[str, Any]) -> dict[str, Any]:
     specs = summary.get("input_specs") or (job.hyperparameters or {}).get("input_specs") or {}
     quantized = summary.get("quantize_full_type")
@@ -43,7 +55,7 @@ def _compile_view(job: Job, summary: dict[str, Any]) -> dict[str, Any]:
         ("quantize_full_type", quantized or "none (float32 kept)"),
         ("calibration", summary.get("calibration") or ("—" if quantized != "int8" else "dynamic")),
         ("quantize_io", "yes" if summary.get("quantize_io") else "no"),
-        ("input_specs", json.dumps(specs) if specs else "the model's own"),
+        ("input_specs", _specs_text(specs) if specs else "the model's own"),
         ("providers", ", ".join(summary.get("providers") or []) or "—"),
     ]
     differences = sorted(
@@ -133,6 +145,10 @@ def _outputs(outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return shown
 
 
+def _seconds_text(seconds: float) -> str:
+    return ms_text(seconds * 1e6) if seconds < 1 else f"{seconds:.2f} s"
+
+
 def _inference_view(job: Job, summary: dict[str, Any], user: User) -> dict[str, Any]:
     produced = list(job.produced_datasets.filter(deleted_at__isnull=True)[:1])
     output_dataset = produced[0] if produced else None
@@ -144,7 +160,7 @@ def _inference_view(job: Job, summary: dict[str, Any], user: User) -> dict[str, 
     samples = summary.get("samples")
     return {
         "samples": samples,
-        "seconds": f"{float(seconds):.3f} s" if seconds is not None else None,
+        "seconds": _seconds_text(float(seconds)) if seconds is not None else None,
         "per_sample": ms(1e6 * float(seconds) / samples)
         if seconds is not None and samples
         else None,

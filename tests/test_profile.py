@@ -9,6 +9,7 @@ import json
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -189,13 +190,14 @@ def test_the_time_bound_ends_the_timed_runs_before_the_runs_asked(alice, this_de
 
 def test_cancelling_a_profile_stops_it_between_runs(alice, this_device, monkeypatch):
     model = upload(alice, fixed_mlp(batch=64, width=256, hidden=512))
-    job = profile(alice, model, this_device, "--max_profiler_iterations 1000")
-    children = []
-    metric, close = Reporter.metric, profile_runner._Child.close
+    job = profile(alice, model, this_device, "--max_profiler_iterations 10000")
+    children: list[Any] = []  # the run it was cancelled at, then the child process
+    metrics, close = Reporter.metrics, profile_runner._Child.close
 
-    def cancel_at_run_3(self, key, step, value):
-        metric(self, key, step, value)
-        if step == 3:  # the user cancels while the third run is reported
+    def cancel_at_the_first_runs(self, key, points):
+        metrics(self, key, points)
+        if not children:  # the user cancels as the first timed runs reach the page
+            children.append(points[-1][0])
             job_cancel(job=Job.objects.get(pk=self.job.pk))
             self.check_every = 0  # and the next check between runs reads it
 
@@ -203,15 +205,17 @@ def test_cancelling_a_profile_stops_it_between_runs(alice, this_device, monkeypa
         children.append(self.process)
         return close(self)
 
-    monkeypatch.setattr(Reporter, "metric", cancel_at_run_3)
+    monkeypatch.setattr(Reporter, "metrics", cancel_at_the_first_runs)
     monkeypatch.setattr(profile_runner._Child, "close", closing)
     job = factories.run_here(job)
+    stopped_at, child = children
     assert job.status == JobStatus.CANCELLED
-    assert job.status_logs.last().message == "Cancelled at step 3 of 1000."
-    assert job.metric_series.get(key="latency_ms").points_count == 3
+    assert 1 <= stopped_at < 10000
+    assert job.status_logs.last().message == f"Cancelled at step {stopped_at} of 10000."
+    assert job.metric_series.get(key="latency_ms").points_count == stopped_at
     assert not job.artifacts.filter(name="profile.json").exists()
     assert job.summary == {}
-    assert children and children[0].poll() is not None  # the child was stopped, not left running
+    assert child.poll() is not None  # the child was stopped, not left running
 
 
 @pytest.mark.parametrize(

@@ -21,11 +21,12 @@ WARMUP_RUNS = 5
 PROFILED_RUNS = 10
 
 # How many times its own size a model needs in memory while a profile measures it. Creating a
-# session holds the model about three times at its peak: the file's bytes as read, the tensors
-# parsed from them, and the initializers ONNX Runtime copies or prepacks into its own layout
-# (measured with a 200 MB MatMul model: a cold load peaked at 2.1 times its size above the
-# process's start, benchmarks/profile_fidelity.py prints it). A device with less memory than the
-# model's size times this would swap or kill the worker: the profile is refused at submit.
+# session holds the model about twice at its peak: the tensors parsed from the file, and the
+# initializers ONNX Runtime copies or prepacks into its own layout. benchmarks/profile_fidelity.py
+# measures it: with a 200 MB model, the cold load peaked 2.04 times its size above the profiling
+# process's start, the warm load 2.10, the timed runs 1.10. Three leaves room for the
+# activations of a large input and for the worker beside it; a device with less memory than
+# that would swap or have the worker killed, so the profile is refused at submit.
 MEMORY_FACTOR = 3
 
 

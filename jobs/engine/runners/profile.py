@@ -5,10 +5,11 @@ cold load (the process's first session) and a warm one, each with its time and p
 memory; warm-up runs; then up to ``--max_profiler_iterations`` timed runs within
 ``--max_profiler_time`` seconds, on seeded random inputs of the model's fixed shapes, without
 the profiler; then a separate session with ONNX Runtime's profiler on, for the time of each
-layer. This runner relays each timed run as it comes (the metric ``latency_ms``, step = the
-run's number, and runs done as ``steps_completed``), checks between runs whether the job was
-cancelled or ran out of time (and then stops the child), and stores seed 000's profile as the
-artifact ``profile.json`` and its figures as the job's summary.
+layer. This runner relays the timed runs as they come (the child sends those of the last 50 ms
+together): the metric ``latency_ms``, a point per run, step = the run's number, and runs done as
+``steps_completed``; it checks between them whether the job was cancelled or ran out of time
+(and then stops the child), and stores seed 000's profile as the artifact ``profile.json`` and
+its figures as the job's summary.
 """
 
 from __future__ import annotations
@@ -193,11 +194,11 @@ class ProfileRunner(Runner):
         of the log. What it found, keyed by stage ("done" once it finished)."""
         found: dict[str, Any] = {"times": []}
         for event in child.events(reporter):
-            if "run" in event:
-                run, time_us = int(event["run"]), float(event["time"])
-                found["times"].append(time_us)
-                reporter.metric("latency_ms", run, time_us / 1000)
-                reporter.progress(steps_completed=run)
+            if "runs" in event:  # [[run number, µs], …]: the runs since its last report
+                runs = [(int(run), float(time_us)) for run, time_us in event["runs"]]
+                found["times"].extend(time_us for _, time_us in runs)
+                reporter.metrics("latency_ms", [(run, time_us / 1000) for run, time_us in runs])
+                reporter.progress(steps_completed=runs[-1][0])
             elif "stage" in event:
                 found[event["stage"]] = event
                 if event["stage"] in ("first_load", "warm_load"):

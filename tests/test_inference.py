@@ -494,3 +494,18 @@ def test_deleting_an_inference_job_removes_its_output_data_unless_another_job_ra
     kept.refresh_from_db()
     assert kept.produced_by is None and kept.metadata["made_by_deleted_job"] == used.name
     assert Path(kept.file.path).exists()
+
+
+def test_an_output_datasets_page_says_who_reads_it_through_the_job_that_made_it(
+    alice, bob, this_device, mlp, mlp_inputs
+):
+    from jobs.domain.lineage import access_of, lineage_of
+    from sharing.services import sharing_modify
+
+    job = run_inference(alice, mlp, upload(alice, "in.h5", h5_of({"x": mlp_inputs})), this_device)
+    made = Dataset.objects.get(produced_by=job)
+    assert access_of(alice, made).readers == []
+    sharing_modify(job=job, actor=alice, add_emails=[bob.email])
+    assert [g.email for g in access_of(alice, made).readers] == [bob.email]
+    assert [j.pk for j in access_of(bob, made).through] == [job.pk]
+    assert lineage_of(bob, made).producer == job

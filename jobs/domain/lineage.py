@@ -67,18 +67,23 @@ def _granting_jobs(asset: MLModel | Dataset) -> set[int]:
     """Ids of the asset owner's jobs whose shares reach the asset (see the module's rule)."""
     owner = asset.owner_id
     found = set(jobs_using(asset).filter(owner_id=owner).values_list("pk", flat=True))
-    producer = asset.produced_by_id if isinstance(asset, MLModel) else None
+    producer = asset.produced_by_id  # a job's target model, or an inference job's outputs
     if producer is not None and Job.objects.filter(pk=producer, owner_id=owner).exists():
         found.add(producer)
     frontier = set(found)
     for _ in range(MAX_DEPTH):
         if not frontier:
             break
+        # Downstream as selectors._shared_jobs_sql walks up: through a model a job made, or
+        # through the output data it made.
         downstream = set(
             Job.objects.filter(
+                Q(
+                    job_inputs__model__owner_id=owner,
+                    job_inputs__model__produced_by_id__in=frontier,
+                )
+                | Q(dataset__owner_id=owner, dataset__produced_by_id__in=frontier),
                 owner_id=owner,
-                job_inputs__model__owner_id=owner,
-                job_inputs__model__produced_by_id__in=frontier,
             ).values_list("pk", flat=True)
         )
         frontier = downstream - found
@@ -105,7 +110,7 @@ def lineage_of(user: User, asset: MLModel | Dataset) -> Lineage:
     visible = jobs_visible_to(user)
     producer: Job | None = None
     producer_hidden = False
-    if isinstance(asset, MLModel) and asset.produced_by_id is not None:
+    if asset.produced_by_id is not None:
         producer = visible.filter(pk=asset.produced_by_id).first()
         producer_hidden = producer is None
     uses = jobs_using(asset).distinct()

@@ -174,7 +174,7 @@ def job_submit_compile(
             )  # fmt: skip
     unfixed = {n: s for n, s in _dynamic(specs).items() if n not in cleaned}
     if unfixed:
-        shown = "; ".join(f"{n} {s}" for n, s in unfixed.items())
+        shown = "; ".join(f"{n} [{', '.join(str(d) for d in s)}]" for n, s in unfixed.items())
         raise ValidationError(
             {"input_specs": f"Model {model.public_id} has dynamic dimensions ({shown}): give "
              "input_specs with a fixed shape for each, e.g. {" + ", ".join(
@@ -221,7 +221,7 @@ def job_submit_profile(
     check_time_limit(time_limit)
     specs = _onnx_model(owner, model, "profile")
     if unfixed := _dynamic(specs):
-        shown = "; ".join(f"{n} {s}" for n, s in unfixed.items())
+        shown = "; ".join(f"{n} [{', '.join(str(d) for d in s)}]" for n, s in unfixed.items())
         raise ValidationError(
             {"model": f"Model {model.public_id} has dynamic dimensions ({shown}); a profile "
              "measures one shape. Compile it with input_specs first, then profile the compiled "

@@ -229,9 +229,12 @@ class CompileRunner(Runner):
             f"{size_text(compiled['source_size'])} → {size_text(target_size)}, "
             f"{len(proto.graph.node)} nodes."
         )
+        # Named after its source and what was done to it ("mlp (float16)"), as a merged model is
+        # after its job: the model list then tells a source from its compiled versions.
+        kind = compiled["quantize_full_type"] or "optimized"
         return Target(
             stored,
-            f"{ctx.job.name}.onnx",
+            f"{model.name} ({kind}, {ctx.job.public_id})"[:200],
             ModelFormat.ONNX,
             metadata,
             message,

@@ -370,3 +370,5 @@ def test_compare_profiles_refuses_other_kinds_and_counts_by_name(alice, this_dev
     ]
     assert compare(factories.person("nobody"), job.public_id, twice.public_id).status_code == 400
     assert factories.api(alice).get("/api/v1/profiles/compare/").status_code == 400
+    long = compare(alice, job.public_id, "x" * 300).json()["message"]
+    assert long == f"No job {'x' * 20}… that you may read."  # not the whole of what was sent

@@ -14,6 +14,7 @@ from jobs.domain.selectors import User, jobs_visible_to
 from jobs.models import Job, JobKind
 
 MIN_COMPARED, MAX_COMPARED = 2, 8
+ID_SHOWN = 20  # characters of an id a refusal repeats (job ids have 12 at most)
 
 
 def asked_ids(text: str) -> list[str]:
@@ -68,11 +69,9 @@ def profiles_compared(user: User, ids: list[str]) -> dict[str, Any]:
         .prefetch_related("job_inputs__model")
     }
     # Never told apart: a job that does not exist and one the asker may not read.
-    unreadable = [i for i in ids if i not in found]
+    unreadable = [i if len(i) <= ID_SHOWN else i[:ID_SHOWN] + "…" for i in ids if i not in found]
     if unreadable:
-        raise ValidationError(
-            {"jobs": f"No job {', '.join(unreadable)} that you may read."}
-        )  # fmt: skip
+        raise ValidationError({"jobs": f"No job {', '.join(unreadable)} that you may read."})
     others = [found[i] for i in ids if found[i].kind != JobKind.PROFILE]
     if others:
         named = ", ".join(

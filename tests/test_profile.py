@@ -267,7 +267,7 @@ def test_a_model_with_a_dynamic_dimension_is_refused_at_submit(alice, this_devic
     with pytest.raises(ValidationError) as error:
         profile(alice, model, this_device)
     field, message = refusal(error)
-    assert field == "model" and "has dynamic dimensions (x ['batch', 8])" in message
+    assert field == "model" and "has dynamic dimensions (x [batch, 8])" in message
 
 
 def test_a_model_too_big_for_the_devices_memory_is_refused_naming_both_sizes(alice, this_device):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -216,6 +217,39 @@ def test_cancelling_a_profile_stops_it_between_runs(alice, this_device, monkeypa
     assert not job.artifacts.filter(name="profile.json").exists()
     assert job.summary == {}
     assert child.poll() is not None  # the child was stopped, not left running
+
+
+@pytest.mark.parametrize(
+    ("stop", "words"),
+    [
+        # the kernel's out-of-memory killer sends SIGKILL
+        ("kill", "The profile of {label} \\(.+\\) was killed during {stage} on device {device}, "
+         "most likely for want of memory .*"),
+        # a crash inside ONNX Runtime ends it otherwise
+        ("terminate", "ONNX Runtime stopped during {stage} of {label} on device {device} "
+         "\\(exit code -15\\)\\."),
+    ],
+)  # fmt: skip
+def test_a_profile_whose_process_dies_fails_saying_so(alice, this_device, monkeypatch, stop, words):
+    model = upload(alice, fixed_mlp(batch=64, width=256, hidden=512))
+    job = profile(alice, model, this_device, "--max_profiler_iterations 10000")
+    events = profile_runner._Child.events
+
+    def dies_after_the_cold_load(self, reporter):
+        for event in events(self, reporter):
+            yield event
+            if event.get("stage") == "first_load":
+                getattr(self.process, stop)()
+
+    monkeypatch.setattr(profile_runner._Child, "events", dies_after_the_cold_load)
+    job = factories.run_here(job)
+    assert (job.status, job.failure_type) == (JobStatus.FAILED, FailureType.INTERNAL_ERROR)
+    pattern = words.format(
+        label=re.escape(f"model {model.public_id} (fixed_mlp)"),
+        stage="(the warm load|the timed runs)",  # whichever it had reached
+        device=re.escape(this_device.name),
+    )
+    assert re.fullmatch(pattern, job.failure_message), job.failure_message
 
 
 @pytest.mark.parametrize(

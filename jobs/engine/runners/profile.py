@@ -107,7 +107,7 @@ class _Child:
                 yield event
 
     def stderr_tail(self) -> str:
-        self._stderr.flush()
+        """The last lines the child wrote to its stderr (ONNX Runtime's own words)."""
         lines = self.stderr_path.read_text(errors="replace").strip().splitlines()
         return scrub_paths(" ".join(lines[-3:]))[-500:]
 

@@ -16,7 +16,7 @@ from django.shortcuts import redirect, render
 from hubsite.api.auth import user_of
 from jobs.domain.job_options import KINDS
 from jobs.domain.measures import EXECUTION_LABELS, memory_text, ms_text
-from jobs.domain.profile_compare import MAX_COMPARED, asked_ids, chart_data, compare_profiles
+from jobs.domain.profiles import PAGE_COLUMNS, asked_ids, chart_data, compare_profiles
 from jobs.domain.quotas import QuotaExceeded, usage_of
 from jobs.domain.selectors import dataset_for_user, job_for_user, model_for_user
 from jobs.services.device_jobs import job_submit_compile, job_submit_inference, job_submit_profile
@@ -103,7 +103,7 @@ def compare_profiles_page(request: HttpRequest) -> HttpResponse:
         "profiles": comparison.profiles,
         "chart": chart_data(comparison),
         "chosen": chosen,
-        "max_compared": MAX_COMPARED,
+        "max_compared": PAGE_COLUMNS,
         "share_query": urlencode({"jobs": ",".join(p.job.public_id for p in comparison.profiles)}),
         "rows": _rows(comparison.profiles),
     }

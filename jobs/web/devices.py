@@ -15,7 +15,7 @@ from django.shortcuts import render
 
 from jobs.domain.device_selectors import device_for_user, devices_listed
 from jobs.domain.measures import memory_text, ms_text
-from jobs.domain.profile_compare import MAX_COMPARED
+from jobs.domain.profiles import PAGE_COLUMNS
 from jobs.domain.selectors import jobs_visible_to
 from jobs.domain.status import JobStatus
 from jobs.models import Job, JobInput, JobKind
@@ -111,6 +111,6 @@ def device_detail(request: HttpRequest, device_id: str) -> HttpResponse:
         "jobs": jobs,
         "more_jobs": len(jobs) == PAGE_JOBS and page.jobs.count() > PAGE_JOBS,
         "profiled": profiled,
-        "compare_ids": ",".join(p.job.public_id for p in profiled[:MAX_COMPARED]),
+        "compare_ids": ",".join(p.job.public_id for p in profiled[:PAGE_COLUMNS]),
     }
     return render(request, "jobs/device.html", context)

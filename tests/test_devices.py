@@ -239,3 +239,20 @@ def test_hub_devices_lists_them_from_the_shell(alice, live_server, capsys, monke
     assert hub_main(["devices", "--attribute", "os:linux"]) == 0
     out = capsys.readouterr().out
     assert "Box A" in out and "box-a" in out
+
+
+def test_any_device_with_compute_unit_gpu_is_queued_for_a_device_with_a_gpu(alice, this_device):
+    from jobs.services.device_jobs import job_submit_compile
+
+    model = factories.onnx_model(alice, "mlp", seed=1)
+    options = "--quantize_full_type float16 --compute_unit gpu"
+    with pytest.raises(ValidationError) as none:
+        job_submit_compile(
+            owner=alice, model=model, device="any", input_specs={"x": [1, 8]}, options=options
+        )
+    assert "no device of this hub has one" in none.value.message_dict["options"][0]
+    register(announcement(name_override="GPU box", gpus=[H100]))
+    job = job_submit_compile(
+        owner=alice, model=model, device="any", input_specs={"x": [1, 8]}, options=options
+    )
+    assert (job.device, job.device_attribute) == (None, "accelerator:cuda")

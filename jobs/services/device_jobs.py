@@ -99,13 +99,26 @@ def clean_input_specs(specs: Any, model_specs: dict[str, Any]) -> dict[str, dict
     return cleaned
 
 
-def _device(device: Device | str | None) -> tuple[Device | None, str]:
+GPU_ATTRIBUTE = "accelerator:cuda"
+
+
+def _device(device: Device | str | None, parsed: dict[str, Any]) -> tuple[Device | None, str]:
+    """Where the job runs. "any" with ``--compute_unit gpu`` means any device with a GPU: the
+    job is queued for accelerator:cuda, so that no CPU worker takes it only to fail."""
     if device is None or (isinstance(device, str) and not device.strip()):
         raise ValidationError(
             {"device": "A compile, profile or inference job names a device (or an attribute, "
              "or 'any'): it runs, and is measured, there."}
         )  # fmt: skip
-    return resolve_device(device)
+    target, attribute = resolve_device(device)
+    if target is None and not attribute and "gpu" in (parsed.get("compute_unit") or []):
+        if not any(GPU_ATTRIBUTE in d.attributes for d in Device.objects.all()):
+            raise ValidationError(
+                {"options": "--compute_unit gpu asks for a GPU, and no device of this hub has "
+                 f"one ({GPU_ATTRIBUTE}). Use --compute_unit cpu, or add a GPU worker."}
+            )  # fmt: skip
+        attribute = GPU_ATTRIBUTE
+    return target, attribute
 
 
 def _save(job: Job, inputs: list[MLModel]) -> Job:
@@ -145,7 +158,7 @@ def job_submit_compile(
     """An ONNX model (or a Hugging Face causal LM, exported as customization outputs are)
     optimized for a device, fp16 or int8 if asked, its outputs checked against the source's."""
     parsed = _options("compile", options)
-    target, attribute = _device(device)
+    target, attribute = _device(device, parsed)
     check_time_limit(time_limit)
     require_models(owner, [model], "model")
     if model.format not in (ModelFormat.ONNX, ModelFormat.HF):
@@ -217,7 +230,7 @@ def job_submit_profile(
     """The model measured on the device: load times, latency over timed runs, peak memory and
     the time of each layer."""
     parsed = _options("profile", options)
-    target, attribute = _device(device)
+    target, attribute = _device(device, parsed)
     check_time_limit(time_limit)
     specs = _onnx_model(owner, model, "profile")
     if unfixed := _dynamic(specs):
@@ -272,7 +285,7 @@ def job_submit_inference(
     """The model run on the device over every sample of ``inputs``; its outputs stored as a
     dataset in the same layout."""
     parsed = _options("inference", options)
-    target, attribute = _device(device)
+    target, attribute = _device(device, parsed)
     check_time_limit(time_limit)
     specs = _onnx_model(owner, model, "inference")
     _tensor_dataset(owner, inputs, "inputs")

@@ -191,6 +191,13 @@ class Client(Connection):
         }
         return InferenceJob(self, self.request("POST", "/api/v1/jobs/inference/", json=body))
 
+    def compare_profiles(self, jobs: Sequence[Job | str]) -> dict[str, Any]:
+        """Profile jobs side by side (2 to 8; the same model on two devices, or a model and its
+        compiled versions): each one's latency, peak memory and time per op type, and
+        ``op_types``, the op types of them all, costliest first."""
+        ids = ",".join(job.job_id if isinstance(job, Job) else str(job) for job in jobs)
+        return dict(self.request("GET", "/api/v1/profiles/compare/", params={"jobs": ids}))
+
     def upload_tensors(self, entries: dict[str, Any], name: str | None = None) -> Dataset:
         """{input name: [an array per sample]} uploaded as a dataset in seed 000's h5 layout."""
         from hubclient.tensors import write_h5

@@ -81,6 +81,37 @@ def this_device(db: None) -> Any:
     return register(this_machine())
 
 
+@pytest.fixture
+def hub_here(alice: Any) -> Any:
+    """``hubclient.Client`` as Alice, its HTTP requests served by this process's Django app
+    (WSGI, in the test's transaction, as Django's test client serves them); its websocket finds
+    no server, so ``wait()`` ends on the status it reads over HTTP."""
+    import httpx
+    from django.core import signals
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.db import close_old_connections
+    from rest_framework.authtoken.models import Token
+
+    from hubclient import Client
+
+    token, _ = Token.objects.get_or_create(user=alice)
+    for signal in (signals.request_started, signals.request_finished):
+        signal.disconnect(close_old_connections)  # the test's transaction stays open
+    client = Client("http://127.0.0.1:9", token.key)  # port 9 (discard): nothing listens
+    client._http = httpx.Client(
+        transport=httpx.WSGITransport(app=WSGIHandler()),
+        base_url=client.url,
+        headers={"Authorization": f"Token {token.key}"},
+        follow_redirects=True,
+    )
+    try:
+        yield client
+    finally:
+        client.close()
+        for signal in (signals.request_started, signals.request_finished):
+            signal.connect(close_old_connections)
+
+
 @pytest.fixture(autouse=True)
 def _media_root(tmp_path_factory: pytest.TempPathFactory, settings: Any) -> None:
     """Each test stores its uploads in a directory of its own."""

@@ -396,37 +396,6 @@ def test_a_requeued_job_keeps_one_output_dataset(alice, this_device, mlp, mlp_in
     assert made.num_records == 3 and not stored.exists()
 
 
-@pytest.fixture
-def hub_here(alice: Any) -> Any:
-    """``hubclient.Client`` as Alice, its HTTP requests served by this process's Django app
-    (WSGI, in the test's transaction, as Django's test client serves them); its websocket finds
-    no server, so ``wait()`` ends on the status it reads over HTTP."""
-    import httpx
-    from django.core import signals
-    from django.core.handlers.wsgi import WSGIHandler
-    from django.db import close_old_connections
-    from rest_framework.authtoken.models import Token
-
-    from hubclient import Client
-
-    token, _ = Token.objects.get_or_create(user=alice)
-    for signal in (signals.request_started, signals.request_finished):
-        signal.disconnect(close_old_connections)  # the test's transaction stays open
-    client = Client("http://127.0.0.1:9", token.key)  # port 9 (discard): nothing listens
-    client._http = httpx.Client(
-        transport=httpx.WSGITransport(app=WSGIHandler()),
-        base_url=client.url,
-        headers={"Authorization": f"Token {token.key}"},
-        follow_redirects=True,
-    )
-    try:
-        yield client
-    finally:
-        client.close()
-        for signal in (signals.request_started, signals.request_finished):
-            signal.connect(close_old_connections)
-
-
 def test_the_client_sends_a_dict_of_arrays_and_downloads_the_outputs_as_seed_000s(
     hub_here, this_device, mlp, mlp_inputs, tmp_path
 ):

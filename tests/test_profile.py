@@ -322,7 +322,7 @@ def compare(user, *ids: str):
     return factories.api(user).get("/api/v1/profiles/compare/", {"jobs": ",".join(ids)})
 
 
-def test_a_model_profiled_on_two_devices_is_compared_side_by_side(alice, second_box):
+def test_a_model_profiled_on_two_devices_is_compared_side_by_side(alice, second_box, hub_here):
     model = upload(alice, fixed_mlp())
     first = profile(alice, model, this_machine().name, name="On this box")
     first = factories.run_here(first)
@@ -353,6 +353,7 @@ def test_a_model_profiled_on_two_devices_is_compared_side_by_side(alice, second_
         op: sum(j["op_type_times"].get(op, 0) for j in data["jobs"]) for op in data["op_types"]
     }
     assert [totals[op] for op in data["op_types"]] == sorted(totals.values(), reverse=True)
+    assert hub_here.compare_profiles([first.public_id, second.public_id]) == data  # the client
 
 
 def test_compare_profiles_shows_each_person_only_the_jobs_they_may_read(

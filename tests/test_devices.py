@@ -256,3 +256,19 @@ def test_any_device_with_compute_unit_gpu_is_queued_for_a_device_with_a_gpu(alic
         owner=alice, model=model, device="any", input_specs={"x": [1, 8]}, options=options
     )
     assert (job.device, job.device_attribute) == (None, "accelerator:cuda")
+
+
+def test_the_active_jobs_quota_counts_device_jobs_like_every_other(alice, this_device, settings):
+    from jobs.domain.quotas import QuotaExceeded
+    from jobs.services.device_jobs import job_submit_compile
+
+    settings.HUB_QUOTA_ACTIVE_JOBS = 2
+    model = factories.onnx_model(alice, "mlp", seed=1)
+    for _ in range(2):
+        job = job_submit_compile(
+            owner=alice, model=model, device=this_device, input_specs={"x": [1, 8]}
+        )
+        Job.objects.filter(pk=job.pk).update(status="pending")
+    with pytest.raises(QuotaExceeded) as refused:
+        job_submit_compile(owner=alice, model=model, device=this_device, input_specs={"x": [1, 8]})
+    assert "You have 2 jobs queued or running" in str(refused.value)

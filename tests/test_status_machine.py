@@ -175,7 +175,7 @@ def test_racing_transitions_are_serialised_so_exactly_one_wins(alice):
 
 @pytest.mark.parametrize(
     "change",
-    [{"status": "done"}, {"kind": "compile"}, {"failure_type": "bad_luck"}],
+    [{"status": "done"}, {"kind": "quantize"}, {"failure_type": "bad_luck"}],
 )
 def test_database_refuses_values_outside_the_enums(alice, change):
     job = factories.link_job(alice)

@@ -3,7 +3,15 @@ a job held as a worker holds one."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -38,3 +46,37 @@ def running_job(owner: Any, name: str) -> tuple[Any, str]:
     taken = claim(job.pk)
     assert taken is not None
     return taken
+
+
+@contextlib.contextmanager
+def runhub(checkout: Path, env: dict[str, str]) -> Iterator[tuple[str, int]]:
+    """A checkout's ``manage.py runhub`` (web in that process, its workers as children) on a
+    free port, started with ``env`` and stopped afterwards: its URL and the web process's pid,
+    once ``/healthz`` answers."""
+    import requests
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "runhub", "--port", str(port), "--no-demo"],
+        cwd=checkout,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(f"{url}/healthz", timeout=5).status_code in (200, 503):
+                    break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the hub of {checkout} did not start")
+            time.sleep(0.5)  # a process starting: polled, nothing else to wait on
+        yield url, process.pid
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(30)

@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import runhub  # noqa: E402
+
 VOCABULARY = 3_000_000  # the tokenizer.json entries tried from outside
 ROWS, ROW_BYTES = 30, int(3.9 * 1024 * 1024)  # the dataset of huge rows tried from outside
 LOOPING_TEMPLATE = (  # a chat template that renders for a long time, tried from outside
@@ -38,17 +39,10 @@ LOOPING_TEMPLATE = (  # a chat template that renders for a long time, tried from
 )
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextlib.contextmanager
 def hub(checkout: Path) -> Iterator[tuple[str, int, dict[str, str]]]:
     """The checkout's ``manage.py runhub`` (web in that process, workers as children): its URL,
     the web process's pid, and the environment that reaches its database."""
-    import requests
 
     data = Path(tempfile.mkdtemp(prefix="hub-heavy-"))
     env = {
@@ -62,29 +56,8 @@ def hub(checkout: Path) -> Iterator[tuple[str, int, dict[str, str]]]:
     env.pop("DATABASE_URL", None)
     env.pop("REDIS_URL", None)
     env.pop("DJANGO_SETTINGS_MODULE", None)
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "runhub", "--port", str(port), "--no-demo"],
-        cwd=checkout,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(f"{url}/healthz", timeout=5).status_code in (200, 503):
-                    break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the hub of {checkout} did not start")
-            time.sleep(0.5)
-        yield url, process.pid, env
-    finally:
-        os.killpg(process.pid, 15)
-        process.wait(30)
+    with runhub(checkout, env) as (url, pid):
+        yield url, pid, env
 
 
 def tokens(checkout: Path, env: dict[str, str]) -> tuple[str, str]:

@@ -31,7 +31,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -44,8 +43,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import drop_database, scratch_database  # noqa: E402
-from benchmarks.heavy_inputs import free_port, tokens  # noqa: E402
+from benchmarks.common import drop_database, runhub, scratch_database  # noqa: E402
+from benchmarks.heavy_inputs import tokens  # noqa: E402
 from jobs.domain.profile_plan import WARMUP_RUNS  # noqa: E402
 from jobs.engine.profiling import measure  # noqa: E402
 
@@ -56,7 +55,6 @@ def hub(production: bool) -> Iterator[tuple[str, dict[str, str]]]:
     worker as its children) on a free port with a scratch data folder: in the embedded profile
     (SQLite, filesystem broker), or with ``production`` on a scratch PostgreSQL database of
     DATABASE_URL's server and REDIS_URL. Its URL and environment."""
-    import requests
 
     env = {
         **os.environ,
@@ -75,29 +73,10 @@ def hub(production: bool) -> Iterator[tuple[str, dict[str, str]]]:
     else:
         env.pop("DATABASE_URL", None)
         env.pop("REDIS_URL", None)
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "runhub", "--port", str(port), "--no-demo"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(f"{url}/healthz", timeout=5).status_code in (200, 503):
-                    break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("the hub did not start")
-            time.sleep(0.5)
-        yield url, env
+        with runhub(ROOT, env) as (url, _):
+            yield url, env
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(30)
         shutil.rmtree(env["HUB_DATA_DIR"], ignore_errors=True)
         if database:
             drop_database(os.environ["DATABASE_URL"], database)

@@ -316,7 +316,9 @@ def _run(ctx: RunContext, runner: Runner) -> str:
             reporter.transition(JobStatus.READY, target.checked)
             return "ready"
         reporter.transition(JobStatus.COMPLETED, target.message)
-        model = reporter.produced_model(target.path, target.name, target.format, target.metadata)
+        model = reporter.produced_model(
+            target.path, target.name, target.format, target.metadata, ctx.job.target_public_id
+        )
         reporter.set_target_model(model)
         _store_records(ctx)
         summary = runner.verify(ctx, target, Path(model.file.path))

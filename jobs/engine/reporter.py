@@ -246,14 +246,22 @@ class Reporter:
         return artifact
 
     def produced_model(
-        self, path: Path, name: str, format: str, metadata: dict[str, Any]
+        self,
+        path: Path,
+        name: str,
+        format: str,
+        metadata: dict[str, Any],
+        public_id: str = "",
     ) -> MLModel:
-        """Store a model this job made (its target model, a checkpoint)."""
+        """Store a model this job made (its target model, with the id given out at submit; a
+        checkpoint)."""
         self.flush()
-        return outlasting_outages(lambda: self._produced_model(path, name, format, metadata))
+        return outlasting_outages(
+            lambda: self._produced_model(path, name, format, metadata, public_id)
+        )
 
     def _produced_model(
-        self, path: Path, name: str, format: str, metadata: dict[str, Any]
+        self, path: Path, name: str, format: str, metadata: dict[str, Any], public_id: str
     ) -> MLModel:
         model = MLModel(
             owner_id=self.job.owner_id,
@@ -264,6 +272,8 @@ class Reporter:
             metadata=metadata,
             produced_by=self.job,
         )
+        if public_id:
+            model.public_id = public_id
         with stored_with_its_row(model.file), transaction.atomic(), path.open("rb") as handle:
             model.file.save(path.name, File(handle), save=False)
             model.save()

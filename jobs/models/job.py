@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from jobs.domain import formulas
 from jobs.domain.hyperparameters import Hyperparameters
-from jobs.domain.ids import job_public_id
+from jobs.domain.ids import job_public_id, model_public_id
 from jobs.domain.profile_plan import planned_runs
 from jobs.domain.status import FINISHED, USER_FAILURES, FailureType, JobStatus
 
@@ -29,6 +29,10 @@ class JobKind(models.TextChoices):
     COMPILE = "compile", "Compile"
     PROFILE = "profile", "Profile"
     INFERENCE = "inference", "Inference"
+
+
+# The kinds whose job makes a target model.
+MAKES_A_MODEL = frozenset({JobKind.LINK, JobKind.CUSTOMIZATION, JobKind.COMPILE})
 
 
 class Hardware(models.TextChoices):
@@ -102,6 +106,9 @@ class Job(models.Model):
     target_model = models.ForeignKey(
         "jobs.MLModel", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    # The public id the target model will have, given out at submit: seed 000's client reads a
+    # compile or link job's target model (and may wait on it) before the job has made it.
+    target_public_id = models.CharField(max_length=12, blank=True)
     resubmitted_from = models.ForeignKey(
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="resubmissions"
     )
@@ -194,6 +201,8 @@ class Job(models.Model):
         return f"{self.name} ({self.public_id})"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is None and not self.target_public_id and self.kind in MAKES_A_MODEL:
+            self.target_public_id = model_public_id()
         changed = self._saved_status is not None and self.status != self._saved_status
         if changed and not self._status_change_allowed:
             raise StatusChangeOutsideMachine(

@@ -52,6 +52,12 @@ ANONYMOUS_BODY_LIMIT = 64 * 1024
 # No route of the hub reads the body of any other method (a DELETE says all in its address).
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 STALE_TEMP_SECONDS = 24 * 3600
+AIHUB = "/aihub/"  # seed 000's client's face (aihub/urls.py)
+SIGNED_UPLOADS = AIHUB + "transfers/"
+# Reads a signed upload address (the part of the path after SIGNED_UPLOADS) and returns the body
+# bytes it takes, or None when it is not valid: set by the aihub app when it is ready, so that
+# this module, which jobs reads, does not import it.
+signed_upload_allowance: Callable[[str], int | None] = lambda token: None  # noqa: E731
 
 
 def _too_large(what: str) -> str:
@@ -190,19 +196,20 @@ class HubASGIHandler(ASGIHandler):
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         refusal, allowance = await self._refusal(scope)
+        client_shape = str(scope.get("path", "")).startswith(AIHUB)
         if refusal is not None:
-            await _send_json(send, *refusal)
+            await _send_json(send, *refusal, detail=client_shape)
             return
         _body_allowance.set(allowance)
         try:
             await super().handle(scope, receive, send)
         except BodyTooLarge:
-            await _send_json(send, 413, _too_large("The request body"), "file")
+            await _send_json(send, 413, _too_large("The request body"), "file", client_shape)
         except OSError as error:  # the body's temporary file could not be written
             message = not_kept(error)
             if message is None:
                 raise
-            await _send_json(send, 507, message, "file")
+            await _send_json(send, 507, message, "file", client_shape)
 
     async def _refusal(self, scope: Scope) -> tuple[tuple[int, str, str] | None, int]:
         """An answer that refuses the request before its body is read (or None), and how many
@@ -223,6 +230,17 @@ class HubASGIHandler(ASGIHandler):
                 return None, 0
             # Answered before a byte of it is read, whoever sends it: no route reads one.
             return (400, f"A {method} request carries no body; send it without one.", ""), 0
+        path = str(scope.get("path", ""))
+        if path.startswith(SIGNED_UPLOADS):
+            # The qai-hub client sends its files to signed addresses without a token: the
+            # address is the credential, and says how many bytes it takes.
+            token = path.removeprefix(SIGNED_UPLOADS).strip("/")
+            allowed = await database_sync_to_async(signed_upload_allowance)(token)
+            if allowed is None:
+                return (403, "This upload address is not valid (expired or replaced).", ""), 0
+            if declared is not None and declared > allowed:
+                return (413, f"This upload address takes at most {allowed} bytes.", "file"), 0
+            return None, allowed
         if declared is not None and declared <= ANONYMOUS_BODY_LIMIT:
             return None, ANONYMOUS_BODY_LIMIT
         user_id, wait = await _sender(headers, scope_address(scope))
@@ -267,8 +285,14 @@ class HubASGIHandler(ASGIHandler):
         return body
 
 
-async def _send_json(send: Send, status: int, message: str, field: str) -> None:
-    body = json.dumps({"message": message, "field": field, "errors": {}}).encode()
+async def _send_json(
+    send: Send, status: int, message: str, field: str, detail: bool = False
+) -> None:
+    """The hub's error shape; the qai-hub face's (``detail``) too where its client reads it."""
+    shape: dict[str, Any] = {"message": message, "field": field, "errors": {}}
+    if detail:
+        shape["detail"] = message
+    body = json.dumps(shape).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if status == 401:
         headers.append((b"www-authenticate", b"Token"))

@@ -28,6 +28,16 @@ urlpatterns = [
         name="api-job-sharing",
     ),
     path(
+        "api/v1/models/<slug:model_id>/sharing/",
+        sharing_api.ModelSharing.as_view(),
+        name="api-model-sharing",
+    ),
+    path(
+        "api/v1/datasets/<slug:dataset_id>/sharing/",
+        sharing_api.DatasetSharing.as_view(),
+        name="api-dataset-sharing",
+    ),
+    path(
         "api/v1/account/notifications/",
         notifications_api.NotificationSettingsView.as_view(),
         name="api-notifications",
@@ -48,6 +58,7 @@ urlpatterns = [
         name="api-notifications-recent",
     ),
     path("v1/customization/", include("jobs.web.api.nemo")),  # NeMo Customizer compatible routes
+    path("aihub/", include("aihub.urls")),  # seed 000's qai-hub client (aihub/)
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves its script as a file: the page keeps the no-inline-script policy.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),

@@ -37,13 +37,15 @@ def api_token(request: HttpRequest) -> HttpResponse:
 # The 500 page and its 503/507 variants are rendered without the request: no context processor
 # runs, so neither the session nor the user is read from a database that may be what failed.
 
-API_PREFIXES = ("/api/", "/v1/")
+API_PREFIXES = ("/api/", "/v1/", "/aihub/")
 
 
 def _api_error(request: HttpRequest, status: int, message: str) -> HttpResponse | None:
     if not request.path.startswith(API_PREFIXES):
         return None
     body: dict[str, object] = {"message": message, "field": None, "errors": {}}
+    if request.path.startswith("/aihub/"):  # what seed 000's client reads (aihub/views/base.py)
+        body = {"detail": message}
     return JsonResponse(body, status=status)
 
 

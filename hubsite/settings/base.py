@@ -115,6 +115,7 @@ INSTALLED_APPS = [
     "jobs",
     "sharing",
     "notifications",
+    "aihub",
 ]
 
 MIDDLEWARE = [
@@ -345,6 +346,10 @@ SPECTACULAR_SETTINGS = {
 # Jobs
 HUB_JOB_TIME_LIMIT = env_int("HUB_JOB_TIME_LIMIT", 6 * 3600, minimum=10)
 HUB_MAX_UPLOAD_BYTES = env_int("HUB_MAX_UPLOAD_BYTES", 512 * 1024 * 1024, minimum=1024)
+# The qai-hub face (aihub/): how long a signed upload or download address works, and the size of
+# the parts the client sends a model in.
+HUB_SIGNED_URL_SECONDS = env_int("HUB_SIGNED_URL_SECONDS", 3600, minimum=10)
+HUB_UPLOAD_PART_BYTES = env_int("HUB_UPLOAD_PART_BYTES", 64 * 1024 * 1024, minimum=64 * 1024)
 # Verifying a link job runs each model on test inputs of its declared shapes: a model of a few
 # bytes can declare a shape that takes gigabytes, so larger inputs are refused at upload.
 HUB_MAX_VERIFY_INPUT_BYTES = env_int("HUB_MAX_VERIFY_INPUT_BYTES", 256 * 1024 * 1024, minimum=1024)

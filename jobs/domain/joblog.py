@@ -3,6 +3,7 @@ the client after the last line they have."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import TypedDict
 
@@ -56,3 +57,13 @@ def last_lines(job: Job, count: int) -> list[LogLinePayload]:
     """The last ``count`` lines, oldest first (what a page shows when it opens)."""
     rows = list(JobLogLine.objects.filter(job=job).order_by("-number")[:count])
     return [payload(row) for row in reversed(rows)]
+
+
+def as_text(job: Job) -> Iterator[str]:
+    """The whole log as text, a line each ("<time> <LEVEL> <text>"), read a page at a time so a
+    long log never sits in memory (seed 000's downloadable job log)."""
+    after = 0
+    while page := lines_after(job, after):
+        for line in page:
+            yield f"{line['at']} {line['level'].upper():<7} {line['text']}\n"
+        after = page[-1]["n"]

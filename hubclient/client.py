@@ -179,15 +179,21 @@ class Client(Connection):
         inputs: Dataset | str | os.PathLike[str] | dict[str, Any],
         name: str | None = None,
         options: str = "",
+        profile: bool = False,
     ) -> InferenceJob:
         """The model run on ``device`` over ``inputs`` (a Dataset, its id, an h5/.npz file, or
-        {input name: [an array per sample]}): ``download_output_data()`` gives the outputs."""
+        {input name: [an array per sample]}): ``download_output_data()`` gives the outputs.
+        With ``profile=True`` the model is also profiled there (``options`` may then hold
+        --max_profiler_iterations and --max_profiler_time): ``download_profile()`` gives seed
+        000's profile. (Seed 000's client profiles unless told not to; this one only when
+        asked, since a profile's timed runs can take far longer than the samples.)"""
         body = {
             "model": self._model_id(model),
             "device": device_target(device),
             "inputs": self._tensors_id(inputs),
             "name": name or "",
             "options": options,
+            "profile": bool(profile),
         }
         return InferenceJob(self, self.request("POST", "/api/v1/jobs/inference/", json=body))
 

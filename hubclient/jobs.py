@@ -540,16 +540,34 @@ class ProfileJob(Job):
         """Seed 000's profile: ``execution_summary`` (times in microseconds, memory in bytes)
         and ``execution_detail`` (one entry per layer); to a JSON file when ``filename`` is
         given. Waits for the job; ConflictError names its status if it has no profile."""
-        self._require_success()
-        path = f"/api/v1/jobs/{self.job_id}/artifacts/{PROFILE_ARTIFACT}/"
-        if filename is not None:
-            return str(_download(self._client, path, Path(filename)))
-        with self._client.stream(path) as response:
-            profile: dict[str, Any] = json.loads(response.read())
-        return profile
+        return _profile(self, filename)
+
+
+def _profile(job: Job, filename: str | None) -> dict[str, Any] | str:
+    """The profile.json of a finished job that profiled (a profile job, or an inference job
+    submitted with profile=True)."""
+    job._require_success()
+    path = f"/api/v1/jobs/{job.job_id}/artifacts/{PROFILE_ARTIFACT}/"
+    if filename is not None:
+        return str(_download(job._client, path, Path(filename)))
+    with job._client.stream(path) as response:
+        profile: dict[str, Any] = json.loads(response.read())
+    return profile
 
 
 class InferenceJob(Job):
+    def download_profile(self, filename: str | None = None) -> dict[str, Any] | str:
+        """Seed 000's profile, as ``ProfileJob.download_profile`` gives it, of a job submitted
+        with ``profile=True``; ConflictError for one submitted without (seed 000's client
+        answers {} then: here the reason is named)."""
+        if not (self.data.get("hyperparameters") or {}).get("profile"):
+            raise ConflictError(
+                f"Job {self.job_id} was submitted without profile=True: it ran the model on its "
+                "inputs and did not profile it. Submit it again with profile=True for a profile.",
+                status=409,
+            )
+        return _profile(self, filename)
+
     def download_output_data(self, filename: str | None = None) -> dict[str, list[Any]] | str:
         """The outputs, seed 000's way: {output name: [an array per input sample]}; the h5
         file itself when ``filename`` is given."""

@@ -101,6 +101,18 @@ def _compute_unit(value: str | None) -> list[str]:
 
 
 COMPUTE_UNIT = Option("compute_unit", _compute_unit, "cpu, gpu or all: which providers run it")
+PROFILER_OPTIONS = (
+    Option(
+        "max_profiler_iterations",
+        _int("max_profiler_iterations", 1, 10_000),
+        "timed runs (default 100)",
+    ),
+    Option(
+        "max_profiler_time",
+        _float("max_profiler_time", 0.1, 3600.0),
+        "seconds of timed runs at most (default 600)",
+    ),
+)
 
 KINDS: dict[str, tuple[Option, ...]] = {
     "compile": (
@@ -118,20 +130,13 @@ KINDS: dict[str, tuple[Option, ...]] = {
         Option("quantize_io", _flag("quantize_io"), "the model's inputs and outputs too"),
         COMPUTE_UNIT,
     ),
-    "profile": (
-        Option(
-            "max_profiler_iterations",
-            _int("max_profiler_iterations", 1, 10_000),
-            "timed runs (default 100)",
-        ),
-        Option(
-            "max_profiler_time",
-            _float("max_profiler_time", 0.1, 3600.0),
-            "seconds of timed runs at most (default 600)",
-        ),
+    "profile": (*PROFILER_OPTIONS, COMPUTE_UNIT),
+    # An inference job that also profiles (profile=True) takes the profiler's options; the
+    # submit service refuses them for one that does not.
+    "inference": (
         COMPUTE_UNIT,
+        *(Option(o.name, o.parse, f"{o.help}; only with profile") for o in PROFILER_OPTIONS),
     ),
-    "inference": (COMPUTE_UNIT,),
 }
 
 

@@ -283,6 +283,9 @@ class Job(models.Model):
         if self.kind == JobKind.PROFILE:  # its timed runs (--max_profiler_iterations)
             return planned_runs(self.hyperparameters)
         if self.kind == JobKind.INFERENCE:  # its input samples, one step each
+            if self.training_samples is not None and self.hyperparameters.get("profile"):
+                # then, when it also profiles, the profile's timed runs, one step each
+                return self.training_samples + planned_runs(self.hyperparameters)
             return self.training_samples
         per_epoch = self.steps_per_epoch
         return None if per_epoch is None else formulas.total_steps(self.params.epochs, per_epoch)
@@ -300,8 +303,8 @@ class Job(models.Model):
         if self.kind == JobKind.PROFILE:  # runs done of runs planned
             planned = planned_runs(self.hyperparameters)
             return min(100.0, 100.0 * (self.steps_completed or 0) / planned)
-        if self.kind == JobKind.INFERENCE and self.training_samples:  # samples run of samples
-            return min(100.0, 100.0 * (self.steps_completed or 0) / self.training_samples)
+        if self.kind == JobKind.INFERENCE and self.total_steps:  # samples (and timed runs) done
+            return min(100.0, 100.0 * (self.steps_completed or 0) / self.total_steps)
         if self.kind != JobKind.CUSTOMIZATION:
             return None
         return formulas.percentage_done(self.epochs_completed or 0, self.params.epochs)

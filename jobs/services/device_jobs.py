@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from jobs.domain import profile_plan, quotas
-from jobs.domain.job_options import BadOptions, parse_options
+from jobs.domain.job_options import PROFILER_OPTIONS, BadOptions, parse_options
 from jobs.domain.selectors import datasets_visible_to
 from jobs.domain.tensor_data import DTYPES, TENSOR_FORMAT, misfits
 from jobs.engine.compiling import source as compile_source
@@ -23,6 +23,7 @@ from jobs.models import Dataset, Device, Job, JobInput, JobKind, MLModel, ModelF
 from jobs.services.common import check_time_limit, clean_name, require_models, resolve_device
 
 InputSpecs = dict[str, Any]  # seed 000: {name: shape} or {name: (shape, dtype)}
+PROFILER_ONLY = tuple(o.name for o in PROFILER_OPTIONS)  # an inference job takes them to profile
 
 
 def _options(kind: str, options: str | None) -> dict[str, Any]:
@@ -218,6 +219,35 @@ def job_submit_compile(
     return _save(job, [model])
 
 
+def _require_profilable(
+    model: MLModel,
+    specs: dict[str, Any],
+    target: Device | None,
+    attribute: str,
+    parsed: dict[str, Any],
+    then: str,
+) -> None:
+    """What a profile needs of its model and device, known at submit (a profile job's, or an
+    inference job's that also profiles): fixed input shapes (its timed runs are of one shape),
+    a GPU if it asks for one, and the memory to load the model; ``then`` ends the refusal of
+    dynamic shapes (what to do once the model is compiled)."""
+    if unfixed := _dynamic(specs):
+        shown = "; ".join(f"{n} [{', '.join(str(d) for d in s)}]" for n, s in unfixed.items())
+        raise ValidationError(
+            {"model": f"Model {model.public_id} has dynamic dimensions ({shown}); a profile "
+             f"measures one shape. Compile it with input_specs first, then {then}."}
+        )  # fmt: skip
+    candidates = [target] if target else [
+        d for d in Device.objects.all() if not attribute or attribute in d.attributes
+    ]  # fmt: skip
+    if refused := profile_plan.refusal(
+        parsed.get("compute_unit") or [],
+        profile_plan.model_bytes(model.size, model.metadata),
+        [(d.name, d.attributes, int(d.specs.get("memory_bytes") or 0)) for d in candidates],
+    ):
+        raise ValidationError({refused[0]: refused[1]})
+
+
 def job_submit_profile(
     *,
     owner: User,
@@ -233,22 +263,7 @@ def job_submit_profile(
     target, attribute = _device(device, parsed)
     check_time_limit(time_limit)
     specs = _onnx_model(owner, model, "profile")
-    if unfixed := _dynamic(specs):
-        shown = "; ".join(f"{n} [{', '.join(str(d) for d in s)}]" for n, s in unfixed.items())
-        raise ValidationError(
-            {"model": f"Model {model.public_id} has dynamic dimensions ({shown}); a profile "
-             "measures one shape. Compile it with input_specs first, then profile the compiled "
-             "model."}
-        )  # fmt: skip
-    candidates = [target] if target else [
-        d for d in Device.objects.all() if not attribute or attribute in d.attributes
-    ]  # fmt: skip
-    if refused := profile_plan.refusal(
-        parsed.get("compute_unit") or [],
-        profile_plan.model_bytes(model.size, model.metadata),
-        [(d.name, d.attributes, int(d.specs.get("memory_bytes") or 0)) for d in candidates],
-    ):
-        raise ValidationError({refused[0]: refused[1]})
+    _require_profilable(model, specs, target, attribute, parsed, "profile the compiled model")
     job = Job(
         kind=JobKind.PROFILE,
         owner=owner,
@@ -281,13 +296,28 @@ def job_submit_inference(
     name: str | None = None,
     options: str | None = "",
     time_limit: int | None = None,
+    profile: bool = False,
 ) -> Job:
     """The model run on the device over every sample of ``inputs``; its outputs stored as a
-    dataset in the same layout."""
+    dataset in the same layout. With ``profile`` (seed 000's ``profile=True``) the model is
+    then also measured there as a profile job measures it (``--max_profiler_iterations`` and
+    ``--max_profiler_time`` apply): its profile.json and figures beside the outputs."""
     parsed = _options("inference", options)
+    if not profile and (asked := [f"--{n}" for n in parsed if n in PROFILER_ONLY]):
+        several = len(asked) > 1
+        raise ValidationError(
+            {"options": f"{' and '.join(asked)} {'set' if several else 'sets'} the timed runs of "
+             "a profile, and this inference job does not profile. Submit it with profile=True "
+             f"(the page's \"Also profile\") or leave {'them' if several else 'it'} out."}
+        )  # fmt: skip
     target, attribute = _device(device, parsed)
     check_time_limit(time_limit)
     specs = _onnx_model(owner, model, "inference")
+    if profile:
+        _require_profilable(
+            model, specs, target, attribute, parsed,
+            "run inference on the compiled model (or submit this one without profile)",
+        )  # fmt: skip
     _tensor_dataset(owner, inputs, "inputs")
     check_inputs_fit(inputs, specs)
     job = Job(
@@ -297,7 +327,7 @@ def job_submit_inference(
         device=target,
         device_attribute=attribute,
         dataset=inputs,
-        hyperparameters={"options": options or "", "parsed": parsed},
+        hyperparameters={"options": options or "", "parsed": parsed, "profile": bool(profile)},
         training_samples=inputs.num_records,
         time_limit=time_limit,
     )

@@ -158,7 +158,7 @@ def _inference_view(job: Job, summary: dict[str, Any], user: User) -> dict[str, 
     )
     seconds = summary.get("seconds")
     samples = summary.get("samples")
-    return {
+    view: dict[str, Any] = {
         "samples": samples,
         "seconds": _seconds_text(float(seconds)) if seconds is not None else None,
         "per_sample": ms(1e6 * float(seconds) / samples)
@@ -170,6 +170,12 @@ def _inference_view(job: Job, summary: dict[str, Any], user: User) -> dict[str, 
         "output_dataset": output_dataset,
         "output_dataset_readable": readable,
     }
+    if (job.hyperparameters or {}).get("profile"):
+        # Submitted with profile=True: its profile shows as a profile job's does.
+        view.update(_profile_view(job, summary))
+        view["profiles"] = True
+        view["profile_json"] = job.artifacts.filter(name="profile.json").first()
+    return view
 
 
 @register.simple_tag
@@ -177,7 +183,12 @@ def device_job_view(job: Job, user: User) -> dict[str, Any]:
     """The words and numbers of a compile, profile or inference job's section of its page."""
     summary = job.summary if isinstance(job.summary, dict) else {}
     options = (job.hyperparameters or {}).get("options") or ""
-    view: dict[str, Any] = {"has_summary": bool(summary), "options": options}
+    view: dict[str, Any] = {
+        "has_summary": bool(summary),
+        "options": options,
+        # a profile's figures: a profile job's, or an inference job's that also profiled
+        "has_profile": "execution_summary" in summary,
+    }
     if job.kind == JobKind.COMPILE:
         view.update(_compile_view(job, summary))
     elif job.kind == JobKind.PROFILE:

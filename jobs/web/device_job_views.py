@@ -52,7 +52,11 @@ def _submit(request: HttpRequest, kind: str) -> HttpResponse:
             elif kind == "profile":
                 job = job_submit_profile(**common)
             else:
-                job = job_submit_inference(**common, inputs=dataset_for_user(user, data["inputs"]))
+                job = job_submit_inference(
+                    **common,
+                    inputs=dataset_for_user(user, data["inputs"]),
+                    profile=data["profile"],
+                )
             return redirect(job)
         except ValidationError as error:
             put_errors(form, error)

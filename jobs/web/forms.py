@@ -304,7 +304,15 @@ class InferenceJobForm(_DeviceJobForm):
         help_text="A tensors dataset: an entry per input of the model, named as the model "
         "names it, each a list of samples (seed 000's h5, or .npz)."
     )
-    field_order = ("model", "device", "inputs", "options", "name")
+    profile = forms.BooleanField(
+        required=False,
+        label="Also profile",
+        widget=forms.CheckboxInput(attrs={"style": "width: auto"}),  # inputs are full-width
+        help_text="Once every sample has run, measure the model there as a profile job does "
+        "(load times, latency over timed runs, peak memory, each layer's time); it needs fixed "
+        "input shapes, and takes --max_profiler_iterations and --max_profiler_time.",
+    )
+    field_order = ("model", "device", "inputs", "profile", "options", "name")
 
     def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
         super().__init__(*args, user=user, **kwargs)

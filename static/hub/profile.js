@@ -175,7 +175,8 @@
     }
 
     async function loadPoints() {
-      if (root.dataset.kind !== "profile") return;
+      // A profile job's, or an inference job's that also profiles: the page has the histogram.
+      if (!document.getElementById("latency-chart")) return;
       const url = `/api/v1/jobs/${id}/metrics/?keys=latency_ms&limit=100000`;
       const response = await fetch(url, { credentials: "same-origin" }).catch(() => null);
       if (!response || !response.ok) return;

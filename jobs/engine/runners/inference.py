@@ -4,6 +4,13 @@ stored in seed 000's h5 layout, as the artifact ``output_data.h5`` (what its cli
 ``download_output_data()`` reads) and as a dataset of the job's owner made by the job, so that
 they can be another job's inputs.
 
+With ``"profile": true`` in its hyperparameters (seed 000's ``profile=True``), once every
+sample has run the model is also profiled exactly as a profile job profiles it
+(``jobs.engine.runners.profile.profile_model``): profile.json is stored too, and the profile's
+figures join the job's summary beside the outputs'. Its steps are the samples, then the timed
+runs (``Job.total_steps``); the outputs are stored only once the profile has succeeded, so a job
+that fails or is cancelled while profiling has none, as for any other stop.
+
 The inputs were checked against the model at submit; they are checked again here, file and
 fit, because the dataset may have been stored before a check existed (or the check grew since):
 the file is described again in the limited child (links and external storage refused, sizes
@@ -24,6 +31,7 @@ from jobs.domain.onnx_runtime import reason_of
 from jobs.domain.redact import library_message
 from jobs.domain.status import FailureType
 from jobs.engine.runners.base import JobFailure, Results, RunContext, Runner, Space, register
+from jobs.engine.runners.profile import profile_model
 from jobs.models import ArtifactKind, Dataset, Job, MLModel
 
 OUTPUT_ARTIFACT = "output_data.h5"
@@ -50,7 +58,12 @@ class InferenceRunner(Runner):
         # the model (unpacked when stored with its data) and the outputs as they are written.
         model = _model_of(job)
         values = tensor_data.value_bytes(job.dataset.metadata) if job.dataset else 0
-        return Space(media=2 * values, work=2 * (model.size or 0) + values)
+        space = Space(media=2 * values, work=2 * (model.size or 0) + values)
+        if job.hyperparameters.get("profile"):
+            # profile.json and the profiler's trace, as for a profile job (the profile loads the
+            # model already in the work folder)
+            space = Space(media=space.media + (1 << 22), work=space.work + (1 << 24))
+        return space
 
     def run(self, ctx: RunContext) -> Results:
         job, reporter = ctx.job, ctx.reporter
@@ -68,6 +81,7 @@ class InferenceRunner(Runner):
                 f"{model_label}: {'; '.join(problems)}.",
             )
         samples = int(described["samples"])
+        profiles = bool(job.hyperparameters.get("profile"))
         reporter.progress(training_samples=samples, steps_completed=0)
         reporter.check_stop()
         session = _session(path, _providers(job), model_label)
@@ -76,36 +90,43 @@ class InferenceRunner(Runner):
         reporter.progress(ran_on=f"ONNX Runtime: {', '.join(providers)}"[:200])
         reporter.log(
             f"Loaded {model_label} on {', '.join(providers)}; running {samples} "
-            f"sample{'s' if samples != 1 else ''} of {data_label}."
+            f"sample{'s' if samples != 1 else ''} of {data_label}"
+            + (", then profiling it." if profiles else ".")
         )
         entries = tensor_data.read(Path(dataset.file.path), described["file_format"])
         written = ctx.workdir / OUTPUT_ARTIFACT
         shown, seconds = _run_samples(ctx, session, entries, samples, outputs, written)
+        profiled = None
+        if profiles:
+            # The profile loads the model afresh in a process of its own: this session and the
+            # inputs are let go first, so they take no memory from what it measures.
+            del session, entries
+            profiled = profile_model(ctx, model, path, steps_before=samples, ran_on=False)
         reporter.artifact(ArtifactKind.OUTPUT_DATA, OUTPUT_ARTIFACT, written)
         # Read back as any upload is (a file the hub wrote: no child needed), so the dataset's
         # description is what a job reading it will find.
         metadata = tensor_data.describe_here(written, OUTPUT_ARTIFACT)
         made = reporter.produced_dataset(written, f"Outputs of {job.name}"[:200], metadata)
-        reporter.progress(
-            summary={
-                "samples": samples,
-                "outputs": shown,
-                "seconds": round(seconds, 6),
-                "providers": providers,
-            }
+        summary: dict[str, Any] = {}
+        if profiled is not None:  # the profile's figures, as a profile job's summary has them
+            summary = {**profiled.summary, "profile_providers": profiled.summary["providers"]}
+        summary.update(
+            samples=samples, outputs=shown, seconds=round(seconds, 6), providers=providers
         )
-        return Results(
-            message=(
-                f"Ran {model_label} on {samples} sample{'s' if samples != 1 else ''} with "
-                f"{', '.join(providers)}: {_duration(seconds)} "
-                f"({_duration(seconds / samples)} a sample)."
-            ),
-            checked=(
-                f"Outputs stored: {OUTPUT_ARTIFACT} (seed 000's h5 layout; "
-                f"{', '.join(outputs)}, {metadata['samples']} samples each, read back) and "
-                f"dataset {made.public_id}, usable as another job's inputs."
-            ),
+        reporter.progress(summary=summary)
+        message = (
+            f"Ran {model_label} on {samples} sample{'s' if samples != 1 else ''} with "
+            f"{', '.join(providers)}: {_duration(seconds)} "
+            f"({_duration(seconds / samples)} a sample)."
         )
+        checked = (
+            f"Outputs stored: {OUTPUT_ARTIFACT} (seed 000's h5 layout; "
+            f"{', '.join(outputs)}, {metadata['samples']} samples each, read back) and "
+            f"dataset {made.public_id}, usable as another job's inputs."
+        )
+        if profiled is not None:
+            message, checked = f"{message} {profiled.message}", f"{checked} {profiled.checked}"
+        return Results(message=message, checked=checked)
 
 
 def _duration(seconds: float) -> str:

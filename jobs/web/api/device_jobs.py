@@ -100,5 +100,6 @@ class InferenceSubmit(APIView):
             name=values.get("name"),
             options=values.get("options", ""),
             time_limit=values.get("time_limit"),
+            profile=values["profile"],
         )
         return job_response(job, request.user, status.HTTP_201_CREATED)

@@ -189,6 +189,17 @@ class InferenceSubmitSerializer(serializers.Serializer):
     )
     name = serializers.CharField(required=False, allow_blank=True, max_length=200)
     options = serializers.CharField(
-        required=False, allow_blank=True, max_length=2000, help_text="--compute_unit."
+        required=False,
+        allow_blank=True,
+        max_length=2000,
+        help_text="--compute_unit; with profile, --max_profiler_iterations N and "
+        "--max_profiler_time S too.",
     )
     time_limit = serializers.IntegerField(required=False, allow_null=True)
+    profile = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Seed 000's profile=True: once every sample has run, the model is also "
+        "profiled there as a profile job profiles it (profile.json, and the profile's figures "
+        "in the job's summary beside the outputs').",
+    )

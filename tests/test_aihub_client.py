@@ -1,42 +1,54 @@
 """Seed 000's own client, qai-hub 0.56.0 as installed from the index, unmodified, against the
-hub's /aihub/ face over real HTTP (the test server): configure, devices, models and datasets up
-and down, compile, profile and inference jobs run as a worker runs them, link jobs read,
-sharing with a second person (a third never sees anything), and each error the client raises
-carrying the hub's words."""
+hub's /aihub/ face over real HTTP (Django's test server; the jobs run in this process as a worker
+runs them — tests/test_aihub_live.py does it all again with real workers on PostgreSQL and
+Redis): models and datasets up and down through signed addresses, compile, profile and inference
+results read as the client reads them, link and fine-tuning jobs, and each refusal raised by the
+client as its own exception carrying the hub's words."""
 
 from __future__ import annotations
 
+import hashlib
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 import qai_hub
-from qai_hub.client import Client
+import requests
+from qai_hub.client import Client, JobStatus, JobType, UserError
 from qai_hub.public_rest_api import ClientConfig
 from rest_framework.authtoken.models import Token
 
+from aihub.models import Transfer
 from jobs.demo import tiny_mlp_onnx
-from jobs.models import Job
+from jobs.models import Dataset, Job, MLModel
+from jobs.services.jobs import job_submit_link
 from tests import factories
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def client_of(live_server: Any, user: Any) -> Client:
-    token, _ = Token.objects.get_or_create(user=user)
+def client_of(live_server: Any, user: Any, token: str | None = None) -> Client:
+    if token is None:
+        token = Token.objects.get_or_create(user=user)[0].key
     return Client(
         ClientConfig(
             api_url=f"{live_server.url}/aihub/",
             web_url=f"{live_server.url}/",
-            api_token=token.key,
+            api_token=token,
             verbose=False,
         )
     )
 
 
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def run(job_id: str) -> Job:
-    """The hub's job run in this process as a worker runs it."""
+    """The hub's job, run in this process as a worker runs it."""
     return factories.run_here(Job.objects.get(public_id=job_id))
 
 
@@ -47,31 +59,239 @@ def onnx_file(tmp_path: Path) -> Path:
     return path
 
 
-def test_smoke(live_server, alice, this_device, onnx_file, tmp_path):
-    hub = client_of(live_server, alice)
-    devices = hub.get_devices()
-    assert [d.name for d in devices] == [this_device.name]
+@pytest.fixture
+def hub(live_server: Any, alice: Any) -> Client:
+    return client_of(live_server, alice)
+
+
+@pytest.fixture
+def device(this_device: Any) -> qai_hub.Device:
+    return qai_hub.Device(this_device.name)
+
+
+def test_the_client_compiles_profiles_and_infers_on_the_hubs_device(
+    hub, device, this_device, onnx_file, tmp_path
+):
+    assert [(d.name, d.attributes) for d in hub.get_devices()] == [
+        (this_device.name, this_device.attributes)
+    ]
+    assert hub.get_devices(attributes="framework:onnx")[0].name == this_device.name
+    assert hub.get_devices(name="Samsung Galaxy S23") == []
+    assert hub.get_frameworks()[0].name == "ONNX Runtime"
+
     model = hub.upload_model(str(onnx_file))
-    assert model.model_id.startswith("m")
-    again = hub.get_model(model.model_id)
-    assert again.name == "mlp.onnx"
-    device = qai_hub.Device(this_device.name)
-    job = hub.submit_compile_job(model, device=device, input_specs=dict(x=(1, 8)))
-    assert job.get_status().code in ("CREATED", "OPTIMIZING_MODEL")
-    run(job.job_id)
-    status = job.wait()
-    assert status.success, status
-    target = job.download_target_model(str(tmp_path / "compiled"))
-    assert Path(target).is_file()
-    prof = hub.submit_profile_job(job.get_target_model(), device=device)
-    run(prof.job_id)
-    profile = prof.download_profile()
-    assert profile["execution_summary"]["estimated_inference_time"] > 0
-    x = np.random.default_rng(0).random((1, 8), dtype=np.float32)
-    inf = hub.submit_inference_job(
-        job.get_target_model(), device=device, inputs=dict(x=[x]), profile=False
+    stored = MLModel.objects.get(public_id=model.model_id)
+    assert stored.name == "mlp.onnx" and stored.sha256 == sha256_of(onnx_file)
+    assert hub.get_model(model.model_id).input_spec == {
+        None: [qai_hub.client.TensorSpec("x", "float32", (-1, 8))]
+    }
+
+    compiled = hub.submit_compile_job(model, device=device, input_specs=dict(x=(1, 8)))
+    assert compiled.get_status().code == "CREATED"
+    target = compiled.get_target_model()  # given out at submit, before the job made it
+    assert (
+        target is not None
+        and target.model_id == Job.objects.get(public_id=compiled.job_id).target_public_id
     )
-    run(inf.job_id)
-    out = inf.download_output_data()
-    print(out.keys())
-    print(hub.get_job_summaries())
+    run(compiled.job_id)
+    assert compiled.wait().success
+    assert compiled.get_target_shapes() == {"x": ((1, 8), "float32")}
+    path = compiled.download_target_model(str(tmp_path / "compiled"))
+    assert Path(path).read_bytes() == MLModel.objects.get(public_id=target.model_id).file.read()
+
+    profiled = hub.submit_profile_job(target, device=device)
+    assert profiled.profiling and isinstance(profiled, qai_hub.InferenceJob)
+    run(profiled.job_id)
+    profile = profiled.download_profile()
+    summary = profile["execution_summary"]
+    assert summary["estimated_inference_time"] > 0
+    assert len(summary["all_inference_times"]) >= 1
+    assert {layer["compute_unit"] for layer in profile["execution_detail"]} == {"CPU"}
+
+    x = np.random.default_rng(0).random((1, 8), dtype=np.float32)
+    inferred = hub.submit_inference_job(target, device=device, inputs=dict(x=[x]), profile=False)
+    run(inferred.job_id)
+    outputs = inferred.download_output_data()
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(outputs["y"][0], session.run(None, {"x": x})[0], rtol=1e-6)
+
+    results = inferred.download_results(str(tmp_path / "results"))
+    assert results.status.success
+    written = sorted(p.name for p in (tmp_path / "results").iterdir())
+    assert f"{inferred.job_id}.log" in written and any(n.endswith(".h5") for n in written)
+
+    summaries = hub.get_job_summaries(type=JobType.COMPILE)
+    assert [s.job_id for s in summaries] == [compiled.job_id]
+    assert {s.job_id for s in hub.get_job_summaries(state=JobStatus.State.SUCCESS)} == {
+        compiled.job_id,
+        profiled.job_id,
+        inferred.job_id,
+    }
+
+
+def test_a_model_comes_in_parts_each_answered_with_its_etag(hub, onnx_file, settings):
+    settings.HUB_UPLOAD_PART_BYTES = 64 * 1024
+    big = onnx_file.with_name("wide.onnx")
+    big.write_bytes(tiny_mlp_onnx(name="wide", seed=4, inputs=96, outputs=4000))
+    assert big.stat().st_size > 3 * 64 * 1024
+    model = hub.upload_model(str(big))
+    transfer = Transfer.objects.get(made=model.model_id)
+    assert transfer.size == big.stat().st_size and transfer.completed_at is not None
+    assert transfer.size > 3 * transfer.part_size  # four parts, the last one shorter
+    assert MLModel.objects.get(public_id=model.model_id).sha256 == sha256_of(big)
+
+
+def test_a_part_is_sent_again_and_a_wrong_one_is_refused_by_name(
+    live_server, hub, alice, onnx_file, settings
+):
+    """The client's own calls, step by step: a part may be retried on its own, and completing
+    with an ETag that is not the received part's is refused naming the part."""
+    from qai_hub import public_rest_api as api
+
+    settings.HUB_UPLOAD_PART_BYTES = 64 * 1024
+    data = tiny_mlp_onnx(name="wide", seed=5, inputs=64, outputs=1024)
+    created = api._create_model(
+        hub.config, qai_hub.public_api_pb2.Model(name="w.onnx", model_type=6)
+    )
+    answer = api._get_model_upload_response(hub.config, created.id, len(data), True)
+    urls, size = answer.multipart_url.urls, answer.multipart_url.max_part_size
+    parts = [data[i * size : (i + 1) * size] for i in range(len(urls))]
+    etags = [
+        requests.put(u, data=p, timeout=30).headers["ETag"]
+        for u, p in zip(urls, parts, strict=True)
+    ]
+    again = requests.put(urls[0], data=parts[0], timeout=30)  # resent: same part, same tag
+    assert again.status_code == 200 and again.headers["ETag"] == etags[0]
+    short = requests.put(urls[1], data=parts[1][:-1], timeout=30)
+    assert short.status_code == 400 and "<Code>IncompleteBody</Code>" in short.text
+    with pytest.raises(qai_hub.public_rest_api.APIException, match="Part 2's ETag"):
+        api._complete_model_multipart_upload(
+            hub.config, created.id, answer.multipart_url.upload_id, [etags[0]] * len(urls)
+        )
+    done = api._complete_model_multipart_upload(
+        hub.config, created.id, answer.multipart_url.upload_id, etags
+    )
+    assert MLModel.objects.get(public_id=done.id).size == len(data)
+    # Said twice (a lost answer): the same model, not a second one.
+    assert (
+        api._complete_model_multipart_upload(
+            hub.config, created.id, answer.multipart_url.upload_id, etags
+        ).id
+        == done.id
+    )
+
+
+def test_a_dataset_goes_up_as_seed_000s_h5_and_comes_back(hub, tmp_path):
+    rng = np.random.default_rng(1)
+    entries = {"x": [rng.random((1, 8), dtype=np.float32) for _ in range(3)]}
+    dataset = hub.upload_dataset(entries, name="three")
+    stored = Dataset.objects.get(public_id=dataset.dataset_id)
+    assert (stored.name, stored.num_records, stored.format) == ("three", 3, "tensors")
+    fetched = hub.get_dataset(dataset.dataset_id).download()
+    for a, b in zip(fetched["x"], entries["x"], strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert [d.dataset_id for d in hub.get_datasets()] == [dataset.dataset_id]
+
+
+def test_a_link_job_made_by_the_hub_reads_waits_and_downloads_through_the_client(
+    hub, alice, tmp_path
+):
+    job = job_submit_link(
+        owner=alice,
+        models=[factories.onnx_model(alice, "a", 1), factories.onnx_model(alice, "b", 2)],
+    )
+    read = hub.get_job(job.public_id)
+    assert isinstance(read, qai_hub.LinkJob) and read.get_status().code == "CREATED"
+    assert [m.model_id for m in read.models] == [
+        ji.model.public_id for ji in job.job_inputs.order_by("position")
+    ]
+    run(job.public_id)
+    assert read.wait().success
+    path = read.download_target_model(str(tmp_path / "linked"))
+    job.refresh_from_db()
+    assert Path(path).read_bytes() == job.target_model.file.read()
+
+
+def test_a_fine_tuning_job_is_not_an_ai_hub_job_and_says_where_to_read_it(hub, alice):
+    job = factories.customization_job(alice)
+    with pytest.raises(UserError, match="customization job, which qai-hub has no type for"):
+        hub.get_job(job.public_id)
+    assert job.public_id not in {s.job_id for s in hub.get_job_summaries()}
+
+
+def test_refusals_reach_the_client_in_the_hubs_words(
+    live_server, hub, alice, charlie, device, onnx_file, tmp_path
+):
+    with pytest.raises(UserError, match="Failed to authenticate"):
+        client_of(live_server, alice, token="not-a-token").get_devices()
+    theirs = factories.link_job(charlie)
+    with pytest.raises(UserError, match=r"could not be found.*may not have permission"):
+        hub.get_job(theirs.public_id)
+    model = hub.upload_model(str(onnx_file))
+    with pytest.raises(UserError, match="--target_runtime tflite is made by seed 000's hosted"):
+        hub.submit_compile_job(
+            model, device=device, input_specs=dict(x=(1, 8)), options="--target_runtime tflite"
+        )
+    with pytest.raises(UserError, match="has dynamic dimensions"):
+        hub.submit_compile_job(model, device=device)
+    with pytest.raises(UserError, match="This hub has no device with name 'Samsung Galaxy S23'"):
+        hub.submit_compile_job(model, device=qai_hub.Device("Samsung Galaxy S23"))
+    tflite = tmp_path / "m.tflite"
+    tflite.write_bytes(b"\x00" * 4 + b"TFL3" + b"\x00" * 64)
+    with pytest.raises(UserError, match=r"TFLITE model is not one the hub runs.*upload a \.onnx"):
+        hub.upload_model(str(tflite))
+    with pytest.raises(UserError, match="runs no quantize jobs"):
+        hub.submit_quantize_job(
+            model,
+            calibration_data=dict(x=[np.zeros((1, 8), np.float32)]),
+            weights_dtype=qai_hub.QuantizeDtype.INT8,
+            activations_dtype=qai_hub.QuantizeDtype.INT8,
+        )
+    garbage = tmp_path / "bad.onnx"
+    garbage.write_bytes(b"not a model")
+    with pytest.raises(UserError, match=r"bad\.onnx"):
+        hub.upload_model(str(garbage))
+
+
+def test_an_upload_past_the_limit_or_the_storage_quota_is_refused_before_its_bytes(
+    hub, onnx_file, settings
+):
+    settings.HUB_MAX_UPLOAD_BYTES = 100
+    with pytest.raises(UserError, match=r"mlp\.onnx is \d+ bytes; the limit is 100 bytes"):
+        hub.upload_model(str(onnx_file))
+    settings.HUB_MAX_UPLOAD_BYTES = 1 << 20
+    settings.HUB_QUOTA_STORAGE_BYTES = 100
+    with pytest.raises(UserError, match="HUB_QUOTA_STORAGE_BYTES"):
+        hub.upload_model(str(onnx_file))
+    assert not MLModel.objects.exists()
+
+
+def test_signed_addresses_expire_and_a_revoked_reader_cannot_fetch_with_one(
+    live_server, hub, alice, bob, settings
+):
+    from qai_hub import public_rest_api as api
+
+    model = factories.onnx_model(alice, "shared")
+    job = factories.ready_job(job_submit_link(owner=alice, models=[model]))
+    from sharing.services import sharing_modify
+
+    sharing_modify(target=job, actor=alice, add_emails=[bob.email])
+    bobs = client_of(live_server, bob)
+    url = api._get_model_download_response(bobs.config, model.public_id).url.url
+    assert urllib.request.urlopen(url).read() == model.file.read()
+    sharing_modify(target=job, actor=alice, delete_emails=[bob.email])
+    refused = requests.get(url, timeout=30)
+    assert refused.status_code == 404 and "<Code>NoSuchKey</Code>" in refused.text
+    mine = api._get_model_download_response(hub.config, model.public_id).url.url
+    settings.HUB_SIGNED_URL_SECONDS = 0
+    expired = requests.get(mine, timeout=30)
+    assert expired.status_code == 403 and "expired" in expired.text
+
+
+def test_the_login_route_gives_the_accounts_token(live_server, alice):
+    from qai_hub.api_utils import get_token
+
+    token = get_token(f"{live_server.url}/aihub/", alice.email, factories.PASSWORD)
+    assert token == Token.objects.get(user=alice).key
+    with pytest.raises(ValueError, match="Wrong Username / Password"):
+        get_token(f"{live_server.url}/aihub/", alice.email, "wrong")

@@ -173,7 +173,35 @@ class JobResults:
     status_details: Path
 
 
-class Model:
+class _Shared:
+    """Seed 000's sharing methods, the same on a job, a model and a dataset: only the owner
+    sees or changes who it is shared with (PermissionDenied, 403, for anyone else)."""
+
+    _client: Connection
+
+    def _sharing_path(self) -> str:
+        raise NotImplementedError
+
+    def get_sharing(self) -> list[str]:
+        """The addresses it is shared with (the owner's to see)."""
+        return list(self._client.request("GET", self._sharing_path())["emails"])
+
+    def modify_sharing(
+        self, add_emails: list[str] | None = None, delete_emails: list[str] | None = None
+    ) -> None:
+        """Share with ``add_emails`` and stop sharing with ``delete_emails`` (all or nothing)."""
+        body = {"add_emails": list(add_emails or []), "delete_emails": list(delete_emails or [])}
+        self._client.request("POST", self._sharing_path(), json=body)
+
+    def disable_sharing(self) -> None:
+        """Stop sharing it with anyone."""
+        self._client.request("DELETE", self._sharing_path())
+
+
+class Model(_Shared):
+    """A model; shared on its own (``modify_sharing``), its readers read, download and use it
+    in their jobs, but do not see the jobs that made or used it."""
+
     def __init__(self, client: Connection, data: dict[str, Any]) -> None:
         self._client, self.data = client, data
         self.model_id: str = data["id"]
@@ -197,8 +225,13 @@ class Model:
     def __repr__(self) -> str:
         return f"Model({self.model_id!r}, name={self.name!r}, format={self.format!r})"
 
+    def _sharing_path(self) -> str:
+        return f"/api/v1/models/{self.model_id}/sharing/"
 
-class Dataset:
+
+class Dataset(_Shared):
+    """A dataset; shared on its own as a model is."""
+
     def __init__(self, client: Connection, data: dict[str, Any]) -> None:
         self._client, self.data = client, data
         self.dataset_id: str = data["id"]
@@ -217,8 +250,11 @@ class Dataset:
     def __repr__(self) -> str:
         return f"Dataset({self.dataset_id!r}, name={self.name!r}, records={self.num_records})"
 
+    def _sharing_path(self) -> str:
+        return f"/api/v1/datasets/{self.dataset_id}/sharing/"
 
-class Job:
+
+class Job(_Shared):
     def __init__(self, client: Connection, data: dict[str, Any]) -> None:
         self._client = client
         self._update(data)
@@ -275,19 +311,8 @@ class Job:
         self._update(self._client.request("POST", f"/api/v1/jobs/{self.job_id}/cancel/"))
         return _status(self.data)
 
-    def get_sharing(self) -> list[str]:
-        """The addresses the job is shared with (the owner's to see)."""
-        return list(self._client.request("GET", f"/api/v1/jobs/{self.job_id}/sharing/")["emails"])
-
-    def modify_sharing(
-        self, add_emails: list[str] | None = None, delete_emails: list[str] | None = None
-    ) -> None:
-        """Share with ``add_emails`` and stop sharing with ``delete_emails`` (all or nothing)."""
-        body = {"add_emails": list(add_emails or []), "delete_emails": list(delete_emails or [])}
-        self._client.request("POST", f"/api/v1/jobs/{self.job_id}/sharing/", json=body)
-
-    def disable_sharing(self) -> None:
-        self._client.request("DELETE", f"/api/v1/jobs/{self.job_id}/sharing/")
+    def _sharing_path(self) -> str:
+        return f"/api/v1/jobs/{self.job_id}/sharing/"
 
     def get_logs(self, after: int = 0) -> list[LogLine]:
         """The job's log (after line ``after``): what its runner did, warnings, training lines

@@ -5,10 +5,19 @@ from sharing.models import Invitation, Share, ShareAuditEntry
 
 @admin.register(Share)
 class ShareAdmin(admin.ModelAdmin):
-    list_display = ("job", "email", "user", "created_by", "created_at")
-    search_fields = ("email", "job__public_id", "job__name", "user__username")
-    list_select_related = ("job", "user", "created_by")
-    raw_id_fields = ("job", "user", "created_by")
+    list_display = ("email", "job", "model", "dataset", "user", "created_by", "created_at")
+    search_fields = (
+        "email",
+        "job__public_id",
+        "job__name",
+        "model__public_id",
+        "model__name",
+        "dataset__public_id",
+        "dataset__name",
+        "user__username",
+    )
+    list_select_related = ("job", "model", "dataset", "user", "created_by")
+    raw_id_fields = ("job", "model", "dataset", "user", "created_by")
 
 
 @admin.register(Invitation)
@@ -16,6 +25,8 @@ class InvitationAdmin(admin.ModelAdmin):
     list_display = (
         "email",
         "job",
+        "model",
+        "dataset",
         "invited_by",
         "created_at",
         "sent_at",
@@ -24,11 +35,13 @@ class InvitationAdmin(admin.ModelAdmin):
         "expires_at",
     )
     list_filter = ("sent_at", "accepted_at", "withdrawn_at")
-    search_fields = ("email", "job__public_id", "job__name")
-    list_select_related = ("job", "invited_by")
+    search_fields = ("email", "job__public_id", "model__public_id", "dataset__public_id")
+    list_select_related = ("job", "model", "dataset", "invited_by")
     readonly_fields = (
         "share",
         "job",
+        "model",
+        "dataset",
         "email",
         "invited_by",
         "created_at",
@@ -40,10 +53,16 @@ class InvitationAdmin(admin.ModelAdmin):
 
 @admin.register(ShareAuditEntry)
 class ShareAuditAdmin(admin.ModelAdmin):
-    list_display = ("at", "job", "actor", "action", "email")
+    list_display = ("at", "job", "model", "dataset", "actor", "action", "email")
     list_filter = ("action",)
-    search_fields = ("email", "job__public_id", "actor__username")
-    list_select_related = ("job", "actor")
+    search_fields = (
+        "email",
+        "job__public_id",
+        "model__public_id",
+        "dataset__public_id",
+        "actor__username",
+    )
+    list_select_related = ("job", "model", "dataset", "actor")
 
     def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
         return False  # an audit trail is read, not edited

@@ -1,5 +1,7 @@
-"""Changing who a job is shared with, and invitations. Only the owner shares; every change is
-audited; addresses are validated all together before anything is applied."""
+"""Changing who a job, a model or a dataset is shared with, and invitations. Only the owner
+shares; every change is audited; addresses are validated all together before anything is
+applied. The rules are the same for the three kinds of target; what a share then lets its reader
+see is the selectors' business (``jobs.domain.selectors``)."""
 
 from __future__ import annotations
 
@@ -16,11 +18,15 @@ from django.core import signing
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from jobs.domain.events import EventType, publish
-from jobs.models import Job
+from jobs.models import Dataset, Job, MLModel
 from sharing.models import Invitation, InvitationQuota, Share, ShareAction, ShareAuditEntry
+
+# What can be shared (seed 000's client shares jobs, models and datasets alike).
+Target = Job | MLModel | Dataset
 
 logger = logging.getLogger(__name__)
 MAX_EMAILS_PER_CALL = 100
@@ -54,9 +60,30 @@ def _normalised(emails: Iterable[object]) -> list[str]:
     return list(dict.fromkeys(cleaned))
 
 
-def owner_only(job: Job, actor: User) -> None:
-    if job.owner_id != actor.pk:
-        raise PermissionDenied("Only the job's owner changes its sharing.")
+def kind_of(target: Target) -> str:
+    """ "job", "model" or "dataset": the word the messages and emails use."""
+    if isinstance(target, Job):
+        return "job"
+    return "model" if isinstance(target, MLModel) else "dataset"
+
+
+def page_of(target: Target) -> str:
+    """The path of the target's page, where an accepted invitation lands."""
+    if isinstance(target, Job):
+        return target.get_absolute_url()
+    if isinstance(target, MLModel):
+        return reverse("jobs:model", kwargs={"model_id": target.public_id})
+    return reverse("jobs:dataset", kwargs={"dataset_id": target.public_id})
+
+
+def _on(target: Target) -> dict[str, Target]:
+    """The lookup that names ``target`` on a share, an audit entry or an invitation."""
+    return {kind_of(target): target}
+
+
+def owner_only(target: Target, actor: User) -> None:
+    if target.owner_id != actor.pk:
+        raise PermissionDenied(f"Only the {kind_of(target)}'s owner changes its sharing.")
 
 
 def _accounts(emails: list[str]) -> dict[str, User]:
@@ -68,52 +95,52 @@ def _accounts(emails: list[str]) -> dict[str, User]:
     return {u.email.lower(): u for u in users if u.email.lower() in wanted}
 
 
-def sharing_get(*, job: Job) -> list[str]:
-    return list(Share.objects.filter(job=job).order_by("email").values_list("email", flat=True))
+def sharing_get(*, target: Target) -> list[str]:
+    """The addresses ``target`` is shared with (its owner's to see: callers check)."""
+    shares = Share.objects.filter(**_on(target))
+    return list(shares.order_by("email").values_list("email", flat=True))
 
 
 def sharing_modify(
     *,
-    job: Job,
+    target: Target,
     actor: User,
     add_emails: Iterable[object] = (),
     delete_emails: Iterable[object] = (),
 ) -> list[str]:
-    """Share the job with ``add_emails`` and stop sharing it with ``delete_emails``: all of it
-    or, when any address is malformed or the day's invitations are used up, none of it. An
-    address with an account reads the job at once (and is told by email); one without gets an
-    invitation. The answer is the same either way. Returns the addresses it is shared with."""
-    owner_only(job, actor)
+    """Share the job, model or dataset with ``add_emails`` and stop sharing it with
+    ``delete_emails``: all of it or, when any address is malformed or the day's invitations are
+    used up, none of it. An address with an account reads it at once (and is told by email);
+    one without gets an invitation. The answer is the same either way. Returns the addresses it
+    is shared with."""
+    owner_only(target, actor)
     adding, removing = _normalised(add_emails), _normalised(delete_emails)
     if not adding and not removing:
         raise ValidationError({"emails": "Give at least one address to add or to delete."})
     accounts = _accounts(adding)
-    owner_email = (job.owner.email or "").lower()
+    owner_email = (target.owner.email or "").lower()
+    on = _on(target)
     with transaction.atomic():
         for email in removing:
-            _withdraw(job, email)
-            if Share.objects.filter(job=job, email=email).delete()[0]:
+            _withdraw(target, email)
+            if Share.objects.filter(**on, email=email).delete()[0]:
                 ShareAuditEntry.objects.create(
-                    job=job, actor=actor, action=ShareAction.REMOVED, email=email
+                    **on, actor=actor, action=ShareAction.REMOVED, email=email
                 )
-        existing = set(
-            Share.objects.filter(job=job, email__in=adding).values_list("email", flat=True)
-        )
+        existing = set(Share.objects.filter(**on, email__in=adding).values_list("email", flat=True))
         new = [e for e in adding if e != owner_email and e not in existing]
         # Every new address costs one email (an invitation or a notice) against the day's
         # cap, with or without an account: the answer then says nothing about who has one.
         _take_quota(actor, len(new))
         for email in new:
             share = Share.objects.create(
-                job=job, email=email, user=accounts.get(email), created_by=actor
+                **on, email=email, user=accounts.get(email), created_by=actor
             )
-            ShareAuditEntry.objects.create(
-                job=job, actor=actor, action=ShareAction.ADDED, email=email
-            )
+            ShareAuditEntry.objects.create(**on, actor=actor, action=ShareAction.ADDED, email=email)
             if share.user is None:
                 invitation = Invitation.objects.create(
+                    **on,
                     share=share,
-                    job=job,
                     email=email,
                     invited_by=actor,
                     expires_at=timezone.now() + timedelta(days=settings.HUB_INVITATION_DAYS),
@@ -123,28 +150,32 @@ def sharing_modify(
                 )
             else:
                 transaction.on_commit(partial(_queue, "sharing.tasks.send_share_notice", share.pk))
-        _announce(job)
-    return sharing_get(job=job)
+        _announce(target)
+    return sharing_get(target=target)
 
 
-def sharing_disable(*, job: Job, actor: User) -> None:
-    owner_only(job, actor)
+def sharing_disable(*, target: Target, actor: User) -> None:
+    """Stop sharing the job, model or dataset with anyone (pending invitations withdrawn)."""
+    owner_only(target, actor)
+    on = _on(target)
     with transaction.atomic():
-        emails = sharing_get(job=job)
+        emails = sharing_get(target=target)
         for email in emails:
-            _withdraw(job, email)
-        Share.objects.filter(job=job).delete()
+            _withdraw(target, email)
+        Share.objects.filter(**on).delete()
         ShareAuditEntry.objects.bulk_create(
-            ShareAuditEntry(job=job, actor=actor, action=ShareAction.DISABLED, email=email)
+            ShareAuditEntry(**on, actor=actor, action=ShareAction.DISABLED, email=email)
             for email in emails
         )
-        _announce(job)
+        _announce(target)
 
 
-def _announce(job: Job) -> None:
-    """A sharing event for the job's watchers: each checks it may still read the job (the
-    addresses themselves are the owner's business and are not sent)."""
-    publish(job, EventType.SHARING, {"changed": True})
+def _announce(target: Target) -> None:
+    """A sharing event for a job's watchers: each checks it may still read the job (the
+    addresses themselves are the owner's business and are not sent). Models and datasets have
+    no live watchers; a reader's sockets are told by ``sharing.signals`` all the same."""
+    if isinstance(target, Job):
+        publish(target, EventType.SHARING, {"changed": True})
 
 
 def _take_quota(owner: User, count: int) -> None:
@@ -164,9 +195,9 @@ def _take_quota(owner: User, count: int) -> None:
     quota.save(update_fields=["sent"])
 
 
-def _withdraw(job: Job, email: str) -> None:
+def _withdraw(target: Target, email: str) -> None:
     Invitation.objects.filter(
-        job=job, email=email, accepted_at__isnull=True, withdrawn_at__isnull=True
+        **_on(target), email=email, accepted_at__isnull=True, withdrawn_at__isnull=True
     ).update(withdrawn_at=timezone.now())
 
 
@@ -191,7 +222,7 @@ def invitation_from_token(token: str) -> Invitation | None:
         return None
     return (
         Invitation.objects.filter(pk=data.get("i"), email=data.get("e"))
-        .select_related("job")
+        .select_related("job", "model", "dataset", "invited_by")
         .first()
     )
 
@@ -204,7 +235,7 @@ def _locked_pending(invitation: Invitation) -> Invitation:
     still stands)."""
     locked = (
         Invitation.objects.select_for_update(of=("self",))
-        .select_related("job")
+        .select_related("job", "model", "dataset")
         .get(pk=invitation.pk)
     )
     if not locked.pending or locked.share_id is None:
@@ -212,7 +243,9 @@ def _locked_pending(invitation: Invitation) -> Invitation:
     return locked
 
 
-def invitation_sign_up(*, invitation: Invitation, username: str, password: str) -> tuple[User, Job]:
+def invitation_sign_up(
+    *, invitation: Invitation, username: str, password: str
+) -> tuple[User, Target]:
     """Make the invited person's account and accept the invitation with it, in one transaction
     under the invitation's row lock: of several sign-ups sent at once, exactly one makes an
     account; the others are told the invitation was used and leave nothing behind."""
@@ -229,8 +262,9 @@ def invitation_sign_up(*, invitation: Invitation, username: str, password: str) 
         return user, invitation_accept(invitation=locked, user=user)
 
 
-def invitation_accept(*, invitation: Invitation, user: User) -> Job:
-    """Give ``user`` (whose address must be the invited one) the share, once only."""
+def invitation_accept(*, invitation: Invitation, user: User) -> Target:
+    """Give ``user`` (whose address must be the invited one) the share, once only; returns what
+    was shared (``page_of`` it is where the person lands)."""
     with transaction.atomic():
         locked = _locked_pending(invitation)
         if (user.email or "").lower() != locked.email:
@@ -241,5 +275,5 @@ def invitation_accept(*, invitation: Invitation, user: User) -> Job:
         Share.objects.filter(pk=locked.share_id).update(user=user)
         locked.accepted_at = timezone.now()
         locked.save(update_fields=["accepted_at"])
-        _announce(locked.job)
-    return locked.job
+        _announce(locked.target)
+    return locked.target

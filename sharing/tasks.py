@@ -12,13 +12,20 @@ from django.db.models import QuerySet
 from django.urls import reverse
 
 from hubsite.outbox import MAIL_RETRYABLE, send_once
-from sharing.models import Invitation, Share
-from sharing.services import invitation_token
+from sharing.models import TARGET_FIELDS, Invitation, Share
+from sharing.services import invitation_token, page_of
 
 RETRYABLE = MAIL_RETRYABLE
-# The same words for everyone: nothing a user typed (a job's name, a username) goes into a
-# subject line, where mail clients show it as if the hub had said it.
-SUBJECT = "A job was shared with you on the Model Job Hub"
+
+
+def subject(kind: str) -> str:
+    """The same words for everyone but the kind ("job", "model", "dataset"): nothing a user typed
+    (a name, a username) goes into a subject line, where mail clients show it as if the hub had
+    said it."""
+    return f"A {kind} was shared with you on the Model Job Hub"
+
+
+SUBJECT = subject("job")  # a job's, as it always was
 
 
 def _send_once(rows: QuerySet[Any], stamp: str, compose: Callable[[Any], tuple[str, str]]) -> str:
@@ -29,7 +36,12 @@ def _send_once(rows: QuerySet[Any], stamp: str, compose: Callable[[Any], tuple[s
         address, body = compose(row)
         if not body:
             return False
-        send_mail(subject=SUBJECT, message=body, from_email=None, recipient_list=[address])
+        send_mail(
+            subject=subject(row.target_kind),
+            message=body,
+            from_email=None,
+            recipient_list=[address],
+        )
         return True
 
     return send_once(rows, stamp, send)
@@ -39,25 +51,35 @@ def _giver(user: Any) -> str:
     return user.get_username() if user else "Someone"
 
 
+def _gone(row: Invitation | Share) -> bool:
+    """Its model or dataset was deleted since the email was queued: there is nothing to open."""
+    return getattr(row.target, "deleted_at", None) is not None
+
+
+def _what(row: Invitation | Share) -> str:
+    """The job “name” (id), the model “name” (id) or the dataset “name” (id)."""
+    target = row.target
+    return f"the {row.target_kind} “{target.name}” ({target.public_id})"
+
+
 @shared_task(
     name="sharing.tasks.send_invitation", autoretry_for=RETRYABLE, retry_backoff=True, max_retries=6
 )
 def send_invitation(invitation_id: int) -> str:
     def compose(invitation: Invitation) -> tuple[str, str]:
-        if not invitation.pending:
+        if not invitation.pending or _gone(invitation):
             return invitation.email, ""  # withdrawn or expired since it was queued
         link = settings.HUB_BASE_URL + reverse(
             "sharing:accept", args=[invitation_token(invitation)]
         )
-        job = invitation.job
         return invitation.email, (
-            f"{_giver(invitation.invited_by)} shared the job “{job.name}” ({job.public_id}) on "
-            f"the Model Job Hub with {invitation.email}.\n\nCreate your account and open the "
-            f"job:\n{link}\n\nThe link works once, for {invitation.email} only, until "
-            f"{invitation.expires_at:%Y-%m-%d %H:%M} UTC.\n"
+            f"{_giver(invitation.invited_by)} shared {_what(invitation)} on the Model Job Hub "
+            f"with {invitation.email}.\n\nCreate your account and open the "
+            f"{invitation.target_kind}:\n{link}\n\nThe link works once, for "
+            f"{invitation.email} only, until {invitation.expires_at:%Y-%m-%d %H:%M} UTC.\n"
         )
 
-    rows = Invitation.objects.select_related("job", "invited_by").filter(pk=invitation_id)
+    rows = Invitation.objects.select_related(*TARGET_FIELDS, "invited_by").filter(pk=invitation_id)
     return _send_once(rows, "sent_at", compose)
 
 
@@ -69,12 +91,16 @@ def send_invitation(invitation_id: int) -> str:
 )
 def send_share_notice(share_id: int) -> str:
     def compose(share: Share) -> tuple[str, str]:
-        job = share.job
+        if _gone(share):
+            return share.email, ""
+        link = settings.HUB_BASE_URL + page_of(share.target)
         return share.email, (
-            f"{_giver(share.created_by)} shared the job “{job.name}” ({job.public_id}) with you "
-            f"on the Model Job Hub:\n{job.url}\n"
+            f"{_giver(share.created_by)} shared {_what(share)} with you on the Model Job "
+            f"Hub:\n{link}\n"
         )
 
     # Only a share that reaches an account (an invitation is sent otherwise); removed: nothing.
-    rows = Share.objects.select_related("job", "created_by").filter(pk=share_id, user__isnull=False)
+    rows = Share.objects.select_related(*TARGET_FIELDS, "created_by").filter(
+        pk=share_id, user__isnull=False
+    )
     return _send_once(rows, "notified_at", compose)

@@ -146,5 +146,5 @@ def invitation(job: Job, email: str = "newcomer@example.com") -> Any:
     from sharing.models import Invitation
     from sharing.services import sharing_modify
 
-    sharing_modify(job=job, actor=job.owner, add_emails=[email])
+    sharing_modify(target=job, actor=job.owner, add_emails=[email])
     return Invitation.objects.get(job=job, email=email)

@@ -385,7 +385,7 @@ def test_job_list_pages_by_cursor_in_constant_queries_without_counting(alice, bo
 
     own = [factories.link_job(alice) for _ in range(7)]
     for job in own[:4]:
-        sharing_modify(job=job, actor=alice, add_emails=[bob.email])
+        sharing_modify(target=job, actor=alice, add_emails=[bob.email])
     bobs = [factories.link_job(bob) for _ in range(2)]
 
     def walk(user, limit=3):

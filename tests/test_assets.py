@@ -33,7 +33,7 @@ def chain(alice, bob):
     downstream = job_submit_link(
         owner=alice, models=[upstream.target_model, factories.onnx_model(alice, "other")]
     )
-    sharing_modify(job=downstream, actor=alice, add_emails=["bob@example.com"])
+    sharing_modify(target=downstream, actor=alice, add_emails=["bob@example.com"])
     return upstream, downstream
 
 
@@ -129,7 +129,7 @@ def test_the_owner_deletes_a_finished_job_with_its_results_and_readers_lose_it(
     alice, bob, django_capture_on_commit_callbacks
 ):
     job = ready(factories.customization_job(alice))
-    sharing_modify(job=job, actor=alice, add_emails=["bob@example.com"])
+    sharing_modify(target=job, actor=alice, add_emails=["bob@example.com"])
     target, artifact = job.target_model, job.artifacts.get()
     files = [target.file.path, artifact.file.path]
     plan = api(alice).get(f"/api/v1/jobs/{job.public_id}/deletion/").json()
@@ -152,7 +152,7 @@ def test_the_owner_deletes_a_finished_job_with_its_results_and_readers_lose_it(
 
 def test_a_reader_is_refused_with_the_reason_and_a_stranger_learns_nothing(alice, bob, charlie):
     job = ready(factories.customization_job(alice))
-    sharing_modify(job=job, actor=alice, add_emails=["bob@example.com"])
+    sharing_modify(target=job, actor=alice, add_emails=["bob@example.com"])
     for url in (
         f"/api/v1/jobs/{job.public_id}/",
         f"/api/v1/datasets/{job.dataset.public_id}/",
@@ -194,7 +194,7 @@ def test_a_deleted_input_shows_as_deleted_and_its_job_cannot_be_resubmitted(
     job = ready(factories.customization_job(alice))
     dataset = job.dataset
     assert dataset is not None
-    sharing_modify(job=job, actor=alice, add_emails=["bob@example.com"])
+    sharing_modify(target=job, actor=alice, add_emails=["bob@example.com"])
     path = dataset.file.path
     with django_capture_on_commit_callbacks(execute=True):
         plan = deletion.asset_delete(asset=dataset)
@@ -242,7 +242,7 @@ def test_deleting_a_ready_jobs_target_model_is_said_in_its_timeline(alice, bob):
     job = ready(factories.customization_job(alice))
     target = job.target_model
     assert target is not None
-    sharing_modify(job=job, actor=alice, add_emails=["bob@example.com"])
+    sharing_modify(target=job, actor=alice, add_emails=["bob@example.com"])
     assert api(bob).delete(f"/api/v1/models/{target.public_id}/").status_code == 403
     assert api(alice).delete(f"/api/v1/models/{target.public_id}/").status_code == 200
     job.refresh_from_db()

@@ -214,7 +214,7 @@ def test_a_reader_sees_only_what_a_reader_can_do(browser, hub_env, alice, bob):
 
     hub = hub_env["HUB_URL"]
     job = factories.unqueued_job(alice)
-    sharing_modify(job=job, actor=alice, add_emails=[bob.email])
+    sharing_modify(target=job, actor=alice, add_emails=[bob.email])
     owner = signed_in(browser, hub, "alice")
     owner.goto(f"{hub}/jobs/{job.public_id}/")
     assert owner.locator("#cancel-form button").is_visible()
@@ -427,7 +427,7 @@ def _chain(alice, bob):
         kind=JobKind.CUSTOMIZATION, owner=alice, name="tune", dataset=factories.dataset(alice)
     )
     for job in (downstream, tune):
-        sharing_modify(job=job, actor=alice, add_emails=[bob.email])
+        sharing_modify(target=job, actor=alice, add_emails=[bob.email])
     return upstream, downstream, tune
 
 
@@ -477,7 +477,7 @@ def test_deleting_a_job_cuts_off_a_reader_watching_it(browser, hub_env, alice, b
 
     job = wait_for_status(factories.link_job(alice), {"ready"}, timeout=120)
     target = job.target_model
-    sharing_modify(job=job, actor=alice, add_emails=[bob.email])
+    sharing_modify(target=job, actor=alice, add_emails=[bob.email])
     reader = signed_in(browser, hub, "bob")
     reader.goto(f"{hub}/jobs/{job.public_id}/")
     reader.wait_for_selector("#live[data-state=live]")
@@ -508,7 +508,7 @@ def test_a_jobs_log_grows_live_and_reads_the_same_after_a_reload(browser, hub_en
     hub = hub_env["HUB_URL"]
     # Never sent to the workers: this test is the worker, writing through a real reporter.
     job, token = factories.claimed(factories.unqueued_job(alice))
-    sharing_modify(job=job, actor=alice, add_emails=[bob.email])
+    sharing_modify(target=job, actor=alice, add_emails=[bob.email])
     reporter = Reporter(job, token)
     reporter.log("Linking 2 models: m0, m1")
     reporter.flush()
@@ -544,7 +544,7 @@ def test_compare_runs_live_for_owner_reader_and_stranger(browser, hub_env, alice
         points = {"train_loss": [[s, rate * 100 / s] for s in range(1, 21)]}
         external.record_report(run, external.parse_report({"metrics": points}))
         runs.append(run)
-    sharing_modify(job=runs[0], actor=alice, add_emails=[bob.email])
+    sharing_modify(target=runs[0], actor=alice, add_emails=[bob.email])
     query = f"?jobs={runs[0].public_id},{runs[1].public_id}"
     owner = signed_in(browser, hub, "alice")
     owner.goto(f"{hub}/jobs/compare/{query}")
@@ -616,7 +616,7 @@ def test_error_pages_are_the_hubs_own_and_say_what_to_do_next(browser, hub_env, 
 
     hub = hub_env["HUB_URL"]
     job = factories.customization_job(alice, epochs=1)
-    sharing_modify(job=job, actor=alice, add_emails=[bob.email])
+    sharing_modify(target=job, actor=alice, add_emails=[bob.email])
     page = signed_in(browser, hub, "bob")
     mistyped = page.goto(f"{hub}/jobs/a-mistyped-address-that-goes-on-for-quite-a-while-yes/")
     assert mistyped.status == 404

@@ -251,7 +251,7 @@ def test_the_device_pages_for_owner_reader_and_stranger_at_both_widths(
         )
     )  # fmt: skip  (announced once, no worker online now)
     profile = profiled_by_a_worker(alice, upload(alice, "encoder", layers=6))
-    sharing_modify(job=profile, actor=alice, add_emails=[bob.email])
+    sharing_modify(target=profile, actor=alice, add_emails=[bob.email])
     waiting = profile_job(alice, profile.job_inputs.first().model, gpu_box, 100)
     job_transition(job=waiting, to=JobStatus.PENDING, message="Queued for device GPU box.")
 
@@ -294,7 +294,7 @@ def test_a_profile_fills_its_page_live_and_ends_with_its_charts(
     data = deep_mlp(layers=8)
     model = model_upload(owner=alice, file=ContentFile(data, "deep.onnx"))
     job = profile_job(alice, model, this_device(), planned=80)
-    sharing_modify(job=job, actor=alice, add_emails=[bob.email])
+    sharing_modify(target=job, actor=alice, add_emails=[bob.email])
     measured = Measured(data, 64)
     page = signed_in(browser, hub, "alice")
     errors: list[str] = []
@@ -366,7 +366,7 @@ def test_profiles_compare_side_by_side_for_owner_reader_and_stranger(
     fp32 = profiled_by_a_worker(alice, source)
     assert compiled.target_model is not None
     fp16 = profiled_by_a_worker(alice, compiled.target_model)
-    sharing_modify(job=fp16, actor=alice, add_emails=[bob.email])
+    sharing_modify(target=fp16, actor=alice, add_emails=[bob.email])
     query = f"?jobs={fp32.public_id},{fp16.public_id}"
 
     owner = signed_in(browser, hub, "alice")

@@ -18,7 +18,7 @@ def compare_page(client, user, *job_ids) -> str:
 def test_owner_reader_and_stranger_each_see_the_runs_they_may_read(alice, bob, charlie, client):
     shared = factories.customization_job(alice, epochs=2, learning_rate=0.001)
     private = factories.customization_job(alice, epochs=3, learning_rate=0.001)
-    sharing_modify(job=shared, actor=alice, add_emails=["bob@example.com"])
+    sharing_modify(target=shared, actor=alice, add_emails=["bob@example.com"])
     ids = (shared.public_id, private.public_id)
 
     mine = compare_page(client, alice, *ids)
@@ -80,10 +80,10 @@ def test_the_table_names_each_runs_base_model_and_dataset_following_the_lineage_
     model = model_upload(owner=alice, file=ContentFile(tiny_llama_zip(), "tiny.zip"))
     dataset = factories.dataset(alice, name="alices-numbers")
     a = job_submit_customization(owner=alice, dataset=dataset, base_model=model)
-    sharing_modify(job=a, actor=alice, add_emails=["bob@example.com"])
+    sharing_modify(target=a, actor=alice, add_emails=["bob@example.com"])
     b = job_submit_customization(owner=bob, dataset=dataset, base_model=model)
     builtin = factories.customization_job(bob)  # the hub's built-in base model
-    sharing_modify(job=b, actor=bob, add_emails=["charlie@example.com"])
+    sharing_modify(target=b, actor=bob, add_emails=["charlie@example.com"])
 
     bobs = compare_page(client, bob, b.public_id, builtin.public_id)
     row = bobs[bobs.index('id="base-models"') : bobs.index('id="datasets"')]

@@ -306,7 +306,7 @@ async def test_opening_pages_costs_no_new_database_connection_each(alice, bob):
     from sharing.services import sharing_modify
 
     job = await sync_to_async(factories.unqueued_job)(alice)
-    await sync_to_async(sharing_modify)(job=job, actor=alice, add_emails=[bob.email])
+    await sync_to_async(sharing_modify)(target=job, actor=alice, add_emails=[bob.email])
     made = []
 
     from asgiref.sync import SyncToAsync

@@ -152,7 +152,7 @@ def test_the_device_list_shows_workers_load_and_attributes_and_counts_only_the_r
     worker(gpu, "w9@gpu", seconds_ago=24 * 3600)  # long gone
     job = job_submit_profile(owner=alice, model=fixed_mlp(alice), device=a)
     job_transition(job=job, to=JobStatus.PENDING, message="Queued; waiting for a worker.")
-    sharing_modify(job=job, actor=alice, add_emails=[bob.email])
+    sharing_modify(target=job, actor=alice, add_emails=[bob.email])
     for reader, yours in ((alice, True), (bob, True), (charlie, False)):
         listing = page(client, reader, reverse("jobs:devices"))
         row = listing[listing.index('data-device="box-a"') :].split("</tr>")[0]
@@ -172,7 +172,7 @@ def test_the_device_page_shows_its_workers_its_queue_and_only_the_jobs_the_reade
     worker(a, "w2@old-host", seconds_ago=3 * 3600)
     job = job_submit_profile(owner=alice, model=fixed_mlp(alice), device=a, name="latency of mlp")
     job_transition(job=job, to=JobStatus.PENDING, message="Queued; waiting for a worker.")
-    sharing_modify(job=job, actor=alice, add_emails=[bob.email])
+    sharing_modify(target=job, actor=alice, add_emails=[bob.email])
     url = reverse("jobs:device-detail", args=[a.slug])
     for reader in (alice, bob):
         seen = page(client, reader, url)
@@ -197,7 +197,7 @@ def test_models_profiled_on_a_device_show_their_latest_latency_and_memory_to_the
     model = fixed_mlp(alice, "encoder")
     profiled(alice, model, a, median=5000.0)
     latest = profiled(alice, model, a, median=1234.0)
-    sharing_modify(job=latest, actor=alice, add_emails=[bob.email])
+    sharing_modify(target=latest, actor=alice, add_emails=[bob.email])
     url = reverse("jobs:device-detail", args=[a.slug])
     for reader in (alice, bob):
         seen = page(client, reader, url)
@@ -370,7 +370,7 @@ def test_a_compile_job_page_says_what_it_was_compiled_with_its_differences_and_s
             "source_size": 1024, "target_size": 512,
         },
     )  # fmt: skip
-    sharing_modify(job=job, actor=alice, add_emails=[bob.email])
+    sharing_modify(target=job, actor=alice, add_emails=[bob.email])
     for reader in (alice, bob):
         seen = page(client, reader, job.get_absolute_url())
         made = seen[seen.index('id="compiled-with"') :].split("</dl>")[0]
@@ -390,7 +390,7 @@ def test_a_profile_job_page_shows_the_execution_summary_and_the_data_its_charts_
 ):
     a = box()
     job = profiled(alice, fixed_mlp(alice), a)
-    sharing_modify(job=job, actor=alice, add_emails=[bob.email])
+    sharing_modify(target=job, actor=alice, add_emails=[bob.email])
     for reader in (alice, bob):
         seen = page(client, reader, job.get_absolute_url())
         execution = seen[seen.index('id="execution-summary"') :].split("</dl>")[0]
@@ -447,7 +447,7 @@ def test_an_inference_job_page_previews_its_outputs_and_links_their_downloads(
         },
         artifacts=[("output_data", "output_data.h5", b"h5")],
     )  # fmt: skip
-    sharing_modify(job=job, actor=alice, add_emails=[bob.email])
+    sharing_modify(target=job, actor=alice, add_emails=[bob.email])
     for reader in (alice, bob):
         seen = page(client, reader, job.get_absolute_url())
         table = seen[seen.index('id="inference-outputs"') :].split("</table>")[0]
@@ -463,7 +463,7 @@ def test_an_inference_job_page_previews_its_outputs_and_links_their_downloads(
 
 def test_the_results_section_is_fetched_again_by_readers_only(client, alice, bob, charlie):
     job = profiled(alice, fixed_mlp(alice), box())
-    sharing_modify(job=job, actor=alice, add_emails=[bob.email])
+    sharing_modify(target=job, actor=alice, add_emails=[bob.email])
     url = reverse("jobs:device-job-summary", args=[job.public_id])
     for reader in (alice, bob):
         fragment = page(client, reader, url)
@@ -486,7 +486,7 @@ def test_profiles_compare_side_by_side_and_each_person_sees_those_they_may_read(
     model = fixed_mlp(alice, "encoder")
     on_a = profiled(alice, model, a, median=1000.0)
     on_b = profiled(alice, model, b, median=3000.0)
-    sharing_modify(job=on_a, actor=alice, add_emails=[bob.email])
+    sharing_modify(target=on_a, actor=alice, add_emails=[bob.email])
     url = f"{reverse('jobs:compare-profiles')}?jobs={on_a.public_id},{on_b.public_id}"
 
     mine = page(client, alice, url)
@@ -562,7 +562,7 @@ def test_a_compiled_models_page_shows_what_the_run_recorded_to_owner_and_reader(
     )  # fmt: skip
     job = factories.run_here(job)
     assert job.status == JobStatus.READY, job.failure_message
-    sharing_modify(job=job, actor=alice, add_emails=[bob.email])
+    sharing_modify(target=job, actor=alice, add_emails=[bob.email])
     summary = job.summary
     for reader in (alice, bob):
         seen = page(client, reader, job.get_absolute_url())
@@ -591,7 +591,7 @@ def test_an_inference_runs_page_previews_its_outputs_and_links_them_for_owner_an
     )
     job = factories.run_here(job)
     assert job.status == JobStatus.READY, job.failure_message
-    sharing_modify(job=job, actor=alice, add_emails=[bob.email])
+    sharing_modify(target=job, actor=alice, add_emails=[bob.email])
     (output,) = job.summary["outputs"]
     made = job.produced_datasets.get()
     for reader in (alice, bob):
@@ -621,7 +621,7 @@ def test_a_profiled_models_page_shows_what_the_run_measured_to_owner_and_reader(
     )  # fmt: skip
     job = factories.run_here(job)
     assert job.status == JobStatus.READY, job.failure_message
-    sharing_modify(job=job, actor=alice, add_emails=[bob.email])
+    sharing_modify(target=job, actor=alice, add_emails=[bob.email])
     summary = job.summary
     for reader in (alice, bob):
         seen = page(client, reader, job.get_absolute_url())

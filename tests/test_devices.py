@@ -189,7 +189,7 @@ def test_every_signed_in_person_sees_the_devices_and_only_their_own_jobs_on_them
     job = job_submit_link(
         owner=alice, models=[factories.onnx_model(alice, "m", seed=1)], device=box
     )
-    sharing_modify(job=job, actor=alice, add_emails=[bob.email])
+    sharing_modify(target=job, actor=alice, add_emails=[bob.email])
     listed = factories.api(charlie).get("/api/v1/devices/").json()
     assert [d["name"] for d in listed] == ["Box A"]
     assert listed[0]["jobs_queued"] == 0  # created, not yet pending

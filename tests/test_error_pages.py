@@ -41,7 +41,7 @@ def test_a_strangers_view_of_a_job_gets_the_same_404_as_a_missing_one(client, al
 
 def test_a_reader_refused_a_deletion_gets_the_403_page_with_the_reason(client, alice, bob):
     job = factories.customization_job(alice, epochs=1)
-    sharing_modify(job=job, actor=alice, add_emails=[bob.email])
+    sharing_modify(target=job, actor=alice, add_emails=[bob.email])
     assert job.dataset is not None
     client.force_login(bob)
     response = client.get(reverse("jobs:delete-dataset", args=[job.dataset.public_id]))

@@ -130,7 +130,7 @@ def test_a_run_keeps_at_most_a_hundred_series(alice):
 def test_only_the_owner_reports_a_reader_watches_and_a_stranger_sees_nothing(alice, bob, charlie):
     run = start(alice, name="shared run")
     job = Job.objects.get(public_id=run["id"])
-    sharing_modify(job=job, actor=alice, add_emails=[bob.email])
+    sharing_modify(target=job, actor=alice, add_emails=[bob.email])
     report(alice, run["id"], {"metrics": {"train_loss": [[1, 1.0]]}})
     assert report(bob, run["id"], {"metrics": {"train_loss": [[2, 0.1]]}}, code=403)
     assert finish(bob, run["id"], {"status": "failed"}, code=403)

@@ -345,7 +345,7 @@ def test_the_output_dataset_is_read_by_the_owner_and_a_reader_never_a_stranger(
     assert made in datasets_visible_to(alice)
     assert made not in datasets_visible_to(bob)
     assert factories.api(bob).get(url).status_code == 404
-    sharing_modify(job=job, actor=alice, add_emails=["bob@example.com"])
+    sharing_modify(target=job, actor=alice, add_emails=["bob@example.com"])
     assert made in datasets_visible_to(bob) and job in jobs_visible_to(bob)
     answer = factories.api(bob).get(url)
     assert answer.status_code == 200
@@ -362,7 +362,7 @@ def test_the_output_dataset_is_read_by_the_owner_and_a_reader_never_a_stranger(
     assert factories.api(charlie).get(f"{url}download/").status_code == 404
     listed = [d["id"] for d in factories.api(charlie).get("/api/v1/datasets/").json()["results"]]
     assert made.public_id not in listed
-    sharing_modify(job=job, actor=alice, delete_emails=["bob@example.com"])
+    sharing_modify(target=job, actor=alice, delete_emails=["bob@example.com"])
     assert made not in datasets_visible_to(bob)  # revoked: at once
 
 
@@ -429,13 +429,13 @@ def test_sharing_a_job_run_on_another_jobs_outputs_shares_that_job_but_not_past_
     softmax = upload_model(alice, softmax_of_y(), "softmax")
     second = run_inference(alice, softmax, made, this_device)
     assert first not in jobs_visible_to(bob)
-    sharing_modify(job=second, actor=alice, add_emails=[bob.email])
+    sharing_modify(target=second, actor=alice, add_emails=[bob.email])
     assert {first, second} <= set(jobs_visible_to(bob))
     assert made in datasets_visible_to(bob)
 
     bobs_model = upload_model(bob, softmax_of_y(), "bob's softmax")
     third = run_inference(bob, bobs_model, made, this_device)
-    sharing_modify(job=third, actor=bob, add_emails=[charlie.email])
+    sharing_modify(target=third, actor=bob, add_emails=[charlie.email])
     assert set(jobs_visible_to(charlie)) == {third}
     assert made not in datasets_visible_to(charlie)
 
@@ -474,7 +474,7 @@ def test_an_output_datasets_page_says_who_reads_it_through_the_job_that_made_it(
     job = run_inference(alice, mlp, upload(alice, "in.h5", h5_of({"x": mlp_inputs})), this_device)
     made = Dataset.objects.get(produced_by=job)
     assert access_of(alice, made).readers == []
-    sharing_modify(job=job, actor=alice, add_emails=[bob.email])
+    sharing_modify(target=job, actor=alice, add_emails=[bob.email])
     assert [g.email for g in access_of(alice, made).readers] == [bob.email]
     assert [j.pk for j in access_of(bob, made).through] == [job.pk]
     assert lineage_of(bob, made).producer == job

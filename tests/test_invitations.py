@@ -44,7 +44,7 @@ def test_an_unknown_address_gets_an_invitation_email_once(job):
 
 
 def test_an_address_with_an_account_reads_at_once_and_is_told(job, bob):
-    sharing_modify(job=job, actor=job.owner, add_emails=["BOB@example.com"])
+    sharing_modify(target=job, actor=job.owner, add_emails=["BOB@example.com"])
     assert job in jobs_visible_to(bob)
     assert not Invitation.objects.exists()
     share = Share.objects.get(job=job)
@@ -89,9 +89,9 @@ def test_following_the_link_signs_up_and_lands_on_the_job(job, client):
 
 def test_the_daily_invitation_cap_applies_nothing_beyond_it(job, settings):
     settings.HUB_INVITATIONS_PER_DAY = 2
-    sharing_modify(job=job, actor=job.owner, add_emails=["a@example.com"])
+    sharing_modify(target=job, actor=job.owner, add_emails=["a@example.com"])
     with pytest.raises(InvitationQuotaExceeded, match="you may send 1 more today"):
-        sharing_modify(job=job, actor=job.owner, add_emails=["b@example.com", "c@example.com"])
+        sharing_modify(target=job, actor=job.owner, add_emails=["b@example.com", "c@example.com"])
     assert sorted(Share.objects.filter(job=job).values_list("email", flat=True)) == [
         "a@example.com"
     ]

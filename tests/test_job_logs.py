@@ -75,7 +75,7 @@ def test_a_failure_inside_the_hub_is_logged_with_where_but_no_server_path(alice,
 
 def test_log_lines_are_cleaned_numbered_and_paged(alice, bob, charlie):
     job = factories.link_job(alice)
-    sharing_modify(job=job, actor=alice, add_emails=["bob@example.com"])
+    sharing_modify(target=job, actor=alice, add_emails=["bob@example.com"])
     from django.utils import timezone
 
     now = timezone.now()
@@ -110,7 +110,7 @@ def test_a_reporters_lines_reach_open_pages_as_events_of_numbered_ranges(alice):
 
 def test_the_job_page_shows_the_log_to_owner_and_reader(alice, bob, charlie, client):
     job = factories.link_job(alice)
-    sharing_modify(job=job, actor=alice, add_emails=["bob@example.com"])
+    sharing_modify(target=job, actor=alice, add_emails=["bob@example.com"])
     from django.utils import timezone
 
     append_lines(job, [(timezone.now(), "error", "<b>not markup</b>")])

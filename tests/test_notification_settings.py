@@ -149,7 +149,7 @@ def test_a_test_that_fails_says_why_and_one_that_works_says_so(alice, settings):
 
 def test_recent_deliveries_are_the_persons_own_and_hide_a_job_no_longer_shared(alice, bob, charlie):
     job = factories.unqueued_job(alice)
-    sharing_modify(job=job, actor=alice, add_emails=[bob.email])
+    sharing_modify(target=job, actor=alice, add_emails=[bob.email])
     notification_settings_update(user=bob, email_shared_jobs=True)
     job_transition(job=job, to=JobStatus.CANCELLED, message="Cancelled.")
     assert Notification.objects.count() == 2
@@ -159,7 +159,7 @@ def test_recent_deliveries_are_the_persons_own_and_hide_a_job_no_longer_shared(a
     ]
     bobs = api(bob).get(URL + "recent/")
     assert bobs.json()["results"][0]["job_name"] == "not queued"
-    sharing_disable(job=job, actor=alice)
+    sharing_disable(target=job, actor=alice)
     hidden = api(bob).get(URL + "recent/").json()["results"][0]
     assert (hidden["job_id"], hidden["job_name"]) == (None, None)
     assert api(charlie).get(URL + "recent/").json() == {"results": []}

@@ -60,7 +60,7 @@ def rows(**filters) -> list[Notification]:
 
 
 def share(job: Job, person) -> None:
-    sharing_modify(job=job, actor=job.owner, add_emails=[person.email])
+    sharing_modify(target=job, actor=job.owner, add_emails=[person.email])
 
 
 def want(person, **fields) -> NotificationSettings:
@@ -186,7 +186,7 @@ def test_a_stranger_is_never_told(job, bob, charlie):
 def test_a_share_removed_before_the_end_tells_nobody(job, bob):
     want(bob, email_shared_jobs=True)
     share(job, bob)
-    sharing_disable(job=job, actor=job.owner)
+    sharing_disable(target=job, actor=job.owner)
     finish(job)
     assert rows(user=bob) == []
 
@@ -196,7 +196,7 @@ def test_a_share_removed_after_the_end_but_before_sending_sends_nothing(job, bob
     share(job, bob)
     finish(job)
     (row,) = rows(user=bob)
-    sharing_disable(job=job, actor=job.owner)
+    sharing_disable(target=job, actor=job.owner)
     assert send_notification(row.pk) == "skipped"
     assert mail.outbox == []
     row.refresh_from_db()

@@ -47,7 +47,7 @@ def test_a_job_run_by_real_workers_emails_its_owner_and_a_reader_once(
     notification_settings_update(user=charlie, email_shared_jobs=True)  # a stranger all the same
     start = len(inbox.messages)
     job = factories.link_job(alice)
-    sharing_modify(job=job, actor=alice, add_emails=[bob.email])
+    sharing_modify(target=job, actor=alice, add_emails=[bob.email])
     wait_for_status(job, {JobStatus.READY}, 180)
 
     def told() -> list[tuple[str, str]]:

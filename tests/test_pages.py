@@ -203,7 +203,7 @@ def test_the_model_page_describes_a_hugging_face_model_to_its_owner_and_readers_
     client.force_login(charlie)
     assert client.get(url).status_code == 404
     assert model.public_id not in client.get(reverse("jobs:models")).content.decode()
-    sharing_modify(job=job, actor=alice, add_emails=["bob@example.com"])
+    sharing_modify(target=job, actor=alice, add_emails=["bob@example.com"])
     client.force_login(bob)
     shared_input = job.job_inputs.first().model
     assert client.get(reverse("jobs:model", args=[shared_input.public_id])).status_code == 200

@@ -362,7 +362,7 @@ def test_compare_profiles_shows_each_person_only_the_jobs_they_may_read(
     model = upload(alice, fixed_mlp())
     shared = factories.run_here(profile(alice, model, this_device))
     private = factories.run_here(profile(alice, model, this_device))
-    sharing_modify(job=shared, actor=alice, add_emails=["bob@example.com"])
+    sharing_modify(target=shared, actor=alice, add_emails=["bob@example.com"])
     ids = (shared.public_id, private.public_id)
 
     assert compare(alice, *ids).status_code == 200
@@ -371,7 +371,7 @@ def test_compare_profiles_shows_each_person_only_the_jobs_they_may_read(
     assert readers.status_code == 400
     assert readers.json()["field"] == "jobs"
     assert readers.json()["message"] == f"No job {private.public_id} that you may read."
-    sharing_modify(job=private, actor=alice, add_emails=["bob@example.com"])
+    sharing_modify(target=private, actor=alice, add_emails=["bob@example.com"])
     assert [j["id"] for j in compare(bob, *ids).json()["jobs"]] == list(ids)
 
     strangers = compare(charlie, *ids)

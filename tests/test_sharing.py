@@ -32,8 +32,8 @@ ready = factories.ready_job
 @pytest.fixture
 def shared_job(alice, bob, dave):
     job = ready(factories.customization_job(alice))
-    sharing_modify(job=job, actor=alice, add_emails=["bob@example.com", "dave@example.com"])
-    sharing_modify(job=job, actor=alice, delete_emails=["dave@example.com"])
+    sharing_modify(target=job, actor=alice, add_emails=["bob@example.com", "dave@example.com"])
+    sharing_modify(target=job, actor=alice, delete_emails=["dave@example.com"])
     return job
 
 
@@ -70,9 +70,9 @@ async def test_access_matrix_over_the_job_socket(
 ):
     job = await sync_to_async(factories.unqueued_job)(alice)
     await sync_to_async(sharing_modify)(
-        job=job, actor=alice, add_emails=["bob@example.com", "dave@example.com"]
+        target=job, actor=alice, add_emails=["bob@example.com", "dave@example.com"]
     )
-    await sync_to_async(sharing_modify)(job=job, actor=alice, delete_emails=["dave@example.com"])
+    await sync_to_async(sharing_modify)(target=job, actor=alice, delete_emails=["dave@example.com"])
     user = {"alice": alice, "bob": bob, "dave": dave, "charlie": charlie}[person]
     token, _ = await sync_to_async(Token.objects.get_or_create)(user=user)
     headers = [
@@ -89,7 +89,7 @@ async def test_access_matrix_over_the_job_socket(
 @pytest.mark.asyncio
 async def test_revoking_a_share_closes_an_open_socket_at_once(alice, bob):
     job = await sync_to_async(factories.unqueued_job)(alice)
-    await sync_to_async(sharing_modify)(job=job, actor=alice, add_emails=["bob@example.com"])
+    await sync_to_async(sharing_modify)(target=job, actor=alice, add_emails=["bob@example.com"])
     token, _ = await sync_to_async(Token.objects.get_or_create)(user=bob)
     headers = [
         (b"origin", b"http://127.0.0.1:8000"),
@@ -98,7 +98,7 @@ async def test_revoking_a_share_closes_an_open_socket_at_once(alice, bob):
     ws = WebsocketCommunicator(application, f"/ws/jobs/{job.public_id}/", headers=headers)
     assert (await ws.connect())[0]
     assert (await next_message(ws))["type"] == "snapshot"
-    await sync_to_async(sharing_modify)(job=job, actor=alice, delete_emails=["bob@example.com"])
+    await sync_to_async(sharing_modify)(target=job, actor=alice, delete_emails=["bob@example.com"])
     closed = await next_output(ws, 1)  # within a second
     assert closed == {"type": "websocket.close", "code": 4404}
 
@@ -110,11 +110,11 @@ def test_sharing_a_job_shares_its_inputs_outputs_and_upstream_jobs(alice, bob):
         owner=alice, models=[upstream.target_model, factories.onnx_model(alice, "other")]
     )
     assert upstream not in jobs_visible_to(bob)
-    sharing_modify(job=downstream, actor=alice, add_emails=["bob@example.com"])
+    sharing_modify(target=downstream, actor=alice, add_emails=["bob@example.com"])
     assert set(jobs_visible_to(bob)) == {downstream, upstream}
     assert upstream.target_model in models_visible_to(bob)
     assert upstream.dataset in datasets_visible_to(bob)
-    sharing_modify(job=downstream, actor=alice, delete_emails=["bob@example.com"])
+    sharing_modify(target=downstream, actor=alice, delete_emails=["bob@example.com"])
     assert not jobs_visible_to(bob).exists()
     assert not models_visible_to(bob).exists()
     assert not datasets_visible_to(bob).exists()
@@ -123,34 +123,34 @@ def test_sharing_a_job_shares_its_inputs_outputs_and_upstream_jobs(alice, bob):
 def test_revoking_one_share_keeps_what_another_share_gives(alice, bob):
     first, second = factories.customization_job(alice), factories.customization_job(alice)
     Job.objects.filter(pk=second.pk).update(dataset=first.dataset)
-    sharing_modify(job=first, actor=alice, add_emails=["bob@example.com"])
-    sharing_modify(job=second, actor=alice, add_emails=["bob@example.com"])
-    sharing_modify(job=first, actor=alice, delete_emails=["bob@example.com"])
+    sharing_modify(target=first, actor=alice, add_emails=["bob@example.com"])
+    sharing_modify(target=second, actor=alice, add_emails=["bob@example.com"])
+    sharing_modify(target=first, actor=alice, delete_emails=["bob@example.com"])
     assert list(jobs_visible_to(bob)) == [second]
     assert first.dataset in datasets_visible_to(bob)  # still given by the second job's share
 
 
 def test_emails_are_normalised_and_a_malformed_one_applies_nothing(alice, shared_job):
-    sharing_modify(job=shared_job, actor=alice, add_emails=["  Carol@Example.COM "])
-    assert "carol@example.com" in sharing_get(job=shared_job)
-    before = sharing_get(job=shared_job)
+    sharing_modify(target=shared_job, actor=alice, add_emails=["  Carol@Example.COM "])
+    assert "carol@example.com" in sharing_get(target=shared_job)
+    before = sharing_get(target=shared_job)
     for bad in ("not-an-email", "x@example.com\r\nBcc: y@example.com", "a@b@c", ""):
         with pytest.raises(ValidationError) as caught:
-            sharing_modify(job=shared_job, actor=alice, add_emails=["ok@example.com", bad])
+            sharing_modify(target=shared_job, actor=alice, add_emails=["ok@example.com", bad])
         assert repr(bad) in caught.value.message_dict["emails"][0]
-    assert sharing_get(job=shared_job) == before
+    assert sharing_get(target=shared_job) == before
 
 
 def test_both_lists_empty_is_an_error(alice, shared_job):
     with pytest.raises(ValidationError, match="at least one address"):
-        sharing_modify(job=shared_job, actor=alice)
+        sharing_modify(target=shared_job, actor=alice)
 
 
 def test_only_the_owner_changes_sharing(bob, shared_job):
     with pytest.raises(PermissionDenied):
-        sharing_modify(job=shared_job, actor=bob, add_emails=["eve@example.com"])
+        sharing_modify(target=shared_job, actor=bob, add_emails=["eve@example.com"])
     with pytest.raises(PermissionDenied):
-        sharing_disable(job=shared_job, actor=bob)
+        sharing_disable(target=shared_job, actor=bob)
     response = api(bob).post(
         f"/api/v1/jobs/{shared_job.public_id}/sharing/",
         {"add_emails": ["e@example.com"]},
@@ -179,7 +179,7 @@ def test_sharing_endpoints_for_the_owner_and_nobody_else(alice, bob, charlie, sh
 
 
 def test_every_change_is_audited(alice, shared_job):
-    sharing_disable(job=shared_job, actor=alice)
+    sharing_disable(target=shared_job, actor=alice)
     assert list(
         ShareAuditEntry.objects.filter(job=shared_job).order_by("id").values_list("action", "email")
     ) == [
@@ -212,13 +212,13 @@ def test_the_owner_shares_and_unshares_from_the_job_page(alice, bob, client, mai
     error = '<p class="field-error" id="share-error" role="alert">&#x27;broken&#x27; is not a valid'
     assert error in content
     assert 'value="carol@example.com, broken" aria-invalid="true"' in content
-    assert "carol@example.com" not in sharing_get(job=job)
+    assert "carol@example.com" not in sharing_get(target=job)
     again = client.get(reverse("jobs:detail", args=[job.public_id])).content.decode()
     assert 'id="share-error"' not in again  # said once
     client.post(reverse("sharing:job-sharing", args=[job.public_id]), {"remove": "bob@example.com"})
-    assert sharing_get(job=job) == ["new@example.com"]
+    assert sharing_get(target=job) == ["new@example.com"]
     client.post(reverse("sharing:job-sharing", args=[job.public_id]), {"action": "disable"})
-    assert sharing_get(job=job) == []
+    assert sharing_get(target=job) == []
 
 
 @pytest.mark.parametrize("person", ["bob", "charlie"])
@@ -233,7 +233,7 @@ def test_nobody_but_the_owner_sees_or_uses_the_sharing_panel(person, request, sh
     else:
         assert "Only the job&#x27;s owner" in client.get(response["Location"]).content.decode()
         assert 'id="sharing"' not in client.get(shared_job.get_absolute_url()).content.decode()
-    assert sharing_get(job=shared_job) == ["bob@example.com"]
+    assert sharing_get(target=shared_job) == ["bob@example.com"]
 
 
 def test_shared_with_me_filter(alice, bob, shared_job, client):
@@ -302,7 +302,7 @@ def test_a_failed_jobs_target_model_is_offered_to_nobody(alice, bob, charlie, pe
     from sharing.services import sharing_modify
 
     job = factories.ready_job(factories.link_job(alice), verified=False)
-    sharing_modify(job=job, actor=alice, add_emails=[bob.email])
+    sharing_modify(target=job, actor=alice, add_emails=[bob.email])
     who = {"alice": alice, "bob": bob, "charlie": charlie}[person]
     answer = api(who).get(f"/api/v1/jobs/{job.public_id}/target-model/")
     if person == "charlie":

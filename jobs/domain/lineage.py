@@ -4,8 +4,8 @@ behind the model and dataset pages.
 Access follows the rule of ``selectors`` (a share of job J gives what J's owner owns upstream of
 J). Turned around for one asset: the jobs whose shares reach it are the jobs of its owner that
 used or made it, and every job of the same owner downstream of those (a job that used their
-target models, and so on). A reader sees it through the shares they hold on those jobs; its
-owner sees whom those shares reach.
+target models, and so on). A reader sees it through the shares they hold on those jobs, or
+because its owner shared the asset itself with them; its owner sees whom those shares reach.
 """
 
 from __future__ import annotations
@@ -28,20 +28,23 @@ MAX_DEPTH = 20  # downstream steps followed: far beyond any real chain of fine-t
 
 @dataclass(frozen=True)
 class Grant:
-    """One share that lets someone read the asset: who, through which job."""
+    """One share that lets someone read the asset: who, through which job (None: the asset
+    itself was shared with them)."""
 
     email: str
-    job: Job
+    job: Job | None
 
 
 @dataclass
 class Access:
-    """Why ``user`` may read the asset: they own it, or it reaches them through ``through``
-    (jobs shared with them). For the owner, ``readers`` are whom their shares reach."""
+    """Why ``user`` may read the asset: they own it, it was shared with them on its own
+    (``direct``), or it reaches them through ``through`` (jobs shared with them). For the
+    owner, ``readers`` are whom their shares reach, the asset's own shares first."""
 
     owned: bool
     through: list[Job] = field(default_factory=list)
     readers: list[Grant] = field(default_factory=list)
+    direct: bool = False
 
 
 @dataclass
@@ -95,15 +98,26 @@ def share_model() -> Any:
     return Job._meta.get_field("shares").related_model  # the sharing app's Share
 
 
+def _own_shares(asset: MLModel | Dataset) -> QuerySet[Any]:
+    """The shares of the asset itself (not of a job)."""
+    kind = "model" if isinstance(asset, MLModel) else "dataset"
+    return share_model().objects.filter(**{kind: asset})
+
+
 def access_of(user: User, asset: MLModel | Dataset) -> Access:
     """Why ``user`` (who may read ``asset``: callers fetched it through the selectors) sees it."""
     granting = _granting_jobs(asset)
     shares = share_model().objects.filter(job_id__in=granting).select_related("job")
     if asset.owner_id == user.pk:
+        direct = [
+            Grant(email, None)
+            for email in _own_shares(asset).order_by("email").values_list("email", flat=True)
+        ]
         grants = [Grant(s.email, s.job) for s in shares.order_by("email", "job__created_at")]
-        return Access(owned=True, readers=grants)
+        return Access(owned=True, readers=direct + grants)
     through = {s.job.pk: s.job for s in shares.filter(user_id=user.pk).order_by("-job__created_at")}
-    return Access(owned=False, through=list(through.values()))
+    direct_share = _own_shares(asset).filter(user_id=user.pk).exists()
+    return Access(owned=False, through=list(through.values()), direct=direct_share)
 
 
 def lineage_of(user: User, asset: MLModel | Dataset) -> Lineage:

@@ -7,6 +7,10 @@ the inputs, datasets and target models of J, and the jobs whose target models J 
 the owner of J owns them too. What J's owner got from someone else is not theirs to pass on; it
 stays visible to the reader by name and id only. Everything is derived from the shares at read
 time, in one SQL query (a recursive CTE), so a revoked share takes away exactly what it gave.
+
+A model or dataset may also be shared on its own (seed 000's ``model.modify_sharing``): such a
+share gives that asset only (to read, download and use in the reader's own jobs), never the jobs
+that made or used it. Only an owner shares, so it too grants only what its giver owns.
 """
 
 from __future__ import annotations
@@ -27,6 +31,23 @@ from jobs.models import Dataset, Job, JobInput, MLModel, StatusLog
 User = AbstractBaseUser | AnonymousUser
 
 
+def _share_model() -> Any:
+    """The sharing app's Share, reached through the relation (jobs never imports sharing)."""
+    share_model = Job._meta.get_field("shares").related_model
+    assert not isinstance(share_model, str)
+    return share_model
+
+
+def _shared_directly(user_id: int, target: str) -> QuerySet[Any]:
+    """The ids of the models (``target`` "model") or datasets ("dataset") shared with
+    ``user_id`` on their own."""
+    return (
+        _share_model()
+        .objects.filter(user_id=user_id, **{f"{target}__isnull": False})
+        .values(f"{target}_id")
+    )
+
+
 def _shared_jobs_sql(user_id: int) -> RawSQL:
     """The ids of the jobs readable through shares held by ``user_id``: each shared job, and
     upstream from it every job of the same owner whose target model or output data (also the
@@ -34,9 +55,7 @@ def _shared_jobs_sql(user_id: int) -> RawSQL:
     ``grantor`` is the owner of the shared job; the walk never leaves what the grantor owns, so a
     reader who builds on a shared asset can never pass it on. UNION drops repeats, so the walk
     ends however the jobs are linked."""
-    share_model = Job._meta.get_field("shares").related_model  # the sharing app's Share
-    assert not isinstance(share_model, str)
-    share = share_model._meta.db_table
+    share = _share_model()._meta.db_table
     job, model, job_input = Job._meta.db_table, MLModel._meta.db_table, JobInput._meta.db_table
     dataset = Dataset._meta.db_table
     return RawSQL(
@@ -44,8 +63,9 @@ def _shared_jobs_sql(user_id: int) -> RawSQL:
         WITH RECURSIVE readable(job_id, grantor) AS (
             -- The owner by a lookup a share, not a join: the planner would hash the whole
             -- job table for a reader of a few thousand shares (docs/performance.md).
+            -- Job shares only: a model's or dataset's own share reaches no job.
             SELECT s.job_id, (SELECT j.owner_id FROM {job} j WHERE j.id = s.job_id)
-            FROM {share} s WHERE s.user_id = %s
+            FROM {share} s WHERE s.user_id = %s AND s.job_id IS NOT NULL
           UNION
             -- Upstream: the job that made a model this job used, or the dataset it ran on (an
             -- inference job's outputs); one recursive term, as PostgreSQL requires.
@@ -72,7 +92,8 @@ def jobs_visible_to(user: User) -> QuerySet[Job]:
 
 
 def models_visible_to(user: User) -> QuerySet[MLModel]:
-    """Own models, and those that a shared job produced or used, where the job's owner owns them."""
+    """Own models, those shared with the user on their own, and those that a shared job
+    produced or used, where the job's owner owns them."""
     if not user.is_authenticated:
         return MLModel.objects.none()
     shared = _shared_jobs_sql(int(user.pk))
@@ -80,20 +101,25 @@ def models_visible_to(user: User) -> QuerySet[MLModel]:
         model_id=OuterRef("pk"), job_id__in=shared, job__owner_id=OuterRef("owner_id")
     )
     return MLModel.objects.filter(
-        Q(owner_id=user.pk) | Q(produced_by_id__in=shared) | Exists(used_by_its_owner),
+        Q(owner_id=user.pk)
+        | Q(pk__in=_shared_directly(int(user.pk), "model"))
+        | Q(produced_by_id__in=shared)
+        | Exists(used_by_its_owner),
         deleted_at__isnull=True,
     )
 
 
 def datasets_visible_to(user: User) -> QuerySet[Dataset]:
-    """Own datasets, those a shared job made (an inference job's outputs), and those a shared
-    job trained, validated or ran on, where the job's owner owns them."""
+    """Own datasets, those shared with the user on their own, those a shared job made (an
+    inference job's outputs), and those a shared job trained, validated or ran on, where the
+    job's owner owns them."""
     if not user.is_authenticated:
         return Dataset.objects.none()
     shared = _shared_jobs_sql(int(user.pk))
     used = Job.objects.filter(pk__in=shared, owner_id=OuterRef("owner_id"))
     return Dataset.objects.filter(
         Q(owner_id=user.pk)
+        | Q(pk__in=_shared_directly(int(user.pk), "dataset"))
         | Q(produced_by_id__in=shared)
         | Exists(used.filter(dataset_id=OuterRef("pk")))
         | Exists(used.filter(validation_dataset_id=OuterRef("pk"))),

@@ -154,8 +154,8 @@ def plan_asset(asset: Asset) -> DeletionPlan:
     readers = access_of(asset.owner, asset).readers
     if readers:
         plan.goes.append(
-            f"access to it through shared jobs: {_people(len({g.email for g in readers}))} "
-            "can no longer read it"
+            "access to it, shared on its own or through shared jobs: "
+            f"{_people(len({g.email for g in readers}))} can no longer read it"
         )
     finished = users.count() - len(active)
     if finished:

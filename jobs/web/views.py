@@ -180,12 +180,18 @@ def job_detail(request: HttpRequest, public_id: str) -> HttpResponse:
     lines = last_lines(job, PAGE_LOG_LINES)
     context["log_lines"], context["log_last"] = lines, lines[-1]["n"] if lines else 0
     context["log_earlier"] = bool(lines) and lines[0]["n"] > 1
-    # A share the sharing form refused (sharing/views.py): its error beside the field, with
-    # what was typed, once.
-    refused = request.session.pop("share_form", None)
-    if isinstance(refused, dict) and refused.get("job") == job.public_id:
-        context["share_error"], context["share_value"] = refused["error"], refused["value"]
+    _refused_share(request, "job", job.public_id, context)
     return render(request, "jobs/detail.html", context)
+
+
+def _refused_share(
+    request: HttpRequest, kind: str, public_id: str, context: dict[str, Any]
+) -> None:
+    """A share the sharing form refused (sharing/views.py, which keys it by ``kind``): its error
+    beside the field, with what was typed, once."""
+    refused = request.session.pop("share_form", None)
+    if isinstance(refused, dict) and refused.get(kind) == public_id:
+        context["share_error"], context["share_value"] = refused["error"], refused["value"]
 
 
 def _parameters(job: Job) -> list[tuple[str, Any]]:
@@ -298,6 +304,7 @@ def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
         "access": access_of(request.user, model),
         "lineage": lineage_of(request.user, model),
     }
+    _refused_share(request, "model", model.public_id, context)
     return render(request, "jobs/model.html", context)
 
 
@@ -321,6 +328,7 @@ def dataset_detail(request: HttpRequest, dataset_id: str) -> HttpResponse:
         if dataset.produced_by_id
         else None,
     }
+    _refused_share(request, "dataset", dataset.public_id, context)
     return render(request, "jobs/dataset.html", context)
 
 

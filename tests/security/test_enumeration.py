@@ -28,7 +28,7 @@ def test_the_sharing_answer_is_the_same_with_or_without_an_account(alice, bob):
 
 def test_the_sharing_panel_reads_the_same_with_or_without_an_account(alice, bob, client):
     job = factories.unqueued_job(alice)
-    sharing_modify(job=job, actor=alice, add_emails=["bob@example.com", "nobody@example.com"])
+    sharing_modify(target=job, actor=alice, add_emails=["bob@example.com", "nobody@example.com"])
     client.force_login(alice)
     panel = client.get(job.get_absolute_url()).content.decode()
     start = panel.index('id="share-list"')
@@ -45,6 +45,8 @@ def test_the_sharing_panel_reads_the_same_with_or_without_an_account(alice, bob,
 @pytest.mark.parametrize("address", ["bob@example.com", "nobody@example.com"])
 def test_the_daily_cap_counts_every_address_alike(alice, bob, settings, address):
     settings.HUB_INVITATIONS_PER_DAY = 1
-    sharing_modify(job=factories.unqueued_job(alice), actor=alice, add_emails=["first@example.com"])
+    sharing_modify(
+        target=factories.unqueued_job(alice), actor=alice, add_emails=["first@example.com"]
+    )
     with pytest.raises(InvitationQuotaExceeded):
-        sharing_modify(job=factories.unqueued_job(alice), actor=alice, add_emails=[address])
+        sharing_modify(target=factories.unqueued_job(alice), actor=alice, add_emails=[address])

@@ -58,7 +58,7 @@ def test_an_expired_withdrawn_or_forged_link_does_nothing(job, client):
     )
     withdrawn = invite(job, "gone@example.com")
     sharing_modify(
-        job=job, actor=job.owner, delete_emails=["gone@example.com"]
+        target=job, actor=job.owner, delete_emails=["gone@example.com"]
     )  # removing the share withdraws it
     assert (
         client.get(reverse("sharing:accept", args=[invitation_token(withdrawn)])).status_code == 410

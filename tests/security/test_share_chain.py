@@ -54,10 +54,10 @@ def chain(alice, bob, mallory):
     Mallory."""
     job_a = factories.ready_job(factories.customization_job(alice))
     checkpoint = checkpoint_of(job_a)
-    sharing_modify(job=job_a, actor=alice, add_emails=["bob@example.com"])
+    sharing_modify(target=job_a, actor=alice, add_emails=["bob@example.com"])
     assert job_a.dataset is not None
     job_b = job_submit_customization(owner=bob, dataset=job_a.dataset, base_model=checkpoint)
-    sharing_modify(job=job_b, actor=bob, add_emails=["mallory@example.com"])
+    sharing_modify(target=job_b, actor=bob, add_emails=["mallory@example.com"])
     return job_a, job_b, checkpoint
 
 
@@ -108,7 +108,7 @@ def test_revoking_takes_the_owner_s_assets_from_the_reader_and_from_everyone_aft
     chain, alice, bob, mallory, client
 ):
     job_a, job_b, _ = chain
-    sharing_modify(job=job_a, actor=alice, delete_emails=["bob@example.com"])
+    sharing_modify(target=job_a, actor=alice, delete_emails=["bob@example.com"])
     for person in (bob, mallory):
         assert_no_route_reaches(person, job_a)
         assert not models_visible_to(person).filter(owner=alice).exists()
@@ -127,7 +127,7 @@ def test_a_pending_job_on_a_revoked_input_fails_at_start_naming_it(chain, alice,
     job_transition(job=job_b, to=JobStatus.CANCELLED, message="Cancelled before it started.")
     waiting = job_submit_customization(owner=bob, dataset=job_a.dataset, base_model=checkpoint)
     assert Job.objects.get(pk=waiting.pk).status == JobStatus.PENDING  # queued on commit
-    sharing_modify(job=job_a, actor=alice, delete_emails=["bob@example.com"])
+    sharing_modify(target=job_a, actor=alice, delete_emails=["bob@example.com"])
     execute(waiting.pk)
     waiting.refresh_from_db()
     assert waiting.status == JobStatus.FAILED
@@ -138,7 +138,7 @@ def test_a_pending_job_on_a_revoked_input_fails_at_start_naming_it(chain, alice,
 
 def test_a_revoked_reader_cannot_submit_or_resubmit_on_the_owner_s_assets(chain, alice, bob):
     job_a, job_b, checkpoint = chain
-    sharing_modify(job=job_a, actor=alice, delete_emails=["bob@example.com"])
+    sharing_modify(target=job_a, actor=alice, delete_emails=["bob@example.com"])
     submit = api(bob).post(
         "/api/v1/jobs/customization/",
         {"dataset": job_a.dataset.public_id, "model": checkpoint.public_id},
@@ -151,11 +151,11 @@ def test_a_revoked_reader_cannot_submit_or_resubmit_on_the_owner_s_assets(chain,
 
 def test_a_link_job_on_a_shared_target_model_does_not_pass_the_model_on(alice, bob, mallory):
     job_a = factories.ready_job(factories.link_job(alice))
-    sharing_modify(job=job_a, actor=alice, add_emails=["bob@example.com"])
+    sharing_modify(target=job_a, actor=alice, add_emails=["bob@example.com"])
     mine = factories.onnx_model(bob, "bobs")
     assert job_a.target_model is not None
     job_b = job_submit_link(owner=bob, models=[job_a.target_model, mine])
-    sharing_modify(job=job_b, actor=bob, add_emails=["mallory@example.com"])
+    sharing_modify(target=job_b, actor=bob, add_emails=["mallory@example.com"])
     assert set(models_visible_to(mallory)) == {mine}
     assert_no_route_reaches(mallory, job_a)
 
@@ -164,12 +164,12 @@ def test_upstream_jobs_of_the_same_owner_are_shared_but_not_those_of_others(alic
     """Bob's own upstream job comes with his share; Alice's upstream job, which Bob's chain
     was built on, does not."""
     alices = factories.ready_job(factories.link_job(alice))
-    sharing_modify(job=alices, actor=alice, add_emails=["bob@example.com"])
+    sharing_modify(target=alices, actor=alice, add_emails=["bob@example.com"])
     assert alices.target_model is not None
     bobs_first = factories.ready_job(job_submit_link(owner=bob, models=[alices.target_model]))
     assert bobs_first.target_model is not None
     bobs_second = job_submit_link(owner=bob, models=[bobs_first.target_model])
-    sharing_modify(job=bobs_second, actor=bob, add_emails=["mallory@example.com"])
+    sharing_modify(target=bobs_second, actor=bob, add_emails=["mallory@example.com"])
     assert set(jobs_visible_to(mallory)) == {bobs_second, bobs_first}
     assert alices.target_model not in models_visible_to(mallory)
     assert bobs_first.target_model in models_visible_to(mallory)

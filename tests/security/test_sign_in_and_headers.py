@@ -114,7 +114,7 @@ def test_a_valid_token_is_not_slowed_by_others_guessing(alice, settings):
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_sign_ups_on_one_invitation_make_exactly_one_account(alice):
     job = factories.unqueued_job(alice)
-    sharing_modify(job=job, actor=alice, add_emails=["newcomer@example.com"])
+    sharing_modify(target=job, actor=alice, add_emails=["newcomer@example.com"])
     invitation = Invitation.objects.get(job=job)
     url = reverse("sharing:accept", args=[invitation_token(invitation)])
     start, answers = threading.Barrier(6), []
@@ -180,7 +180,7 @@ def test_pages_that_show_secrets_are_never_cached(alice, client):
     token_page = client.get("/account/token/")
     assert "no-store" in token_page["Cache-Control"]
     job = factories.unqueued_job(alice)
-    sharing_modify(job=job, actor=alice, add_emails=["newcomer@example.com"])
+    sharing_modify(target=job, actor=alice, add_emails=["newcomer@example.com"])
     invitation = Invitation.objects.get(job=job)
     Client().get(reverse("sharing:accept", args=[invitation_token(invitation)]))
     page = Client().get(reverse("sharing:accept", args=[invitation_token(invitation)]))

@@ -63,7 +63,7 @@ async def assert_closed(ws: WebsocketCommunicator, code: int) -> None:
 @pytest_asyncio.fixture
 async def shared(alice, bob):
     job = await sync_to_async(factories.unqueued_job)(alice)
-    await sync_to_async(sharing_modify)(job=job, actor=alice, add_emails=["bob@example.com"])
+    await sync_to_async(sharing_modify)(target=job, actor=alice, add_emails=["bob@example.com"])
     return job
 
 
@@ -86,13 +86,13 @@ async def test_losing_a_share_closes_sockets_on_the_upstream_jobs_it_gave(alice,
         upstream = factories.ready_job(factories.link_job(alice))
         assert upstream.target_model is not None
         downstream = job_submit_link(owner=alice, models=[upstream.target_model])
-        sharing_modify(job=downstream, actor=alice, add_emails=["bob@example.com"])
+        sharing_modify(target=downstream, actor=alice, add_emails=["bob@example.com"])
         return upstream, downstream
 
     upstream, downstream = await sync_to_async(chain)()
     ws = await open_socket(f"/ws/jobs/{upstream.public_id}/", bob, "token")
     await sync_to_async(sharing_modify)(
-        job=downstream, actor=alice, delete_emails=["bob@example.com"]
+        target=downstream, actor=alice, delete_emails=["bob@example.com"]
     )
     await assert_closed(ws, 4404)
 

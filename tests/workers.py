@@ -234,7 +234,14 @@ def live_hub(worker_pool: WorkerPool) -> Iterator[LiveHub]:
     url = worker_pool.env["HUB_BASE_URL"]
     port = int(url.rsplit(":", 1)[1])
     # A small upload limit, so the test of it sends megabytes rather than gigabytes.
-    env = {**worker_pool.env, "HUB_BASE_URL": url, "HUB_MAX_UPLOAD_BYTES": str(2 * 1024 * 1024)}
+    # Small parts for seed 000's client's uploads, so that a model of a few hundred kilobytes
+    # goes up in several.
+    env = {
+        **worker_pool.env,
+        "HUB_BASE_URL": url,
+        "HUB_MAX_UPLOAD_BYTES": str(2 * 1024 * 1024),
+        "HUB_UPLOAD_PART_BYTES": str(128 * 1024),
+    }
     # As a deployment does: static files collected first (the manifest storage needs them).
     collect = [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"]
     subprocess.run(collect, cwd=ROOT, env=env, check=True)

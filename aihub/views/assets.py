@@ -7,6 +7,7 @@ client keeps from then on is the one made. Downloads are signed addresses that e
 from __future__ import annotations
 
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path, PurePath
 
 from django.conf import settings
@@ -49,10 +50,19 @@ def _page(request: Request) -> tuple[int, int]:
     return offset, 50 if limit is None else limit
 
 
+# The hub keeps a dataset until its owner deletes it. Seed 000's client reads an upload's
+# expiration from this answer (a zero time would read as long expired): the last time a
+# timestamp holds, which it shows as "Not Expired".
+NEVER = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+
 def _created(transfer: Transfer) -> HttpResponse:
-    return proto(
-        pb.CreateUpdateResponse(id=transfer.public_id, creation_time=stamp(transfer.created_at))
+    answer = pb.CreateUpdateResponse(
+        id=transfer.public_id, creation_time=stamp(transfer.created_at)
     )
+    if transfer.kind == TransferKind.DATASET:
+        answer.expiration_time.CopyFrom(stamp(NEVER))
+    return proto(answer)
 
 
 def _transfer(request: Request, public_id: str, kind: str) -> Transfer:

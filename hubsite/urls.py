@@ -1,10 +1,12 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
 from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from hubsite import health, views
+from jobs.web import views as jobs_views
 from notifications import api as notifications_api
 from sharing import api as sharing_api
 
@@ -17,6 +19,11 @@ urlpatterns = [
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("account/token/", views.api_token, name="api-token"),
+    # Where seed 000's client sends people (its web_url): a model's page, a dataset's, the
+    # account page with the token. A job's (jobs/<id>/) is the hub's own address already.
+    path("account/", login_required(RedirectView.as_view(pattern_name="api-token"))),
+    path("models/<slug:model_id>/", jobs_views.model_detail, name="model-short"),
+    path("datasets/<slug:dataset_id>/", jobs_views.dataset_detail, name="dataset-short"),
     path("healthz", health.healthz, name="healthz"),
     path("jobs/", include("jobs.web.urls")),
     path("", include("sharing.urls")),

@@ -295,3 +295,19 @@ def test_the_login_route_gives_the_accounts_token(live_server, alice):
     assert token == Token.objects.get(user=alice).key
     with pytest.raises(ValueError, match="Wrong Username / Password"):
         get_token(f"{live_server.url}/aihub/", alice.email, "wrong")
+
+
+def test_the_clients_web_links_open_the_hubs_pages(hub, alice, bob, client, onnx_file):
+    from urllib.parse import urlsplit
+
+    model = hub.upload_model(str(onnx_file))
+    dataset = hub.upload_dataset({"x": [np.zeros((1, 8), np.float32)]}, name="zeros")
+    job = hub.get_job(factories.link_job(alice).public_id)
+    client.force_login(alice)
+    for url, name in ((model.url, "mlp.onnx"), (job.url, job.name)):
+        page = client.get(urlsplit(url).path)
+        assert page.status_code == 200 and name in page.content.decode(), url
+    assert client.get(f"/datasets/{dataset.dataset_id}/").status_code == 200
+    assert client.get("/account/")["Location"] == "/account/token/"  # the client's token help
+    client.force_login(bob)
+    assert client.get(urlsplit(model.url).path).status_code == 404

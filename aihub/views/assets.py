@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.db import transaction
+from django.db.models import Sum
 from django.http import Http404, HttpResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -28,7 +29,7 @@ from aihub.views.base import AiHubView, absolute, parse, proto
 from aihub.wire import dataset_pb, model_pb, reserved_model_pb, stamp
 from hubsite.api.auth import user_of
 from hubsite.uploads import upload_temp_dir
-from jobs.domain.quotas import upload_refusal
+from jobs.domain.quotas import QuotaExceeded, upload_refusal
 from jobs.domain.selectors import datasets_visible_to, jobs_visible_to, models_visible_to
 from jobs.models import Dataset, MLModel
 from jobs.services.assets import dataset_upload, model_upload
@@ -36,6 +37,7 @@ from jobs.services.common import check_upload_size, clean_name
 from jobs.web.api.params import int_param
 
 MAX_PAGE = 1000
+MAX_OPEN = 20  # uploads one person may have waiting for their files
 # What the hub takes, for a refusal of anything else.
 TAKES = (
     "The hub runs ONNX models with ONNX Runtime: upload a .onnx file (or a folder with the "
@@ -83,10 +85,30 @@ def _declared_size(request: Request, transfer: Transfer) -> int:
         check_upload_size(size, transfer.name)
     except ValidationError as too_large:
         raise BadRequest(too_large.messages[0]) from None
-    refusal = upload_refusal(user_of(request).pk, size)
+    # Parts of unfinished uploads take disk as stored files do: they count against the storage
+    # quota with this one, so that opening uploads and never finishing them cannot fill it.
+    waiting = Transfer.objects.filter(owner=user_of(request), completed_at__isnull=True)
+    pending = waiting.exclude(pk=transfer.pk).aggregate(total=Sum("size"))["total"] or 0
+    refusal = upload_refusal(user_of(request).pk, size + pending)
     if refusal is not None:
         raise refusal
     return size
+
+
+def _open_transfer(request: Request, kind: str, name: str, is_directory: bool = False) -> Transfer:
+    """A new upload of the asker's, unless they have MAX_OPEN uploads waiting for files."""
+    transfers.sweep_stale()
+    owner = user_of(request)
+    waiting = Transfer.objects.filter(owner=owner, completed_at__isnull=True).count()
+    if waiting >= MAX_OPEN:
+        raise QuotaExceeded(
+            "open_uploads",
+            f"You have {waiting} uploads waiting for their files (at most {MAX_OPEN}); finish "
+            "them, or try again tomorrow when the unfinished ones are removed.",
+        )
+    return Transfer.objects.create(
+        owner=owner, kind=kind, name=clean_name(name or None, kind), is_directory=is_directory
+    )
 
 
 def _completed(transfer: Transfer, made: str, created: object) -> HttpResponse:
@@ -146,14 +168,7 @@ class Models(AiHubView):
         if kind != pb.MODEL_TYPE_ONNX:
             shown = MODEL_TYPES.get(kind, str(kind)).replace("_", " ")
             raise BadRequest(f"A {shown} model is not one the hub runs. {TAKES}")
-        transfers.sweep_stale()
-        transfer = Transfer.objects.create(
-            owner=user_of(request),
-            kind=TransferKind.MODEL,
-            name=clean_name(asked.name or None, "model"),
-            is_directory=asked.is_directory,
-        )
-        return _created(transfer)
+        return _created(_open_transfer(request, TransferKind.MODEL, asked.name, asked.is_directory))
 
 
 def model_or_reserved(request: Request, public_id: str) -> pb.Model:
@@ -186,8 +201,8 @@ class ModelUpload(AiHubView):
     """GET: the part addresses (seed 000's multipart upload); POST: complete it with the parts'
     ETags, in order."""
 
-    def get(self, request: Request, model_id: str) -> HttpResponse:
-        transfer = _transfer(request, model_id, TransferKind.MODEL)
+    def get(self, request: Request, transfer_id: str) -> HttpResponse:
+        transfer = _transfer(request, transfer_id, TransferKind.MODEL)
         size = _declared_size(request, transfer)
         with transaction.atomic():
             locked = Transfer.objects.select_for_update().get(pk=transfer.pk)
@@ -207,15 +222,15 @@ class ModelUpload(AiHubView):
             return proto(multipart)
         return proto(pb.FileUploadResponse(multipart_url=multipart))
 
-    def post(self, request: Request, model_id: str) -> HttpResponse:
+    def post(self, request: Request, transfer_id: str) -> HttpResponse:
         done = Transfer.objects.filter(
-            public_id=model_id, owner=user_of(request), completed_at__isnull=False
+            public_id=transfer_id, owner=user_of(request), completed_at__isnull=False
         ).first()
         if done is not None:  # said twice (its first answer was lost): the same model
             return proto(
                 pb.CreateUpdateResponse(id=done.made, creation_time=stamp(done.created_at))
             )
-        transfer = _transfer(request, model_id, TransferKind.MODEL)
+        transfer = _transfer(request, transfer_id, TransferKind.MODEL)
         given = parse(request, pb.FileMultipartUploadComplete)
         if transfer.size is None or given.upload_id != transfer.upload_id:
             raise BadRequest(
@@ -240,7 +255,9 @@ class ModelUpload(AiHubView):
 
 
 class CredentialsComplete(AiHubView):
-    def post(self, request: Request, **ids: str) -> HttpResponse:
+    def post(self, request: Request, transfer_id: str) -> HttpResponse:
+        kind = TransferKind.MODEL if "/models/" in request.path else TransferKind.DATASET
+        _transfer(request, transfer_id, kind)
         raise BadRequest(
             "This hub hands out upload addresses, not storage credentials: send the file to the "
             "addresses it gave."
@@ -285,13 +302,7 @@ class Datasets(AiHubView):
 
     def post(self, request: Request) -> HttpResponse:
         asked = parse(request, pb.Dataset)
-        transfers.sweep_stale()
-        transfer = Transfer.objects.create(
-            owner=user_of(request),
-            kind=TransferKind.DATASET,
-            name=clean_name(asked.name or None, "dataset"),
-        )
-        return _created(transfer)
+        return _created(_open_transfer(request, TransferKind.DATASET, asked.name))
 
 
 class DatasetDetail(AiHubView):
@@ -332,8 +343,8 @@ class DatasetDetail(AiHubView):
 
 
 class DatasetUpload(AiHubView):
-    def get(self, request: Request, dataset_id: str) -> HttpResponse:
-        transfer = _transfer(request, dataset_id, TransferKind.DATASET)
+    def get(self, request: Request, transfer_id: str) -> HttpResponse:
+        transfer = _transfer(request, transfer_id, TransferKind.DATASET)
         size = int_param(request, "file_size", minimum=1)
         if size is not None:
             transfer.size = _declared_size(request, transfer)

@@ -26,7 +26,7 @@ from jobs.domain.quotas import QuotaExceeded
 PROTOBUF = "application/x-protobuf"
 MessageT = TypeVar("MessageT", bound=Message)
 # Quotas that waiting cannot lift answer 403: the client retries a 429 for minutes.
-NOT_BY_WAITING = {"storage_bytes"}
+NOT_BY_WAITING = {"storage_bytes", "open_uploads"}
 KEPT_HEADERS = ("WWW-Authenticate", "Retry-After")
 
 
@@ -52,6 +52,7 @@ def aihub_exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResp
 
 class AiHubView(APIView):
     authentication_classes = [TokenAuthentication]
+    schema = None  # not in /api/schema/: its contract is seed 000's messages (public_api_pb2)
 
     def get_exception_handler(self):  # type: ignore[no-untyped-def]
         return aihub_exception_handler

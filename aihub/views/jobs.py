@@ -268,12 +268,16 @@ class CompiledModel(AiHubView):
 class Artifacts(AiHubView):
     """The job's files of a type: its log (HUB_LOG); the hub keeps no other device log."""
 
-    def get(self, request: Request, job_id: str, attempt: str, artifact_type: int) -> HttpResponse:
+    def get(self, request: Request, job_id: str, attempt: str, artifact_type: str) -> HttpResponse:
         job = _aihub_job(request, job_id)
         if attempt != "latest" and not attempt.isdigit():
             raise BadRequest(f"{attempt!r} is not an attempt: a number, or 'latest'.")
+        if not artifact_type.isdigit():
+            raise BadRequest(
+                f"{artifact_type!r} is not an artifact type (a JobArtifactType number)."
+            )
         found: list[pb.NamedArtifactDownloadURL] = []
-        if artifact_type == pb.JOB_ARTIFACT_TYPE_HUB_LOG:
+        if int(artifact_type) == pb.JOB_ARTIFACT_TYPE_HUB_LOG:
             token = transfers.download_token("log", job.public_id, user_of(request).pk)
             url = absolute(request, reverse("aihub-file", args=[token]))
             found.append(pb.NamedArtifactDownloadURL(url=url, filename=f"{job.public_id}.log"))

@@ -22,10 +22,12 @@ class _SharedAccess(AiHubView):
     def target(self, request: Request, public_id: str) -> Shared:
         raise NotImplementedError
 
-    def get(self, request: Request, public_id: str) -> HttpResponse:
+    def get(self, request: Request, **ids: str) -> HttpResponse:
+        public_id = next(iter(ids.values()))
         return proto(pb.SharedAccess(email=sharing_get(target=self.target(request, public_id))))
 
-    def patch(self, request: Request, public_id: str) -> HttpResponse:
+    def patch(self, request: Request, **ids: str) -> HttpResponse:
+        public_id = next(iter(ids.values()))
         change = parse(request, pb.SharedAccessChange)
         target = self.target(request, public_id)
         sharing_modify(
@@ -36,7 +38,8 @@ class _SharedAccess(AiHubView):
         )
         return proto(pb.CreateUpdateResponse(id=public_id, creation_time=stamp(target.created_at)))
 
-    def delete(self, request: Request, public_id: str) -> HttpResponse:
+    def delete(self, request: Request, **ids: str) -> HttpResponse:
+        public_id = next(iter(ids.values()))
         target = self.target(request, public_id)
         sharing_disable(target=target, actor=self.person(request))
         return proto(pb.CreateUpdateResponse(id=public_id, creation_time=stamp(target.created_at)))

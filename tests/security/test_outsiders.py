@@ -22,7 +22,8 @@ from tests.security.access import all_routes, api, assert_no_route_reaches
 # the API's description, the front door. Everything else needs a sign-in.
 # healthz: for load balancers and `hub doctor`; no job, person or address in it
 # (tests/faults/test_reaping.py checks it holds no secret).
-PUBLIC = {"login", "logout", "accept", "home", "api-schema", "api-docs", "healthz"}
+# aihub-login: seed 000's client's sign-in (email and password give the token).
+PUBLIC = {"login", "logout", "accept", "home", "api-schema", "api-docs", "healthz", "aihub-login"}
 
 
 @pytest.fixture

@@ -175,5 +175,5 @@ def test_seed_000s_client_does_its_whole_round_against_a_live_hub(
     theirs = job_submit_link(owner=charlie, models=[factories.onnx_model(charlie, "c", 3)])
     with pytest.raises(UserError, match=r"could not be found\. It may not exist or you may not"):
         hub.get_job(theirs.public_id)
-    with pytest.raises(UserError, match="this hub.s devices have no npu"):
+    with pytest.raises(UserError, match="this hub's devices have no npu"):
         hub.submit_profile_job(target, device=device, options="--compute_unit npu")

@@ -25,6 +25,7 @@ from django.contrib.auth.models import User
 from google.protobuf.timestamp_pb2 import Timestamp
 from qai_hub import public_api_pb2 as pb
 
+from jobs.domain.selectors import jobs_visible_to
 from jobs.domain.status import FailureType, JobStatus
 from jobs.models import Artifact, Dataset, Device, Job, JobKind, MLModel, ModelFormat
 
@@ -118,7 +119,18 @@ def model_type(model: MLModel) -> pb.ModelType.ValueType:
     return pb.MODEL_TYPE_ONNX if model.format == ModelFormat.ONNX else pb.MODEL_TYPE_UNSPECIFIED
 
 
-def model_pb(model: MLModel, reader: User) -> pb.Model:
+def readable_producers(reader: User, models: list[MLModel]) -> set[int]:
+    """The jobs among those that made ``models`` that ``reader`` may read, in one query: the
+    id of a job the reader may not read is not shown (it is another person's)."""
+    made_by = {m.produced_by_id for m in models if m.produced_by_id is not None}
+    if not made_by:
+        return set()
+    return set(jobs_visible_to(reader).filter(pk__in=made_by).values_list("pk", flat=True))
+
+
+def model_pb(model: MLModel, reader: User, readable: set[int] | None = None) -> pb.Model:
+    """``readable``: jobs the reader may read among the producers (``readable_producers``);
+    computed for this one model when not given."""
     mine = model.owner_id == reader.pk
     message = pb.Model(
         model_id=model.public_id,
@@ -135,7 +147,10 @@ def model_pb(model: MLModel, reader: User) -> pb.Model:
         ),
     )
     if model.produced_by_id is not None and model.produced_by is not None:
-        message.producer_id = model.produced_by.public_id
+        if readable is None:
+            readable = readable_producers(reader, [model])
+        if model.produced_by_id in readable:
+            message.producer_id = model.produced_by.public_id
     for field, key in (("input_spec", "input_specs"), ("output_spec", "output_specs")):
         if (types := tensor_list(model.metadata.get(key))) is not None:
             getattr(message, field).CopyFrom(types)
@@ -218,12 +233,14 @@ def _first_model(job: Job) -> MLModel | None:
 
 
 def _models_pb(job: Job, reader: User) -> list[pb.Model]:
-    return [model_pb(ji.model, reader) for ji in job.job_inputs.all()]
+    models = [ji.model for ji in job.job_inputs.all()]
+    readable = readable_producers(reader, models)
+    return [model_pb(model, reader, readable) for model in models]
 
 
 def _target(job: Job, reader: User) -> pb.Model | None:
     if job.target_model is not None and job.status == JobStatus.READY:
-        return model_pb(job.target_model, reader)
+        return model_pb(job.target_model, reader, {job.pk})  # made by this job, which they read
     if job.target_public_id and job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
         return reserved_model_pb(job, reader)
     return None

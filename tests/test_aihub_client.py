@@ -311,3 +311,14 @@ def test_the_clients_web_links_open_the_hubs_pages(hub, alice, bob, client, onnx
     assert client.get("/account/")["Location"] == "/account/token/"  # the client's token help
     client.force_login(bob)
     assert client.get(urlsplit(model.url).path).status_code == 404
+
+
+def test_a_model_shared_on_its_own_does_not_name_the_job_that_made_it(live_server, hub, alice, bob):
+    from sharing.services import sharing_modify
+
+    job = factories.ready_job(factories.link_job(alice))
+    sharing_modify(target=job.target_model, actor=alice, add_emails=[bob.email])
+    assert hub.get_model(job.target_model.public_id).get_producer().job_id == job.public_id
+    bobs = client_of(live_server, bob)
+    assert bobs.get_model(job.target_model.public_id).get_producer() is None
+    assert [m.get_producer() for m in bobs.get_models()] == [None]

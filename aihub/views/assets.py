@@ -26,7 +26,7 @@ from aihub import transfers
 from aihub.models import Transfer, TransferKind
 from aihub.transfers import part_count, part_path
 from aihub.views.base import AiHubView, absolute, parse, proto
-from aihub.wire import dataset_pb, model_pb, reserved_model_pb, stamp
+from aihub.wire import dataset_pb, model_pb, readable_producers, reserved_model_pb, stamp
 from hubsite.api.auth import user_of
 from hubsite.uploads import upload_temp_dir
 from jobs.domain.quotas import QuotaExceeded, upload_refusal
@@ -155,10 +155,12 @@ class Models(AiHubView):
         if producer := request.query_params.get("producer"):
             found = found.filter(produced_by__public_id=producer)
         total = found.count()
-        chosen = found.order_by("-created_at", "-id")[offset : offset + limit]
+        chosen = list(found.order_by("-created_at", "-id")[offset : offset + limit])
+        reader = self.person(request)
+        readable = readable_producers(reader, chosen)
         return proto(
             pb.ModelList(
-                models=[model_pb(m, self.person(request)) for m in chosen], total_query_count=total
+                models=[model_pb(m, reader, readable) for m in chosen], total_query_count=total
             )
         )
 

@@ -311,3 +311,46 @@ def test_wrong_tokens_at_the_body_gate_count_as_at_the_api(tmp_path, db):
     finally:
         stop_web(web)
     assert statuses == [401, 401, 401, 429, 429]
+
+
+# Signed upload addresses (the qai-hub face): no token, the address is the credential
+
+
+def _signed_part(owner, part_bytes: int, parts: int = 3) -> str:
+    from aihub import transfers
+    from aihub.models import Transfer
+
+    transfer = Transfer.objects.create(
+        owner=owner, kind="model", name="m.onnx", size=parts * part_bytes, part_size=part_bytes
+    )
+    transfers.new_upload_id(transfer)
+    return f"/aihub/transfers/{transfers.upload_token(transfer, 1)}/"
+
+
+def put_head(path: str, length: int | None) -> str:
+    framing = f"Content-Length: {length}" if length is not None else "Transfer-Encoding: chunked"
+    return f"PUT {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{framing}\r\n\r\n"
+
+
+def test_a_signed_part_address_takes_its_part_from_anyone_holding_it(live_web, alice):
+    path = _signed_part(alice, 256 * 1024)
+    response = httpx.put(f"{live_web.url}{path}", content=b"x" * 256 * 1024, timeout=30)
+    assert response.status_code == 200 and response.headers["ETag"].startswith('"')
+
+
+@pytest.mark.parametrize("length", [None, 700 * MiB])
+def test_a_signed_part_address_reads_no_more_than_its_part(live_web, alice, length):
+    path = _signed_part(alice, 256 * 1024)
+    body = chunked(64 * MiB) if length is None else plain(length)
+    status, taken = raw_request(live_web.port, put_head(path, length), body)
+    assert status == 413
+    assert taken < READ_PAST_LIMIT_AT_MOST
+    assert temp_bytes(live_web) == 0
+
+
+def test_a_forged_upload_address_is_refused_before_its_body(live_web, alice):
+    path = _signed_part(alice, 256 * 1024)
+    forged = path.replace("/aihub/transfers/", "/aihub/transfers/x")
+    status, taken = raw_request(live_web.port, put_head(forged, 700 * MiB), plain(700 * MiB))
+    assert status == 403
+    assert taken < READ_PAST_LIMIT_AT_MOST

@@ -14,7 +14,7 @@
     hub download JOB DIR                              target model and all results
     hub cancel JOB
     hub rename JOB NAME
-    hub share JOB [--add EMAIL[,EMAIL]...] [--remove EMAIL...] [--disable]
+    hub share ID [--add EMAIL[,EMAIL]...] [--remove EMAIL...] [--disable]   a job, model or dataset
     hub logs JOB [--follow]                           the job's log; --follow until it ends
     hub delete JOB|MODEL|DATASET [--yes] [--dry-run]  what goes with it, then delete it
     hub notifications [--email-own on|off] [--email-shared on|off] [--webhook URL|--no-webhook]
@@ -286,7 +286,12 @@ def cmd_submit(hub: Client, args: argparse.Namespace) -> int:
         )
     elif args.kind == "inference":
         job = hub.submit_inference_job(
-            args.model, args.device, args.inputs, name=args.name, options=args.options or ""
+            args.model,
+            args.device,
+            args.inputs,
+            name=args.name,
+            options=args.options or "",
+            profile=args.profile,
         )
     else:
         hyperparameters = json.loads(args.hyperparameters) if args.hyperparameters else {}
@@ -378,18 +383,23 @@ def _emails(given: list[str]) -> list[str]:
 
 
 def cmd_share(hub: Client, args: argparse.Namespace) -> int:
-    job = hub.get_job(args.job)
-    if args.disable:
-        job.disable_sharing()
-    elif args.add or args.remove:
-        job.modify_sharing(add_emails=_emails(args.add), delete_emails=_emails(args.remove))
-    emails = job.get_sharing()
-    if args.json:
-        _print_json({"id": job.job_id, "emails": emails})
+    """A job, a model or a dataset, told apart by the first letter of its id (j, m, d)."""
+    shared: Any
+    if args.id.startswith("m"):
+        shared = hub.get_model(args.id)
+    elif args.id.startswith("d"):
+        shared = hub.get_dataset(args.id)
     else:
-        console.print(
-            f"{job.job_id} is shared with: " + (", ".join(emails) if emails else "nobody")
-        )
+        shared = hub.get_job(args.id)
+    if args.disable:
+        shared.disable_sharing()
+    elif args.add or args.remove:
+        shared.modify_sharing(add_emails=_emails(args.add), delete_emails=_emails(args.remove))
+    emails = shared.get_sharing()
+    if args.json:
+        _print_json({"id": args.id, "emails": emails})
+    else:
+        console.print(f"{args.id} is shared with: " + (", ".join(emails) if emails else "nobody"))
     return 0
 
 
@@ -593,6 +603,9 @@ def parser() -> argparse.ArgumentParser:
         "inference", parents=[common], help="run a model on a device over named tensors"
     )
     inference.add_argument("--inputs", required=True, help="dataset id or h5/.npz file")
+    inference.add_argument(
+        "--profile", action="store_true", help="also profile the model after its samples run"
+    )
     for sub in (compile_, profile, inference):
         sub.add_argument("--model", required=True, help="model id, or an ONNX file to upload")
         sub.add_argument(
@@ -619,9 +632,9 @@ def parser() -> argparse.ArgumentParser:
     upload.set_defaults(run=cmd_upload)
 
     share = commands.add_parser(
-        "share", parents=[common], help="show or change who a job is shared with"
+        "share", parents=[common], help="show or change who a job, model or dataset is shared with"
     )
-    share.add_argument("job")
+    share.add_argument("id", help="a job, model or dataset id (j…, m…, d…)")
     share.add_argument("--add", nargs="+", default=[], metavar="EMAIL")
     share.add_argument("--remove", nargs="+", default=[], metavar="EMAIL")
     share.add_argument("--disable", action="store_true", help="stop sharing with anyone")

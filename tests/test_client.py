@@ -245,6 +245,10 @@ def test_sharing_from_the_client_and_the_command_line(hub, hub_env, bob, files):
     )
     assert added.returncode == 0, added.stderr
     assert json.loads(added.stdout)["emails"] == ["bob@example.com", "carol@example.com"]
+    model = hub.upload_model(files / "a.onnx")  # a model on its own
+    shared = run_hub(hub_env, "--json", "share", model.model_id, "--add", "bob@example.com")
+    assert json.loads(shared.stdout) == {"id": model.model_id, "emails": ["bob@example.com"]}
+    assert bob_hub.get_model(model.model_id).name == model.name
 
 
 def test_a_hugging_face_model_folder_is_packed_and_uploaded_by_the_client(hub, tmp_path):

@@ -344,3 +344,22 @@ def test_the_inference_page_offers_to_profile_and_shows_the_profile_to_owner_and
         assert f"/api/v1/jobs/{job.public_id}/artifacts/profile.json/" in seen
     client.force_login(charlie)
     assert client.get(job.get_absolute_url()).status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+def test_hub_submit_inference_profile_asks_for_the_profile(
+    alice, this_device, conv, inputs, live_server, capsys, monkeypatch
+):
+    from rest_framework.authtoken.models import Token
+
+    from hubclient.cli import main as hub_main
+
+    monkeypatch.setenv("HUB_URL", live_server.url)
+    monkeypatch.setenv("HUB_API_TOKEN", Token.objects.get_or_create(user=alice)[0].key)
+    command = ["--json", "submit", "inference", "--model", conv.public_id]
+    command += ["--device", this_device.name, "--inputs", inputs.public_id]
+    assert hub_main([*command, "--profile"]) == 0
+    assert hub_main(command) == 0
+    profiled, plain = Job.objects.order_by("created_at")
+    assert profiled.hyperparameters["profile"] is True
+    assert plain.hyperparameters["profile"] is False

@@ -262,6 +262,54 @@ def test_resubmit_clones_a_finished_job_with_the_same_inputs(alice):
     assert clone.status == JobStatus.CREATED
 
 
+def test_resubmit_runs_a_compile_profile_or_inference_job_again_as_it_was_asked(alice, this_device):
+    """Each kind again, on the device it named, with its options, input specs, inputs and
+    profile flag (before, any kind but link was resubmitted as a customization, or failed)."""
+    import numpy as np
+
+    from jobs.services.device_jobs import (
+        job_submit_compile,
+        job_submit_inference,
+        job_submit_profile,
+    )
+    from tests.test_inference import h5_of
+    from tests.test_inference_profile import BATCH, fixed_conv
+
+    conv = fixed_conv(alice)
+    signal = np.zeros((BATCH, 3, 16), np.float32)
+    inputs = dataset_upload(owner=alice, file=ContentFile(h5_of({"signal": [signal]}), "s.h5"))
+    asked = [
+        job_submit_compile(
+            owner=alice,
+            model=factories.onnx_model(alice, "mlp", seed=1),
+            device=this_device,
+            input_specs={"x": [1, 8]},
+            options="--quantize_full_type float16",
+            time_limit=600,
+        ),
+        job_submit_profile(
+            owner=alice, model=conv, device="any", options="--max_profiler_iterations 7"
+        ),
+        job_submit_inference(
+            owner=alice, model=conv, device=this_device, inputs=inputs, profile=True
+        ),
+    ]
+    for job in asked:
+        job_cancel(job=job)
+        clone = job_resubmit(job=job, owner=alice)
+        assert clone.pk != job.pk and clone.resubmitted_from == job
+        assert (clone.kind, clone.device, clone.dataset, clone.time_limit) == (
+            job.kind,
+            job.device,
+            job.dataset,
+            job.time_limit,
+        )
+        assert clone.hyperparameters == job.hyperparameters
+        assert [ji.model for ji in clone.job_inputs.all()] == [
+            ji.model for ji in job.job_inputs.all()
+        ]
+
+
 def test_job_url_is_absolute(alice, settings):
     settings.HUB_BASE_URL = "https://hub.example.com"
     job = factories.link_job(alice)

@@ -1,4 +1,5 @@
-"""Jobs the hub runs: submitting (link, customization), renaming, cancelling, resubmitting."""
+"""Jobs the hub runs: submitting (link, customization), renaming, cancelling, resubmitting (every
+kind but an external run)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from jobs.domain import base_models, quotas, sft_data
+from jobs.domain.devices import ANY
 from jobs.domain.events import EventType, publish
 from jobs.domain.formulas import MIN_SAMPLES_WITHOUT_VALIDATION
 from jobs.domain.hyperparameters import GPU_PRECISIONS, Hyperparameters, parse_hyperparameters
@@ -18,6 +20,7 @@ from jobs.domain.state import job_transition
 from jobs.domain.status import FINISHED, JobStatus
 from jobs.engine.dispatch import enqueue_on_commit
 from jobs.models import Dataset, Device, Hardware, Job, JobInput, JobKind, MLModel, ModelFormat
+from jobs.services import device_jobs
 from jobs.services.common import check_time_limit, clean_name, require_models, resolve_device
 
 MAX_LINK_INPUTS = 32
@@ -277,6 +280,8 @@ def job_resubmit(*, job: Job, owner: User) -> Job:
         clone = job_submit_link(
             owner=owner, models=inputs, name=job.name, device=job.device or job.device_attribute
         )
+    elif job.kind in (JobKind.COMPILE, JobKind.PROFILE, JobKind.INFERENCE):
+        clone = _resubmit_device_job(job, owner, inputs[0])
     else:
         assert job.dataset is not None
         clone = job_submit_customization(
@@ -293,3 +298,32 @@ def job_resubmit(*, job: Job, owner: User) -> Job:
     Job.objects.filter(pk=clone.pk).update(resubmitted_from=job)
     clone.resubmitted_from = job
     return clone
+
+
+def _resubmit_device_job(job: Job, owner: User, model: MLModel) -> Job:
+    """A compile, profile or inference job again, on the device (or attribute, or any) it named,
+    with its options, input specs, inputs and time limit: checked again as a new submit is."""
+    where = job.device or job.device_attribute or ANY
+    stored = job.hyperparameters
+    common: dict[str, Any] = {
+        "owner": owner,
+        "model": model,
+        "device": where,
+        "name": job.name,
+        "options": stored.get("options", ""),
+        "time_limit": job.time_limit,
+    }
+    if job.kind == JobKind.COMPILE:
+        specs = {
+            name: (spec["shape"], spec["dtype"])
+            for name, spec in (stored.get("input_specs") or {}).items()
+        }
+        return device_jobs.job_submit_compile(
+            **common, input_specs=specs or None, calibration_data=job.dataset
+        )
+    if job.kind == JobKind.PROFILE:
+        return device_jobs.job_submit_profile(**common)
+    assert job.dataset is not None
+    return device_jobs.job_submit_inference(
+        **common, inputs=job.dataset, profile=bool(stored.get("profile"))
+    )

@@ -40,6 +40,7 @@ api = [
         jobs.Artifacts.as_view(),
     ),
     path("jobs/<slug:job_id>/shared_access/", sharing.JobSharedAccess.as_view()),
+    path("projects/<str:project>/<path:rest>", account.Projects.as_view()),
 ]
 
 urlpatterns = [

@@ -48,7 +48,7 @@ FAILURE_TYPES = {
     FailureType.STORAGE_FULL: pb.JOB_FAILURE_TYPE_RUNTIME_OUT_OF_DISK,
 }
 CANCELLED = "The job was cancelled by its owner."
-VERSION = re.compile(r"\d+(?:\.\d+)*")
+VERSION = re.compile(r"\d+(?:\.\d+)+|\d+")  # the first version in "Linux-6.1.0-18-amd64"
 
 
 def stamp(when: datetime | None) -> Timestamp:
@@ -69,7 +69,7 @@ def user_pb(user: User) -> pb.User:
 
 def device_os(device: Device) -> str:
     """The OS version the client filters on: the kernel release's version ("6.1.0")."""
-    found = VERSION.match(str(device.specs.get("os_release", "")))
+    found = VERSION.search(str(device.specs.get("os_release", "")))
     return found.group(0) if found else ""
 
 
@@ -125,7 +125,10 @@ def readable_producers(reader: User, models: list[MLModel]) -> set[int]:
     made_by = {m.produced_by_id for m in models if m.produced_by_id is not None}
     if not made_by:
         return set()
-    return set(jobs_visible_to(reader).filter(pk__in=made_by).values_list("pk", flat=True))
+    # Only jobs the client has a type for: it reads the producer of a model it downloads, and a
+    # fine-tuning job would be refused to it.
+    readable = jobs_visible_to(reader).filter(pk__in=made_by, kind__in=AIHUB_KINDS)
+    return set(readable.values_list("pk", flat=True))
 
 
 def model_pb(model: MLModel, reader: User, readable: set[int] | None = None) -> pb.Model:

@@ -28,3 +28,23 @@ class RejectNulCharacters:
         return JsonResponse(
             {"message": message, "field": field, "errors": {field: [message]}}, status=400
         )
+
+
+class QaiHubAddressHint:
+    """Seed 000's client (it sends ``application/x-protobuf``) pointed at the hub's root, or at
+    ``…/aihub`` without the trailing slash (which its URL joining drops), reaches the hub's own
+    API, whose JSON it cannot read ("status code 200"): tell it where its face is instead."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path.startswith("/api/") and request.content_type == "application/x-protobuf":
+            base = f"{request.scheme}://{request.get_host()}"
+            message = (
+                "This is the hub's own API. Seed 000's client (qai-hub) is answered at /aihub/: "
+                f"configure api_url as {base}/aihub/ (with the trailing slash) and web_url as "
+                f"{base}."
+            )
+            return JsonResponse({"detail": message, "message": message}, status=400)
+        return self.get_response(request)

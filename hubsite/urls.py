@@ -22,6 +22,10 @@ urlpatterns = [
     # Where seed 000's client sends people (its web_url): a model's page, a dataset's, the
     # account page with the token. A job's (jobs/<id>/) is the hub's own address already.
     path("account/", login_required(RedirectView.as_view(pattern_name="api-token"))),
+    path(
+        "docs/hub/getting_started.html",
+        login_required(RedirectView.as_view(url="/account/token/#qai-hub")),
+    ),
     path("models/<slug:model_id>/", jobs_views.model_detail, name="model-short"),
     path("datasets/<slug:dataset_id>/", jobs_views.dataset_detail, name="dataset-short"),
     path("healthz", health.healthz, name="healthz"),

@@ -322,3 +322,70 @@ def test_a_model_shared_on_its_own_does_not_name_the_job_that_made_it(live_serve
     bobs = client_of(live_server, bob)
     assert bobs.get_model(job.target_model.public_id).get_producer() is None
     assert [m.get_producer() for m in bobs.get_models()] == [None]
+
+
+def test_what_an_outside_check_found_now_works_as_on_the_service(
+    live_server, hub, alice, bob, device, this_device, onnx_file, tmp_path, monkeypatch
+):
+    import time
+
+    from django.test import Client as Browser
+
+    from aihub.wire import device_os
+    from jobs.domain.state import job_transition
+    from jobs.domain.status import FailureType
+    from sharing.services import sharing_modify
+
+    # A dataset uploaded east of Greenwich: its "never expires" fits the local calendar.
+    monkeypatch.setenv("TZ", "Pacific/Kiritimati")  # UTC+14
+    time.tzset()
+    try:
+        dataset = hub.upload_dataset({"x": [np.zeros((1, 8), np.float32)]})
+        assert not dataset.is_expired()
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    # The OS filter reads the kernel's version.
+    assert device_os(this_device)
+    for os_filter in (device_os(this_device), device_os(this_device).split(".")[0], "[1,1000)"):
+        found = hub.get_devices(name=this_device.name, os=os_filter)
+        assert [d.name for d in found] == [this_device.name], os_filter
+    assert hub.get_devices(name=this_device.name, os="[1000,)") == []
+    # Several devices, one compile (seed 000's single_compile).
+    model = hub.upload_model(str(onnx_file))
+    both = hub.submit_compile_job(model, device=[device, device], input_specs={"x": (1, 8)})
+    assert isinstance(both, qai_hub.CompileJob)
+    # A compile that fails: its target model says why it was not made.
+    job = Job.objects.get(public_id=both.job_id)
+    job_transition(
+        job=job,
+        to="failed",
+        message="ONNX Runtime refused it.",
+        failure_type=FailureType.INVALID_MODEL,
+    )
+    with pytest.raises(UserError, match=r"was not made: job .* failed \(ONNX Runtime refused it"):
+        both.download_target_model(str(tmp_path / "none.onnx"))
+    # States the hub never gives, and more than a page, are answered, not refused.
+    assert hub.get_job_summaries(state=JobStatus.State.QUANTIZING_MODEL) == []
+    assert len(hub.get_job_summaries(limit=5000)) == 1
+    # Whom a job is shared with is its owner's business.
+    sharing_modify(target=job, actor=alice, add_emails=[bob.email])
+    with pytest.raises(UserError, match="owner"):
+        client_of(live_server, bob).get_job(job.public_id).get_sharing()
+    # A model a fine-tuning job made is listed and downloads; it names no producer the client
+    # could not read.
+    tuned = factories.ready_job(factories.customization_job(alice))
+    listed = {m.model_id: m for m in hub.get_models()}[tuned.target_model.public_id]
+    assert listed.get_producer() is None
+    assert Path(listed.download(str(tmp_path / "tuned"))).is_file()
+    # Projects, and the client pointed at the hub's root instead of /aihub/.
+    with pytest.raises(UserError, match="This hub has no projects"):
+        hub.get_models(project="research")
+    token = Token.objects.get(user=alice).key
+    rooted = Client(ClientConfig(api_url=live_server.url, web_url=live_server.url, api_token=token))
+    with pytest.raises(UserError, match=r"configure api_url as .*/aihub/ \(with the trailing"):
+        rooted.get_devices()
+    browser = Browser()
+    browser.force_login(alice)
+    page = browser.get("/docs/hub/getting_started.html", follow=True).content.decode()
+    assert f"qai-hub configure --api_token {token} --api_url http://testserver/aihub/" in page

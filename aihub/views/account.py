@@ -153,3 +153,15 @@ class Frameworks(AiHubView):
 
 def onnxruntime_version() -> str:
     return _onnxruntime()
+
+
+class Projects(AiHubView):
+    """seed 000's projects (``project=`` on a call, or ``default_project``): the hub has none."""
+
+    def _refuse(self, request: Request, **ids: str) -> HttpResponse:
+        raise ValidationError(
+            "This hub has no projects: leave project (and default_project) out; your jobs, "
+            "models and datasets are yours and those shared with you."
+        )
+
+    get = post = patch = delete = _refuse

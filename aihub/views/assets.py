@@ -31,6 +31,7 @@ from hubsite.api.auth import user_of
 from hubsite.uploads import upload_temp_dir
 from jobs.domain.quotas import QuotaExceeded, upload_refusal
 from jobs.domain.selectors import datasets_visible_to, jobs_visible_to, models_visible_to
+from jobs.domain.status import JobStatus
 from jobs.models import Dataset, MLModel
 from jobs.services.assets import dataset_upload, model_upload
 from jobs.services.common import check_upload_size, clean_name
@@ -48,14 +49,14 @@ MODEL_TYPES = {value: name.removeprefix("MODEL_TYPE_") for name, value in pb.Mod
 
 def _page(request: Request) -> tuple[int, int]:
     offset = int_param(request, "offset", minimum=0) or 0
-    limit = int_param(request, "limit", minimum=0, maximum=MAX_PAGE)
-    return offset, 50 if limit is None else limit
+    limit = int_param(request, "limit", minimum=0)
+    return offset, min(50 if limit is None else limit, MAX_PAGE)  # more than a page: a page
 
 
 # The hub keeps a dataset until its owner deletes it. Seed 000's client reads an upload's
-# expiration from this answer (a zero time would read as long expired): the last time a
-# timestamp holds, which it shows as "Not Expired".
-NEVER = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+# expiration from this answer (a zero time would read as long expired) in local time: a date far
+# off that every time zone can hold (9999-12-31 UTC is year 10000 east of Greenwich).
+NEVER = datetime(3000, 1, 1, tzinfo=UTC)
 
 
 def _created(transfer: Transfer) -> HttpResponse:
@@ -183,6 +184,11 @@ def model_or_reserved(request: Request, public_id: str) -> pb.Model:
         return model_pb(found, reader)
     job = jobs_visible_to(reader).select_related("owner").filter(target_public_id=public_id)
     making = job.first()
+    if making is not None and making.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+        raise BadRequest(
+            f"Model {public_id} was not made: job {making.public_id}, which was to make it, "
+            f"{making.status} ({making.failure_message or 'cancelled by its owner'})."
+        )
     if making is not None and making.target_model_id is None:
         return reserved_model_pb(making, reader)
     raise Http404(f"No model {public_id} that you may read.")

@@ -9,18 +9,13 @@ from pathlib import PurePath
 from xml.sax.saxutils import escape
 
 from django.contrib.auth import get_user_model
-from django.http import (
-    FileResponse,
-    HttpRequest,
-    HttpResponse,
-    HttpResponseBase,
-    StreamingHttpResponse,
-)
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from aihub import transfers
 from aihub.transfers import BadAddress
+from hubsite.downloads import download_response
 from jobs.domain.joblog import as_text
 from jobs.domain.selectors import datasets_visible_to, jobs_visible_to, models_visible_to
 from jobs.models import Dataset, MLModel
@@ -92,9 +87,12 @@ def file(request: HttpRequest, token: str) -> HttpResponseBase:
         job = jobs_visible_to(reader).filter(public_id=address.public_id).first()
         if job is None:
             return gone
-        answer = StreamingHttpResponse(as_text(job), content_type="text/plain; charset=utf-8")
-        answer["Content-Disposition"] = f'attachment; filename="{job.public_id}.log"'
-        return answer
+        return download_response(
+            request,
+            as_text(job),
+            filename=f"{job.public_id}.log",
+            content_type="text/plain; charset=utf-8",
+        )
     found: MLModel | Dataset | None = None
     if address.kind == "model":
         found = models_visible_to(reader).filter(public_id=address.public_id).first()
@@ -106,9 +104,4 @@ def file(request: HttpRequest, token: str) -> HttpResponseBase:
         handle = found.file.open("rb")
     except FileNotFoundError:
         return gone
-    return FileResponse(
-        handle,
-        as_attachment=True,
-        filename=PurePath(found.file.name).name,
-        content_type="application/octet-stream",
-    )
+    return download_response(request, handle, filename=PurePath(found.file.name).name)

@@ -13,7 +13,7 @@ from aihub.views.jobs import _aihub_job
 from aihub.wire import stamp
 from jobs.domain.selectors import dataset_for_user, model_for_user
 from jobs.models import Dataset, Job, MLModel
-from sharing.services import sharing_disable, sharing_get, sharing_modify
+from sharing.services import owner_only, sharing_disable, sharing_get, sharing_modify
 
 Shared = Job | MLModel | Dataset
 
@@ -23,8 +23,11 @@ class _SharedAccess(AiHubView):
         raise NotImplementedError
 
     def get(self, request: Request, **ids: str) -> HttpResponse:
-        public_id = next(iter(ids.values()))
-        return proto(pb.SharedAccess(email=sharing_get(target=self.target(request, public_id))))
+        """Whom it is shared with is its owner's business (as on the hub's own API): a reader
+        gets a 403 saying so."""
+        target = self.target(request, next(iter(ids.values())))
+        owner_only(target, self.person(request))
+        return proto(pb.SharedAccess(email=sharing_get(target=target)))
 
     def patch(self, request: Request, **ids: str) -> HttpResponse:
         public_id = next(iter(ids.values()))

@@ -235,6 +235,14 @@ def _first_model(job: Job) -> MLModel | None:
     return first.model if first else None
 
 
+def _awaited_model(job: Job, reader: User) -> pb.Model | None:
+    """The model a job waits for (jobs.services.followers), under the id it will have."""
+    upstream = job.waits_for
+    if upstream is None or not upstream.target_public_id:
+        return None
+    return reserved_model_pb(upstream, reader)
+
+
 def _models_pb(job: Job, reader: User) -> list[pb.Model]:
     models = [ji.model for ji in job.job_inputs.all()]
     readable = readable_producers(reader, models)
@@ -311,6 +319,8 @@ def job_pb(job: Job, reader: User, hub_version: str) -> pb.Job:
         )
         if model is not None:
             compile_job.model.CopyFrom(model_pb(model, reader))
+        elif (awaited := _awaited_model(job, reader)) is not None:
+            compile_job.model.CopyFrom(awaited)
         asked = {
             name: {"shape": spec["shape"], "dtype": spec["dtype"]}
             for name, spec in (job.hyperparameters.get("input_specs") or {}).items()
@@ -348,6 +358,8 @@ def job_pb(job: Job, reader: User, hub_version: str) -> pb.Job:
             inference.model.CopyFrom(model_pb(model, reader))
             if (types := tensor_list(model.metadata.get("input_specs"))) is not None:
                 inference.tensor_type_list.CopyFrom(types)
+        elif (awaited := _awaited_model(job, reader)) is not None:
+            inference.model.CopyFrom(awaited)
         if job.dataset is not None:
             inference.dataset.CopyFrom(dataset_pb(job.dataset, reader))
         outer.inference_job.CopyFrom(inference)

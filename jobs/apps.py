@@ -20,4 +20,7 @@ class JobsConfig(AppConfig):
         # The live layer's receivers: sockets follow access changes, committed events reach them.
         from jobs.live import delivery, signals  # noqa: F401
 
+        # Jobs waiting for another's target model start (or fail) when it ends.
+        from jobs.services import followers  # noqa: F401
+
         post_migrate.connect(_make_builtin_model, sender=self, dispatch_uid="jobs-builtin-model")

@@ -389,3 +389,44 @@ def test_what_an_outside_check_found_now_works_as_on_the_service(
     browser.force_login(alice)
     page = browser.get("/docs/hub/getting_started.html", follow=True).content.decode()
     assert f"qai-hub configure --api_token {token} --api_url http://testserver/aihub/" in page
+
+
+def test_a_profile_and_an_inference_of_a_model_still_being_compiled_wait_for_it(
+    hub, device, onnx_file
+):
+    """seed 000's submit_compile_and_profile_jobs: the profile is submitted on the compile's
+    target model before it exists; it waits, created, and runs once the model is made."""
+    model = hub.upload_model(str(onnx_file))
+    compiled, profiled = hub.submit_compile_and_profile_jobs(
+        model, device, input_specs={"x": (1, 8)}
+    )
+    x = np.ones((1, 8), np.float32)
+    inferred = hub.submit_inference_job(compiled.get_target_model(), device, inputs={"x": [x]})
+    waiting = Job.objects.get(public_id=profiled.job_id)
+    assert waiting.waits_for.public_id == compiled.job_id and not waiting.job_inputs.exists()
+    assert profiled.get_status().code == "CREATED"
+    assert "Waiting for job" in waiting.status_logs.get().message
+    run(compiled.job_id)  # its end releases them: checked with the model, and queued
+    for job_id in (profiled.job_id, inferred.job_id):
+        released = Job.objects.get(public_id=job_id)
+        assert released.status == "pending", released.status_logs.values_list("message")
+        assert released.job_inputs.get().model.public_id == compiled.get_target_model().model_id
+        run(job_id)
+    assert profiled.download_profile()["execution_summary"]["estimated_inference_time"] > 0
+    assert inferred.download_output_data()["y"][0].shape == (1, 4)
+    assert inferred.download_profile()["execution_detail"]
+
+
+def test_a_job_waiting_for_a_model_that_is_not_made_fails_saying_so(hub, alice, device, onnx_file):
+    from jobs.services.jobs import job_cancel
+
+    model = hub.upload_model(str(onnx_file))
+    compiled = hub.submit_compile_job(model, device, input_specs={"x": (1, 8)})
+    profiled = hub.submit_profile_job(compiled.get_target_model(), device)
+    job_cancel(job=Job.objects.get(public_id=compiled.job_id))
+    status = profiled.wait()
+    assert status.failure
+    assert f"Job {compiled.job_id}, which was to make this job's model, did not" in status.message
+    # A compile on the target of a job that ended without it is refused at once, in words.
+    with pytest.raises(UserError, match=rf"was not made: job {compiled.job_id}"):
+        hub.submit_profile_job(compiled.get_target_model(), device)

@@ -66,6 +66,7 @@ def test_a_job_with_a_live_worker_is_left_alone(alice, settings):
             "resent",
             "temp_bytes_swept",
             "runs_out_of_contact",
+            "followers_released",
         ],
         0,
     )

@@ -41,6 +41,7 @@ from jobs.services.device_jobs import (
     job_submit_inference,
     job_submit_profile,
 )
+from jobs.services.followers import job_submit_after
 from jobs.services.jobs import job_rename, job_submit_link
 from jobs.web.api.params import int_param
 
@@ -88,7 +89,7 @@ def _aihub_job(request: Request, job_id: str, owner_action: str = "") -> Job:
 
 def _with_everything(jobs: QuerySet[Job]) -> QuerySet[Job]:
     return jobs.select_related(
-        "owner", "device", "ran_device", "target_model", "dataset__owner"
+        "owner", "device", "ran_device", "target_model", "dataset__owner", "waits_for__owner"
     ).prefetch_related("job_inputs__model__owner", "job_inputs__model__produced_by")
 
 
@@ -118,17 +119,32 @@ def _listed(request: Request) -> tuple[QuerySet[Job], int, int]:
     return jobs.order_by("-created_at", "-id"), offset, limit
 
 
-def _model(request: Request, model_id: str, field: str) -> MLModel:
+def _model(request: Request, model_id: str, field: str) -> MLModel | Job:
+    """The model, or the job that is making it (its target model's id was given out at
+    submit): a job on it then waits for that job (jobs.services.followers)."""
     if not model_id:
         raise BadRequest(f"{field}: name a model (its model_id).")
     found = models_visible_to(request.user).filter(public_id=model_id).first()
     if found is not None:
         return found
-    model_or_reserved(request, model_id)  # 404 unless a job is still making it
-    raise BadRequest(
-        f"Model {model_id} is the target model of a job that has not finished; wait for the job "
-        "(job.wait()) before using its model."
-    )
+    model_or_reserved(request, model_id)  # 404 unless a job is still making it; 400 if it failed
+    making = jobs_visible_to(request.user).filter(target_public_id=model_id).get()
+    made = making.target_model_id
+    if making.status == JobStatus.READY and made is not None:  # made since: the model itself
+        model = models_visible_to(request.user).filter(pk=made).first()
+        if model is not None:
+            return model
+    return making
+
+
+def _one_model(request: Request, model_id: str, field: str) -> MLModel:
+    model = _model(request, model_id, field)
+    if isinstance(model, Job):
+        raise BadRequest(
+            f"Model {model_id} is the target model of job {model.public_id}, which has not "
+            "finished: a link job takes models that exist; wait for the job (job.wait())."
+        )
+    return model
 
 
 def _device(asked: pb.Device) -> Device:
@@ -160,41 +176,39 @@ def _submit(request: Request, job: pb.Job) -> Job:
             raise BadRequest("A compile job names its device.")
         # Several (seed 000's single_compile): one model for them all. The hub's compiled model
         # is an ONNX model that any of its devices runs; it is made and checked on the first.
-        return job_submit_compile(
-            owner=owner,
-            model=_model(request, asked.model.model_id, "model"),
-            device=_device(devices[0]),
-            name=asked.name or None,
-            input_specs=specs_of(asked.tensor_type_list) or None,
-            options=asked.options,
-            calibration_data=_dataset(request, asked.calibration_dataset.dataset_id),
-        )
+        compiled: dict[str, Any] = {
+            "owner": owner,
+            "device": _device(devices[0]),
+            "name": asked.name or None,
+            "input_specs": specs_of(asked.tensor_type_list) or None,
+            "options": asked.options,
+            "calibration_data": _dataset(request, asked.calibration_dataset.dataset_id),
+        }
+        source = _model(request, asked.model.model_id, "model")
+        if isinstance(source, Job):
+            return job_submit_after(kind=JobKind.COMPILE, upstream=source, **compiled)
+        return job_submit_compile(model=source, **compiled)
     if which in ("inference_job", "profile_job"):
         asked_run: Any = job.inference_job if which == "inference_job" else job.profile_job
         model = _model(request, asked_run.model.model_id, "model")
-        device = _device(asked_run.device)
+        run: dict[str, Any] = {
+            "owner": owner,
+            "device": _device(asked_run.device),
+            "name": asked_run.name or None,
+            "options": asked_run.options,
+        }
         inputs = _dataset(request, asked_run.dataset.dataset_id)
         if inputs is None:  # random inputs: a profile
-            return job_submit_profile(
-                owner=owner,
-                model=model,
-                device=device,
-                name=asked_run.name or None,
-                options=asked_run.options,
-            )
-        profile = which == "profile_job" or asked_run.is_profiling_on
-        return job_submit_inference(
-            owner=owner,
-            model=model,
-            device=device,
-            inputs=inputs,
-            name=asked_run.name or None,
-            options=asked_run.options,
-            profile=profile,
-        )
+            if isinstance(model, Job):
+                return job_submit_after(kind=JobKind.PROFILE, upstream=model, **run)
+            return job_submit_profile(model=model, **run)
+        run.update(inputs=inputs, profile=which == "profile_job" or asked_run.is_profiling_on)
+        if isinstance(model, Job):
+            return job_submit_after(kind=JobKind.INFERENCE, upstream=model, **run)
+        return job_submit_inference(model=model, **run)
     if which == "link_job":
         asked_link = job.link_job
-        models = [_model(request, m.model_id, "models") for m in asked_link.models.models]
+        models = [_one_model(request, m.model_id, "models") for m in asked_link.models.models]
         return job_submit_link(owner=owner, models=models, name=asked_link.name or None)
     if which == "quantize_job":
         raise BadRequest(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from django.db import transaction
+from django.dispatch import Signal
 from django.utils import timezone
 
 from jobs.domain.events import ClaimLost, EventType, StatusPayload, publish
 from jobs.domain.redact import scrub_paths
 from jobs.domain.status import (
     FINISHED,
+    TERMINAL,
     USER_FAILURES,
     FailureType,
     InvalidTransition,
@@ -16,6 +18,11 @@ from jobs.domain.status import (
     can_transition,
 )
 from jobs.models import Job, StatusLog
+
+# Sent, after the transaction commits, when a job has ended (ready, failed or cancelled):
+# jobs.services.followers starts or fails the jobs that wait for its target model. The reaper
+# sends it again for a follower still waiting on a job that ended (its first send was lost).
+job_ended = Signal()  # kwargs: job
 
 
 def status_payload(job: Job, entry: StatusLog) -> StatusPayload:
@@ -76,5 +83,8 @@ def job_transition(
             job=locked, status=to, message=message, detail=detail, updated_at=now
         )
         publish(locked, EventType.STATUS, dict(status_payload(locked, entry)))
+        if to in TERMINAL:
+            ended = locked
+            transaction.on_commit(lambda: job_ended.send(sender=Job, job=ended))
     job.refresh_from_db()
     return job

@@ -30,8 +30,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from hubsite.uploads import sweep_upload_temp_files
-from jobs.domain.state import job_transition
-from jobs.domain.status import FINISHED, FailureType, JobStatus
+from jobs.domain.state import job_ended, job_transition
+from jobs.domain.status import FINISHED, TERMINAL, FailureType, JobStatus
 from jobs.engine import dispatch
 from jobs.engine.runners import external, kinds_run_outside, runner_for
 from jobs.engine.runners.customization import checkpoints_root
@@ -90,6 +90,7 @@ def reap(now: datetime | None = None, *, judge_heartbeats: bool = True) -> dict[
         "resent": 0,
         "temp_bytes_swept": 0,
         "runs_out_of_contact": 0,
+        "followers_released": 0,
     }
     for job in _past_deadline(now):
         if _expire(job.pk, now):
@@ -111,10 +112,25 @@ def reap(now: datetime | None = None, *, judge_heartbeats: bool = True) -> dict[
     counts["events_deleted"] = JobEvent.objects.filter(job_id__in=done).delete()[0] if done else 0
     counts["checkpoints_removed"] = _sweep_checkpoints()
     counts["resent"] = dispatch.resend_missing(now)
+    counts["followers_released"] = _tell_of_ended_jobs()
     # What killed processes of this host left half-written (uploads, files being stored): also
     # found here, not only when a web process starts, since workers store files too.
     counts["temp_bytes_swept"] = sweep_upload_temp_files()
     return counts
+
+
+def _tell_of_ended_jobs() -> int:
+    """Say again that a job ended where a job still waits for its model (the first word of it
+    was lost with the process that sent it): the waiting jobs start or fail."""
+    waited = (
+        Job.objects.filter(status=JobStatus.CREATED, waits_for__status__in=TERMINAL)
+        .values_list("waits_for", flat=True)
+        .distinct()
+    )
+    ended = list(Job.objects.filter(pk__in=list(waited[:100])))
+    for job in ended:
+        job_ended.send(sender=Job, job=job)
+    return len(ended)
 
 
 def _sweep_checkpoints() -> int:

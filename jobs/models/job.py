@@ -109,6 +109,12 @@ class Job(models.Model):
     # The public id the target model will have, given out at submit: seed 000's client reads a
     # compile or link job's target model (and may wait on it) before the job has made it.
     target_public_id = models.CharField(max_length=12, blank=True)
+    # The job whose target model this one takes as its model, made after it was submitted
+    # (seed 000's client submits a profile of a compile job's target at once): the job waits
+    # created, without inputs, until that job ends (jobs.services.followers).
+    waits_for = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="followers"
+    )
     resubmitted_from = models.ForeignKey(
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="resubmissions"
     )

@@ -26,7 +26,7 @@ InputSpecs = dict[str, Any]  # seed 000: {name: shape} or {name: (shape, dtype)}
 PROFILER_ONLY = tuple(o.name for o in PROFILER_OPTIONS)  # an inference job takes them to profile
 
 
-def _options(kind: str, options: str | None) -> dict[str, Any]:
+def parse_job_options(kind: str, options: str | None) -> dict[str, Any]:
     try:
         return parse_options(kind, options)
     except BadOptions as bad:
@@ -103,7 +103,9 @@ def clean_input_specs(specs: Any, model_specs: dict[str, Any]) -> dict[str, dict
 GPU_ATTRIBUTE = "accelerator:cuda"
 
 
-def _device(device: Device | str | None, parsed: dict[str, Any]) -> tuple[Device | None, str]:
+def resolve_job_device(
+    device: Device | str | None, parsed: dict[str, Any]
+) -> tuple[Device | None, str]:
     """Where the job runs. "any" with ``--compute_unit gpu`` means any device with a GPU: the
     job is queued for accelerator:cuda, so that no CPU worker takes it only to fail."""
     if device is None or (isinstance(device, str) and not device.strip()):
@@ -134,7 +136,7 @@ def _save(job: Job, inputs: list[MLModel]) -> Job:
     return job
 
 
-def _tensor_dataset(owner: User, dataset: Dataset, field: str) -> Dataset:
+def require_tensor_dataset(owner: User, dataset: Dataset, field: str) -> Dataset:
     if not datasets_visible_to(owner).filter(pk=dataset.pk).exists():
         raise ValidationError({field: f"No dataset {dataset.public_id} that you may use."})
     if dataset.format != TENSOR_FORMAT:
@@ -145,7 +147,7 @@ def _tensor_dataset(owner: User, dataset: Dataset, field: str) -> Dataset:
     return dataset
 
 
-def job_submit_compile(
+def prepare_compile(
     *,
     owner: User,
     model: MLModel,
@@ -158,8 +160,8 @@ def job_submit_compile(
 ) -> Job:
     """An ONNX model (or a Hugging Face causal LM, exported as customization outputs are)
     optimized for a device, fp16 or int8 if asked, its outputs checked against the source's."""
-    parsed = _options("compile", options)
-    target, attribute = _device(device, parsed)
+    parsed = parse_job_options("compile", options)
+    target, attribute = resolve_job_device(device, parsed)
     check_time_limit(time_limit)
     require_models(owner, [model], "model")
     if model.format not in (ModelFormat.ONNX, ModelFormat.HF):
@@ -196,7 +198,7 @@ def job_submit_compile(
                  for n, s in unfixed.items()) + "}."}
         )  # fmt: skip
     if calibration_data is not None:
-        _tensor_dataset(owner, calibration_data, "calibration_data")
+        require_tensor_dataset(owner, calibration_data, "calibration_data")
         if parsed.get("quantize_full_type") != "int8":
             raise ValidationError(
                 {"calibration_data": "calibration_data calibrates int8 quantization; add "
@@ -216,7 +218,7 @@ def job_submit_compile(
         hyperparameters={"options": options or "", "parsed": parsed, "input_specs": cleaned},
         time_limit=time_limit,
     )
-    return _save(job, [model])
+    return job
 
 
 def _require_profilable(
@@ -248,7 +250,7 @@ def _require_profilable(
         raise ValidationError({refused[0]: refused[1]})
 
 
-def job_submit_profile(
+def prepare_profile(
     *,
     owner: User,
     model: MLModel,
@@ -259,8 +261,8 @@ def job_submit_profile(
 ) -> Job:
     """The model measured on the device: load times, latency over timed runs, peak memory and
     the time of each layer."""
-    parsed = _options("profile", options)
-    target, attribute = _device(device, parsed)
+    parsed = parse_job_options("profile", options)
+    target, attribute = resolve_job_device(device, parsed)
     check_time_limit(time_limit)
     specs = _onnx_model(owner, model, "profile")
     _require_profilable(model, specs, target, attribute, parsed, "profile the compiled model")
@@ -273,7 +275,7 @@ def job_submit_profile(
         hyperparameters={"options": options or "", "parsed": parsed},
         time_limit=time_limit,
     )
-    return _save(job, [model])
+    return job
 
 
 def check_inputs_fit(dataset: Dataset, specs: dict[str, Any]) -> None:
@@ -287,7 +289,7 @@ def check_inputs_fit(dataset: Dataset, specs: dict[str, Any]) -> None:
         )  # fmt: skip
 
 
-def job_submit_inference(
+def prepare_inference(
     *,
     owner: User,
     model: MLModel,
@@ -302,7 +304,7 @@ def job_submit_inference(
     dataset in the same layout. With ``profile`` (seed 000's ``profile=True``) the model is
     then also measured there as a profile job measures it (``--max_profiler_iterations`` and
     ``--max_profiler_time`` apply): its profile.json and figures beside the outputs."""
-    parsed = _options("inference", options)
+    parsed = parse_job_options("inference", options)
     if not profile and (asked := [f"--{n}" for n in parsed if n in PROFILER_ONLY]):
         several = len(asked) > 1
         raise ValidationError(
@@ -310,7 +312,7 @@ def job_submit_inference(
              "a profile, and this inference job does not profile. Submit it with profile=True "
              f"(the page's \"Also profile\") or leave {'them' if several else 'it'} out."}
         )  # fmt: skip
-    target, attribute = _device(device, parsed)
+    target, attribute = resolve_job_device(device, parsed)
     check_time_limit(time_limit)
     specs = _onnx_model(owner, model, "inference")
     if profile:
@@ -318,7 +320,7 @@ def job_submit_inference(
             model, specs, target, attribute, parsed,
             "run inference on the compiled model (or submit this one without profile)",
         )  # fmt: skip
-    _tensor_dataset(owner, inputs, "inputs")
+    require_tensor_dataset(owner, inputs, "inputs")
     check_inputs_fit(inputs, specs)
     job = Job(
         kind=JobKind.INFERENCE,
@@ -331,4 +333,21 @@ def job_submit_inference(
         training_samples=inputs.num_records,
         time_limit=time_limit,
     )
-    return _save(job, [model])
+    return job
+
+
+# Each submit is its preparation (every check, an unsaved job) and the save that queues it. A
+# job that waits for another's target model (jobs.services.followers) is prepared again when
+# that model exists.
+
+
+def job_submit_compile(*, owner: User, model: MLModel, **asked: Any) -> Job:
+    return _save(prepare_compile(owner=owner, model=model, **asked), [model])
+
+
+def job_submit_profile(*, owner: User, model: MLModel, **asked: Any) -> Job:
+    return _save(prepare_profile(owner=owner, model=model, **asked), [model])
+
+
+def job_submit_inference(*, owner: User, model: MLModel, **asked: Any) -> Job:
+    return _save(prepare_inference(owner=owner, model=model, **asked), [model])

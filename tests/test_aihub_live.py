@@ -106,6 +106,15 @@ def test_seed_000s_client_does_its_whole_round_against_a_live_hub(
     profile = profiled.download_profile()
     assert len(profile["execution_summary"]["all_inference_times"]) == 5
     assert profile["execution_detail"]
+    # Compile and profile at once: the profile waits for the compile's model, on the workers.
+    chained, after = hub.submit_compile_and_profile_jobs(
+        model, device, input_specs={"x": (1, 8)}, profile_options="--max_profiler_iterations 3"
+    )
+    assert settled(after.job_id).status == JobStatus.READY
+    assert settled(after.job_id).job_inputs.get().model.public_id == (
+        chained.get_target_model().model_id
+    )
+    assert len(after.download_profile()["execution_summary"]["all_inference_times"]) == 3
 
     inferred = hub.submit_inference_job(target, device=device, inputs=inputs)  # profile=True
     settled(inferred.job_id)
@@ -134,7 +143,7 @@ def test_seed_000s_client_does_its_whole_round_against_a_live_hub(
     compiled.set_name("wide, float16")
     assert Job.objects.get(public_id=compiled.job_id).name == "wide, float16"
     summaries = hub.get_job_summaries(type=JobType.INFERENCE)
-    assert [s.job_id for s in summaries] == [inferred.job_id, profiled.job_id]
+    assert [s.job_id for s in summaries] == [inferred.job_id, after.job_id, profiled.job_id]
     assert {m.model_id for m in hub.get_models()} >= {model.model_id, target.model_id}
 
     # Sharing: Bob reads what is shared with him; Charlie never reads anything.

@@ -207,6 +207,9 @@ class Model(_Shared):
         self.model_id: str = data["id"]
         self.name: str = data["name"]
         self.format: str = data["format"]
+        # The id of the job that made it; None for an upload, or a job you may not read (a
+        # model shared with you on its own names no job of its owner's).
+        self.produced_by: str | None = data.get("produced_by")
         # True when the upload was the same bytes as a model already yours: that one is used.
         self.already_uploaded: bool = bool(data.get("already_uploaded"))
 
@@ -237,6 +240,8 @@ class Dataset(_Shared):
         self.dataset_id: str = data["id"]
         self.name: str = data["name"]
         self.num_records: int = data["num_records"]
+        # The inference job whose outputs it is, as ``Model.produced_by``.
+        self.produced_by: str | None = data.get("produced_by")
         self.already_uploaded: bool = bool(data.get("already_uploaded"))
 
     def deletion_plan(self) -> dict[str, Any]:

@@ -16,6 +16,7 @@ that made or used it. Only an owner shares, so it too grants only what its giver
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,6 +126,17 @@ def datasets_visible_to(user: User) -> QuerySet[Dataset]:
         | Exists(used.filter(validation_dataset_id=OuterRef("pk"))),
         deleted_at__isnull=True,
     )
+
+
+def readable_producer_ids(user: User, assets: Iterable[MLModel | Dataset]) -> set[int]:
+    """The pks of the jobs that made ``assets`` that ``user`` may read (``jobs_visible_to``),
+    in one query for all of them (a page of a list, not a query a row). A model or dataset
+    names the job that made it only to those: its own share, or a job share that reaches it
+    but not its maker, gives the asset alone, not the id or name of a job that is not theirs."""
+    made_by = {a.produced_by_id for a in assets if a.produced_by_id is not None}
+    if not made_by:
+        return set()
+    return set(jobs_visible_to(user).filter(pk__in=made_by).values_list("pk", flat=True))
 
 
 @dataclass(frozen=True)

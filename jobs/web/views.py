@@ -35,6 +35,7 @@ from jobs.domain.selectors import (
     jobs_visible_to,
     model_for_user,
     models_visible_to,
+    readable_producer_ids,
 )
 from jobs.domain.status import STATUS_MEANINGS, InvalidTransition, JobStatus
 from jobs.models import Job, JobKind, ModelFormat
@@ -288,7 +289,12 @@ def model_list(request: HttpRequest) -> HttpResponse:
     user = user_of(request)
     models = models_visible_to(user).select_related("owner", "produced_by")
     page = Paginator(models, 50).get_page(request.GET.get("page"))
-    context = {"page": page, "offered": server_models().values()}
+    context = {
+        "page": page,
+        "offered": server_models().values(),
+        # "made by" names only the jobs the person may read: one query for the page.
+        "readable_producers": readable_producer_ids(user, list(page)),
+    }
     return render(request, "jobs/models.html", context)
 
 
@@ -310,23 +316,24 @@ def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
 
 @login_required
 def dataset_list(request: HttpRequest) -> HttpResponse:
-    datasets = datasets_visible_to(request.user).select_related("owner")
+    user = user_of(request)
+    datasets = datasets_visible_to(user).select_related("owner", "produced_by")
     page = Paginator(datasets, 50).get_page(request.GET.get("page"))
-    return render(request, "jobs/datasets.html", {"page": page})
+    context = {"page": page, "readable_producers": readable_producer_ids(user, list(page))}
+    return render(request, "jobs/datasets.html", context)
 
 
 @login_required
 def dataset_detail(request: HttpRequest, dataset_id: str) -> HttpResponse:
     dataset = dataset_for_user(request.user, dataset_id)
+    lineage = lineage_of(request.user, dataset)
     context = {
         "dataset": dataset,
         "preview": dataset_preview(dataset),
         "access": access_of(request.user, dataset),
-        "lineage": lineage_of(request.user, dataset),
+        "lineage": lineage,
         # An inference job's outputs: the job that made them, where the reader may read it.
-        "producer": jobs_visible_to(request.user).filter(pk=dataset.produced_by_id).first()
-        if dataset.produced_by_id
-        else None,
+        "producer": lineage.producer,
     }
     _refused_share(request, "dataset", dataset.public_id, context)
     return render(request, "jobs/dataset.html", context)

@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from django.db.models.manager import BaseManager
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from jobs.domain.selectors import job_inputs_for
+from jobs.domain.selectors import User, job_inputs_for, readable_producer_ids
 from jobs.domain.status import USER_FAILURES, JobStatus
 from jobs.models import Dataset, Device, Job, MLModel, StatusLog
 
@@ -274,14 +275,72 @@ class StatusDetailsSerializer(serializers.Serializer):
     )
 
 
-class MLModelSerializer(serializers.ModelSerializer):
-    id = serializers.CharField(source="public_id", read_only=True)
-    owner = serializers.CharField(source="owner.get_username", read_only=True)
-    produced_by = serializers.CharField(
-        source="produced_by.public_id", read_only=True, allow_null=True
+_READABLE_PRODUCERS = "readable_producers"  # context key: set by _MadeByList for its rows
+_DELETED_PRODUCER = "made_by_deleted_job"  # metadata key: the name of the deleted job that made it
+
+
+def _reader(context: dict[str, Any]) -> User:
+    """Who the model or dataset is shown to: ``context["user"]``, or the request's user."""
+    if "user" in context:
+        return context["user"]
+    request = context.get("request")
+    if request is None:  # loud: showing the job that made it depends on who reads
+        raise LookupError("A model or dataset is serialized for a reader: context={'user': …}.")
+    return request.user
+
+
+class _MadeByList(serializers.ListSerializer):
+    """Many models or datasets: which of the jobs that made them the reader may read, found in
+    one query for all of them (not one a row)."""
+
+    def to_representation(self, data: Any) -> list[Any]:
+        assets = list(data.all() if isinstance(data, BaseManager) else data)
+        readable = readable_producer_ids(_reader(self.context), assets)
+        self._context = {**self.context, _READABLE_PRODUCERS: readable}
+        return super().to_representation(assets)
+
+
+class _MadeBy(serializers.ModelSerializer):
+    """A model or dataset, naming the job that made it only to those who may read that job
+    (docs/architecture.md, Sharing): a reader through the asset's own share, or through a job
+    share that reaches the asset but not its maker, gets null. Context: ``user`` or ``request``."""
+
+    produced_by = serializers.SerializerMethodField(
+        help_text="The id of the job that made it (a target model, an inference job's "
+        "outputs); null for an upload, and for a job you may not read."
     )
 
     class Meta:
+        list_serializer_class = _MadeByList
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_produced_by(self, asset: MLModel | Dataset) -> str | None:
+        readable = self.context.get(_READABLE_PRODUCERS)
+        if readable is None:  # one asset, not a list
+            readable = readable_producer_ids(_reader(self.context), [asset])
+        if asset.produced_by_id is None or asset.produced_by_id not in readable:
+            return None
+        assert asset.produced_by is not None
+        return asset.produced_by.public_id
+
+    def to_representation(self, asset: MLModel | Dataset) -> dict[str, Any]:
+        data: dict[str, Any] = super().to_representation(asset)
+        metadata = data.get("metadata")
+        # A job its owner deleted is read by nobody: its name stays its owner's to see.
+        if (
+            isinstance(metadata, dict)
+            and _DELETED_PRODUCER in metadata
+            and asset.owner_id != _reader(self.context).pk
+        ):
+            data["metadata"] = {k: v for k, v in metadata.items() if k != _DELETED_PRODUCER}
+        return data
+
+
+class MLModelSerializer(_MadeBy):
+    id = serializers.CharField(source="public_id", read_only=True)
+    owner = serializers.CharField(source="owner.get_username", read_only=True)
+
+    class Meta(_MadeBy.Meta):
         model = MLModel
         fields = [
             "id",
@@ -297,15 +356,13 @@ class MLModelSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class DatasetSerializer(serializers.ModelSerializer):
+class DatasetSerializer(_MadeBy):
+    """``produced_by``: the inference job whose outputs it is; null for an upload."""
+
     id = serializers.CharField(source="public_id", read_only=True)
     owner = serializers.CharField(source="owner.get_username", read_only=True)
-    # The inference job whose outputs it is; null for an upload.
-    produced_by = serializers.CharField(
-        source="produced_by.public_id", read_only=True, allow_null=True
-    )
 
-    class Meta:
+    class Meta(_MadeBy.Meta):
         model = Dataset
         fields = [
             "id", "name", "owner", "num_records", "format", "size", "sha256", "metadata",

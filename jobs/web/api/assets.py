@@ -63,7 +63,8 @@ def _download(file: Any, filename: str) -> FileResponse:
 
 
 class ModelList(generics.ListAPIView):
-    """Models you may read (uploaded, or made by your jobs)."""
+    """Models you may read (uploaded, or made by your jobs), each naming the job that made it
+    where you may read that job."""
 
     serializer_class = MLModelSerializer
     parser_classes = [MultiPartParser, FormParser]
@@ -85,13 +86,15 @@ class ModelList(generics.ListAPIView):
     )
     def post(self, request: Request) -> Response:
         model = _upload(request, model_upload)
-        return _uploaded(MLModelSerializer(model).data, model, "model")
+        data = MLModelSerializer(model, context={"user": request.user}).data
+        return _uploaded(data, model, "model")
 
 
 class ModelDetail(APIView):
     @extend_schema(responses=MLModelSerializer)
     def get(self, request: Request, model_id: str) -> Response:
-        return Response(MLModelSerializer(model_for_user(request.user, model_id)).data)
+        model = model_for_user(request.user, model_id)
+        return Response(MLModelSerializer(model, context={"user": request.user}).data)
 
     @extend_schema(
         responses=DELETE_RESPONSES, summary="Delete a model (not while an unfinished job uses it)"
@@ -128,13 +131,15 @@ class DatasetList(generics.ListAPIView):
     )
     def post(self, request: Request) -> Response:
         dataset = _upload(request, dataset_upload)
-        return _uploaded(DatasetSerializer(dataset).data, dataset, "dataset")
+        data = DatasetSerializer(dataset, context={"user": request.user}).data
+        return _uploaded(data, dataset, "dataset")
 
 
 class DatasetDetail(APIView):
     @extend_schema(responses=DatasetSerializer)
     def get(self, request: Request, dataset_id: str) -> Response:
-        return Response(DatasetSerializer(dataset_for_user(request.user, dataset_id)).data)
+        dataset = dataset_for_user(request.user, dataset_id)
+        return Response(DatasetSerializer(dataset, context={"user": request.user}).data)
 
     @extend_schema(
         responses=DELETE_RESPONSES, summary="Delete a dataset (not while an unfinished job uses it)"

@@ -25,7 +25,7 @@ from django.contrib.auth.models import User
 from google.protobuf.timestamp_pb2 import Timestamp
 from qai_hub import public_api_pb2 as pb
 
-from jobs.domain.selectors import jobs_visible_to
+from jobs.domain.selectors import readable_producer_ids
 from jobs.domain.status import FailureType, JobStatus
 from jobs.models import Artifact, Dataset, Device, Job, JobKind, MLModel, ModelFormat
 
@@ -122,13 +122,13 @@ def model_type(model: MLModel) -> pb.ModelType.ValueType:
 def readable_producers(reader: User, models: list[MLModel]) -> set[int]:
     """The jobs among those that made ``models`` that ``reader`` may read, in one query: the
     id of a job the reader may not read is not shown (it is another person's)."""
-    made_by = {m.produced_by_id for m in models if m.produced_by_id is not None}
-    if not made_by:
+    readable = readable_producer_ids(reader, models)
+    if not readable:
         return set()
     # Only jobs the client has a type for: it reads the producer of a model it downloads, and a
     # fine-tuning job would be refused to it.
-    readable = jobs_visible_to(reader).filter(pk__in=made_by, kind__in=AIHUB_KINDS)
-    return set(readable.values_list("pk", flat=True))
+    typed = Job.objects.filter(pk__in=readable, kind__in=AIHUB_KINDS)
+    return set(typed.values_list("pk", flat=True))
 
 
 def model_pb(model: MLModel, reader: User, readable: set[int] | None = None) -> pb.Model:

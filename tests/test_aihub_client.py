@@ -430,3 +430,20 @@ def test_a_job_waiting_for_a_model_that_is_not_made_fails_saying_so(hub, alice, 
     # A compile on the target of a job that ended without it is refused at once, in words.
     with pytest.raises(UserError, match=rf"was not made: job {compiled.job_id}"):
         hub.submit_profile_job(compiled.get_target_model(), device)
+
+
+def test_the_producer_filter_names_only_jobs_the_reader_may_read(live_server, hub, alice, bob):
+    from sharing.services import sharing_modify
+
+    job = factories.ready_job(factories.link_job(alice))
+    sharing_modify(target=job.target_model, actor=alice, add_emails=[bob.email])
+    assert [m.model_id for m in hub.get_models()] != []
+    bobs = client_of(live_server, bob)
+    assert [m.model_id for m in bobs.get_models()] == [job.target_model.public_id]
+    from qai_hub import public_rest_api as api
+
+    by_job = api.get_model_list(bobs.config, producer_id=job.public_id)
+    assert list(by_job.models) == []  # Bob may not read the job: the filter tells nothing
+    assert [
+        m.model_id for m in api.get_model_list(hub.config, producer_id=job.public_id).models
+    ] == [job.target_model.public_id]

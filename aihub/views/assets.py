@@ -154,7 +154,9 @@ class Models(AiHubView):
         offset, limit = _page(request)
         found = models_visible_to(request.user).select_related("owner", "produced_by")
         if producer := request.query_params.get("producer"):
-            found = found.filter(produced_by__public_id=producer)
+            # Only a job the asker may read: the filter must not tell who made a model.
+            made_by = jobs_visible_to(user_of(request)).filter(public_id=producer)
+            found = found.filter(produced_by__in=made_by)
         total = found.count()
         chosen = list(found.order_by("-created_at", "-id")[offset : offset + limit])
         reader = self.person(request)

@@ -388,6 +388,140 @@ def test_an_op_the_provider_cannot_run_fails_naming_it(alice, this_device):
     assert "CPUExecutionProvider cannot run node 'square': op MatMul (opset 13)" in message
 
 
+def impossible_reshape() -> onnx.ModelProto:
+    """x [1, 8] reshaped to [3, 5]: a valid graph that ONNX Runtime loads and cannot run (8
+    values do not make 15)."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 5])
+    shape = numpy_helper.from_array(np.array([3, 5], np.int64), "shape")
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"], name="squeeze_in")],
+        "reshape", [x], [y], [shape],
+    )  # fmt: skip
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+def test_a_model_onnx_runtime_cannot_run_fails_as_the_models_naming_what_it_said(
+    alice, this_device
+):
+    model = upload_onnx(alice, impossible_reshape(), "reshape")
+    job = compiled(alice, model, this_device)
+    assert job.status == JobStatus.FAILED
+    failure_type, message = failure_of(job)
+    assert failure_type == FailureType.INVALID_MODEL, message
+    assert message.startswith(
+        f"model {model.public_id} (reshape) fails when ONNX Runtime runs it on random inputs of "
+        "its input shapes (x [1, 8] float32): node 'squeeze_in' (Reshape): The input tensor "
+        "cannot be reshaped to the requested shape. Input shape:{1,8}, requested shape:{3,5}"
+    ), message
+    # Without ONNX Runtime's source location and C++ signature (a path of its build machine).
+    assert "onnxruntime_src" not in message and "ReshapeHelper" not in message
+    assert "was false" not in message
+    assert "Optimizing" not in log_of(job)  # the source failed before any pass ran
+
+
+def test_a_model_that_cannot_run_on_its_calibration_data_fails_naming_the_sample(
+    alice, this_device
+):
+    model = upload_onnx(alice, impossible_reshape(), "reshape")
+    calibration = h5_dataset(alice, {"x": [np.ones((1, 8), np.float32)] * 3})
+    job = compiled(
+        alice, model, this_device, options="--quantize_full_type int8",
+        calibration_data=calibration,
+    )  # fmt: skip
+    failure_type, message = failure_of(job)
+    assert failure_type == FailureType.INVALID_MODEL, message
+    # Its own failure, before the quantizer ran it and said so in its words.
+    assert message.startswith(
+        f"model {model.public_id} (reshape) fails when ONNX Runtime runs it on sample 0 of "
+        f"calibration dataset {calibration.public_id} (calib): node 'squeeze_in' (Reshape)"
+    ), message
+    assert "quantizer" not in message
+
+
+def one_node(op: str, x: Any, y: Any, **attributes: Any) -> onnx.ModelProto:
+    graph = helper.make_graph([helper.make_node(op, ["x"], ["y"], **attributes)], op, [x], [y])
+    imports = [helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)]
+    return helper.make_model(graph, opset_imports=imports, ir_version=9)
+
+
+@pytest.mark.parametrize(
+    ("model", "words"),
+    [
+        (
+            one_node(
+                "Identity",
+                helper.make_tensor_value_info("x", TensorProto.STRING, [2]),
+                helper.make_tensor_value_info("y", TensorProto.STRING, [2]),
+            ),
+            "Input 'x' of model {id} (model) is tensor(string); a compile job checks its target "
+            "by running both on sample inputs, which it makes of float",
+        ),
+        (
+            one_node(
+                "Identity",
+                helper.make_tensor_value_info("x", TensorProto.BFLOAT16, [2]),
+                helper.make_tensor_value_info("y", TensorProto.BFLOAT16, [2]),
+            ),
+            "Input 'x' of model {id} (model) is tensor(bfloat16)",
+        ),
+        (
+            one_node(
+                "ZipMap",
+                helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2]),
+                helper.make_value_info(
+                    "y",
+                    helper.make_sequence_type_proto(
+                        helper.make_map_type_proto(
+                            TensorProto.INT64, helper.make_tensor_type_proto(TensorProto.FLOAT, [])
+                        )
+                    ),
+                ),
+                domain="ai.onnx.ml",
+                classlabels_int64s=[0, 1],
+            ),
+            "Output 'y' of model {id} (model) is seq(map(int64,tensor(float))) (a ZipMap's: "
+            "convert the classifier with zipmap=False); a compile job checks its target by "
+            "comparing its outputs with the source's",
+        ),
+    ],
+    ids=["string input", "bfloat16 input", "sequence of maps output"],
+)
+def test_a_model_whose_inputs_or_outputs_cannot_be_compared_fails_naming_them(
+    alice, this_device, model, words
+):
+    stored = upload_onnx(alice, model, "model")
+    job = compiled(alice, stored, this_device)
+    failure_type, message = failure_of(job)
+    assert failure_type == FailureType.INVALID_MODEL, message
+    assert message.startswith(words.format(id=stored.public_id)), message
+
+
+@pytest.mark.parametrize(
+    ("quantized", "providers", "failure_type", "words"),
+    [
+        ("float16", ["CPUExecutionProvider"], FailureType.INVALID_MODEL,
+         "Compile it without --quantize_full_type float16."),
+        (None, ["CUDAExecutionProvider", "CPUExecutionProvider"], FailureType.INVALID_MODEL,
+         "Compile it with --compute_unit cpu."),
+        (None, ["CPUExecutionProvider"], FailureType.INTERNAL_ERROR,
+         "a fault of ONNX Runtime's, which the hub's operator should report"),
+    ],
+)  # fmt: skip
+def test_a_target_that_fails_where_its_source_ran_blames_what_the_job_changed(
+    quantized, providers, failure_type, words
+):
+    from jobs.engine.runners.compile import _target_fails
+
+    failure = _target_fails(quantized, providers, checks.RunFailed(2, "node 'n' (Cast): no."))
+    assert failure.failure_type == failure_type
+    assert failure.message.startswith(
+        f"The compiled model fails when ONNX Runtime runs it on {', '.join(providers)}, on "
+        "sample 2 of the inputs its source ran on: node 'n' (Cast): no."
+    )
+    assert words in failure.message and "resubmitting" not in failure.message
+
+
 def test_compute_unit_gpu_on_a_device_without_one_fails_naming_the_device(alice, this_device):
     if any(p in ort.get_available_providers() for p in checks.GPU):
         pytest.skip("this machine has a GPU provider")
@@ -400,7 +534,7 @@ def test_compute_unit_gpu_on_a_device_without_one_fails_naming_the_device(alice,
     assert f"device {this_device.name} has no GPU provider" in message
 
 
-def test_the_load_error_of_an_unknown_op_names_it():
+def test_the_load_error_of_an_op_of_an_unknown_domain_names_both():
     from jobs.engine.compiling.passes import unloadable
 
     said = unloadable(
@@ -408,10 +542,11 @@ def test_the_load_error_of_an_unknown_op_names_it():
                      "registered function/op"),
         ["CUDAExecutionProvider", "CPUExecutionProvider"],
     )  # fmt: skip
-    assert said == (
-        "ONNX Runtime (CUDAExecutionProvider, CPUExecutionProvider) does not know op "
-        "com.example:Frobnicate."
-    )
+    assert said.startswith(
+        "ONNX Runtime (CUDAExecutionProvider, CPUExecutionProvider) does not load it: op "
+        "Frobnicate is of domain com.example, which ONNX Runtime does not know: its ops are "
+        "custom ops"
+    ), said
 
 
 def test_gpu_providers_come_first_when_the_device_has_them():

@@ -105,13 +105,68 @@ def test_a_model_onnxruntime_cannot_load_is_refused_saying_how_to_convert_it(ali
     with pytest.raises(ValidationError) as caught:
         model_upload(owner=alice, file=ContentFile(_relu_model(), "default.onnx"))
     message = caught.value.message_dict["file"][0]
-    assert message.startswith(f"default.onnx cannot be loaded by onnxruntime {supported.version}")
+    assert message.startswith(
+        f"default.onnx cannot be loaded by ONNX Runtime {supported.version}, which compile, "
+        "profile, inference and link jobs run on"
+    )
     assert f"IR version {onnx.IR_VERSION}, opsets ai.onnx {newest}" in message
+    # The cause (its IR version alone is lowered: the opset is what stays too new), then how.
+    assert (
+        f": its ai.onnx opset {newest} is newer than the {supported.max_opset} ONNX Runtime "
+        "supports." in message
+    )
     assert f"opsets 7 to {supported.max_opset}" in message
     assert f"IR versions up to {supported.max_ir}" in message
     assert "convert_version" in message and "onnxruntime_src" not in message
     assert not MLModel.objects.exists()
     assert _stored_files() == []
+
+
+def _one_node_model(op: str, domain: str = "", opsets: tuple[tuple[str, int], ...] = ()) -> bytes:
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    node = helper.make_node(op, ["x"], ["y"], name="act", domain=domain)
+    imports = [helper.make_opsetid(d, v) for d, v in (("", 17), *opsets)]
+    model = helper.make_model(helper.make_graph([node], "g", [x], [y]), opset_imports=imports)
+    model.ir_version = 9
+    return model.SerializeToString()
+
+
+@pytest.mark.parametrize(
+    ("data", "cause"),
+    [
+        (
+            _one_node_model("Frobnicate", "com.example", (("com.example", 1),)),
+            "op Frobnicate is of domain com.example, which ONNX Runtime does not know: its ops "
+            "are custom ops, which run only where the library that implements them is "
+            "registered, and this hub registers none. Export the model with ONNX's standard ops.",
+        ),
+        (
+            _one_node_model("Frobnicate", "com.microsoft", (("com.microsoft", 1),)),
+            "ONNX Runtime's domain com.microsoft has no op Frobnicate.",
+        ),
+    ],
+    ids=["custom-op domain", "op its known domain lacks"],
+)
+def test_a_model_with_an_op_onnxruntime_lacks_is_refused_naming_it_without_opset_advice(
+    alice, data, cause
+):
+    with pytest.raises(ValidationError) as caught:
+        model_upload(owner=alice, file=ContentFile(data, "custom.onnx"))
+    message = caught.value.message_dict["file"][0]
+    assert message.startswith("custom.onnx cannot be loaded by ONNX Runtime ")
+    assert message.endswith(f"(IR version 9, opsets {_opsets(data)}): {cause}"), message
+    assert "convert_version" not in message and "opset_version" not in message
+    assert not MLModel.objects.exists()
+
+
+def _opsets(data: bytes) -> str:
+    import onnx
+
+    imports = onnx.load_from_string(data).opset_import
+    return ", ".join(f"{i.domain or 'ai.onnx'} {i.version}" for i in imports)
 
 
 def test_model_upload_refuses_a_truncated_onnx_model(alice):

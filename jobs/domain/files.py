@@ -193,7 +193,7 @@ def onnx_folder(
         )
     normal = onnx_data.normalise(model, sizes, model_path.parent, into)
     metadata = onnx_metadata(str(normal), label, data_folder=into)
-    # What a link job will load it with, checked now; a too-new IR version is lowered.
+    # What every job loads it with (ONNX Runtime), checked now; a too-new IR version is lowered.
     lowered = onnx_runtime.loadable(str(normal), label, into)
     if lowered is not None:
         lowered.replace(normal)

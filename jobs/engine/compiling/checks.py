@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from jobs.domain.onnx_runtime import reason_of
 from jobs.domain.status import FailureType
 from jobs.engine.compiling import CompileFailure
 from jobs.engine.compiling.passes import unloadable
@@ -22,6 +23,24 @@ COMPARED_SAMPLES = 16  # calibration samples the outputs are compared on, at mos
 RANDOM_SAMPLES = 4
 RANDOM_SEED = 0
 SMALL_INTEGERS = 2  # integer inputs no table bounds: 0 and 1 (masks, flags, positions)
+# ONNX Runtime's tensor types the compile job makes inputs of and compares outputs of, as numpy
+# names them (ONNX Runtime's Python API takes no bfloat16, float8 or 4-bit arrays).
+COMPARABLE = {
+    "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+    "tensor(int8)": "int8", "tensor(int16)": "int16", "tensor(int32)": "int32",
+    "tensor(int64)": "int64", "tensor(uint8)": "uint8", "tensor(uint16)": "uint16",
+    "tensor(uint32)": "uint32", "tensor(uint64)": "uint64", "tensor(bool)": "bool",
+}  # fmt: skip
+COMPARABLE_WORDS = "float (16, 32, 64 bits), integer (8 to 64 bits, signed or not) and bool tensors"
+
+
+class RunFailed(Exception):
+    """ONNX Runtime refused to run the model on one of the samples: which, and its words."""
+
+    def __init__(self, sample: int, said: str) -> None:
+        super().__init__(said)
+        self.sample = sample
+        self.said = said
 
 
 def providers_for(available: list[str], compute_unit: list[str] | None, device: str) -> list[str]:
@@ -138,21 +157,45 @@ def calibration_samples(
     return [{name: entries[name][j] for name in specs} for j in range(count)]
 
 
+def comparable(loaded: Any, label: str) -> None:
+    """The model's inputs are tensors the job can make samples of, and its outputs tensors it
+    can compare; CompileFailure naming the first that is not (a string input, a classifier's
+    sequence of maps)."""
+    for value in loaded.get_inputs():
+        if value.type not in COMPARABLE:
+            raise CompileFailure(
+                FailureType.INVALID_MODEL,
+                f"Input {value.name!r} of {label} is {value.type}; a compile job checks its target "
+                f"by running both on sample inputs, which it makes of {COMPARABLE_WORDS} only.",
+            )
+    for value in loaded.get_outputs():
+        if value.type not in COMPARABLE:
+            zipmap = (
+                " (a ZipMap's: convert the classifier with zipmap=False)"
+                if "map(" in value.type
+                else ""
+            )
+            raise CompileFailure(
+                FailureType.INVALID_MODEL,
+                f"Output {value.name!r} of {label} is {value.type}{zipmap}; a compile job checks "
+                f"its target by comparing its outputs with the source's, {COMPARABLE_WORDS} only.",
+            )
+
+
 def run_all(loaded: Any, samples: list[dict[str, np.ndarray]]) -> list[list[np.ndarray]]:
     """The model's outputs on each sample, each input given in the dtype the model takes (a
-    target with --quantize_io takes float16 where the source took float32)."""
-    takes = {i.name: _numpy_dtype(i.type) for i in loaded.get_inputs()}
-    return [
-        loaded.run(None, {name: value.astype(takes.get(name, value.dtype), copy=False)
-                          for name, value in sample.items()})
-        for sample in samples
-    ]  # fmt: skip
-
-
-def _numpy_dtype(onnx_type: str) -> Any:
-    """numpy's dtype of onnxruntime's type string ("tensor(float16)")."""
-    name = onnx_type.removeprefix("tensor(").removesuffix(")")
-    return np.dtype({"float": "float32", "double": "float64"}.get(name, name))
+    target with --quantize_io takes float16 where the source took float32; its types checked by
+    comparable()); RunFailed naming the first sample ONNX Runtime refuses to run it on."""
+    takes = {i.name: np.dtype(COMPARABLE[i.type]) for i in loaded.get_inputs()}
+    outputs = []
+    for j, sample in enumerate(samples):
+        feeds = {name: value.astype(takes.get(name, value.dtype), copy=False)
+                 for name, value in sample.items()}  # fmt: skip
+        try:
+            outputs.append(loaded.run(None, feeds))
+        except Exception as error:  # onnxruntime's RuntimeException, Fail, … share no base
+            raise RunFailed(j, reason_of(str(error))) from None
+    return outputs
 
 
 @dataclass(frozen=True)

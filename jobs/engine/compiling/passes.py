@@ -6,7 +6,6 @@ optimizations at the portable level, then float16 or int8 if asked."""
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,25 +35,20 @@ QUANTIZED_OPS = frozenset(
         "QGemm",
     }
 )
-NO_KERNEL = re.compile(
-    r"Could not find an implementation for (\S+?)\((\d+)\) node with name '([^']*)'"
-)
-NOT_REGISTERED = re.compile(r"(\S+?)(?:\((-?\d+)\))? is not a registered function/op")
 
 
 def unloadable(error: Exception, providers: list[str]) -> str:
-    """ONNX Runtime's refusal to load a model, in words that name the op it cannot run."""
+    """ONNX Runtime's refusal to load a model, in words that name the op it cannot run (on
+    which provider, when it is a kernel the provider lacks)."""
     text = str(error)
     runs_on = ", ".join(providers)
-    if found := NO_KERNEL.search(text):
+    if found := onnx_runtime.NO_KERNEL.search(text):
         op, version, node = found.groups()
         where = f"node {node!r}" if node else "a node"
         return (
             f"ONNX Runtime's {runs_on} cannot run {where}: op {op} (opset {version}) has no "
             "implementation there for the types it is given."
         )
-    if found := NOT_REGISTERED.search(text):
-        return f"ONNX Runtime ({runs_on}) does not know op {found.group(1)}."
     return f"ONNX Runtime ({runs_on}) does not load it: {onnx_runtime.reason_of(text)}"
 
 

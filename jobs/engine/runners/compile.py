@@ -2,10 +2,11 @@
 Hugging Face causal LM, exported to ONNX first) made into a target model for the device.
 
 The run, a stage per line of the job's log: the source as ONNX; its inputs' dimensions fixed
-(input_specs); ONNX Runtime's offline graph optimizations at the portable (basic) level;
-float16 or int8 if asked (int8 static with the job's calibration dataset, dynamic without);
-the target loaded with the device's execution providers, and the source's outputs computed on
-sample inputs. Verification runs the stored target on the same inputs and records the largest
+(input_specs); the source's outputs computed on sample inputs (a source ONNX Runtime cannot run
+fails here, as the model's fault, in ONNX Runtime's words); ONNX Runtime's offline graph
+optimizations at the portable (basic) level; float16 or int8 if asked (int8 static with the
+job's calibration dataset, dynamic without); the target loaded with the device's execution
+providers. Verification runs the stored target on the same inputs and records the largest
 difference of each output in job.summary.
 """
 
@@ -85,13 +86,16 @@ class CompileRunner(Runner):
         )
         calibration = self._calibration(job.dataset, fixed, reporter)
         reporter.check_stop()
+        # The source runs first: a model ONNX Runtime cannot run fails as itself, before the
+        # passes (the quantizer runs it too, and would say so in its own words).
+        compare_on = self._reference(reporter, fixed_path, fixed, calibration, label, job.dataset)
+        reporter.check_stop()
 
         target, made = self._passes(ctx, fixed_path, calibration, large, providers)
         passes.loadable_ir(target)
         reporter.log(f"Loading the target with ONNX Runtime on {', '.join(providers)}.")
         loaded = checks.session(target, providers)
         del loaded  # verify() loads the stored file; this load fails early, naming the op
-        compare_on = self._reference(reporter, fixed_path, fixed, calibration)
         reporter.check_stop()
 
         return self._target(
@@ -149,10 +153,15 @@ class CompileRunner(Runner):
         fixed_path: Path,
         fixed: dict[str, Any],
         calibration: list[dict[str, Any]],
+        label: str,
+        dataset: Dataset | None,
     ) -> dict[str, Any]:
         """The sample inputs (calibration samples, else seeded random ones) and the source's
         outputs on them, as written (no graph optimization, on the CPU): what verify()
-        compares the stored target with."""
+        compares the stored target with. A source ONNX Runtime cannot run on them is the
+        model's failure, in ONNX Runtime's words."""
+        reference = checks.session(fixed_path, [checks.CPU], reference=True)
+        checks.comparable(reference, label)
         if calibration:
             samples = calibration[: checks.COMPARED_SAMPLES]
         else:
@@ -161,10 +170,17 @@ class CompileRunner(Runner):
             graph = onnx.load(str(fixed_path), load_external_data=False)
             samples = checks.random_samples(fixed, checks.index_bounds(graph))
         reporter.log(f"Running the source on {len(samples)} sample inputs, to compare with.")
-        reference = checks.session(fixed_path, [checks.CPU], reference=True)
+        try:
+            expected = checks.run_all(reference, samples)
+        except checks.RunFailed as failed:
+            raise CompileFailure(
+                FailureType.INVALID_MODEL,
+                f"{label} fails when ONNX Runtime runs it on "
+                f"{_samples_words(failed.sample, fixed, dataset)}: {failed.said}",
+            ) from None
         return {
             "samples": samples,
-            "expected": checks.run_all(reference, samples),
+            "expected": expected,
             "names": [o.name for o in reference.get_outputs()],
         }
 
@@ -255,6 +271,10 @@ class CompileRunner(Runner):
             comparison = checks.compare(extra["names"], extra["expected"], actual)
         except CompileFailure as failure:
             raise JobFailure(failure.failure_type, failure.message) from None
+        except checks.RunFailed as failed:
+            raise _target_fails(
+                extra["summary"]["quantize_full_type"], extra["providers"], failed
+            ) from None
         except ValueError as error:  # the stored zip is not what was written
             raise JobFailure(
                 FailureType.INTERNAL_ERROR, f"The stored target cannot be read: {error}"
@@ -274,3 +294,36 @@ class CompileRunner(Runner):
             f"loads, and on {comparison.samples} sample inputs its outputs differ from the "
             f"source's by at most {comparison.largest:.2e} ({each})."
         )
+
+
+def _samples_words(sample: int, fixed: dict[str, Any], dataset: Dataset | None) -> str:
+    """Which inputs the source was run on, for its failure: the calibration sample, or the
+    random inputs of its fixed shapes (which the user chose with input_specs)."""
+    if dataset is not None:
+        return f"sample {sample} of calibration dataset {dataset.public_id} ({dataset.name})"
+    shapes = "; ".join(f"{name} {s['shape']} {s['dtype']}" for name, s in fixed.items())
+    return f"random inputs of its input shapes ({shapes})"
+
+
+def _target_fails(
+    quantized: str | None, providers: list[str], failed: checks.RunFailed
+) -> JobFailure:
+    """The target ONNX Runtime refuses to run where its source ran: what the job changed is
+    the cause. A conversion the user asked for, or the device's GPU provider, is the user's to
+    leave out; the portable graph optimizations alone are ONNX Runtime's fault, not the model's."""
+    said = (
+        f"The compiled model fails when ONNX Runtime runs it on {', '.join(providers)}, on sample "
+        f"{failed.sample} of the inputs its source ran on: {failed.said}"
+    )
+    if quantized:
+        return JobFailure(
+            FailureType.INVALID_MODEL,
+            f"{said} Compile it without --quantize_full_type {quantized}.",
+        )
+    if any(p != checks.CPU for p in providers):
+        return JobFailure(FailureType.INVALID_MODEL, f"{said} Compile it with --compute_unit cpu.")
+    return JobFailure(
+        FailureType.INTERNAL_ERROR,
+        f"{said} ONNX Runtime's basic graph optimizations alone made it from the source: a fault "
+        "of ONNX Runtime's, which the hub's operator should report to its developers.",
+    )

@@ -238,15 +238,58 @@ def test_entries_with_different_batch_counts_are_refused_naming_each(alice):
     assert "different numbers of samples (x: 3, y: 2)" in message
 
 
-@pytest.mark.parametrize("count", [0, -1, "3", 2.5, [1, 2], 10_001])
-def test_a_batch_count_that_is_not_a_number_of_samples_is_refused(alice, count):
+@pytest.mark.parametrize(
+    ("count", "words"),
+    [
+        (0, "data/0 ('x') has batch_count 0; it must be how many samples (batch_0, batch_1, …) "
+            "the entry holds, at least 1."),
+        (-1, "data/0 ('x') has batch_count -1; it must be how many samples"),
+        ("3", "data/0 ('x') has batch_count '3'; it must be a whole number: how many samples"),
+        (2.5, "data/0 ('x') has batch_count 2.5; it must be a whole number"),
+        ([1, 2], "data/0 ('x') has batch_count [1, 2]; it must be a whole number"),
+        (None, "data/0 ('x') has no batch_count attribute (its number of samples)."),
+    ],
+)  # fmt: skip
+def test_a_batch_count_that_is_not_a_number_of_samples_is_refused_saying_what_it_is(
+    alice, count, words
+):
     def build(h5f: h5py.File) -> None:
         group = entry(h5f)
         group["batch_0"] = np.zeros(2, np.float32)
-        group.attrs["batch_count"] = count
+        if count is None:
+            del group.attrs["batch_count"]
+        else:
+            group.attrs["batch_count"] = count
 
-    message = refused(alice, "count.h5", h5_file(build))
-    assert "data/0 ('x') needs a batch_count between 1 and 10000" in message
+    assert words in refused(alice, "count.h5", h5_file(build))
+
+
+def test_more_samples_than_a_dataset_takes_are_refused_saying_how_many_and_what_to_do(alice):
+    """Seed 000's client writes batch_count as the number of samples it was given."""
+    entries = {"x": [np.zeros(1, np.float32)] * 10_001}
+    message = refused(alice, "many.h5", h5_file(lambda h5f: dataset_entries_to_h5(entries, h5f)))
+    assert message == (
+        "many.h5: 'x' has 10001 samples; a dataset takes at most 10000 (split it into several)."
+    )
+
+
+def test_two_entries_of_the_same_name_are_refused_naming_it(alice):
+    def build(h5f: h5py.File) -> None:
+        for index in range(2):
+            entry(h5f, index=index, name="pixels")["batch_0"] = np.zeros(2, np.float32)
+
+    message = refused(alice, "twice.h5", h5_file(build))
+    assert "two entries are named pixels; each input's samples are one entry." in message
+
+
+def test_a_member_of_an_npz_that_is_not_an_array_is_refused_saying_what_an_npz_holds(alice):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("readme.txt", "hello")
+    message = refused(alice, "notes.npz", buffer.getvalue())
+    assert (
+        "it holds readme.txt, which is not an array: a .npz holds one <input name>.npy" in message
+    )
 
 
 def test_an_entry_name_with_control_characters_is_refused_shown_escaped(alice):
@@ -288,9 +331,8 @@ def test_strings_in_an_h5_are_refused(alice):
 def test_python_objects_in_an_npz_are_refused_unread(alice):
     buffer = io.BytesIO()
     np.savez(buffer, x=np.array([{"a": 1}, None], dtype=object))
-    assert "'x' holds Python objects; arrays only." in refused(
-        alice, "objects.npz", buffer.getvalue()
-    )
+    message = refused(alice, "objects.npz", buffer.getvalue())
+    assert "'x' holds Python objects; the hub takes arrays of bool, float16" in message
 
 
 def npz_declaring(shape: tuple[int, ...], claimed_size: int | None = None) -> bytes:
@@ -313,7 +355,10 @@ def npz_declaring(shape: tuple[int, ...], claimed_size: int | None = None) -> by
 
 def test_an_npz_member_declaring_a_huge_shape_is_refused(alice):
     message = refused(alice, "huge.npz", npz_declaring((10**12,)))
-    assert "'x' declares a shape of [1000000000000], more values than it holds." in message
+    assert (
+        "'x' declares a shape of [1000000000000], more values than it holds: the file is "
+        "damaged, or was not written by numpy." in message
+    )
 
 
 def test_an_npz_whose_zip_headers_lie_about_the_size_is_refused_by_the_values_it_declares(alice):
@@ -379,7 +424,8 @@ def test_a_file_whose_headers_take_more_memory_than_the_check_allows_is_refused_
     upload is refused naming the limit; within the usual one (1 GiB), it is refused by its
     count. The web process never lists them itself."""
     data = many_members(200_000)
-    assert "it has 200000 arrays; at most 256." in refused(alice, "many.npz", data)
+    message = refused(alice, "many.npz", data)
+    assert "it has 200000 arrays, one per input; a dataset takes at most 256 inputs." in message
     monkeypatch.setattr(tensor_data, "CHECK_MEMORY", 96 * 1024**2)
     message = refused(alice, "many.npz", data)
     assert "reading its headers needed more than 96 MiB of memory" in message

@@ -51,6 +51,7 @@ DTYPES = {
     "uint32", "uint64", "bool",
 }  # fmt: skip
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+LAYOUT = "seed 000's h5 layout: data/<i>/batch_<j>"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # where ``python -m jobs…`` finds the package
 
 Entries = dict[str, list[np.ndarray]]
@@ -71,7 +72,8 @@ def _entry(name: str, arrays: list[tuple[np.dtype[Any], tuple[int, ...]]]) -> di
     dtypes = {dtype.name for dtype, _ in arrays}
     if len(dtypes) != 1:
         raise BadTensors(
-            f"the samples of {name!r} have different dtypes ({', '.join(sorted(dtypes))})."
+            f"the samples of {name!r} have different dtypes ({', '.join(sorted(dtypes))}); give "
+            "every sample of an input the one dtype the model takes."
         )
     (dtype,) = dtypes
     if dtype not in DTYPES:
@@ -81,7 +83,10 @@ def _entry(name: str, arrays: list[tuple[np.dtype[Any], tuple[int, ...]]]) -> di
         )
     for _, shape in arrays:
         if len(shape) > MAX_RANK:
-            raise BadTensors(f"{name!r} has {len(shape)} dimensions; at most {MAX_RANK}.")
+            raise BadTensors(
+                f"{name!r} has a sample of {len(shape)} dimensions; the hub takes arrays of at "
+                f"most {MAX_RANK}."
+            )
     size = sum(math.prod(shape) * dt.itemsize for dt, shape in arrays)  # Python ints: no overflow
     return {
         "name": name,
@@ -120,6 +125,35 @@ def _whole_number(value: Any) -> int | None:
     return None
 
 
+def _batch_count(value: Any, where: str, name: str) -> int:
+    """An entry's batch_count attribute: how many samples it holds, 1 to MAX_SAMPLES."""
+    count = _whole_number(value)
+    if value is None:
+        raise BadTensors(f"{where} has no batch_count attribute (its number of samples).")
+    if count is None:
+        given = value.tolist() if isinstance(value, np.ndarray | np.generic) else value
+        raise BadTensors(
+            f"{where} has batch_count {_shown(repr(given))}; it must be a whole number: how "
+            "many samples (batch_0, batch_1, …) the entry holds."
+        )
+    if count < 1:
+        raise BadTensors(
+            f"{where} has batch_count {count}; it must be how many samples (batch_0, batch_1, …) "
+            "the entry holds, at least 1."
+        )
+    if count > MAX_SAMPLES:
+        raise BadTensors(
+            f"{name!r} has {count} samples; a dataset takes at most {MAX_SAMPLES} (split it "
+            "into several)."
+        )
+    return count
+
+
+def _too_many(count: int, what: str) -> str:
+    """A file of more named inputs than the hub takes: entries of an h5, arrays of a .npz."""
+    return f"it has {count} {what}, one per input; a dataset takes at most {MAX_ENTRIES} inputs."
+
+
 def _link_problem(where: str, link: Any) -> str:
     import h5py
 
@@ -138,14 +172,14 @@ def _describe_h5(path: Path) -> list[dict[str, Any]]:
     with h5py.File(path, "r") as h5f:
         data = h5f.get("data", getlink=True)
         if data is None:
-            raise BadTensors("it has no group 'data' (seed 000's h5 layout: data/<i>/batch_<j>).")
+            raise BadTensors(f"it has no group 'data' ({LAYOUT}).")
         if not isinstance(data, h5py.HardLink):
             raise BadTensors(_link_problem("'data'", data))
         group = h5f["data"]
         if not isinstance(group, h5py.Group):
-            raise BadTensors("'data' is not a group.")
+            raise BadTensors(f"'data' is not a group of entries ({LAYOUT}).")
         if len(group) > MAX_ENTRIES:
-            raise BadTensors(f"it has {len(group)} entries; at most {MAX_ENTRIES}.")
+            raise BadTensors(_too_many(len(group), "entries"))
         entries: list[tuple[int, dict[str, Any]]] = []
         for key in group:
             link = group.get(key, getlink=True)
@@ -155,7 +189,8 @@ def _describe_h5(path: Path) -> list[dict[str, Any]]:
     positions = [p for p, _ in entries]
     if sorted(positions) != list(range(len(entries))):
         raise BadTensors(
-            f"the entries' order attributes are {sorted(positions)}; expected 0…{len(entries) - 1}."
+            f"the entries' order attributes are {sorted(positions)}; they number the entries "
+            f"0 to {len(entries) - 1}, each once."
         )
     return [entry for _, entry in sorted(entries, key=lambda e: e[0])]
 
@@ -167,19 +202,14 @@ def _describe_h5_entry(key: str, item: Any) -> tuple[int, dict[str, Any]]:
 
     stored_key, key = key, _shown(key)  # the name as stored, and as a message shows it
     if not isinstance(item, h5py.Group):
-        raise BadTensors(f"data/{key} is not a group of samples.")
+        raise BadTensors(f"data/{key} is not a group of samples ({LAYOUT}).")
     name = item.attrs.get("name")
     if isinstance(name, bytes):
         name = name.decode("utf-8", "replace")
     if not isinstance(name, str) or not name:
         raise BadTensors(f"data/{key} has no 'name' attribute (the input it is for).")
     check_name(name)
-    count = _whole_number(item.attrs.get("batch_count"))
-    if count is None or not 0 < count <= MAX_SAMPLES:
-        raise BadTensors(
-            f"data/{key} ({name!r}) needs a batch_count between 1 and {MAX_SAMPLES} (its number "
-            "of samples)."
-        )
+    count = _batch_count(item.attrs.get("batch_count"), f"data/{key} ({name!r})", name)
     order = item.attrs.get("order")
     if order is not None:
         position = _whole_number(order)
@@ -230,10 +260,13 @@ def _describe_npz(path: Path) -> list[dict[str, Any]]:
     with zipfile.ZipFile(path) as archive:
         members = archive.infolist()
         if len(members) > MAX_ENTRIES:
-            raise BadTensors(f"it has {len(members)} arrays; at most {MAX_ENTRIES}.")
+            raise BadTensors(_too_many(len(members), "arrays"))
         for member in members:
             if not member.filename.endswith(".npy") or "/" in member.filename:
-                raise BadTensors(f"{_shown(member.filename)} is not an array of a .npz.")
+                raise BadTensors(
+                    f"it holds {_shown(member.filename)}, which is not an array: a .npz holds "
+                    "one <input name>.npy per input (numpy.savez writes them)."
+                )
             name = member.filename[:-4]
             with archive.open(member) as handle:
                 version = npformat.read_magic(handle)
@@ -242,11 +275,15 @@ def _describe_npz(path: Path) -> list[dict[str, Any]]:
                 else:
                     shape, _, dtype = npformat.read_array_header_2_0(handle)
             if dtype.hasobject:
-                raise BadTensors(f"{name!r} holds Python objects; arrays only.")
+                raise BadTensors(
+                    f"{name!r} holds Python objects; the hub takes arrays of "
+                    f"{', '.join(sorted(DTYPES))}."
+                )
             # The zip's own sizes can lie; the total of every file is counted in describe_here.
             if math.prod(shape) * dtype.itemsize > member.file_size:
                 raise BadTensors(
-                    f"{name!r} declares a shape of {list(shape)}, more values than it holds."
+                    f"{name!r} declares a shape of {list(shape)}, more values than it holds: the "
+                    "file is damaged, or was not written by numpy."
                 )
             entries.append(_entry(name, [(dtype, tuple(shape))]))
     return entries
@@ -266,7 +303,7 @@ def describe_here(path: Path, label: str) -> dict[str, Any]:
         kind = "a .npz" if label.lower().endswith(NPZ_SUFFIX) else "an h5 file"
         raise BadTensors(f"it is not {kind} that can be read ({type(error).__name__}).") from None
     if not entries:
-        raise BadTensors("it holds no arrays.")
+        raise BadTensors("it holds no arrays; a dataset holds the samples of at least one input.")
     counts = {len(e["shapes"]) for e in entries}
     if len(counts) != 1:
         raise BadTensors(
@@ -275,8 +312,11 @@ def describe_here(path: Path, label: str) -> dict[str, Any]:
             + "); every input needs one value per sample."
         )
     names = [e["name"] for e in entries]
-    if len(set(names)) != len(names):
-        raise BadTensors("two entries have the same name.")
+    twice = next((n for n in names if names.count(n) > 1), None)
+    if twice is not None:
+        raise BadTensors(
+            f"two entries are named {_shown(twice)}; each input's samples are one entry."
+        )
     total = sum(e.pop("bytes") for e in entries)
     if total > MAX_VALUE_BYTES:
         largest = max(entries, key=lambda e: max(math.prod(s) for s in e["shapes"]))

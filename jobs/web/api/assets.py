@@ -11,7 +11,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
-from django.http import FileResponse, Http404
+from django.http import Http404, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
@@ -21,6 +21,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from hubsite.downloads import download_response
 from hubsite.uploads import upload_temp_dir
 from jobs.domain.base_models import BUILTIN_NAME, server_models
 from jobs.domain.selectors import (
@@ -50,15 +51,15 @@ def _upload(request: Request, store: Callable[..., Any]) -> Any:
     )
 
 
-def _download(file: Any, filename: str) -> FileResponse:
+def _download(request: Request, file: Any, filename: str) -> StreamingHttpResponse:
     try:
         handle = file.open("rb")
     except FileNotFoundError:
         raise Http404("The stored file is missing.") from None
     # One documented type for every download: a guess from the file name can be absurd (.onnx is
     # "application/vnd.snesdev-page-table" to Python's mimetypes).
-    return FileResponse(
-        handle, as_attachment=True, filename=filename, content_type="application/octet-stream"
+    return download_response(
+        request, handle, filename=filename, content_type="application/octet-stream"
     )
 
 
@@ -105,9 +106,9 @@ class ModelDetail(APIView):
 
 class ModelDownload(APIView):
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
-    def get(self, request: Request, model_id: str) -> FileResponse:
+    def get(self, request: Request, model_id: str) -> StreamingHttpResponse:
         model = model_for_user(request.user, model_id)
-        return _download(model.file, Path(model.file.name).name)
+        return _download(request, model.file, Path(model.file.name).name)
 
 
 class DatasetList(generics.ListAPIView):
@@ -150,9 +151,9 @@ class DatasetDetail(APIView):
 
 class DatasetDownload(APIView):
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
-    def get(self, request: Request, dataset_id: str) -> FileResponse:
+    def get(self, request: Request, dataset_id: str) -> StreamingHttpResponse:
         dataset = dataset_for_user(request.user, dataset_id)
-        return _download(dataset.file, Path(dataset.file.name).name)
+        return _download(request, dataset.file, Path(dataset.file.name).name)
 
 
 class BuiltinModels(APIView):
@@ -225,19 +226,19 @@ class TargetModelDownload(APIView):
         responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
         summary="Download the target model",
     )
-    def get(self, request: Request, job_id: str) -> FileResponse:
+    def get(self, request: Request, job_id: str) -> StreamingHttpResponse:
         model = _target(job_for_user(request.user, job_id))
-        return _download(model.file, f"{job_id}-target-model{target_suffix(model)}")
+        return _download(request, model.file, f"{job_id}-target-model{target_suffix(model)}")
 
 
 class ArtifactDownload(APIView):
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
-    def get(self, request: Request, job_id: str, name: str) -> FileResponse:
+    def get(self, request: Request, job_id: str, name: str) -> StreamingHttpResponse:
         job = job_for_user(request.user, job_id)
         artifact = Artifact.objects.filter(job=job, name=name).first()
         if artifact is None:
             raise Http404(f"Job {job_id} has no artifact {name!r}.")
-        return _download(artifact.file, artifact.name)
+        return _download(request, artifact.file, artifact.name)
 
 
 class ResultsDownload(APIView):
@@ -248,7 +249,7 @@ class ResultsDownload(APIView):
         responses={(200, "application/zip"): OpenApiTypes.BINARY},
         summary="Download all results as a zip",
     )
-    def get(self, request: Request, job_id: str) -> FileResponse:
+    def get(self, request: Request, job_id: str) -> StreamingHttpResponse:
         import json
 
         from rest_framework.utils.encoders import JSONEncoder
@@ -274,7 +275,9 @@ class ResultsDownload(APIView):
                 "status_details.json", json.dumps(status_details(job), cls=JSONEncoder, indent=2)
             )
         bundle.seek(0)
-        return FileResponse(bundle, as_attachment=True, filename=f"{job_id}-results.zip")
+        return download_response(
+            request, bundle, filename=f"{job_id}-results.zip", content_type="application/zip"
+        )
 
 
 def _copy(source: Any, target: Any) -> None:

@@ -301,6 +301,12 @@ def to_int8(
                 weight_type=QuantType.QInt8,
                 use_external_data_format=large,
                 extra_options={"ActivationSymmetric": symmetric},
+                # 7-bit weights: x86 CPUs without VNNI (AVX2 only) multiply int8 pairs with an
+                # instruction that saturates in 16 bits, and full-range weights then give
+                # outputs off by a third of their range (measured here: 5.2 of 13.8 on a
+                # two-layer perceptron; 0.41 with this). The model must run right on every
+                # device it is compiled for, VNNI or not.
+                reduce_range=True,
             )
             made = "static"
         else:

@@ -23,6 +23,7 @@ from rest_framework.authtoken.models import Token
 
 from aihub.models import Transfer
 from jobs.demo import tiny_mlp_onnx
+from jobs.domain.status import JobStatus as JobState
 from jobs.models import Dataset, Job, MLModel
 from jobs.services.jobs import job_submit_link
 from tests import factories
@@ -151,7 +152,10 @@ def test_a_part_is_sent_again_and_a_wrong_one_is_refused_by_name(
     settings.HUB_UPLOAD_PART_BYTES = 64 * 1024
     data = tiny_mlp_onnx(name="wide", seed=5, inputs=64, outputs=1024)
     created = api._create_model(
-        hub.config, qai_hub.public_api_pb2.Model(name="w.onnx", model_type=6)
+        hub.config,
+        qai_hub.public_api_pb2.Model(
+            name="w.onnx", model_type=qai_hub.public_api_pb2.MODEL_TYPE_ONNX
+        ),
     )
     answer = api._get_model_upload_response(hub.config, created.id, len(data), True)
     urls, size = answer.multipart_url.urls, answer.multipart_url.max_part_size
@@ -209,6 +213,7 @@ def test_a_link_job_made_by_the_hub_reads_waits_and_downloads_through_the_client
     assert read.wait().success
     path = read.download_target_model(str(tmp_path / "linked"))
     job.refresh_from_db()
+    assert path is not None and job.target_model is not None
     assert Path(path).read_bytes() == job.target_model.file.read()
 
 
@@ -317,6 +322,7 @@ def test_a_model_shared_on_its_own_does_not_name_the_job_that_made_it(live_serve
     from sharing.services import sharing_modify
 
     job = factories.ready_job(factories.link_job(alice))
+    assert job.target_model is not None
     sharing_modify(target=job.target_model, actor=alice, add_emails=[bob.email])
     assert hub.get_model(job.target_model.public_id).get_producer().job_id == job.public_id
     bobs = client_of(live_server, bob)
@@ -359,7 +365,7 @@ def test_what_an_outside_check_found_now_works_as_on_the_service(
     job = Job.objects.get(public_id=both.job_id)
     job_transition(
         job=job,
-        to="failed",
+        to=JobState.FAILED,
         message="ONNX Runtime refused it.",
         failure_type=FailureType.INVALID_MODEL,
     )
@@ -436,6 +442,7 @@ def test_the_producer_filter_names_only_jobs_the_reader_may_read(live_server, hu
     from sharing.services import sharing_modify
 
     job = factories.ready_job(factories.link_job(alice))
+    assert job.target_model is not None
     sharing_modify(target=job.target_model, actor=alice, add_emails=[bob.email])
     assert [m.model_id for m in hub.get_models()] != []
     bobs = client_of(live_server, bob)

@@ -119,6 +119,7 @@ def test_seed_000s_client_does_its_whole_round_against_a_live_hub(
     inferred = hub.submit_inference_job(target, device=device, inputs=inputs)  # profile=True
     settled(inferred.job_id)
     outputs = inferred.download_output_data()
+    assert outputs is not None
     session = ort.InferenceSession(compiled_path, providers=["CPUExecutionProvider"])
     for sample, output in zip(samples, outputs["y"], strict=True):
         expected = session.run(None, {"x": sample})[0]
@@ -160,10 +161,13 @@ def test_seed_000s_client_does_its_whole_round_against_a_live_hub(
     charlie_sees_nothing()
     inferred.modify_sharing(add_emails=[bob.email])
     assert inferred.get_sharing() == [bob.email]
-    as_bob = bobs.get_job(inferred.job_id)
-    np.testing.assert_array_equal(as_bob.download_output_data()["y"][0], outputs["y"][0])
+    as_bob = bobs.get_job(inferred.job_id, JobType.INFERENCE)
+    bobs_outputs = as_bob.download_output_data()
+    assert bobs_outputs is not None
+    np.testing.assert_array_equal(bobs_outputs["y"][0], outputs["y"][0])
     # Seed 000: sharing an inference job shares the compile job it ran the model of.
-    assert bobs.get_job(compiled.job_id).download_target_model(str(tmp_path / "bob.onnx"))
+    bobs_compile = bobs.get_job(compiled.job_id, JobType.COMPILE)
+    assert bobs_compile.download_target_model(str(tmp_path / "bob.onnx"))
     with pytest.raises(UserError, match="owner"):
         as_bob.modify_sharing(add_emails=[charlie.email])
     model.modify_sharing(add_emails=[bob.email])

@@ -458,6 +458,7 @@ def test_the_page_says_why_each_person_sees_the_asset(person, request, shared, c
 def test_a_reader_through_a_job_and_directly_is_told_both(alice, bob, client):
     job = factories.ready_job(factories.link_job(alice))
     model = job.target_model
+    assert model is not None
     sharing_modify(target=job, actor=alice, add_emails=["bob@example.com"])
     sharing_modify(target=model, actor=alice, add_emails=["bob@example.com"])
     client.force_login(bob)

@@ -23,6 +23,7 @@ costs that process, not the web process that serves everyone else.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -451,6 +452,18 @@ def _check_template_work(tokenizer: Any) -> None:
         signal.signal(signal.SIGALRM, previous)
 
 
+def _raise_if_out_of_memory(error: BaseException) -> None:
+    """Past its memory limit, a library may fail as an OSError (ENOMEM: "Cannot allocate
+    memory", listing a folder while importing) or a SystemError (a C extension whose allocation
+    failed returns no exception: "error return without exception set") rather than a
+    MemoryError: all are the limit reached (or a crash), which the parent words, not "config.json
+    does not load" (both seen here under HUB_MODEL_CHECK_MEMORY_BYTES=256 MiB)."""
+    if isinstance(error, SystemError) or (
+        isinstance(error, OSError) and error.errno == errno.ENOMEM
+    ):
+        raise MemoryError(str(error)) from error
+
+
 def describe(folder: Path, label: str, limits: Limits | None = None) -> dict[str, Any]:
     """Check the folder as the trainer will load it; its description for the model page. For
     folders the hub trusts to be loaded in this process (the operator's, a job's own output);
@@ -474,6 +487,7 @@ def _describe(folder: Path, limits: Limits, *, uploaded: bool = True) -> dict[st
     except MemoryError:
         raise
     except Exception as error:  # transformers raises ValueError, OSError, KeyError, …
+        _raise_if_out_of_memory(error)
         raise Refused(f"config.json does not load: {_first_words(error)}") from None
     if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         raise Refused(
@@ -496,6 +510,7 @@ def _describe(folder: Path, limits: Limits, *, uploaded: bool = True) -> dict[st
     except MemoryError:
         raise
     except Exception as error:
+        _raise_if_out_of_memory(error)
         raise Refused(f"the tokenizer does not load: {_first_words(error)}") from None
     if uploaded:
         _check_template_work(tokenizer)

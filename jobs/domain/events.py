@@ -70,6 +70,8 @@ class ProgressPayload(TypedDict, total=False):
     eta_seconds: float | None
     ran_on: str
     samples: list[dict[str, str | None]]
+    tokens_per_second: float | None
+    packing_efficiency: float | None
 
 
 class MetricPointPayload(TypedDict):

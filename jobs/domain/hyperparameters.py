@@ -6,8 +6,9 @@ Names and shapes follow NeMo Customizer's (``nemo-microservices`` 1.5.0,
 ``seed``, ``optimizer``, ``min_learning_rate``, ``lora: {adapter_dim, alpha, adapter_dropout,
 target_modules}`` and ``sft: {hidden_dropout, attention_dropout}``. The hub adds
 ``early_stopping_patience``, ``max_seq_length``, ``gradient_accumulation_steps``,
-``overlong_rows`` and ``precision``. NeMo options the hub does not run (DPO, GRPO,
-distillation, sequence packing, …) are refused by name rather than ignored.
+``overlong_rows`` and ``precision``; NeMo's ``sequence_packing_enabled`` packs SFT rows
+(jobs.domain.packing). NeMo options the hub does not run are refused by name rather than
+ignored.
 
 ``batch_size`` is, as in NeMo, the number of samples per optimizer step (the global batch):
 with gradient accumulation each forward pass takes ``batch_size / gradient_accumulation_steps``
@@ -77,13 +78,13 @@ CHOICES: dict[str, tuple[str, ...]] = {
     # "auto": bfloat16 on a GPU that supports it, float32 otherwise.
     "precision": ("auto", "fp32", "bf16", "fp16"),
 }
+FLAGS = ("sequence_packing_enabled",)
 GPU_PRECISIONS = ("bf16", "fp16")
 # NeMo Customizer options that this hub does not run: named in the refusal, never ignored.
 NOT_SUPPORTED = {
     "dpo": "DPO training",
     "grpo": "GRPO training",
     "distillation": "knowledge distillation",
-    "sequence_packing_enabled": "sequence packing",
     "val_check_interval": "validation more often than once an epoch",
     "max_steps": "a step limit (use epochs)",
     "adam_beta1": "Adam betas",
@@ -131,6 +132,8 @@ class Hyperparameters:
     seed: int = 42
     overlong_rows: str = "refuse"
     precision: str = "auto"
+    # Several rows per training sequence of max_seq_length tokens (SFT only).
+    sequence_packing_enabled: bool = False
     lora: Lora = field(default_factory=Lora)
     sft: Sft = field(default_factory=Sft)
 
@@ -239,6 +242,11 @@ def parse_hyperparameters(data: object) -> Hyperparameters:
                 f"{name} ({NOT_SUPPORTED[name]}) is a NeMo Customizer option this hub does not "
                 "support; leave it out."
             )
+        elif name in FLAGS:
+            if isinstance(value, bool):
+                values[name] = value
+            else:
+                errors[name] = f"{name} must be true or false, not {value!r}."
         elif name in RANGES:
             if value is None and name in ("max_seq_length", "min_learning_rate"):
                 continue

@@ -48,6 +48,9 @@ PROGRESS_FIELDS = frozenset(
         "train_loss",
         "val_loss",
         "training_samples",
+        # A customization job whose steps the formula cannot give (packed rows: the sequences
+        # are known only once packed), as an external run's plan.
+        "planned_steps",
         "ran_on",
         "samples",
         # A finished kind's results for its page and API (compile's differences, a profile's
@@ -83,6 +86,9 @@ def progress_payload(job: Job) -> ProgressPayload:
         "eta_seconds": job.eta_seconds,
         "ran_on": job.ran_on,
         "samples": job.samples,
+        # A customization job's pace (jobs.domain.packing), in its summary once an epoch is done.
+        "tokens_per_second": job.summary.get("tokens_per_second") if job.summary else None,
+        "packing_efficiency": job.summary.get("packing_efficiency") if job.summary else None,
     }
 
 

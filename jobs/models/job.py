@@ -278,6 +278,8 @@ class Job(models.Model):
             return -(-self.planned_steps // self.planned_epochs)  # what it said, divided up
         if self.kind != JobKind.CUSTOMIZATION or self.training_samples is None:
             return None
+        if self.planned_steps:  # packed rows: the trainer counted its sequences
+            return -(-self.planned_steps // self.params.epochs)
         return formulas.steps_per_epoch(
             self.training_samples, self.params.batch_size, self.validation_dataset_id is not None
         )

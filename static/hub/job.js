@@ -133,6 +133,8 @@
       if (key === "elapsed_time") cell.textContent = window.hubDuration(value);
       else if (key.endsWith("_loss")) cell.textContent = fmt(value);
       else if (key === "percentage_done") cell.textContent = fmt(value, 1);
+      else if (key === "packing_efficiency") cell.textContent = value == null ? "—" : `${Math.round(value * 100)}%`;
+      else if (key === "tokens_per_second") cell.textContent = value == null ? "—" : Math.round(value).toLocaleString("en");
       else cell.textContent = value === null || value === "" ? "—" : value;
     }
     if (data.steps_per_epoch) state.stepsPerEpoch = data.steps_per_epoch;

@@ -227,9 +227,20 @@ class CustomizationRunner(Runner):
         except TrainingFailed as failure:
             raise JobFailure(FailureType(failure.kind), failure.message) from None
         if result.tokens_trained and result.seconds:
+            rate = result.tokens_trained / result.seconds
+            efficiency = result.packing_efficiency
             reporter.log(
                 f"Trained {result.tokens_trained:,} tokens in {result.seconds:.1f} s "
-                f"({result.tokens_trained / result.seconds:,.0f} tokens/s)."
+                f"({rate:,.0f} tokens/s"
+                + (f"; {efficiency:.1%} of the tokens computed were rows'" if efficiency else "")
+                + ")."
+            )
+            reporter.progress(
+                summary={
+                    "sequence_packing": params.sequence_packing_enabled,
+                    "packing_efficiency": round(efficiency, 4) if efficiency else None,
+                    "tokens_per_second": round(rate, 1),
+                }
             )
 
         final = ctx.workdir / "final"

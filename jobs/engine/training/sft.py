@@ -102,6 +102,8 @@ class TrainResult:
     tokens_trained: int
     seconds: float
     resumed_from: int | None = None  # the step of the checkpoint training resumed from
+    # Row tokens over tokens computed in this attempt's training batches (jobs.domain.packing).
+    packing_efficiency: float | None = None
 
 
 # A validation loss this many times the best seen means the training is running away.
@@ -166,6 +168,11 @@ def _callback_class() -> type:
             self.last_val: float | None = None
             self.base_val: float | None = None  # the base model's, before any training
             self.diverging: tuple[float, float] | None = None  # (val_loss, the best before)
+            self.throughput: Throughput | None = None  # set once the trainer exists
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if self.throughput is not None:
+                self.throughput.start()
 
         def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             """Training ran to its end (not stopped by a failure or a cancel, which raise):
@@ -261,7 +268,8 @@ def _callback_class() -> type:
             else:
                 self.state.since_best += 1
             self.state.epoch, self.state.step = epoch, state.global_step
-            self.state.tokens = int(getattr(state, "num_input_tokens_seen", 0) or 0)
+            if self.throughput is not None:
+                self.state.tokens = self.throughput.count.real * self.throughput.processes
             patience = self.params.early_stopping_patience
             stopping = (
                 bool(patience) and self.state.since_best >= patience and epoch < self.params.epochs
@@ -279,6 +287,8 @@ def _callback_class() -> type:
                 details.update(
                     best_epoch=epoch, train_loss=train_loss, val_loss=self.state.best_val_loss
                 )
+            if self.throughput is not None:
+                details["summary"] = self.throughput.summary()
             self.sink.progress(**details)
             self.sink.log(
                 f"Epoch {epoch}/{self.params.epochs}: train_loss "
@@ -303,6 +313,124 @@ def _callback_class() -> type:
                 )
 
     return HubCallback
+
+
+class Throughput:
+    """Tokens trained and computed in this attempt (jobs.domain.packing.TokenCount, filled by
+    the trainer from each batch), and the seconds since training began: the job's packing
+    efficiency and tokens per second, at every epoch and at the end. Counted in this process;
+    with several processes each trains its share, so the rate is this one's times their
+    number."""
+
+    def __init__(self, packed: bool, processes: int) -> None:
+        import time
+
+        from jobs.domain.packing import TokenCount
+
+        self.count, self.packed, self.processes = TokenCount(), packed, processes
+        self._clock = time.monotonic
+        self.started = self._clock()
+
+    def start(self) -> None:
+        self.started = self._clock()
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        seconds = self._clock() - self.started
+        return self.count.real * self.processes / seconds if seconds > 0 else None
+
+    def summary(self) -> dict[str, Any]:
+        efficiency, rate = self.count.efficiency, self.tokens_per_second
+        return {
+            "sequence_packing": self.packed,
+            "packing_efficiency": round(efficiency, 4) if efficiency is not None else None,
+            "tokens_per_second": round(rate, 1) if rate is not None else None,
+        }
+
+
+def _trainer_class(base: type) -> type:
+    """``base`` (transformers' Trainer or one of TRL's) taking each batch's token counts out
+    before the model sees the batch (jobs.engine.training.data.TOKENS), and giving the
+    validation loss per token over the whole validation set: Trainer's is a mean of batch means,
+    which moves with the batch size, so that two jobs differing only in their batches (packed
+    and unpacked) would not measure the same rows alike."""
+    import torch
+
+    from jobs.domain.sft_data import IGNORE
+    from jobs.engine.training.data import TOKENS
+
+    class Counting(base):
+        throughput: Throughput | None = None
+        _eval_sum = _eval_tokens = 0.0
+
+        def training_step(self, model: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+            counted = inputs.pop(TOKENS, None)
+            if counted is not None and self.throughput is not None:
+                self.throughput.count.add(int(counted[0]), int(counted[1]))
+            return super().training_step(model, inputs, *args, **kwargs)
+
+        def prediction_step(self, model: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+            inputs.pop(TOKENS, None)
+            loss, logits, labels = super().prediction_step(model, inputs, *args, **kwargs)
+            if loss is not None and "labels" in inputs:
+                # The model's loss is the mean over the batch's predicted tokens (labels after
+                # the first of each row): back to a sum, to divide by all of them at the end.
+                tokens = int((inputs["labels"][:, 1:] != IGNORE).sum())
+                self._eval_sum += float(loss) * tokens
+                self._eval_tokens += tokens
+            return loss, logits, labels
+
+        def evaluation_loop(self, *args: Any, **kwargs: Any) -> Any:
+            self._eval_sum = self._eval_tokens = 0.0
+            output = super().evaluation_loop(*args, **kwargs)
+            key = f"{kwargs.get('metric_key_prefix', 'eval')}_loss"
+            if key in output.metrics:
+                totals = torch.tensor([self._eval_sum, self._eval_tokens], device=self.args.device)
+                total, tokens = (float(v) for v in self.accelerator.reduce(totals, "sum"))
+                if tokens:
+                    output.metrics[key] = total / tokens
+            return output
+
+    return Counting
+
+
+def packing_problem(model: Any, label: str) -> str | None:
+    """Why packed rows would not train as they would alone with this model, or None: two short
+    rows, given once packed into one sequence (positions restarting at 0, no mask) and once
+    apart, must give the same logits. An architecture whose attention is not masked per row from
+    the positions (one that ignores position ids, or builds its own causal mask) fails here."""
+    import torch
+
+    vocab = int(model.config.vocab_size)
+    generator = torch.Generator().manual_seed(0)
+    first = torch.randint(0, vocab, (1, 5), generator=generator)
+    second = torch.randint(0, vocab, (1, 7), generator=generator)
+    packed = torch.cat([first, second], dim=1)
+    positions = torch.tensor([[*range(5), *range(7)]])
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            # No cache, as in training: with one, transformers reads no rows from positions.
+            alone = torch.cat(
+                [model(input_ids=row, use_cache=False).logits for row in (first, second)], 1
+            )
+            together = model(input_ids=packed, position_ids=positions, use_cache=False).logits
+    except Exception as error:  # an architecture that takes no position ids
+        return (
+            f"sequence_packing_enabled: {label} cannot take packed rows "
+            f"({type(error).__name__}: {library_message(error, 200)}). Turn packing off."
+        )
+    finally:
+        model.train(was_training)
+    difference = float((alone - together).abs().max())
+    if difference > 1e-3 * max(1.0, float(alone.abs().max())):
+        return (
+            f"sequence_packing_enabled: the attention of {label} does not keep packed rows apart "
+            f"(packed and separate logits differ by {difference:.2g}), so rows would see each "
+            "other. Turn packing off for this model."
+        )
+    return None
 
 
 def load_tokenizer(folder: str) -> Any:
@@ -332,6 +460,10 @@ def _model(spec: TrainSpec, params: Hyperparameters, device: Device) -> Any:
         spec.base, config=config, local_files_only=True, dtype=dtype
     )
     model.config.use_cache = False
+    if params.sequence_packing_enabled:
+        problem = packing_problem(model, f"this {model.config.model_type} model")
+        if problem:
+            raise TrainingFailed("invalid_parameters", problem)
     if not params.uses_lora:
         return model
     from peft import LoraConfig, get_peft_model
@@ -403,7 +535,6 @@ def _arguments(
         logging_strategy="steps",
         logging_steps=1,  # every step's loss reaches the callback, which averages per setting
         logging_nan_inf_filter=False,  # a NaN loss must be seen, not skipped
-        include_num_input_tokens_seen="non_padding",
         use_cpu=not device.is_gpu,
         disable_tqdm=True,
         report_to="none",
@@ -423,7 +554,7 @@ def train(spec: TrainSpec, sink: Sink) -> TrainResult:
     import torch
     from transformers import PrinterCallback, Trainer, set_seed
 
-    from jobs.engine.training.data import Collator, Rows, line_offsets, split
+    from jobs.engine.training.data import Collator, PackedRows, Rows, line_offsets, split
 
     params = Hyperparameters.from_stored(spec.params)
     torch.set_num_threads(spec.threads)
@@ -444,14 +575,27 @@ def train(spec: TrainSpec, sink: Sink) -> TrainResult:
     else:
         train_rows, val_rows = split(offsets, spec.kept, spec.seed_of_split)
         val_path = train_path
-    train_set = Rows(train_path, train_rows, tokenizer, max_length)
+    rows = Rows(train_path, train_rows, tokenizer, max_length)
+    train_set: Rows | PackedRows = rows
+    # Validation stays unpacked: its loss is then comparable between packed and unpacked jobs.
     val_set = Rows(val_path, val_rows, tokenizer, max_length)
+    if params.sequence_packing_enabled:
+        train_set = PackedRows(rows, max_length)
+        per_epoch = math.ceil(len(train_set) / params.batch_size)
+        if rank0:
+            sink.progress(planned_steps=per_epoch * params.epochs)
+            sink.log(
+                f"Sequence packing: {len(rows)} training rows ({train_set.tokens:,} tokens) in "
+                f"{len(train_set)} sequences of at most {max_length} tokens; {per_epoch} steps "
+                "an epoch."
+            )
 
     ended = training_ended(Path(spec.checkpoints))
     resumed = ended or latest_checkpoint(Path(spec.checkpoints))
     state = resumed[1] if resumed else None
     callback = _callback_class()(sink, params, state, rank0)
-    trainer = Trainer(
+    throughput = Throughput(params.sequence_packing_enabled, processes)
+    trainer = _trainer_class(Trainer)(
         model=model,
         args=_arguments(spec, params, device, processes, resuming=resumed is not None),
         train_dataset=train_set,
@@ -460,6 +604,7 @@ def train(spec: TrainSpec, sink: Sink) -> TrainResult:
         callbacks=[callback],
     )
     trainer.remove_callback(PrinterCallback)
+    trainer.throughput = callback.throughput = throughput
     if rank0 and ended is None:
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in model.parameters())
@@ -491,9 +636,10 @@ def train(spec: TrainSpec, sink: Sink) -> TrainResult:
         train_loss=final_state.best_train_loss,
         epochs_run=final_state.epoch,
         stopped_early=final_state.epoch < params.epochs,
-        tokens_trained=0 if ended else int(trainer.state.num_input_tokens_seen or 0),
+        tokens_trained=0 if ended else throughput.count.real * processes,
         seconds=seconds,
         resumed_from=resumed[1].step if resumed else None,
+        packing_efficiency=throughput.count.efficiency,
     )
 
 

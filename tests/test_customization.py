@@ -273,7 +273,7 @@ def test_a_model_too_large_for_the_workers_memory_fails_before_it_is_loaded(alic
         )
     )
     assert (job.status, job.failure_type) == (JobStatus.FAILED, FailureType.INVALID_MODEL)
-    assert "10,000,000,000,000 parameters, all_weights) needs about" in job.failure_message
+    assert "10,000,000,000,000 parameters, sft all_weights) needs about" in job.failure_message
     assert "GiB free" in job.failure_message
 
 
@@ -304,8 +304,11 @@ def test_a_base_model_with_nan_weights_fails_before_training_naming_it(alice, tm
 @pytest.mark.parametrize(
     ("hyperparameters", "field", "text"),
     [
-        ({"training_type": "dpo"}, "hyperparameters.training_type", "'dpo' (DPO) is not supported"),
-        ({"dpo": {"ref_policy_kl_penalty": 0.1}}, "hyperparameters.dpo", "does not support"),
+        ({"training_type": "grpo"}, "hyperparameters.training_type", "'grpo' (GRPO) is not supported"),
+        ({"dpo": {"ref_policy_kl_penalty": 0.1}}, "hyperparameters.dpo", "apply to training_type 'dpo'"),
+        ({"training_type": "dpo", "dpo": {"beta": 0.1}}, "hyperparameters.dpo.beta", "Unknown dpo option"),
+        ({"training_type": "dpo", "sequence_packing_enabled": True},
+         "hyperparameters.sequence_packing_enabled", "does not pack"),
         ({"finetuning_type": "prefix"}, "hyperparameters.finetuning_type", "must be one of"),
         ({"lora": {"adapter_dim": 0}}, "hyperparameters.lora.adapter_dim", "≥ 1"),
         ({"lora": {"rank": 8}}, "hyperparameters.lora.rank", "Unknown lora option"),

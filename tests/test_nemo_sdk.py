@@ -2,9 +2,11 @@
 customization jobs, and reads, watches and cancels them."""
 
 import pytest
+from django.core.files.base import ContentFile
 from nemo_microservices import NeMoMicroservices, NotFoundError, UnprocessableEntityError
 
 from jobs.models import Job
+from jobs.services.assets import dataset_upload
 from jobs.services.jobs import job_submit_customization
 from tests import factories
 
@@ -71,7 +73,9 @@ def test_the_sdk_lists_configs_creates_a_lora_job_and_reads_its_logs(sdk, alice,
     configs = {c.name: c for c in sdk.customization.configs.list(page_size=50).data}
     assert "tiny-llama" in configs
     options = {(o.training_type, o.finetuning_type) for o in configs["tiny-llama"].training_options}
-    assert options == {("sft", "lora"), ("sft", "all_weights")}
+    assert options == {
+        (training, kind) for training in ("sft", "dpo") for kind in ("lora", "all_weights")
+    }
     mine = factories.dataset(alice, records=40, name="numbers")
     factories.dataset(bob, records=10, name="numbers")  # same name, someone else's: not taken
     created = sdk.customization.jobs.create(
@@ -104,7 +108,11 @@ def test_the_sdk_lists_configs_creates_a_lora_job_and_reads_its_logs(sdk, alice,
 @pytest.mark.parametrize(
     ("change", "words"),
     [
-        ({"hyperparameters": {"finetuning_type": "lora", "training_type": "dpo"}}, "DPO"),
+        ({"hyperparameters": {"finetuning_type": "lora", "training_type": "grpo"}}, "GRPO"),
+        (
+            {"hyperparameters": {"finetuning_type": "lora", "training_type": "dpo"}},
+            "learns from preference rows",
+        ),
         ({"hyperparameters": {"finetuning_type": "lora", "distillation": {}}}, "distillation"),
         ({"config": "meta/llama-9b@v1"}, "No config"),
         ({"dataset": "bob/numbers"}, "No dataset 'numbers' in namespace 'bob'"),
@@ -163,3 +171,37 @@ def test_a_config_is_usable_by_every_name_it_is_listed_under(sdk, alice, tmp_pat
             )
         assert words in str(refused.value.body)
         assert "hub/tiny-llama@v1" in str(refused.value.body)  # what exists is listed
+
+
+def test_the_sdk_creates_a_dpo_job_with_nemos_names_and_reads_its_options_back(sdk, alice):
+    from tests.test_dpo import preference_rows
+
+    dataset_upload(
+        owner=alice, file=ContentFile(preference_rows(20, nemo_names=True), "pairs.jsonl")
+    )
+    created = sdk.customization.jobs.create(
+        config="tiny-llama@v1",
+        dataset={"namespace": "alice", "name": "pairs"},
+        hyperparameters={
+            "finetuning_type": "lora",
+            "training_type": "dpo",
+            "epochs": 1,
+            "dpo": {"ref_policy_kl_penalty": 0.2, "sft_loss_weight": 0.5, "max_grad_norm": 2.0},
+        },
+    )
+    assert created.hyperparameters.training_type == "dpo"
+    assert created.hyperparameters.dpo.ref_policy_kl_penalty == 0.2
+    assert created.hyperparameters.dpo.sft_loss_weight == 0.5
+    job = Job.objects.get(public_id=created.id)
+    assert job.params.dpo.max_grad_norm == 2.0
+    with pytest.raises(UnprocessableEntityError) as refused:
+        sdk.customization.jobs.create(
+            config="tiny-llama@v1",
+            dataset={"namespace": "alice", "name": "pairs"},
+            hyperparameters={
+                "finetuning_type": "lora",
+                "training_type": "dpo",
+                "dpo": {"sft_average_log_probs": True},
+            },
+        )
+    assert "dpo.sft_average_log_probs true" in str(refused.value.body)

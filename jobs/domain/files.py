@@ -233,13 +233,14 @@ class DatasetSummary:
 
 def check_jsonl_dataset(file: File | IO[bytes], label: str) -> DatasetSummary:
     """Every non-blank line must be a row of one format (jobs.domain.sft_data): prompt and
-    completion strings, or chat ``messages``; all lines alike.
+    completion, chat ``messages``, preference pairs or prompts with answers; all lines alike.
     Linear in the file's size: lines are read with a bound (never joined chunk by chunk), and
     a line past HUB_MAX_DATASET_LINE_BYTES is refused as soon as the bound is reached."""
     limit = settings.HUB_MAX_DATASET_LINE_BYTES
     file.seek(0)
     records = number = 0
     first_format: str | None = None
+    prefers = False  # a preference row whose chosen and rejected answers differ
     while raw := file.readline(limit + 1):
         number += 1
         if len(raw) > limit and not raw.endswith(b"\n"):
@@ -268,9 +269,20 @@ def check_jsonl_dataset(file: File | IO[bytes], label: str) -> DatasetSummary:
                     f"of {first_format.replace('_', '/')} rows; use one format per dataset."
                 }
             )
+        if row == sft_data.PREFERENCE and not prefers:
+            _, chosen, rejected = sft_data.preference_pair(record)
+            prefers = chosen.strip() != rejected.strip()
         records += 1
     file.seek(0)
     if records == 0:
         raise ValidationError({"file": f"{label} has no records: expected JSON lines."})
     assert first_format is not None
+    if first_format == sft_data.PREFERENCE and not prefers:
+        raise ValidationError(
+            {
+                "file": f"{label}: in every row the chosen answer is the rejected one, so there "
+                "is nothing to prefer. Give each prompt a better (chosen) and a worse (rejected) "
+                "answer."
+            }
+        )
     return DatasetSummary(records=records, format=first_format)

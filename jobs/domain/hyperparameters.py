@@ -59,6 +59,14 @@ LORA_RANGES: dict[str, Range] = {
     "alpha": Range(1, 4096, integer=True),
     "adapter_dropout": Range(0, 0.9, integer=False),
 }
+DPO_RANGES: dict[str, Range] = {
+    # DPO's beta: how far the trained model may move from the reference (the base model).
+    "ref_policy_kl_penalty": Range(0, 100, integer=False, low_inclusive=False),
+    "preference_loss_weight": Range(0, 100, integer=False),
+    "sft_loss_weight": Range(0, 100, integer=False),
+    "max_grad_norm": Range(0, 1_000_000, integer=False, low_inclusive=False),
+}
+DPO_FLAGS = ("preference_average_log_probs", "sft_average_log_probs")
 SFT_RANGES: dict[str, Range] = {
     "hidden_dropout": Range(0, 0.9, integer=False),
     "attention_dropout": Range(0, 0.9, integer=False),
@@ -66,7 +74,7 @@ SFT_RANGES: dict[str, Range] = {
 CHOICES: dict[str, tuple[str, ...]] = {
     # NeMo's "lora_merged" is LoRA whose merged model is the output: the hub always gives both.
     "finetuning_type": ("lora", "all_weights", "lora_merged"),
-    "training_type": ("sft",),
+    "training_type": ("sft", "dpo"),
     "optimizer": (
         "adamw_with_flat_lr",
         "adamw_with_cosine_annealing",
@@ -80,9 +88,13 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 FLAGS = ("sequence_packing_enabled",)
 GPU_PRECISIONS = ("bf16", "fp16")
+# Metric series a training type records besides its losses (jobs/engine/training/), shown on
+# the job page's chart from the start (other series wait behind a click on the legend).
+MEASURES = {
+    "dpo": ("reward_margin", "val_reward_margin", "preference_accuracy", "val_preference_accuracy"),
+}
 # NeMo Customizer options that this hub does not run: named in the refusal, never ignored.
 NOT_SUPPORTED = {
-    "dpo": "DPO training",
     "grpo": "GRPO training",
     "distillation": "knowledge distillation",
     "val_check_interval": "validation more often than once an epoch",
@@ -91,7 +103,6 @@ NOT_SUPPORTED = {
     "adam_beta2": "Adam betas",
 }
 NOT_SUPPORTED_TRAINING = {
-    "dpo": "DPO",
     "grpo": "GRPO",
     "distillation": "distillation",
 }
@@ -104,6 +115,20 @@ class Lora:
     adapter_dropout: float = 0.0
     # None: the default for the model's architecture (jobs.domain.base_models.lora_targets).
     target_modules: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Dpo:
+    """NeMo Customizer's ``dpo`` options, run with TRL's DPOTrainer (jobs.engine.training.dpo):
+    ``ref_policy_kl_penalty`` is its beta, the preference loss its sigmoid loss (per token with
+    ``preference_average_log_probs``), the SFT term on the chosen answers its "sft" loss."""
+
+    ref_policy_kl_penalty: float = 0.1
+    preference_loss_weight: float = 1.0
+    preference_average_log_probs: bool = False
+    sft_loss_weight: float = 0.0
+    sft_average_log_probs: bool = False
+    max_grad_norm: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -136,6 +161,7 @@ class Hyperparameters:
     sequence_packing_enabled: bool = False
     lora: Lora = field(default_factory=Lora)
     sft: Sft = field(default_factory=Sft)
+    dpo: Dpo = field(default_factory=Dpo)
 
     @property
     def uses_lora(self) -> bool:
@@ -161,11 +187,19 @@ class Hyperparameters:
     def from_stored(cls, data: dict[str, Any]) -> Hyperparameters:
         """What a job stored (by as_dict), including jobs stored before a field existed."""
         known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known and k not in ("lora", "sft")}
+        values = {k: v for k, v in data.items() if k in known and k not in GROUPS}
         lora = dict(data.get("lora") or {})
         if lora.get("target_modules") is not None:
             lora["target_modules"] = tuple(lora["target_modules"])
-        return cls(**values, lora=Lora(**lora), sft=Sft(**(data.get("sft") or {})))
+        return cls(
+            **values,
+            lora=Lora(**lora),
+            sft=Sft(**(data.get("sft") or {})),
+            dpo=Dpo(**(data.get("dpo") or {})),
+        )
+
+
+GROUPS = ("lora", "sft", "dpo")
 
 
 def _number(name: str, value: object, rule: Range, errors: dict[str, str]) -> float | int | None:
@@ -257,14 +291,14 @@ def parse_hyperparameters(data: object) -> Hyperparameters:
             if name == "training_type" and value in NOT_SUPPORTED_TRAINING:
                 errors[name] = (
                     f"training_type {value!r} ({NOT_SUPPORTED_TRAINING[str(value)]}) is not "
-                    "supported by this hub; it runs sft."
+                    f"supported by this hub; it runs {', '.join(CHOICES['training_type'])}."
                 )
             elif value not in CHOICES[name]:
                 allowed = ", ".join(repr(c) for c in CHOICES[name])
                 errors[name] = f"{name} must be one of {allowed}, not {value!r}."
             else:
                 values[name] = value
-        elif name not in ("lora", "sft"):
+        elif name not in GROUPS:
             errors[name] = (
                 f"Unknown hyperparameter {name!r}; known ones: {', '.join(sorted(known))}."
             )
@@ -272,7 +306,17 @@ def parse_hyperparameters(data: object) -> Hyperparameters:
     if isinstance(data.get("lora"), dict) and "target_modules" in data["lora"]:
         lora["target_modules"] = _target_modules(data["lora"]["target_modules"], errors)
     sft = _group("sft", data.get("sft"), SFT_RANGES, (), errors)
-    params = Hyperparameters(**values, lora=Lora(**lora), sft=Sft(**sft))
+    dpo = _group("dpo", data.get("dpo"), DPO_RANGES, DPO_FLAGS, errors)
+    if isinstance(data.get("dpo"), dict):
+        for flag in DPO_FLAGS:
+            if flag in data["dpo"]:
+                value = data["dpo"][flag]
+                if isinstance(value, bool):
+                    dpo[flag] = value
+                else:
+                    errors[f"dpo.{flag}"] = f"dpo.{flag} must be true or false, not {value!r}."
+    params = Hyperparameters(**values, lora=Lora(**lora), sft=Sft(**sft), dpo=Dpo(**dpo))
+    _check_training_type(data, params, errors)
     if (
         "batch_size" not in errors
         and "gradient_accumulation_steps" not in errors
@@ -295,3 +339,28 @@ def parse_hyperparameters(data: object) -> Hyperparameters:
     if errors:
         raise ValidationError(errors)
     return params
+
+
+def _check_training_type(
+    data: dict[str, Any], params: Hyperparameters, errors: dict[str, str]
+) -> None:
+    """Options of one training type given for another, and combinations that cannot train."""
+    kind = params.training_type
+    if "dpo" in data and kind != "dpo" and "training_type" not in errors:
+        errors["dpo"] = f"dpo options apply to training_type 'dpo'; this job's is {kind!r}."
+    if params.sequence_packing_enabled and kind != "sft":
+        errors["sequence_packing_enabled"] = (
+            f"sequence_packing_enabled packs SFT rows; training_type {kind!r} does not pack."
+        )
+    if kind == "dpo":
+        if params.dpo.sft_average_log_probs:
+            errors["dpo.sft_average_log_probs"] = (
+                "dpo.sft_average_log_probs true (each row's SFT loss averaged over its own "
+                "tokens) is not run by this hub: its SFT term weighs every chosen token alike "
+                "(false, NeMo's default). Leave it out."
+            )
+        if params.dpo.preference_loss_weight == 0 and params.dpo.sft_loss_weight == 0:
+            errors["dpo.preference_loss_weight"] = (
+                "dpo.preference_loss_weight and dpo.sft_loss_weight are both 0: nothing would be "
+                "learned. Give the preference loss a weight above 0."
+            )

@@ -1,11 +1,15 @@
-"""Supervised fine-tuning rows: what a dataset line may hold, and how it becomes tokens.
+"""Training rows: what a dataset line may hold, and how it becomes tokens.
 
-Two formats, one per dataset (every line alike):
+Four formats, one per dataset (every line alike):
 
 - ``prompt_completion``: ``{"prompt": "...", "completion": "..."}``; the loss counts the
   completion's tokens (and the end-of-sequence token after it), never the prompt's.
 - ``chat``: ``{"messages": [{"role": "system"|"user"|"assistant", "content": "..."}, …]}``,
   rendered with the model's own chat template; the loss counts the assistant turns.
+- ``preference`` (DPO): ``{"prompt": ..., "chosen": "...", "rejected": "..."}``, or NeMo's names
+  ``chosen_response`` and ``rejected_response``; the prompt is a string or chat ``messages``.
+- ``prompt_answer`` (GRPO): ``{"prompt": ..., "answer": ...}``: the answer a completion is scored
+  against (a string or a number), never trained on directly.
 
 A row longer than ``max_seq_length`` tokens is refused or truncated as the job's
 ``overlong_rows`` says; ``length_report`` counts such rows for the refusal message.
@@ -21,6 +25,17 @@ from typing import IO, Any, Protocol
 IGNORE = -100  # the label transformers' losses skip
 PROMPT_COMPLETION = "prompt_completion"
 CHAT = "chat"
+PREFERENCE = "preference"
+PROMPT_ANSWER = "prompt_answer"
+# The formats each training type learns from (jobs.domain.hyperparameters' training_type).
+FORMATS_OF_TRAINING = {
+    "sft": (PROMPT_COMPLETION, CHAT),
+    "distillation": (PROMPT_COMPLETION, CHAT),
+    "dpo": (PREFERENCE,),
+    "grpo": (PROMPT_ANSWER,),
+}
+# Each preference field by the hub's (TRL's) name and NeMo Customizer's.
+PREFERENCE_NAMES = {"chosen": "chosen_response", "rejected": "rejected_response"}
 ROLES = ("system", "user", "assistant", "tool")
 
 
@@ -28,27 +43,71 @@ class RowError(ValueError):
     """A line that is not a row of either format; the message says what is wrong with it."""
 
 
+def _check_messages(messages: object, name: str) -> list[dict[str, str]]:
+    if not isinstance(messages, list) or not messages:
+        raise RowError(f"{name!r} must be a non-empty list of {{role, content}} objects")
+    for index, message in enumerate(messages):
+        if (
+            not isinstance(message, dict)
+            or message.get("role") not in ROLES
+            or not isinstance(message.get("content"), str)
+        ):
+            raise RowError(
+                f"{name}[{index}] must be an object with a role ({', '.join(ROLES)}) and "
+                "string content"
+            )
+    return messages
+
+
+def _text(record: dict[str, Any], name: str, also: str | None = None) -> str:
+    value = record.get(name, record.get(also) if also else None)
+    if not isinstance(value, str) or not value:
+        named = f"{name!r} (or {also!r})" if also else repr(name)
+        raise RowError(f"{named} must be a non-empty string")
+    return value
+
+
+def preference_pair(record: dict[str, Any]) -> tuple[str | list[dict[str, str]], str, str]:
+    """(prompt, chosen, rejected) of a preference row, by either naming; RowError if it is
+    not one. The prompt is a string or chat messages ending before the answer."""
+    prompt = record.get("prompt")
+    if isinstance(prompt, list):
+        prompt = _check_messages(prompt, "prompt")
+        if prompt[-1]["role"] == "assistant":
+            raise RowError("a preference row's prompt messages must end before the answer")
+    elif not isinstance(prompt, str) or not prompt:
+        raise RowError("'prompt' must be a non-empty string or a list of chat messages")
+    chosen = _text(record, "chosen", PREFERENCE_NAMES["chosen"])
+    rejected = _text(record, "rejected", PREFERENCE_NAMES["rejected"])
+    return prompt, chosen, rejected
+
+
+def answer_text(record: dict[str, Any]) -> str:
+    """A prompt/answer row's answer as text (a number as JSON writes it)."""
+    answer = record.get("answer")
+    if isinstance(answer, bool) or not isinstance(answer, str | int | float) or answer == "":
+        raise RowError("'answer' must be a non-empty string or a number")
+    return answer if isinstance(answer, str) else json.dumps(answer)
+
+
 def row_format(record: object) -> str:
     """The format of one parsed line, or RowError naming what is wrong."""
     if not isinstance(record, dict):
         raise RowError("expected a JSON object")
     if "messages" in record:
-        messages = record["messages"]
-        if not isinstance(messages, list) or not messages:
-            raise RowError("'messages' must be a non-empty list of {role, content} objects")
-        for index, message in enumerate(messages):
-            if (
-                not isinstance(message, dict)
-                or message.get("role") not in ROLES
-                or not isinstance(message.get("content"), str)
-            ):
-                raise RowError(
-                    f"messages[{index}] must be an object with a role ({', '.join(ROLES)}) and "
-                    "string content"
-                )
+        messages = _check_messages(record["messages"], "messages")
         if not any(m["role"] == "assistant" for m in messages):
             raise RowError("a chat row needs at least one assistant message to learn from")
         return CHAT
+    if any(k in record for pair in PREFERENCE_NAMES.items() for k in pair):
+        preference_pair(record)
+        return PREFERENCE
+    if "answer" in record:
+        prompt = record.get("prompt")
+        if not isinstance(prompt, str) or not prompt:
+            raise RowError("'prompt' must be a non-empty string")
+        answer_text(record)
+        return PROMPT_ANSWER
     for name in ("prompt", "completion"):
         if not isinstance(record.get(name), str) or not record[name]:
             raise RowError(
@@ -80,8 +139,12 @@ class Encoded:
 
 
 def _prompt_completion(tokenizer: Tokenizer, record: dict[str, Any]) -> Encoded:
-    prompt = tokenizer(record["prompt"], add_special_tokens=False)["input_ids"]
-    completion = tokenizer(record["completion"], add_special_tokens=False)["input_ids"]
+    return _pair(tokenizer, record["prompt"], record["completion"])
+
+
+def _pair(tokenizer: Tokenizer, prompt_text: str, completion_text: str) -> Encoded:
+    prompt = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+    completion = tokenizer(completion_text, add_special_tokens=False)["input_ids"]
     head = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     tail = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     ids = head + prompt + completion + tail
@@ -116,10 +179,32 @@ def _chat(tokenizer: Tokenizer, record: dict[str, Any]) -> Encoded:
     return Encoded(ids, labels, len(ids))
 
 
+def prompt_text(tokenizer: Tokenizer, prompt: str | list[dict[str, str]]) -> str:
+    """A row's prompt as the model reads it: chat messages rendered with its template."""
+    if isinstance(prompt, str):
+        return prompt
+    if not getattr(tokenizer, "chat_template", None):
+        raise RowError(
+            "the prompt is chat messages, but the model's tokenizer has no chat template to "
+            "render them with"
+        )
+    return _render(tokenizer, prompt, generation=True)
+
+
 def _whole(tokenizer: Tokenizer, record: dict[str, Any]) -> Encoded:
-    """The row's tokens and labels, however long."""
-    if row_format(record) == CHAT:
+    """The row's tokens and labels, however long: for a preference row, its prompt with the
+    longer of its two answers; for a prompt/answer row, its prompt with the answer (generation
+    writes about that much)."""
+    kind = row_format(record)
+    if kind == CHAT:
         return _chat(tokenizer, record)
+    if kind == PREFERENCE:
+        prompt, chosen, rejected = preference_pair(record)
+        text = prompt_text(tokenizer, prompt)
+        pairs = [_pair(tokenizer, text, answer) for answer in (chosen, rejected)]
+        return max(pairs, key=lambda e: e.full_length)
+    if kind == PROMPT_ANSWER:
+        return _pair(tokenizer, record["prompt"], answer_text(record))
     return _prompt_completion(tokenizer, record)
 
 
@@ -202,11 +287,12 @@ def fit_problem(
                 f"{model_label} has no chat template to render them with. Use prompt/completion "
                 "rows, or a model whose tokenizer has a chat template."
             )
-    if max_length is None:
-        return None
     for dataset in datasets:
         with dataset.open() as handle:
-            report = length_report(tokenizer, handle, max_length)
-        if report.overlong:
+            try:
+                report = length_report(tokenizer, handle, max_length or 2**31)
+            except RowError as error:  # chat prompts without a template to render them
+                return dataset.field, f"{dataset.label}: {error} ({model_label})."
+        if max_length is not None and report.overlong:
             return dataset.field, report.describe(dataset.label, max_length)
     return None

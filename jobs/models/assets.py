@@ -91,6 +91,8 @@ class Dataset(models.Model):
         choices=[
             ("prompt_completion", "Prompt and completion"),
             ("chat", "Chat messages"),
+            ("preference", "Preference pairs (prompt, chosen, rejected)"),
+            ("prompt_answer", "Prompts with answers"),
             ("tensors", "Named tensors (h5 or npz)"),
         ],
         default="prompt_completion",

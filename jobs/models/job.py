@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from jobs.domain import formulas
-from jobs.domain.hyperparameters import Hyperparameters
+from jobs.domain.hyperparameters import MEASURES, Hyperparameters
 from jobs.domain.ids import job_public_id, model_public_id
 from jobs.domain.profile_plan import planned_runs
 from jobs.domain.status import FINISHED, USER_FAILURES, FailureType, JobStatus
@@ -259,6 +259,13 @@ class Job(models.Model):
         """A job with epochs, steps, losses and a chart: one the hub trains, or one trained
         elsewhere that reports here."""
         return self.kind in (JobKind.CUSTOMIZATION, JobKind.EXTERNAL)
+
+    @property
+    def measures(self) -> tuple[str, ...]:
+        """The series its training type records beside the losses (DPO's reward margin…)."""
+        if self.kind != JobKind.CUSTOMIZATION:
+            return ()
+        return MEASURES.get(self.params.training_type, ())
 
     @property
     def params(self) -> Hyperparameters:

@@ -113,6 +113,29 @@ def _base_model(
     return "", base_model, base_model.metadata
 
 
+_FORMAT_WORDS = {
+    sft_data.PROMPT_COMPLETION: "prompt/completion rows",
+    sft_data.CHAT: "chat messages",
+    sft_data.PREFERENCE: 'preference rows {"prompt", "chosen", "rejected"}',
+    sft_data.PROMPT_ANSWER: 'prompts with answers {"prompt", "answer"}',
+    "tensors": "tensors (an inference or calibration dataset)",
+}
+
+
+def _check_format(params: Hyperparameters, field: str, dataset: Dataset) -> None:
+    """The dataset holds the rows the job's training type learns from."""
+    kind = params.training_type
+    wanted = sft_data.FORMATS_OF_TRAINING[kind]
+    if dataset.format not in wanted:
+        needs = " or ".join(_FORMAT_WORDS[f] for f in wanted)
+        raise ValidationError(
+            {
+                field: f"Dataset {dataset.public_id} holds {_FORMAT_WORDS.get(dataset.format, dataset.format)}; "
+                f"training_type {kind!r} learns from {needs}."
+            }
+        )
+
+
 def _check_fit(
     params: Hyperparameters,
     base: str | MLModel,
@@ -176,6 +199,8 @@ def job_submit_customization(
     for field, value in (("dataset", dataset), ("validation_dataset", validation_dataset)):
         if value is not None and not readable.filter(pk=value.pk).exists():
             raise ValidationError({field: f"No dataset {value.public_id} that you may use."})
+        if value is not None:
+            _check_format(params, field, value)
     if validation_dataset is None and dataset.num_records < MIN_SAMPLES_WITHOUT_VALIDATION:
         raise ValidationError(
             {

@@ -76,6 +76,15 @@ class CustomizationJobForm(forms.Form):
         required=False, help_text="Without one, 10% of the dataset validates."
     )
     base_model = forms.ChoiceField(label="Base model")
+    training_type = forms.ChoiceField(
+        label="Training",
+        choices=[
+            ("sft", "SFT: learn the completions (prompt/completion or chat rows)"),
+            ("dpo", "DPO: prefer the chosen answers over the rejected (preference rows)"),
+        ],
+        initial=DEFAULTS.training_type,
+        required=False,
+    )
     finetuning_type = forms.ChoiceField(
         label="Fine-tuning",
         choices=[("lora", "LoRA adapter (peft)"), ("all_weights", "All weights")],
@@ -105,6 +114,21 @@ class CustomizationJobForm(forms.Form):
         initial=DEFAULTS.overlong_rows,
         required=False,
     )
+    sequence_packing_enabled = forms.BooleanField(
+        label="Pack rows into sequences (SFT)",
+        required=False,
+        help_text="Several rows per sequence of max_seq_length tokens, kept apart: less padding.",
+    )
+    ref_policy_kl_penalty = forms.FloatField(
+        label="DPO beta (ref_policy_kl_penalty)",
+        required=False,
+        help_text=f"How far the model may move from the base; default {DEFAULTS.dpo.ref_policy_kl_penalty:g}.",
+    )
+    sft_loss_weight = forms.FloatField(
+        label="DPO: SFT loss weight on the chosen answers",
+        required=False,
+        help_text="0 (default) trains on preferences only.",
+    )
     log_every_n_steps = forms.IntegerField(initial=DEFAULTS.log_every_n_steps)
     early_stopping_patience = forms.IntegerField(
         initial=DEFAULTS.early_stopping_patience, help_text="0 turns it off."
@@ -113,6 +137,7 @@ class CustomizationJobForm(forms.Form):
     device = device_field()
 
     HYPERPARAMETERS = (
+        "training_type",
         "finetuning_type",
         "epochs",
         "batch_size",
@@ -123,6 +148,7 @@ class CustomizationJobForm(forms.Form):
         "early_stopping_patience",
     )
     LORA = ("adapter_dim", "alpha")
+    DPO = ("ref_policy_kl_penalty", "sft_loss_weight")
 
     def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -159,13 +185,18 @@ class CustomizationJobForm(forms.Form):
             }
             if lora:
                 values["lora"] = lora
+        if self.cleaned_data.get("sequence_packing_enabled"):
+            values["sequence_packing_enabled"] = True
+        dpo = {n: self.cleaned_data[n] for n in self.DPO if self.cleaned_data.get(n) is not None}
+        if dpo and values.get("training_type") == "dpo":
+            values["dpo"] = dpo
         return values
 
 
 def put_errors(form: forms.BaseForm, error: ValidationError) -> None:
     """A service's errors onto the form: on the field they name, else on the form."""
     for field, messages in error.message_dict.items():
-        name = field.removeprefix("hyperparameters.").removeprefix("lora.")
+        name = field.removeprefix("hyperparameters.").removeprefix("lora.").removeprefix("dpo.")
         target = name if name in form.fields else None
         for message in messages:
             form.add_error(target, message)

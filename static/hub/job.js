@@ -7,6 +7,9 @@
   if (!root) return;
   const id = root.dataset.job;
   const FINISHED = ["completed", "ready", "failed", "cancelled"];
+  // The training type's own measures (DPO's reward margin and preference accuracy): shown on
+  // the right axis from the start; any other series waits behind a click on its legend.
+  const MEASURES = (root.dataset.measures || "").split(",").filter(Boolean);
   const state = {
     seq: Number(root.dataset.seq),
     status: root.querySelector("#status-badge .status").textContent.trim(),
@@ -284,7 +287,7 @@
     // legend, on their own axis, shown with a click.
     for (const key of otherKeys()) {
       const points = state.series[key];
-      out.push({ name: key, x: points.map(xOf), y: points.map((p) => p.value), mode: "lines", yaxis: "y2", visible: "legendonly", line: { width: 1 } });
+      out.push({ name: key, x: points.map(xOf), y: points.map((p) => p.value), mode: "lines", yaxis: "y2", visible: MEASURES.includes(key) ? true : "legendonly", line: { width: key.startsWith("val_") ? 2 : 1, dash: key.startsWith("val_") ? "dot" : "solid" } });
     }
     return out;
   }

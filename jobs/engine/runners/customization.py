@@ -347,13 +347,16 @@ class CustomizationRunner(Runner):
             first = job.job_inputs.select_related("model").first()
             metadata = first.model.metadata if first else {}
         parameters = int(metadata.get("parameters") or 0)
-        needed = parameters * 4 * (1 if job.params.uses_lora else 4)
+        params = job.params
+        needed = parameters * 4 * (1 if params.uses_lora else 4)
+        if params.training_type == "dpo" and not params.uses_lora:
+            needed += parameters * 4  # the frozen reference, a second copy of the weights
         available = memory_available()
         if available is not None and needed > available:
             raise JobFailure(
                 FailureType.INVALID_MODEL,
-                f"Training this model ({parameters:,} parameters, "
-                f"{job.params.finetuning_type}) needs about {needed / 1024**3:.1f} GiB of memory; "
+                f"Training this model ({parameters:,} parameters, {params.training_type} "
+                f"{params.finetuning_type}) needs about {needed / 1024**3:.1f} GiB of memory; "
                 f"the worker that took it has {available / 1024**3:.1f} GiB free. Use LoRA, a "
                 "smaller model, or a worker with more memory.",
             )

@@ -9,7 +9,15 @@ from typing import Any
 
 import numpy as np
 
-from jobs.domain.sft_data import CHAT, row_format
+from jobs.domain.sft_data import (
+    CHAT,
+    PREFERENCE,
+    PROMPT_ANSWER,
+    answer_text,
+    preference_pair,
+    prompt_text,
+    row_format,
+)
 
 SAMPLE_ROWS = 3
 SAMPLE_TOKENS = 32
@@ -20,7 +28,8 @@ def sample_prompts(records: list[dict[str, Any]], tokenizer: Any) -> list[dict[s
     """Up to three validation rows as (prompt text, expected completion)."""
     prompts = []
     for record in records[:SAMPLE_ROWS]:
-        if row_format(record) == CHAT:
+        kind = row_format(record)
+        if kind == CHAT:
             messages = record["messages"]
             last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
             text = tokenizer.apply_chat_template(
@@ -30,13 +39,16 @@ def sample_prompts(records: list[dict[str, Any]], tokenizer: Any) -> list[dict[s
             prompts.append(
                 {"prompt": str(text), "shown": shown, "expected": messages[last]["content"]}
             )
-        else:
+        elif kind == PREFERENCE:  # what it should say: the chosen answer
+            prompt, chosen, _ = preference_pair(record)
+            shown = prompt if isinstance(prompt, str) else prompt[-1]["content"]
             prompts.append(
-                {
-                    "prompt": record["prompt"],
-                    "shown": record["prompt"],
-                    "expected": record["completion"],
-                }
+                {"prompt": prompt_text(tokenizer, prompt), "shown": shown, "expected": chosen}
+            )
+        else:
+            expected = answer_text(record) if kind == PROMPT_ANSWER else record["completion"]
+            prompts.append(
+                {"prompt": record["prompt"], "shown": record["prompt"], "expected": expected}
             )
     return prompts
 

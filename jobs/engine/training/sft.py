@@ -169,6 +169,10 @@ def _callback_class() -> type:
             self.base_val: float | None = None  # the base model's, before any training
             self.diverging: tuple[float, float] | None = None  # (val_loss, the best before)
             self.throughput: Throughput | None = None  # set once the trainer exists
+            # The training type's own measures: its trainer's log key → the job's series
+            # (averaged like train_loss; at validation as "val_" + the series).
+            self.measures: dict[str, str] = {}
+            self.windows: dict[str, list[float]] = {}
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             if self.throughput is not None:
@@ -204,9 +208,16 @@ def _callback_class() -> type:
                 )
             self.state.epoch_losses.setdefault(str(epoch), []).append(loss)
             self.window.append(loss)
+            for key, name in self.measures.items():
+                if key in logs and math.isfinite(float(logs[key])):
+                    self.windows.setdefault(name, []).append(float(logs[key]))
             if step % self.params.log_every_n_steps == 0:
                 self.sink.metric("train_loss", step, sum(self.window) / len(self.window))
                 self.window = []
+                for name, values in self.windows.items():
+                    if values:
+                        self.sink.metric(name, step, sum(values) / len(values))
+                self.windows = {}
 
         def on_evaluate(
             self, args: Any, state: Any, control: Any, metrics: Any = None, **kw: Any
@@ -215,6 +226,11 @@ def _callback_class() -> type:
                 return
             value = float(metrics["eval_loss"])
             self.sink.metric("val_loss", state.global_step, value)
+            for key, name in self.measures.items():
+                if f"eval_{key}" in metrics:
+                    self.sink.metric(
+                        f"val_{name}", state.global_step, float(metrics[f"eval_{key}"])
+                    )
             if not math.isfinite(value) and state.global_step == 0:
                 raise TrainingFailed(
                     "invalid_model",
@@ -365,6 +381,9 @@ def _trainer_class(base: type) -> type:
 
         def training_step(self, model: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
             counted = inputs.pop(TOKENS, None)
+            if counted is None and "attention_mask" in inputs:  # a TRL trainer's own batch
+                mask = inputs["attention_mask"]
+                counted = (int(mask.sum()), mask.numel())
             if counted is not None and self.throughput is not None:
                 self.throughput.count.add(int(counted[0]), int(counted[1]))
             return super().training_step(model, inputs, *args, **kwargs)
@@ -491,10 +510,19 @@ def _model(spec: TrainSpec, params: Hyperparameters, device: Device) -> Any:
 
 
 def _arguments(
-    spec: TrainSpec, params: Hyperparameters, device: Device, processes: int, resuming: bool
+    spec: TrainSpec,
+    params: Hyperparameters,
+    device: Device,
+    processes: int,
+    resuming: bool,
+    kind: type | None = None,
+    **more: Any,
 ) -> Any:
+    """``kind`` (TrainingArguments, or a TRL config built on it) with the job's options and
+    ``more`` of the kind's own."""
     from transformers import TrainingArguments
 
+    kind = kind or TrainingArguments
     cosine = params.optimizer.endswith("cosine_annealing")
     scheduler: dict[str, Any] = {"lr_scheduler_type": "constant_with_warmup"}
     if cosine:
@@ -509,8 +537,13 @@ def _arguments(
     extra: dict[str, Any] = {}
     if spec.strategy == "fsdp" and device.is_gpu and processes > 1:
         extra["fsdp"] = "full_shard auto_wrap"
-    options: dict[str, Any] = {**precision_flags(params.precision, device), **scheduler, **extra}
-    return TrainingArguments(
+    options: dict[str, Any] = {
+        **precision_flags(params.precision, device),
+        **scheduler,
+        **extra,
+        **more,
+    }
+    return kind(
         output_dir=spec.checkpoints,
         num_train_epochs=params.epochs,
         per_device_train_batch_size=max(1, params.micro_batch_size // processes),
@@ -575,34 +608,58 @@ def train(spec: TrainSpec, sink: Sink) -> TrainResult:
     else:
         train_rows, val_rows = split(offsets, spec.kept, spec.seed_of_split)
         val_path = train_path
-    rows = Rows(train_path, train_rows, tokenizer, max_length)
-    train_set: Rows | PackedRows = rows
-    # Validation stays unpacked: its loss is then comparable between packed and unpacked jobs.
-    val_set = Rows(val_path, val_rows, tokenizer, max_length)
-    if params.sequence_packing_enabled:
-        train_set = PackedRows(rows, max_length)
-        per_epoch = math.ceil(len(train_set) / params.batch_size)
-        if rank0:
-            sink.progress(planned_steps=per_epoch * params.epochs)
-            sink.log(
-                f"Sequence packing: {len(rows)} training rows ({train_set.tokens:,} tokens) in "
-                f"{len(train_set)} sequences of at most {max_length} tokens; {per_epoch} steps "
-                "an epoch."
-            )
 
     ended = training_ended(Path(spec.checkpoints))
     resumed = ended or latest_checkpoint(Path(spec.checkpoints))
     state = resumed[1] if resumed else None
     callback = _callback_class()(sink, params, state, rank0)
     throughput = Throughput(params.sequence_packing_enabled, processes)
-    trainer = _trainer_class(Trainer)(
-        model=model,
-        args=_arguments(spec, params, device, processes, resuming=resumed is not None),
-        train_dataset=train_set,
-        eval_dataset=val_set,
-        data_collator=Collator(tokenizer.pad_token_id),
-        callbacks=[callback],
-    )
+    resuming = resumed is not None
+    if params.training_type == "dpo":
+        from trl import DPOConfig, DPOTrainer
+
+        from jobs.engine.training import dpo
+
+        cache = Path(spec.final).parent / f"datasets-{os.environ.get('RANK', '0')}"
+        trainer = _trainer_class(DPOTrainer)(
+            model=model,
+            ref_model=dpo.reference_model(spec.base, model, params),
+            args=_arguments(
+                spec, params, device, processes, resuming, DPOConfig,
+                **dpo.config_options(params, max_length),
+            ),
+            train_dataset=dpo.dataset(train_path, train_rows, tokenizer, cache / "train"),
+            eval_dataset=dpo.dataset(val_path, val_rows, tokenizer, cache / "validation"),
+            processing_class=tokenizer,
+            callbacks=[callback],
+        )  # fmt: skip
+        callback.measures = dpo.METRICS
+        train_size: int = len(trainer.train_dataset)
+        val_size: int = len(trainer.eval_dataset)
+    else:
+        rows_set = Rows(train_path, train_rows, tokenizer, max_length)
+        train_set: Rows | PackedRows = rows_set
+        # Validation stays unpacked: its loss is then comparable between packed and unpacked jobs.
+        val_set = Rows(val_path, val_rows, tokenizer, max_length)
+        if params.sequence_packing_enabled:
+            train_set = PackedRows(rows_set, max_length)
+            per_epoch = math.ceil(len(train_set) / params.batch_size)
+            if rank0:
+                sink.progress(planned_steps=per_epoch * params.epochs)
+                sink.log(
+                    f"Sequence packing: {len(rows_set)} training rows ({train_set.tokens:,} "
+                    f"tokens) in {len(train_set)} sequences of at most {max_length} tokens; "
+                    f"{per_epoch} steps an epoch."
+                )
+        trainer = _trainer_class(Trainer)(
+            model=model,
+            args=_arguments(spec, params, device, processes, resuming),
+            train_dataset=train_set,
+            eval_dataset=val_set,
+            data_collator=Collator(tokenizer.pad_token_id),
+            callbacks=[callback],
+        )
+        train_size, val_size = len(rows_set), len(val_set)
     trainer.remove_callback(PrinterCallback)
     trainer.throughput = callback.throughput = throughput
     if rank0 and ended is None:
@@ -611,8 +668,9 @@ def train(spec: TrainSpec, sink: Sink) -> TrainResult:
         sink.log(
             f"Training on {device.label}"
             + (f" in {processes} processes ({spec.strategy})" if processes > 1 else "")
-            + f": {params.finetuning_type}, {trainable:,} of {total:,} parameters trainable; "
-            f"{len(train_set)} training rows, {len(val_set)} validation rows, max_seq_length "
+            + f": {params.training_type}, {params.finetuning_type}, {trainable:,} of {total:,} "
+            f"parameters trainable; {train_size} training rows, {val_size} validation rows, "
+            "max_seq_length "
             f"{max_length}; {params.epochs} epochs, batch_size {params.batch_size}"
             + (
                 f" ({params.gradient_accumulation_steps} × {params.micro_batch_size})"

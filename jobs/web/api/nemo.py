@@ -33,7 +33,7 @@ from rest_framework.views import APIView
 
 from hubsite.api.auth import user_of
 from jobs.domain.base_models import server_models
-from jobs.domain.hyperparameters import Hyperparameters
+from jobs.domain.hyperparameters import CHOICES, Hyperparameters
 from jobs.domain.selectors import (
     datasets_visible_to,
     job_for_owner,
@@ -66,6 +66,8 @@ def _nemo_hyperparameters(stored: dict[str, Any]) -> dict[str, Any]:
     if params["finetuning_type"] not in ("lora", "lora_merged"):
         params.pop("lora")
     params["sft"] = {k: v for k, v in params["sft"].items() if v is not None}
+    if params["training_type"] != "dpo":
+        params.pop("dpo")
     return {k: v for k, v in params.items() if v is not None}
 
 
@@ -208,11 +210,12 @@ def _config_entry(
         "max_seq_length": min(int(context), 2048),
         "training_options": [
             {
-                "training_type": "sft",
+                "training_type": training,
                 "finetuning_type": kind,
                 "num_gpus": gpus,
                 "micro_batch_size": 1,
             }
+            for training in CHOICES["training_type"]
             for kind in ("lora", "all_weights")
         ],
         "training_precision": "bf16-mixed"

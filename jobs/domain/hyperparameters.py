@@ -67,6 +67,10 @@ DPO_RANGES: dict[str, Range] = {
     "max_grad_norm": Range(0, 1_000_000, integer=False, low_inclusive=False),
 }
 DPO_FLAGS = ("preference_average_log_probs", "sft_average_log_probs")
+DISTILLATION_RANGES: dict[str, Range] = {
+    # Both distributions are softened by it before they are compared (Hinton et al.).
+    "temperature": Range(0, 100, integer=False, low_inclusive=False),
+}
 SFT_RANGES: dict[str, Range] = {
     "hidden_dropout": Range(0, 0.9, integer=False),
     "attention_dropout": Range(0, 0.9, integer=False),
@@ -74,7 +78,7 @@ SFT_RANGES: dict[str, Range] = {
 CHOICES: dict[str, tuple[str, ...]] = {
     # NeMo's "lora_merged" is LoRA whose merged model is the output: the hub always gives both.
     "finetuning_type": ("lora", "all_weights", "lora_merged"),
-    "training_type": ("sft", "dpo"),
+    "training_type": ("sft", "dpo", "distillation"),
     "optimizer": (
         "adamw_with_flat_lr",
         "adamw_with_cosine_annealing",
@@ -96,7 +100,6 @@ MEASURES = {
 # NeMo Customizer options that this hub does not run: named in the refusal, never ignored.
 NOT_SUPPORTED = {
     "grpo": "GRPO training",
-    "distillation": "knowledge distillation",
     "val_check_interval": "validation more often than once an epoch",
     "max_steps": "a step limit (use epochs)",
     "adam_beta1": "Adam betas",
@@ -104,7 +107,6 @@ NOT_SUPPORTED = {
 }
 NOT_SUPPORTED_TRAINING = {
     "grpo": "GRPO",
-    "distillation": "distillation",
 }
 
 
@@ -129,6 +131,16 @@ class Dpo:
     sft_loss_weight: float = 0.0
     sft_average_log_probs: bool = False
     max_grad_norm: float = 1.0
+
+
+@dataclass(frozen=True)
+class Distillation:
+    """NeMo Customizer's ``distillation``: the ``teacher`` model whose token distributions the
+    student (the job's base model) learns, on the completions of the dataset's rows; the hub adds
+    the softmax ``temperature``. Stored as the offered model's name or the model's public id."""
+
+    teacher: str | None = None
+    temperature: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -162,6 +174,7 @@ class Hyperparameters:
     lora: Lora = field(default_factory=Lora)
     sft: Sft = field(default_factory=Sft)
     dpo: Dpo = field(default_factory=Dpo)
+    distillation: Distillation = field(default_factory=Distillation)
 
     @property
     def uses_lora(self) -> bool:
@@ -196,10 +209,11 @@ class Hyperparameters:
             lora=Lora(**lora),
             sft=Sft(**(data.get("sft") or {})),
             dpo=Dpo(**(data.get("dpo") or {})),
+            distillation=Distillation(**(data.get("distillation") or {})),
         )
 
 
-GROUPS = ("lora", "sft", "dpo")
+GROUPS = ("lora", "sft", "dpo", "distillation")
 
 
 def _number(name: str, value: object, rule: Range, errors: dict[str, str]) -> float | int | None:
@@ -315,7 +329,24 @@ def parse_hyperparameters(data: object) -> Hyperparameters:
                     dpo[flag] = value
                 else:
                     errors[f"dpo.{flag}"] = f"dpo.{flag} must be true or false, not {value!r}."
-    params = Hyperparameters(**values, lora=Lora(**lora), sft=Sft(**sft), dpo=Dpo(**dpo))
+    distillation = _group(
+        "distillation", data.get("distillation"), DISTILLATION_RANGES, ("teacher",), errors
+    )
+    if isinstance(data.get("distillation"), dict) and "teacher" in data["distillation"]:
+        teacher = data["distillation"]["teacher"]
+        if isinstance(teacher, str) and 0 < len(teacher.strip()) <= 200:
+            distillation["teacher"] = teacher.strip()
+        else:
+            errors["distillation.teacher"] = (
+                "distillation.teacher must name a model: one this hub offers, or a model id."
+            )
+    params = Hyperparameters(
+        **values,
+        lora=Lora(**lora),
+        sft=Sft(**sft),
+        dpo=Dpo(**dpo),
+        distillation=Distillation(**distillation),
+    )
     _check_training_type(data, params, errors)
     if (
         "batch_size" not in errors
@@ -348,6 +379,19 @@ def _check_training_type(
     kind = params.training_type
     if "dpo" in data and kind != "dpo" and "training_type" not in errors:
         errors["dpo"] = f"dpo options apply to training_type 'dpo'; this job's is {kind!r}."
+    if "distillation" in data and kind != "distillation" and "training_type" not in errors:
+        errors["distillation"] = (
+            f"distillation options apply to training_type 'distillation'; this job's is {kind!r}."
+        )
+    if (
+        kind == "distillation"
+        and not params.distillation.teacher
+        and "distillation.teacher" not in errors
+    ):
+        errors["distillation.teacher"] = (
+            "training_type 'distillation' needs distillation.teacher: the model to learn from "
+            "(one this hub offers, or a model id you may read)."
+        )
     if params.sequence_packing_enabled and kind != "sft":
         errors["sequence_packing_enabled"] = (
             f"sequence_packing_enabled packs SFT rows; training_type {kind!r} does not pack."

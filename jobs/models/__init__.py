@@ -1,6 +1,6 @@
 from jobs.models.assets import Artifact, ArtifactKind, Dataset, MLModel, ModelFormat
 from jobs.models.devices import Device
-from jobs.models.job import Hardware, Job, JobInput, JobKind
+from jobs.models.job import BASE_POSITION, TEACHER_POSITION, Hardware, Job, JobInput, JobKind
 from jobs.models.ops import Lease, WorkerSeen
 from jobs.models.records import (
     JobEvent,
@@ -13,6 +13,8 @@ from jobs.models.records import (
 )
 
 __all__ = [
+    "BASE_POSITION",
+    "TEACHER_POSITION",
     "Artifact",
     "ArtifactKind",
     "Dataset",

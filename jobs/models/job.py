@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import models
@@ -16,6 +16,9 @@ from jobs.domain.hyperparameters import MEASURES, Hyperparameters
 from jobs.domain.ids import job_public_id, model_public_id
 from jobs.domain.profile_plan import planned_runs
 from jobs.domain.status import FINISHED, USER_FAILURES, FailureType, JobStatus
+
+if TYPE_CHECKING:
+    from jobs.models.assets import MLModel
 
 
 class JobKind(models.TextChoices):
@@ -260,6 +263,12 @@ class Job(models.Model):
         elsewhere that reports here."""
         return self.kind in (JobKind.CUSTOMIZATION, JobKind.EXTERNAL)
 
+    def input_at(self, position: int) -> MLModel | None:
+        """The input model at that position (a customization's BASE_POSITION or
+        TEACHER_POSITION), or None."""
+        found = self.job_inputs.select_related("model").filter(position=position).first()
+        return found.model if found else None
+
     @property
     def measures(self) -> tuple[str, ...]:
         """The series its training type records beside the losses (DPO's reward margin…)."""
@@ -333,6 +342,12 @@ class Job(models.Model):
         if self.is_finished or self.total_steps is None:
             return None
         return formulas.eta_seconds(self.elapsed_time, self.steps_completed or 0, self.total_steps)
+
+
+# A customization job's inputs by position: its uploaded base model, and a distillation's
+# uploaded teacher (an offered base or teacher is named in the job instead).
+BASE_POSITION = 0
+TEACHER_POSITION = 1
 
 
 class JobInput(models.Model):

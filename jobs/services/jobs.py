@@ -4,6 +4,7 @@ kind but an external run)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from django.contrib.auth.models import User
@@ -15,11 +16,22 @@ from jobs.domain.devices import ANY
 from jobs.domain.events import EventType, publish
 from jobs.domain.formulas import MIN_SAMPLES_WITHOUT_VALIDATION
 from jobs.domain.hyperparameters import GPU_PRECISIONS, Hyperparameters, parse_hyperparameters
-from jobs.domain.selectors import datasets_visible_to
+from jobs.domain.selectors import datasets_visible_to, models_visible_to
 from jobs.domain.state import job_transition
 from jobs.domain.status import FINISHED, JobStatus
 from jobs.engine.dispatch import enqueue_on_commit
-from jobs.models import Dataset, Device, Hardware, Job, JobInput, JobKind, MLModel, ModelFormat
+from jobs.models import (
+    BASE_POSITION,
+    TEACHER_POSITION,
+    Dataset,
+    Device,
+    Hardware,
+    Job,
+    JobInput,
+    JobKind,
+    MLModel,
+    ModelFormat,
+)
 from jobs.services import device_jobs
 from jobs.services.common import check_time_limit, clean_name, require_models, resolve_device
 
@@ -221,6 +233,12 @@ def job_submit_customization(
         + ([("validation_dataset", validation_dataset)] if validation_dataset else []),
     )
     base_label = offered or (uploaded.name if uploaded else "")
+    teacher: MLModel | None = None
+    if params.training_type == "distillation":
+        canonical, teacher = _teacher(
+            owner, params, uploaded.public_id if uploaded else offered, base_label, metadata
+        )
+        params = replace(params, distillation=replace(params.distillation, teacher=canonical))
     job = Job(
         kind=JobKind.CUSTOMIZATION,
         owner=owner,
@@ -240,9 +258,65 @@ def job_submit_customization(
         quotas.check_job_quota(owner.pk)
         job.save()
         if uploaded is not None:
-            JobInput.objects.create(job=job, model=uploaded, position=0)
+            JobInput.objects.create(job=job, model=uploaded, position=BASE_POSITION)
+        if teacher is not None:
+            JobInput.objects.create(job=job, model=teacher, position=TEACHER_POSITION)
         enqueue_on_commit(job)
     return job
+
+
+def _teacher(
+    owner: User,
+    params: Hyperparameters,
+    student: str,
+    student_label: str,
+    student_metadata: dict[str, Any],
+) -> tuple[str, MLModel | None]:
+    """(what the job stores, the uploaded model or None) of a distillation's teacher: a model
+    the owner may read by its id, or one the hub offers by name; one whose vocabulary differs
+    from the student's is refused naming both (their token distributions are compared)."""
+    field = "hyperparameters.distillation.teacher"
+    name = params.distillation.teacher or ""
+    model = models_visible_to(owner).filter(public_id=name).first()
+    if model is not None:
+        if model.format != ModelFormat.HF:
+            raise ValidationError(
+                {
+                    field: f"Model {model.public_id} is {model.get_format_display()}; a teacher is "
+                    "a Hugging Face causal language model."
+                }
+            )
+        canonical, label, metadata = (
+            model.public_id,
+            f"{model.name} ({model.public_id})",
+            model.metadata,
+        )
+    else:
+        try:
+            offered = base_models.server_model(name)
+        except ValidationError:
+            known = ", ".join(sorted(base_models.server_models()))
+            raise ValidationError(
+                {
+                    field: f"No model {name!r} that you may read: name a model id you may read, "
+                    f"or a model this hub offers ({known})."
+                }
+            ) from None
+        canonical, label, metadata = offered.name, offered.name, offered.metadata
+    if canonical == student:
+        raise ValidationError(
+            {field: f"The teacher is the student ({label}): distil from another model."}
+        )
+    ours, theirs = student_metadata.get("vocab_size"), metadata.get("vocab_size")
+    if ours and theirs and ours != theirs:
+        raise ValidationError(
+            {
+                field: f"The teacher {label} has a vocabulary of {theirs:,} tokens and the student "
+                f"{student_label} one of {ours:,}: distillation compares their token "
+                "distributions, so both must use the same tokenizer."
+            }
+        )
+    return canonical, model if model is not None else None
 
 
 def job_rename(*, job: Job, name: str) -> Job:

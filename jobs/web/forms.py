@@ -81,6 +81,7 @@ class CustomizationJobForm(forms.Form):
         choices=[
             ("sft", "SFT: learn the completions (prompt/completion or chat rows)"),
             ("dpo", "DPO: prefer the chosen answers over the rejected (preference rows)"),
+            ("distillation", "Distillation: learn a teacher's token distributions (SFT rows)"),
         ],
         initial=DEFAULTS.training_type,
         required=False,
@@ -113,6 +114,11 @@ class CustomizationJobForm(forms.Form):
         choices=[("refuse", "Refuse the job, naming them"), ("truncate", "Truncate them")],
         initial=DEFAULTS.overlong_rows,
         required=False,
+    )
+    teacher = forms.ChoiceField(
+        label="Distillation teacher",
+        required=False,
+        help_text="A model with the base model's tokenizer, whose distributions it learns.",
     )
     sequence_packing_enabled = forms.BooleanField(
         label="Pack rows into sequences (SFT)",
@@ -168,6 +174,10 @@ class CustomizationJobForm(forms.Form):
             *[(m.public_id, f"{m.name} ({m.public_id})") for m in uploaded],
         ]
         self.fields["base_model"].initial = BUILTIN_NAME
+        self.fields["teacher"].choices = [  # type: ignore[attr-defined]
+            ("", "None (not distilling)"),
+            *self.fields["base_model"].choices,  # type: ignore[attr-defined]
+        ]
         for name in (*self.HYPERPARAMETERS, *self.LORA):
             rule = RANGES.get(name) or LORA_RANGES.get(name)
             if rule is not None:
@@ -190,13 +200,17 @@ class CustomizationJobForm(forms.Form):
         dpo = {n: self.cleaned_data[n] for n in self.DPO if self.cleaned_data.get(n) is not None}
         if dpo and values.get("training_type") == "dpo":
             values["dpo"] = dpo
+        if values.get("training_type") == "distillation":
+            values["distillation"] = {"teacher": self.cleaned_data.get("teacher") or ""}
         return values
 
 
 def put_errors(form: forms.BaseForm, error: ValidationError) -> None:
     """A service's errors onto the form: on the field they name, else on the form."""
     for field, messages in error.message_dict.items():
-        name = field.removeprefix("hyperparameters.").removeprefix("lora.").removeprefix("dpo.")
+        name = field.removeprefix("hyperparameters.")
+        for group in ("lora.", "dpo.", "distillation."):
+            name = name.removeprefix(group)
         target = name if name in form.fields else None
         for message in messages:
             form.add_error(target, message)

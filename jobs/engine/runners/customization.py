@@ -36,7 +36,14 @@ from jobs.engine.training.sft import (
     training_ended,
     write_hub_state,
 )
-from jobs.models import ArtifactKind, Dataset, Job, ModelFormat
+from jobs.models import (
+    BASE_POSITION,
+    TEACHER_POSITION,
+    ArtifactKind,
+    Dataset,
+    Job,
+    ModelFormat,
+)
 
 
 def memory_available() -> int | None:
@@ -138,8 +145,8 @@ class CustomizationRunner(Runner):
                 return Space(media=0, work=0)  # run() says the model is gone
             model = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
         else:
-            first = job.job_inputs.select_related("model").first()
-            model = first.model.size if first else 0
+            first = job.input_at(BASE_POSITION)
+            model = first.size if first else 0
         checkpoint = model // 4 if job.params.uses_lora else model * 3
         return Space(media=3 * checkpoint + 2 * model, work=5 * model)
 
@@ -179,6 +186,9 @@ class CustomizationRunner(Runner):
         torch.set_num_threads(threads)
         tokenizer = _tokenizer(base)
         self._check_fit(ctx, tokenizer)
+        teacher = (
+            self._teacher_folder(ctx, tokenizer) if params.training_type == "distillation" else None
+        )
         prompts = outputs.sample_prompts(
             _validation_records(train_file, validation_file, kept, params.seed), tokenizer
         )
@@ -215,6 +225,7 @@ class CustomizationRunner(Runner):
             threads=threads,
             strategy=settings.HUB_TRAIN_STRATEGY,
             seed_of_split=params.seed,
+            teacher=str(teacher) if teacher else None,
         )
         processes = settings.HUB_TRAIN_PROCESSES or max(device.count, 1)
         try:
@@ -321,7 +332,8 @@ class CustomizationRunner(Runner):
                     FailureType.INVALID_MODEL,
                     f"The base model {job.builtin_base_model!r} is no longer offered by this hub.",
                 ) from None
-        base = job.job_inputs.select_related("model").get().model
+        base = job.input_at(BASE_POSITION)
+        assert base is not None  # an offered base is named in builtin_base_model
         try:
             return hf_models.unpack_stored(Path(base.file.path), ctx.workdir / "base")
         except ValidationError as error:
@@ -335,22 +347,54 @@ class CustomizationRunner(Runner):
                 f"Model {base.public_id} ({base.name}) cannot be read: {type(error).__name__}.",
             ) from None
 
+    def _teacher_folder(self, ctx: RunContext, tokenizer: Any) -> Path:
+        """The distillation teacher's folder, once its tokenizer is known to be the student's
+        (the same tokens with the same ids: their distributions are compared token by token)."""
+        job = ctx.job
+        name = job.params.distillation.teacher or ""
+        model = job.input_at(TEACHER_POSITION)
+        if model is None:
+            try:
+                folder, label = base_models.server_model(name).folder, name
+            except ValidationError:
+                raise JobFailure(
+                    FailureType.INVALID_PARAMETERS,
+                    f"The teacher {name!r} is no longer offered by this hub.",
+                ) from None
+        else:
+            label = f"{model.name} ({model.public_id})"
+            try:
+                folder = hf_models.unpack_stored(Path(model.file.path), ctx.workdir / "teacher")
+            except (ValidationError, OSError, zipfile.BadZipFile) as error:
+                raise JobFailure(
+                    FailureType.INVALID_MODEL,
+                    f"The teacher {label} cannot be read: {type(error).__name__}.",
+                ) from None
+        theirs = _tokenizer(folder)
+        if theirs.get_vocab() != tokenizer.get_vocab():
+            student = job.builtin_base_model or self._uploaded_base(job)
+            raise JobFailure(
+                FailureType.INVALID_PARAMETERS,
+                f"The teacher {label}'s tokenizer ({len(theirs):,} tokens) is not the student "
+                f"{student}'s ({len(tokenizer):,} tokens): distillation compares their token "
+                "distributions, so both must use the same tokenizer.",
+            )
+        ctx.reporter.log(f"Distilling from the teacher {label}.")
+        return folder
+
     @staticmethod
     def _check_memory(job: Job) -> None:
         """Before anything is loaded: the memory training needs, counted from the parameters
         the weights really hold (checked against the config at upload), against what this
         machine has free. fp32 weights, and for all weights their gradients and Adam's two
         moments too; activations and LoRA's own weights are small beside them on these sizes."""
-        if job.builtin_base_model:
-            metadata = base_models.server_model(job.builtin_base_model).metadata
-        else:
-            first = job.job_inputs.select_related("model").first()
-            metadata = first.model.metadata if first else {}
-        parameters = int(metadata.get("parameters") or 0)
+        parameters = int(_metadata(job, BASE_POSITION).get("parameters") or 0)
         params = job.params
         needed = parameters * 4 * (1 if params.uses_lora else 4)
         if params.training_type == "dpo" and not params.uses_lora:
             needed += parameters * 4  # the frozen reference, a second copy of the weights
+        if params.training_type == "distillation":  # the teacher's weights, for inference only
+            needed += int(_metadata(job, TEACHER_POSITION).get("parameters") or 0) * 4
         available = memory_available()
         if available is not None and needed > available:
             raise JobFailure(
@@ -381,13 +425,10 @@ class CustomizationRunner(Runner):
             )
             if d is not None
         ]
-        first = job.job_inputs.select_related("model").first()
-        if job.builtin_base_model:
-            model_label = job.builtin_base_model
-            metadata = base_models.server_model(job.builtin_base_model).metadata
-        else:
-            model_label = f"{first.model.name} ({first.model.public_id})" if first else "its model"
-            metadata = first.model.metadata if first else {}
+        first = job.input_at(BASE_POSITION)
+        uploaded = f"{first.name} ({first.public_id})" if first else "its model"
+        model_label = job.builtin_base_model or uploaded
+        metadata = _metadata(job, BASE_POSITION)
         limit = params.max_length(metadata.get("context_length"))
         problem = sft_data.fit_problem(
             tokenizer, model_label, datasets, limit if params.overlong_rows == "refuse" else None
@@ -397,8 +438,8 @@ class CustomizationRunner(Runner):
 
     @staticmethod
     def _uploaded_base(job: Job) -> str:
-        first = job.job_inputs.select_related("model").first()
-        return first.model.public_id if first else ""
+        first = job.input_at(BASE_POSITION)
+        return first.public_id if first else ""
 
     def _export_onnx(self, ctx: RunContext, merged: Any) -> str:
         target = ctx.workdir / "model.onnx"
@@ -427,6 +468,19 @@ class CustomizationRunner(Runner):
             "ONNX export checked with onnxruntime against PyTorch's logits (largest difference "
             f"{check.largest_difference:.1e})."
         )
+
+
+def _metadata(job: Job, position: int) -> dict[str, Any]:
+    """What the upload check recorded of the job's base model (BASE_POSITION) or teacher
+    (TEACHER_POSITION): an input model's, or the offered model's of that name."""
+    model = job.input_at(position)
+    if model is not None:
+        return model.metadata
+    name = job.builtin_base_model if position == BASE_POSITION else job.params.distillation.teacher
+    try:
+        return base_models.server_model(name or "").metadata
+    except ValidationError:
+        return {}  # no longer offered: run() says so
 
 
 def _check_stored(dataset: Dataset, role: str) -> None:

@@ -83,6 +83,7 @@ class TrainSpec:
     threads: int = 1
     strategy: str = "ddp"  # or "fsdp" (several GPUs, a model too big for one)
     seed_of_split: int = 0
+    teacher: str | None = None  # a distillation's teacher folder
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -651,7 +652,14 @@ def train(spec: TrainSpec, sink: Sink) -> TrainResult:
                     f"tokens) in {len(train_set)} sequences of at most {max_length} tokens; "
                     f"{per_epoch} steps an epoch."
                 )
-        trainer = _trainer_class(Trainer)(
+        kind = _trainer_class(Trainer)
+        if params.training_type == "distillation":
+            from jobs.engine.training import distill
+
+            assert spec.teacher is not None
+            teacher = distill.teacher_model(spec.teacher, model.dtype)
+            kind = distill.trainer_class(kind, teacher, params.distillation.temperature)
+        trainer = kind(
             model=model,
             args=_arguments(spec, params, device, processes, resuming),
             train_dataset=train_set,

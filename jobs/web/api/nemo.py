@@ -42,7 +42,7 @@ from jobs.domain.selectors import (
     models_visible_to,
 )
 from jobs.domain.status import JobStatus
-from jobs.models import Dataset, Job, JobKind, MLModel, ModelFormat
+from jobs.models import BASE_POSITION, Dataset, Job, JobKind, MLModel, ModelFormat
 from jobs.services.jobs import job_cancel, job_submit_customization
 from jobs.web.api.params import int_param
 from jobs.wire.serializers import StatusDetailsSerializer
@@ -66,14 +66,17 @@ def _nemo_hyperparameters(stored: dict[str, Any]) -> dict[str, Any]:
     if params["finetuning_type"] not in ("lora", "lora_merged"):
         params.pop("lora")
     params["sft"] = {k: v for k, v in params["sft"].items() if v is not None}
-    if params["training_type"] != "dpo":
-        params.pop("dpo")
+    for group in ("dpo", "distillation"):
+        if params["training_type"] != group:
+            params.pop(group)
     return {k: v for k, v in params.items() if v is not None}
 
 
 def customization_job(job: Job) -> dict[str, Any]:
     """A job as NeMo Customizer's CustomizationJob."""
-    base = job.builtin_base_model or next((ji.model.public_id for ji in job.job_inputs.all()), "")
+    base = job.builtin_base_model or next(
+        (ji.model.public_id for ji in job.job_inputs.all() if ji.position == BASE_POSITION), ""
+    )
     return {
         "id": job.public_id,
         "config": base,

@@ -56,7 +56,9 @@ def test_a_distilled_student_moves_towards_its_teacher(alice, tmp_path):
     job = factories.run_here(job)
     assert job.status == JobStatus.READY, job.failure_message
     kl = list(
-        job.metric_series.get(key="val_loss").points.order_by("step").values_list("value", flat=True)
+        job.metric_series.get(key="val_loss")
+        .points.order_by("step")
+        .values_list("value", flat=True)
     )
     assert len(kl) == 3 and kl[0] > 0  # the student's KL to the teacher before training
     assert kl[-1] < 0.5 * kl[0]  # and after: it learned the teacher's distributions

@@ -67,6 +67,31 @@ DPO_RANGES: dict[str, Range] = {
     "max_grad_norm": Range(0, 1_000_000, integer=False, low_inclusive=False),
 }
 DPO_FLAGS = ("preference_average_log_probs", "sft_average_log_probs")
+GRPO_RANGES: dict[str, Range] = {
+    "num_generations_per_prompt": Range(2, 64, integer=True),
+    "num_prompts_per_step": Range(1, 4096, integer=True),
+    "generation_temperature": Range(0, 10, integer=False, low_inclusive=False),
+    "generation_top_p": Range(0, 1, integer=False, low_inclusive=False),
+    "generation_top_k": Range(1, 1_000_000, integer=True),
+    "ref_policy_kl_penalty": Range(0, 100, integer=False),
+    "max_grad_norm": Range(0, 1_000_000, integer=False, low_inclusive=False),
+    "ratio_clip_min": Range(0, 1, integer=False),
+    "ratio_clip_max": Range(0, 10, integer=False),
+    "max_completion_length": Range(1, 8192, integer=True),
+}
+GRPO_FLAGS = ("normalize_rewards", "token_level_loss", "overlong_filtering")
+# NeMo's grpo options that TRL's GRPOTrainer, on which the hub runs GRPO, has no equal for.
+GRPO_NOT_RUN = {
+    "environment": "NeMo's task environments (the hub scores completions against each row's "
+    "answer with grpo.reward instead)",
+    "generation_batch_size": "a generation batch apart from the training batch",
+    "generation_pipeline_parallel_size": "pipeline-parallel generation",
+    "logprob_chunk_size": "chunked log-probabilities",
+    "ratio_clip_c": "dual-clip PPO",
+    "use_importance_sampling_correction": "importance-sampling correction",
+    "use_on_policy_kl_approximation": "the on-policy KL approximation",
+    "use_rloo": "RLOO baselines",
+}
 DISTILLATION_RANGES: dict[str, Range] = {
     # Both distributions are softened by it before they are compared (Hinton et al.).
     "temperature": Range(0, 100, integer=False, low_inclusive=False),
@@ -78,7 +103,7 @@ SFT_RANGES: dict[str, Range] = {
 CHOICES: dict[str, tuple[str, ...]] = {
     # NeMo's "lora_merged" is LoRA whose merged model is the output: the hub always gives both.
     "finetuning_type": ("lora", "all_weights", "lora_merged"),
-    "training_type": ("sft", "dpo", "distillation"),
+    "training_type": ("sft", "dpo", "distillation", "grpo"),
     "optimizer": (
         "adamw_with_flat_lr",
         "adamw_with_cosine_annealing",
@@ -99,15 +124,12 @@ MEASURES = {
 }
 # NeMo Customizer options that this hub does not run: named in the refusal, never ignored.
 NOT_SUPPORTED = {
-    "grpo": "GRPO training",
     "val_check_interval": "validation more often than once an epoch",
     "max_steps": "a step limit (use epochs)",
     "adam_beta1": "Adam betas",
     "adam_beta2": "Adam betas",
 }
-NOT_SUPPORTED_TRAINING = {
-    "grpo": "GRPO",
-}
+NOT_SUPPORTED_TRAINING: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -144,6 +166,29 @@ class Distillation:
 
 
 @dataclass(frozen=True)
+class Grpo:
+    """NeMo Customizer's ``grpo`` options that TRL's GRPOTrainer honours
+    (jobs.engine.training.grpo says how each maps), and the hub's ``reward`` (the rule a
+    completion is scored by, jobs.domain.rewards) and ``max_completion_length``. A step takes
+    ``num_prompts_per_step`` prompts (the job's ``batch_size``), each answered
+    ``num_generations_per_prompt`` times."""
+
+    reward: dict[str, Any] | None = None
+    num_generations_per_prompt: int = 4
+    generation_temperature: float = 1.0
+    generation_top_p: float = 1.0
+    generation_top_k: int | None = None
+    ref_policy_kl_penalty: float = 0.01
+    max_grad_norm: float = 1.0
+    normalize_rewards: bool = True
+    ratio_clip_min: float = 0.2
+    ratio_clip_max: float = 0.2
+    token_level_loss: bool = True
+    overlong_filtering: bool = False
+    max_completion_length: int = 32
+
+
+@dataclass(frozen=True)
 class Sft:
     hidden_dropout: float | None = None  # None keeps the model's own
     attention_dropout: float | None = None
@@ -175,6 +220,7 @@ class Hyperparameters:
     sft: Sft = field(default_factory=Sft)
     dpo: Dpo = field(default_factory=Dpo)
     distillation: Distillation = field(default_factory=Distillation)
+    grpo: Grpo = field(default_factory=Grpo)
 
     @property
     def uses_lora(self) -> bool:
@@ -210,10 +256,11 @@ class Hyperparameters:
             sft=Sft(**(data.get("sft") or {})),
             dpo=Dpo(**(data.get("dpo") or {})),
             distillation=Distillation(**(data.get("distillation") or {})),
+            grpo=Grpo(**(data.get("grpo") or {})),
         )
 
 
-GROUPS = ("lora", "sft", "dpo", "distillation")
+GROUPS = ("lora", "sft", "dpo", "distillation", "grpo")
 
 
 def _number(name: str, value: object, rule: Range, errors: dict[str, str]) -> float | int | None:
@@ -321,14 +368,8 @@ def parse_hyperparameters(data: object) -> Hyperparameters:
         lora["target_modules"] = _target_modules(data["lora"]["target_modules"], errors)
     sft = _group("sft", data.get("sft"), SFT_RANGES, (), errors)
     dpo = _group("dpo", data.get("dpo"), DPO_RANGES, DPO_FLAGS, errors)
-    if isinstance(data.get("dpo"), dict):
-        for flag in DPO_FLAGS:
-            if flag in data["dpo"]:
-                value = data["dpo"][flag]
-                if isinstance(value, bool):
-                    dpo[flag] = value
-                else:
-                    errors[f"dpo.{flag}"] = f"dpo.{flag} must be true or false, not {value!r}."
+    _flags("dpo", data.get("dpo"), DPO_FLAGS, dpo, errors)
+    grpo = _grpo(data.get("grpo"), values, errors)
     distillation = _group(
         "distillation", data.get("distillation"), DISTILLATION_RANGES, ("teacher",), errors
     )
@@ -346,6 +387,7 @@ def parse_hyperparameters(data: object) -> Hyperparameters:
         sft=Sft(**sft),
         dpo=Dpo(**dpo),
         distillation=Distillation(**distillation),
+        grpo=Grpo(**grpo),
     )
     _check_training_type(data, params, errors)
     if (
@@ -372,6 +414,53 @@ def parse_hyperparameters(data: object) -> Hyperparameters:
     return params
 
 
+def _flags(
+    name: str, data: object, flags: tuple[str, ...], into: dict[str, Any], errors: dict[str, str]
+) -> None:
+    """The true/false options of a group, into ``into``."""
+    if not isinstance(data, dict):
+        return
+    for flag in flags:
+        if flag in data:
+            value = data[flag]
+            if isinstance(value, bool):
+                into[flag] = value
+            else:
+                errors[f"{name}.{flag}"] = f"{name}.{flag} must be true or false, not {value!r}."
+
+
+def _grpo(data: object, values: dict[str, Any], errors: dict[str, str]) -> dict[str, Any]:
+    """The ``grpo`` group: NeMo's options the hub runs, those it refuses by name, the reward."""
+    from jobs.domain.rewards import RewardError, parse_reward
+
+    extra = (*GRPO_FLAGS, *GRPO_NOT_RUN, "reward")
+    grpo = _group("grpo", data, GRPO_RANGES, extra, errors)
+    _flags("grpo", data, GRPO_FLAGS, grpo, errors)
+    if not isinstance(data, dict):
+        return grpo
+    for name, what in GRPO_NOT_RUN.items():
+        if name in data:
+            errors[f"grpo.{name}"] = (
+                f"grpo.{name} ({what}) is a NeMo Customizer option this hub does not run; "
+                "leave it out."
+            )
+    if "reward" in data:
+        try:
+            grpo["reward"] = parse_reward(data["reward"]).as_dict()
+        except RewardError as error:
+            errors["grpo.reward"] = str(error)
+    # A step's prompts are the job's batch_size: NeMo's name for them sets it, or agrees with it.
+    prompts = grpo.pop("num_prompts_per_step", None)
+    if prompts is not None:
+        if "batch_size" in values and values["batch_size"] != prompts:
+            errors["grpo.num_prompts_per_step"] = (
+                f"grpo.num_prompts_per_step ({prompts}) is the job's batch_size "
+                f"({values['batch_size']}): give one of them, or the same number."
+            )
+        values["batch_size"] = prompts
+    return grpo
+
+
 def _check_training_type(
     data: dict[str, Any], params: Hyperparameters, errors: dict[str, str]
 ) -> None:
@@ -391,6 +480,19 @@ def _check_training_type(
         errors["distillation.teacher"] = (
             "training_type 'distillation' needs distillation.teacher: the model to learn from "
             "(one this hub offers, or a model id you may read)."
+        )
+    if "grpo" in data and kind != "grpo" and "training_type" not in errors:
+        errors["grpo"] = f"grpo options apply to training_type 'grpo'; this job's is {kind!r}."
+    if kind == "grpo" and params.grpo.reward is None and "grpo.reward" not in errors:
+        errors["grpo.reward"] = (
+            "training_type 'grpo' needs grpo.reward, the rule completions are scored by against "
+            'each row\'s answer: {"kind": "exact_match"}, {"kind": "number", "tolerance": 0.01} '
+            'or {"kind": "regex", "pattern": "..."}.'
+        )
+    if kind == "grpo" and params.grpo.ratio_clip_max < params.grpo.ratio_clip_min:
+        errors["grpo.ratio_clip_max"] = (
+            f"grpo.ratio_clip_max ({params.grpo.ratio_clip_max:g}) must be at least "
+            f"grpo.ratio_clip_min ({params.grpo.ratio_clip_min:g})."
         )
     if params.sequence_packing_enabled and kind != "sft":
         errors["sequence_packing_enabled"] = (

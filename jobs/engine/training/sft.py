@@ -173,6 +173,7 @@ def _callback_class() -> type:
             # The training type's own measures: its trainer's log key → the job's series
             # (averaged like train_loss; at validation as "val_" + the series).
             self.measures: dict[str, str] = {}
+            self.watch_divergence = True
             self.windows: dict[str, list[float]] = {}
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -253,7 +254,7 @@ def _callback_class() -> type:
             """A validation loss far above the best seen (DIVERGED_FACTOR times): the training
             is running away. With an earlier epoch better, stop and keep that epoch's weights
             (on_save says so); with none better than the base model, fail the job."""
-            if state.global_step == 0:
+            if state.global_step == 0 or not self.watch_divergence:
                 return
             known = [v for v in (self.state.best_val_loss, self.base_val) if v is not None]
             best = min((v for v in known if math.isfinite(v)), default=None)
@@ -381,6 +382,8 @@ def _trainer_class(base: type) -> type:
         _eval_sum = _eval_tokens = 0.0
 
         def training_step(self, model: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+            if not isinstance(inputs, dict):  # GRPO's: prompts it generates from
+                return super().training_step(model, inputs, *args, **kwargs)
             counted = inputs.pop(TOKENS, None)
             if counted is None and "attention_mask" in inputs:  # a TRL trainer's own batch
                 mask = inputs["attention_mask"]
@@ -390,6 +393,8 @@ def _trainer_class(base: type) -> type:
             return super().training_step(model, inputs, *args, **kwargs)
 
         def prediction_step(self, model: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+            if not isinstance(inputs, dict):
+                return super().prediction_step(model, inputs, *args, **kwargs)
             inputs.pop(TOKENS, None)
             loss, logits, labels = super().prediction_step(model, inputs, *args, **kwargs)
             if loss is not None and "labels" in inputs:
@@ -544,40 +549,40 @@ def _arguments(
         **extra,
         **more,
     }
-    return kind(
-        output_dir=spec.checkpoints,
-        num_train_epochs=params.epochs,
-        per_device_train_batch_size=max(1, params.micro_batch_size // processes),
-        per_device_eval_batch_size=max(1, params.micro_batch_size // processes),
-        gradient_accumulation_steps=params.gradient_accumulation_steps,
-        learning_rate=params.learning_rate,
-        weight_decay=params.weight_decay,
-        warmup_steps=params.warmup_steps,
+    arguments: dict[str, Any] = {
+        "output_dir": spec.checkpoints,
+        "num_train_epochs": params.epochs,
+        "per_device_train_batch_size": max(1, params.micro_batch_size // processes),
+        "per_device_eval_batch_size": max(1, params.micro_batch_size // processes),
+        "gradient_accumulation_steps": params.gradient_accumulation_steps,
+        "learning_rate": params.learning_rate,
+        "weight_decay": params.weight_decay,
+        "warmup_steps": params.warmup_steps,
         # NeMo's adam_* and adamw_* both run as AdamW: they differ only when weight_decay > 0,
         # and decoupled weight decay is what fine-tuning wants.
-        optim="adamw_torch",
-        seed=params.seed,
-        data_seed=params.seed,
-        eval_strategy="epoch",
+        "optim": "adamw_torch",
+        "seed": params.seed,
+        "data_seed": params.seed,
+        "eval_strategy": "epoch",
         # The base model's validation loss at step 0: where the chart starts, what training beat.
-        eval_on_start=not resuming,
-        save_strategy="epoch",
-        save_total_limit=1,  # with load_best_model_at_end: the best and the latest stay
-        load_best_model_at_end=True,
-        metric_for_best_model="eval_loss",
-        greater_is_better=False,
-        logging_strategy="steps",
-        logging_steps=1,  # every step's loss reaches the callback, which averages per setting
-        logging_nan_inf_filter=False,  # a NaN loss must be seen, not skipped
-        use_cpu=not device.is_gpu,
-        disable_tqdm=True,
-        report_to="none",
-        remove_unused_columns=False,
-        dataloader_num_workers=0,
-        ddp_backend="gloo" if not device.is_gpu and processes > 1 else None,
-        log_level="warning",
-        **options,
-    )
+        "eval_on_start": not resuming,
+        "save_strategy": "epoch",
+        "save_total_limit": 1,  # with load_best_model_at_end: the best and the latest stay
+        "load_best_model_at_end": True,
+        "metric_for_best_model": "eval_loss",
+        "greater_is_better": False,
+        "logging_strategy": "steps",
+        "logging_steps": 1,  # every step's loss reaches the callback, which averages per setting
+        "logging_nan_inf_filter": False,  # a NaN loss must be seen, not skipped
+        "use_cpu": not device.is_gpu,
+        "disable_tqdm": True,
+        "report_to": "none",
+        "remove_unused_columns": False,
+        "dataloader_num_workers": 0,
+        "ddp_backend": "gloo" if not device.is_gpu and processes > 1 else None,
+        "log_level": "warning",
+    }
+    return kind(**{**arguments, **options})
 
 
 def train(spec: TrainSpec, sink: Sink) -> TrainResult:
@@ -637,6 +642,28 @@ def train(spec: TrainSpec, sink: Sink) -> TrainResult:
         callback.measures = dpo.METRICS
         train_size: int = len(trainer.train_dataset)
         val_size: int = len(trainer.eval_dataset)
+    elif params.training_type == "grpo":
+        from trl import GRPOConfig, GRPOTrainer
+
+        from jobs.engine.training import grpo
+
+        cache = Path(spec.final).parent / f"datasets-{os.environ.get('RANK', '0')}"
+        trainer = _trainer_class(GRPOTrainer)(
+            model=model,
+            reward_funcs=[grpo.reward_function(grpo.rule(params))],
+            args=_arguments(
+                spec, params, device, processes, resuming, GRPOConfig,
+                **grpo.config_options(params),
+            ),
+            train_dataset=grpo.dataset(train_path, train_rows, cache / "train"),
+            eval_dataset=grpo.dataset(val_path, val_rows, cache / "validation"),
+            processing_class=tokenizer,
+            callbacks=[callback],
+        )  # fmt: skip
+        callback.measures = grpo.METRICS
+        # Its loss is a policy gradient's, not a likelihood: no divergence to read from it.
+        callback.watch_divergence = False
+        train_size, val_size = len(trainer.train_dataset), len(trainer.eval_dataset)
     else:
         rows_set = Rows(train_path, train_rows, tokenizer, max_length)
         train_set: Rows | PackedRows = rows_set

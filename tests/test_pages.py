@@ -345,3 +345,49 @@ def test_sizes_read_in_binary_units_where_the_hub_words_them(alice):
     assert summaries and all(s.endswith((" B", "KiB", "MiB")) for s in summaries), summaries
     plan = plan_for(job.job_inputs.first().model)
     assert any("KiB)" in line or " B)" in line for line in plan.goes), plan.goes
+
+
+def test_the_submit_page_makes_each_training_type_with_its_options(client, alice, tmp_path):
+    from django.core.files.base import ContentFile
+
+    from jobs.models import TEACHER_POSITION, Job
+    from jobs.services.assets import dataset_upload
+    from tests.test_distillation import teacher_with_the_builtin_tokenizer
+    from tests.test_dpo import preference_rows
+    from tests.test_grpo import answer_rows
+
+    client.force_login(alice)
+    pairs = dataset_upload(owner=alice, file=ContentFile(preference_rows(10), "pairs.jsonl"))
+    answers = dataset_upload(owner=alice, file=ContentFile(answer_rows(0, 10), "answers.jsonl"))
+    rows = factories.dataset(alice)
+    teacher = teacher_with_the_builtin_tokenizer(alice, tmp_path)
+    page = client.get(reverse("jobs:submit-customization")).content.decode()
+    for words in ("DPO: prefer the chosen answers", "GRPO: raise a reward", teacher.public_id):
+        assert words in page
+    form = {
+        "validation_dataset": "", "base_model": "tiny-llama", "epochs": 1, "batch_size": 4,
+        "learning_rate": 0.01, "log_every_n_steps": 1, "early_stopping_patience": 0,
+    }  # fmt: skip
+    cases = [
+        {"training_type": "sft", "dataset": rows.public_id, "sequence_packing_enabled": "on"},
+        {"training_type": "dpo", "dataset": pairs.public_id, "ref_policy_kl_penalty": 0.3},
+        {"training_type": "distillation", "dataset": rows.public_id, "teacher": teacher.public_id},
+        {"training_type": "grpo", "dataset": answers.public_id, "reward_kind": "regex",
+         "reward_pattern": "^{answer}$"},
+    ]  # fmt: skip
+    for case in cases:
+        answer = client.post(reverse("jobs:submit-customization"), {**form, **case})
+        assert answer.status_code == 302, answer.content.decode()[:2000]
+    sft, dpo, distillation, grpo = Job.objects.order_by("created_at")
+    assert sft.params.sequence_packing_enabled
+    assert dpo.params.dpo.ref_policy_kl_penalty == 0.3
+    assert distillation.input_at(TEACHER_POSITION) == teacher
+    assert grpo.params.grpo.reward == {"kind": "regex", "pattern": "^{answer}$"}
+    page = client.get(grpo.get_absolute_url()).content.decode()
+    assert 'data-measures="reward,val_reward,reward_std,kl"' in page
+    refused = client.post(
+        reverse("jobs:submit-customization"),
+        {**form, "training_type": "grpo", "dataset": answers.public_id, "reward_kind": "regex",
+         "reward_pattern": "(("},
+    )  # fmt: skip
+    assert "grpo.reward.pattern is not a valid regular expression" in refused.content.decode()

@@ -121,6 +121,7 @@ GPU_PRECISIONS = ("bf16", "fp16")
 # the job page's chart from the start (other series wait behind a click on the legend).
 MEASURES = {
     "dpo": ("reward_margin", "val_reward_margin", "preference_accuracy", "val_preference_accuracy"),
+    "grpo": ("reward", "val_reward", "reward_std", "kl"),
 }
 # NeMo Customizer options that this hub does not run: named in the refusal, never ignored.
 NOT_SUPPORTED = {

@@ -82,6 +82,7 @@ class CustomizationJobForm(forms.Form):
             ("sft", "SFT: learn the completions (prompt/completion or chat rows)"),
             ("dpo", "DPO: prefer the chosen answers over the rejected (preference rows)"),
             ("distillation", "Distillation: learn a teacher's token distributions (SFT rows)"),
+            ("grpo", "GRPO: raise a reward scored against each row's answer (prompt/answer rows)"),
         ],
         initial=DEFAULTS.training_type,
         required=False,
@@ -120,6 +121,17 @@ class CustomizationJobForm(forms.Form):
         required=False,
         help_text="A model with the base model's tokenizer, whose distributions it learns.",
     )
+    reward_kind = forms.ChoiceField(
+        label="GRPO reward",
+        required=False,
+        choices=[
+            ("exact_match", "The completion is the answer"),
+            ("number", "Its first number is within the tolerance of the answer"),
+            ("regex", "It matches the pattern ({answer} stands for the answer)"),
+        ],
+    )
+    reward_tolerance = forms.FloatField(label="GRPO reward: tolerance", required=False)
+    reward_pattern = forms.CharField(label="GRPO reward: pattern", required=False, max_length=1000)
     sequence_packing_enabled = forms.BooleanField(
         label="Pack rows into sequences (SFT)",
         required=False,
@@ -200,6 +212,14 @@ class CustomizationJobForm(forms.Form):
         dpo = {n: self.cleaned_data[n] for n in self.DPO if self.cleaned_data.get(n) is not None}
         if dpo and values.get("training_type") == "dpo":
             values["dpo"] = dpo
+        if values.get("training_type") == "grpo":
+            kind = self.cleaned_data.get("reward_kind") or "exact_match"
+            reward: dict[str, Any] = {"kind": kind}
+            if kind == "number":
+                reward["tolerance"] = self.cleaned_data.get("reward_tolerance") or 0.0
+            if kind == "regex":
+                reward["pattern"] = self.cleaned_data.get("reward_pattern") or ""
+            values["grpo"] = {"reward": reward}
         if values.get("training_type") == "distillation":
             values["distillation"] = {"teacher": self.cleaned_data.get("teacher") or ""}
         return values
@@ -209,7 +229,7 @@ def put_errors(form: forms.BaseForm, error: ValidationError) -> None:
     """A service's errors onto the form: on the field they name, else on the form."""
     for field, messages in error.message_dict.items():
         name = field.removeprefix("hyperparameters.")
-        for group in ("lora.", "dpo.", "distillation."):
+        for group in ("lora.", "dpo.", "distillation.", "grpo."):
             name = name.removeprefix(group)
         target = name if name in form.fields else None
         for message in messages:

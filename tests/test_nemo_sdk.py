@@ -74,7 +74,9 @@ def test_the_sdk_lists_configs_creates_a_lora_job_and_reads_its_logs(sdk, alice,
     assert "tiny-llama" in configs
     options = {(o.training_type, o.finetuning_type) for o in configs["tiny-llama"].training_options}
     assert options == {
-        (training, kind) for training in ("sft", "dpo") for kind in ("lora", "all_weights")
+        (training, kind)
+        for training in ("sft", "dpo", "distillation", "grpo")
+        for kind in ("lora", "all_weights")
     }
     mine = factories.dataset(alice, records=40, name="numbers")
     factories.dataset(bob, records=10, name="numbers")  # same name, someone else's: not taken
@@ -108,12 +110,24 @@ def test_the_sdk_lists_configs_creates_a_lora_job_and_reads_its_logs(sdk, alice,
 @pytest.mark.parametrize(
     ("change", "words"),
     [
-        ({"hyperparameters": {"finetuning_type": "lora", "training_type": "grpo"}}, "GRPO"),
+        (
+            {
+                "hyperparameters": {
+                    "finetuning_type": "lora",
+                    "training_type": "grpo",
+                    "grpo": {"environment": {"name": "mcqa"}},
+                }
+            },
+            "grpo.environment",
+        ),
         (
             {"hyperparameters": {"finetuning_type": "lora", "training_type": "dpo"}},
             "learns from preference rows",
         ),
-        ({"hyperparameters": {"finetuning_type": "lora", "distillation": {}}}, "distillation"),
+        (
+            {"hyperparameters": {"finetuning_type": "lora", "distillation": {"teacher": "x"}}},
+            "apply to training_type 'distillation'",
+        ),
         ({"config": "meta/llama-9b@v1"}, "No config"),
         ({"dataset": "bob/numbers"}, "No dataset 'numbers' in namespace 'bob'"),
     ],

@@ -90,10 +90,22 @@ def test_run_command_serves_the_hub_with_the_demo_account(tmp_path):
     assert (tmp_path / "hub.sqlite3").exists()
 
 
+def with_builtin_model(data_dir):
+    """A data directory that already holds the built-in model, as one does from the second start
+    on: the tests of stopping start in seconds, not after building it (the first test above
+    starts from nothing, as a newcomer does)."""
+    import shutil
+
+    from jobs.domain.base_models import BUILTIN_NAME, ensure_builtin
+
+    shutil.copytree(ensure_builtin(), data_dir / "media" / "builtin-models" / BUILTIN_NAME)
+    return data_dir
+
+
 def test_a_service_managers_sigterm_stops_the_hub_and_its_workers(tmp_path):
     import signal
 
-    env = child_env(HUB_DATA_DIR=str(tmp_path))
+    env = child_env(HUB_DATA_DIR=str(with_builtin_model(tmp_path)))
     command = [sys.executable, "manage.py", "runhub", "--port", str(free_port()), "--no-demo"]
     with running(command, env) as hub:
         hub.wait_for("Uvicorn running", timeout=120)
@@ -125,7 +137,7 @@ def test_ctrl_c_stops_the_hub_within_seconds_and_its_running_job_continues_on_th
                 (DEMO_CUSTOMIZATION,),
             ).fetchone()
 
-    env = child_env(HUB_DATA_DIR=str(tmp_path))
+    env = child_env(HUB_DATA_DIR=str(with_builtin_model(tmp_path)))
     port = free_port()
     with running([sys.executable, "manage.py", "runhub", "--port", str(port)], env) as hub:
         hub.wait_for("Uvicorn running", timeout=120)

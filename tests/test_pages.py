@@ -364,11 +364,11 @@ def test_the_submit_page_makes_each_training_type_with_its_options(client, alice
     page = client.get(reverse("jobs:submit-customization")).content.decode()
     for words in ("DPO: prefer the chosen answers", "GRPO: raise a reward", teacher.public_id):
         assert words in page
-    form = {
+    form: dict[str, object] = {
         "validation_dataset": "", "base_model": "tiny-llama", "epochs": 1, "batch_size": 4,
         "learning_rate": 0.01, "log_every_n_steps": 1, "early_stopping_patience": 0,
     }  # fmt: skip
-    cases = [
+    cases: list[dict[str, object]] = [
         {"training_type": "sft", "dataset": rows.public_id, "sequence_packing_enabled": "on"},
         {"training_type": "dpo", "dataset": pairs.public_id, "ref_policy_kl_penalty": 0.3},
         {"training_type": "distillation", "dataset": rows.public_id, "teacher": teacher.public_id},

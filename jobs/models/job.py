@@ -32,6 +32,8 @@ class JobKind(models.TextChoices):
     COMPILE = "compile", "Compile"
     PROFILE = "profile", "Profile"
     INFERENCE = "inference", "Inference"
+    # Language models scored on a dataset's rows (jobs/engine/runners/evaluation.py).
+    EVALUATION = "evaluation", "Evaluation"
 
 
 # The kinds whose job makes a target model.
@@ -306,6 +308,8 @@ class Job(models.Model):
             return self.planned_steps
         if self.kind == JobKind.PROFILE:  # its timed runs (--max_profiler_iterations)
             return planned_runs(self.hyperparameters)
+        if self.kind == JobKind.EVALUATION:  # each row for each model, one step each
+            return self.training_samples
         if self.kind == JobKind.INFERENCE:  # its input samples, one step each
             if self.training_samples is not None and self.hyperparameters.get("profile"):
                 # then, when it also profiles, the profile's timed runs, one step each
@@ -327,7 +331,7 @@ class Job(models.Model):
         if self.kind == JobKind.PROFILE:  # runs done of runs planned
             planned = planned_runs(self.hyperparameters)
             return min(100.0, 100.0 * (self.steps_completed or 0) / planned)
-        if self.kind == JobKind.INFERENCE and self.total_steps:  # samples (and timed runs) done
+        if self.kind in (JobKind.INFERENCE, JobKind.EVALUATION) and self.total_steps:
             return min(100.0, 100.0 * (self.steps_completed or 0) / self.total_steps)
         if self.kind != JobKind.CUSTOMIZATION:
             return None

@@ -426,3 +426,63 @@ def _resubmit_device_job(job: Job, owner: User, model: MLModel) -> Job:
     return device_jobs.job_submit_inference(
         **common, inputs=job.dataset, profile=bool(stored.get("profile"))
     )
+
+
+def job_submit_evaluation(
+    *,
+    owner: User,
+    models: Sequence[MLModel | str],
+    dataset: Dataset,
+    settings: dict[str, Any] | None = None,
+    name: str | None = None,
+    time_limit: int | None = None,
+) -> Job:
+    """An evaluation job: each model (one the owner may read, or one the hub offers by name; a
+    base model and its fine-tunes side by side) scored on the dataset's rows
+    (jobs.domain.evaluation)."""
+    from jobs.domain.evaluation import MAX_MODELS, parse_settings
+
+    parsed = parse_settings(settings)
+    if not models or len(models) > MAX_MODELS:
+        raise ValidationError(
+            {"models": f"Name 1 to {MAX_MODELS} models to evaluate; {len(models)} given."}
+        )
+    if not datasets_visible_to(owner).filter(pk=dataset.pk).exists():
+        raise ValidationError({"dataset": f"No dataset {dataset.public_id} that you may use."})
+    if dataset.format == "tensors":
+        raise ValidationError(
+            {
+                "dataset": f"Dataset {dataset.public_id} holds tensors; an evaluation reads "
+                "prompt/completion, chat, preference or prompt/answer rows."
+            }
+        )
+    check_time_limit(time_limit)
+    names: list[str] = []
+    uploaded: list[MLModel] = []
+    for model in models:
+        try:
+            offered, found, _ = _base_model(owner, model)
+        except ValidationError as error:
+            raise ValidationError({"models": error.messages}) from None
+        key = found.public_id if found else offered
+        if key in names:
+            raise ValidationError({"models": f"{key} is named twice."})
+        names.append(key)
+        if found is not None:
+            uploaded.append(found)
+    job = Job(
+        kind=JobKind.EVALUATION,
+        owner=owner,
+        name=clean_name(name, f"Evaluate {', '.join(names)} on {dataset.name}"[:200]),
+        dataset=dataset,
+        hyperparameters={"models": names, "settings": parsed.as_dict()},
+        time_limit=time_limit,
+    )
+    with transaction.atomic():
+        quotas.lock_person(owner.pk)
+        quotas.check_job_quota(owner.pk)
+        job.save()
+        for position, model in enumerate(uploaded):
+            JobInput.objects.create(job=job, model=model, position=position)
+        enqueue_on_commit(job)
+    return job

@@ -69,3 +69,15 @@ def progress_words(job: Any) -> dict[str, Any]:
         return words
     words.update(headline=where, detail=f"(percentage_done {tenths})", short=where)
     return words
+
+
+@register.filter
+def percent(value: float | None) -> str:
+    """0.634 → 63.4% (a share of rows)."""
+    return "—" if value is None else f"{value * 100:.1f}%"
+
+
+@register.filter
+def get(mapping: dict[str, Any] | None, key: str) -> Any:
+    """A mapping's value by a key held in a variable (a model's id in an evaluation's rows)."""
+    return (mapping or {}).get(key, "")

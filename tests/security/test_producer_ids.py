@@ -95,7 +95,8 @@ def made(request: Any, alice: Any, bob: Any, dana: Any, tmp_path: Path) -> Made:
         asset = maker.target_model
         user = job_submit_link(owner=alice, models=[asset, factories.onnx_model(alice, "other")])
     else:
-        asset = _tensors(alice, tmp_path, "outputs.h5")
+        # Rows a customization can validate on (a job's tensors cannot validate one).
+        asset = factories.dataset(alice, records=20, name="outputs")
         Dataset.objects.filter(pk=asset.pk).update(produced_by=maker)
         asset.refresh_from_db()
         user = job_submit_customization(

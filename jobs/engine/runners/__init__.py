@@ -1,12 +1,21 @@
 """One module per job kind. A new kind (compile, profile, inference, …) is a new module here
 that subclasses ``Runner`` with ``@register``, an import below, and an entry in ``JobKind``."""
 
-from jobs.engine.runners import compile, customization, external, inference, link, profile
+from jobs.engine.runners import (
+    compile,
+    customization,
+    evaluation,
+    external,
+    inference,
+    link,
+    profile,
+)
 from jobs.engine.runners.base import REGISTRY, Runner
 
 __all__ = [
     "compile",
     "customization",
+    "evaluation",
     "external",
     "inference",
     "kinds_run_outside",

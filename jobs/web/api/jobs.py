@@ -35,12 +35,14 @@ from jobs.services.jobs import (
     job_rename,
     job_resubmit,
     job_submit_customization,
+    job_submit_evaluation,
     job_submit_link,
 )
 from jobs.web.api.deletion import DELETE_RESPONSES, delete_response
 from jobs.web.api.params import choice_param, int_param
 from jobs.web.api.serializers import (
     CustomizationSubmitSerializer,
+    EvaluationSubmitSerializer,
     ExternalFinishSerializer,
     ExternalReportAnswerSerializer,
     ExternalReportSerializer,
@@ -233,6 +235,38 @@ class CustomizationSubmit(APIView):
             device=values.get("device"),
             time_limit=values.get("time_limit"),
             hardware=values.get("hardware"),
+        )
+        return job_response(job, request.user, status.HTTP_201_CREATED)
+
+
+class EvaluationSubmit(APIView):
+    @extend_schema(
+        request=EvaluationSubmitSerializer,
+        responses={201: JobDetailSerializer},
+        summary="Submit an evaluation job",
+    )
+    def post(self, request: Request) -> Response:
+        data = EvaluationSubmitSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        user = user_of(request)
+        dataset: Dataset = lookup_input(
+            "dataset", lambda i: dataset_for_user(user, i), values["dataset"], "dataset"
+        )
+        offered = server_models()
+        models: list[MLModel | str] = [
+            name
+            if name in offered
+            else lookup_input("model", lambda i: model_for_user(user, i), name, "models")
+            for name in values["models"]
+        ]
+        job = job_submit_evaluation(
+            owner=user,
+            models=models,
+            dataset=dataset,
+            settings=values.get("settings"),
+            name=values.get("name"),
+            time_limit=values.get("time_limit"),
         )
         return job_response(job, request.user, status.HTTP_201_CREATED)
 

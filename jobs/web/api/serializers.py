@@ -65,6 +65,27 @@ class CustomizationSubmitSerializer(serializers.Serializer):
     )
 
 
+class EvaluationSubmitSerializer(serializers.Serializer):
+    models = serializers.ListField(
+        child=serializers.CharField(max_length=200),
+        help_text="1 to 8 models, each a base model the hub offers by name or the id of a "
+        "Hugging Face model you may read: a base model and its fine-tunes side by side.",
+    )
+    dataset = serializers.CharField(
+        help_text="Id of a JSONL dataset: prompt/completion, chat, preference or prompt/answer rows."
+    )
+    settings = serializers.DictField(
+        required=False,
+        allow_null=True,
+        help_text="max_new_tokens (32), temperature (0: greedy), limit (rows; all), pattern (a "
+        "regular expression the outputs are checked against; {answer} is the expected text), seed.",
+    )
+    name = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    time_limit = serializers.IntegerField(
+        required=False, allow_null=True, help_text="Seconds from creation."
+    )
+
+
 class ExternalRunSerializer(serializers.Serializer):
     name = serializers.CharField(required=False, allow_blank=True, max_length=200)
     params = serializers.DictField(

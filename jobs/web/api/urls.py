@@ -8,6 +8,7 @@ urlpatterns = [
     path(
         "jobs/customization/", jobs.CustomizationSubmit.as_view(), name="api-submit-customization"
     ),
+    path("jobs/evaluation/", jobs.EvaluationSubmit.as_view(), name="api-submit-evaluation"),
     path("jobs/external/", jobs.ExternalRunStart.as_view(), name="api-start-external"),
     path("jobs/compile/", device_jobs.CompileSubmit.as_view(), name="api-submit-compile"),
     path("jobs/profile/", device_jobs.ProfileSubmit.as_view(), name="api-submit-profile"),

@@ -7,6 +7,8 @@
     hub submit link MODEL... [--name N] [--device D] [--wait]
     hub submit compile|profile|inference --model M --device D [--options="O"] [--inputs DS]
         [--input-specs JSON] [--calibration-data DS] [--name N] [--wait]
+    hub submit evaluation MODEL... --dataset D [--limit N] [--max-new-tokens T]
+        [--temperature X] [--pattern RE]      base and fine-tunes side by side
     hub submit customization --dataset D [--validation-dataset V] [--model M|FOLDER]
         [--finetuning-type lora|all_weights] [--lora-rank R] [--hardware any|gpu|cpu]
                              [--epochs E] [--batch-size B] [--learning-rate L] [--wait]
@@ -293,6 +295,13 @@ def cmd_submit(hub: Client, args: argparse.Namespace) -> int:
             options=args.options or "",
             profile=args.profile,
         )
+    elif args.kind == "evaluation":
+        settings = {
+            key: getattr(args, key)
+            for key in ("limit", "max_new_tokens", "temperature", "pattern")
+            if getattr(args, key) is not None
+        }
+        job = hub.submit_evaluation_job(args.models, args.dataset, settings or None, name=args.name)
     else:
         hyperparameters = json.loads(args.hyperparameters) if args.hyperparameters else {}
         for name in (
@@ -525,7 +534,16 @@ def parser() -> argparse.ArgumentParser:
     )
     jobs = commands.add_parser("jobs", parents=[common], help="list jobs")
     jobs.add_argument(
-        "--kind", choices=["link", "customization", "external", "compile", "profile", "inference"]
+        "--kind",
+        choices=[
+            "link",
+            "customization",
+            "external",
+            "compile",
+            "profile",
+            "inference",
+            "evaluation",
+        ],
     )
     jobs.add_argument("--status")
     jobs.add_argument("--limit", type=int, default=20)
@@ -619,7 +637,18 @@ def parser() -> argparse.ArgumentParser:
         )
         sub.add_argument("--wait", action="store_true", help="follow the job until it finishes")
         sub.set_defaults(run=cmd_submit)
-    for sub in (link, customization):
+    evaluation = submit.add_parser(
+        "evaluation",
+        parents=[common],
+        help="score models (a base and its fine-tunes) on a dataset's rows",
+    )
+    evaluation.add_argument("models", nargs="+", help="model ids or offered base model names")
+    evaluation.add_argument("--dataset", required=True, help="dataset id or JSONL file")
+    evaluation.add_argument("--limit", type=int, help="the first N rows only")
+    evaluation.add_argument("--max-new-tokens", dest="max_new_tokens", type=int)
+    evaluation.add_argument("--temperature", type=float, help="0 (default) is greedy")
+    evaluation.add_argument("--pattern", help="a regular expression outputs are checked against")
+    for sub in (link, customization, evaluation):
         sub.add_argument("--name")
         sub.add_argument("--device")
         sub.add_argument("--wait", action="store_true", help="follow the job until it finishes")

@@ -19,6 +19,7 @@ from hubclient.jobs import (
     CustomizationJob,
     Dataset,
     Device,
+    EvaluationJob,
     InferenceJob,
     Job,
     LinkJob,
@@ -196,6 +197,25 @@ class Client(Connection):
             "profile": bool(profile),
         }
         return InferenceJob(self, self.request("POST", "/api/v1/jobs/inference/", json=body))
+
+    def submit_evaluation_job(
+        self,
+        models: Sequence[Model | str],
+        dataset: Dataset | str | os.PathLike[str],
+        settings: dict[str, Any] | None = None,
+        name: str | None = None,
+    ) -> EvaluationJob:
+        """Score ``models`` (Models, model ids, or names of base models the hub offers: a base
+        and its fine-tunes side by side) on ``dataset``'s rows. ``settings``: max_new_tokens,
+        temperature (0: greedy), limit (rows), pattern, seed. ``scores()`` gives the metrics per
+        model once it is done; ``download_rows()`` every row's outputs, worst first."""
+        body = {
+            "models": [m.model_id if isinstance(m, Model) else m for m in models],
+            "dataset": self._dataset_id(dataset),
+            "settings": settings,
+            "name": name or "",
+        }
+        return EvaluationJob(self, self.request("POST", "/api/v1/jobs/evaluation/", json=body))
 
     def compare_profiles(self, jobs: Sequence[Job | str]) -> dict[str, Any]:
         """Profile jobs side by side (2 to 8; the same model on two devices, or a model and its

@@ -613,6 +613,24 @@ class InferenceJob(Job):
             return read_h5(_download(self._client, path, Path(scratch) / OUTPUT_ARTIFACT))
 
 
+class EvaluationJob(Job):
+    def scores(self) -> dict[str, dict[str, float | None]]:
+        """{model id or name: {metric: value}} once the job is ready: loss, perplexity,
+        exact_match, rouge_l, bleu, string_check (and regex, preference_accuracy when they
+        apply)."""
+        self._require_success()
+        self.refresh()
+        return {r["model"]: r["metrics"] for r in (self.data.get("summary") or {})["models"]}
+
+    def download_rows(self, filename: str, format: str = "jsonl") -> str:
+        """Every row (prompt, expected, each model's output and scores), worst first, as
+        ``rows.jsonl`` or ``rows.csv`` (``format="csv"``)."""
+        self._require_success()
+        name = "rows.csv" if format == "csv" else "rows.jsonl"
+        path = f"/api/v1/jobs/{self.job_id}/artifacts/{name}/"
+        return str(_download(self._client, path, Path(filename)))
+
+
 class CustomizationJob(Job):
     def get_status_details(self) -> StatusDetails:
         return StatusDetails(**self._client.request("GET", f"/api/v1/jobs/{self.job_id}/status/"))
@@ -656,6 +674,7 @@ def job_from(connection: Connection, data: dict[str, Any]) -> Job:
         "compile": CompileJob,
         "profile": ProfileJob,
         "inference": InferenceJob,
+        "evaluation": EvaluationJob,
     }
     kind = kinds.get(data["kind"], Job)
     return kind(connection, data)

@@ -548,3 +548,23 @@ def test_a_quiet_run_hears_of_a_cancel_without_reporting_anything(hub):
     wait_for(lambda: run.cancel_requested, 15, "the quiet run to hear of the cancel")
     run.finish()
     assert hub.get_job(run.id).get_status().code == "cancelled"
+
+
+def test_an_evaluation_from_the_client_and_the_command_line(hub, hub_env, files, tmp_path):
+    job = hub.submit_evaluation_job(
+        ["tiny-llama"], files / "numbers.jsonl", {"limit": 3, "max_new_tokens": 4}
+    )
+    assert job.wait().code == "ready"
+    scores = job.scores()["tiny-llama"]
+    assert {"loss", "perplexity", "exact_match", "rouge_l", "bleu", "string_check"} <= set(scores)
+    table = Path(job.download_rows(str(tmp_path / "rows.csv"), format="csv")).read_text()
+    assert table.splitlines()[0].startswith("prompt,expected,tiny-llama output")
+    assert len(table.splitlines()) == 4
+    dataset = job.data["dataset"] if isinstance(job.data.get("dataset"), str) else None
+    submitted = run_hub(
+        hub_env, "submit", "evaluation", "tiny-llama", "--dataset",
+        dataset or str(files / "numbers.jsonl"), "--limit", "2", "--wait", "--json",
+    )  # fmt: skip
+    assert submitted.returncode == 0, submitted.stderr
+    events = [json.loads(line) for line in submitted.stdout.splitlines()]
+    assert events[-1]["data"]["status"] == "ready"

@@ -69,6 +69,7 @@ urlpatterns = [
         name="api-notifications-recent",
     ),
     path("v1/customization/", include("jobs.web.api.nemo")),  # NeMo Customizer compatible routes
+    path("v1/evaluation/", include("jobs.web.api.nemo_evaluation")),  # NeMo Evaluator's
     path("aihub/", include("aihub.urls")),  # seed 000's qai-hub client (aihub/)
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves its script as a file: the page keeps the no-inline-script policy.

@@ -135,3 +135,23 @@ def test_the_api_refuses_models_and_datasets_the_user_may_not_read(alice, bob):
     )
     assert created.status_code == 201, created.content
     assert created.json()["kind"] == "evaluation"
+
+
+def test_an_evaluation_is_read_by_its_owner_and_readers_and_by_no_stranger(alice, bob, charlie):
+    from sharing.services import sharing_modify
+    from tests.security.access import assert_every_route_reads, assert_no_route_reaches
+
+    job = factories.run_here(
+        job_submit_evaluation(
+            owner=alice,
+            models=[BUILTIN_NAME],
+            dataset=factories.dataset(alice, records=4),
+            settings={"limit": 2, "max_new_tokens": 2},
+        )
+    )
+    assert job.status == JobStatus.READY, job.failure_message
+    sharing_modify(target=job, actor=alice, add_emails=["bob@example.com"])
+    assert_every_route_reads(alice, job)
+    assert_every_route_reads(bob, job)
+    assert_no_route_reaches(charlie, job)
+    assert_no_route_reaches(None, job)

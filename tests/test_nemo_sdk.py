@@ -1,6 +1,8 @@
 """NVIDIA's own NeMo Microservices SDK, pointed at a live hub, lists the hub's configs, creates
 customization jobs, and reads, watches and cancels them."""
 
+from typing import Any
+
 import pytest
 from django.core.files.base import ContentFile
 from nemo_microservices import NeMoMicroservices, NotFoundError, UnprocessableEntityError
@@ -219,3 +221,62 @@ def test_the_sdk_creates_a_dpo_job_with_nemos_names_and_reads_its_options_back(s
             },
         )
     assert "dpo.sft_average_log_probs true" in str(refused.value.body)
+
+
+def test_the_sdk_runs_a_custom_evaluation_and_reads_its_results(sdk, alice, charlie):
+    from tests.workers import wait_for_status
+
+    factories.dataset(alice, records=10, name="numbers")
+    config: dict[str, Any] = {
+        "type": "custom",
+        "params": {"max_tokens": 4, "limit_samples": 3},
+        "tasks": {
+            "spelling": {
+                "type": "completion",
+                "dataset": {"files_url": "hf://datasets/alice/numbers"},
+                "metrics": {
+                    "bleu": {"type": "bleu"},
+                    "rouge": {"type": "rouge"},
+                    "exact": {"type": "em"},
+                    "words": {"type": "regex", "params": {"pattern": "^{answer}"}},
+                },
+            }
+        },
+    }
+    assert [c.name for c in sdk.evaluation.configs.list().data] == ["custom"]
+    assert "hub/tiny-llama" in [t.model for t in sdk.evaluation.targets.list(page_size=50).data]
+    created = sdk.evaluation.jobs.create(
+        config=config, target={"type": "model", "model": "hub/tiny-llama"}
+    )
+    assert created.status == "pending" and created.target.model == "hub/tiny-llama"
+    job = wait_for_status(Job.objects.get(public_id=created.id), {"ready", "failed"}, 180)
+    assert job.status == "ready", job.failure_message
+    assert sdk.evaluation.jobs.status(created.id).progress == 100.0
+    results = sdk.evaluation.jobs.results(created.id)
+    metrics = results.tasks["spelling"].metrics
+    assert set(metrics) == {"bleu", "rouge", "exact", "words"}
+    assert 0.0 <= metrics["rouge"].scores["rouge_l"].value <= 1.0
+    assert 0.0 <= metrics["exact"].scores["exact_match"].value <= 1.0
+    assert results.tasks["spelling"].data["rows"] == 3
+    # Charlie reads none of it; unknown types and datasets are refused by name.
+    other = NeMoMicroservices(
+        base_url=sdk.base_url, default_headers={"Authorization": f"Bearer {charlie_token(charlie)}"}
+    )
+    with pytest.raises(NotFoundError):
+        other.evaluation.jobs.retrieve(created.id)
+    with pytest.raises(UnprocessableEntityError) as refused:
+        sdk.evaluation.jobs.create(config={**config, "type": "lm-harness"}, target="hub/tiny-llama")
+    assert "runs NeMo's 'custom' evaluation type" in str(refused.value.body)
+    bad = {
+        **config,
+        "tasks": {"t": {**config["tasks"]["spelling"], "metrics": {"x": {"type": "f1"}}}},
+    }
+    with pytest.raises(UnprocessableEntityError) as refused:
+        sdk.evaluation.jobs.create(config=bad, target="hub/tiny-llama")
+    assert "Metric type 'f1' is not run here" in str(refused.value.body)
+
+
+def charlie_token(user) -> str:
+    from rest_framework.authtoken.models import Token
+
+    return Token.objects.get_or_create(user=user)[0].key

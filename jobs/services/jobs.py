@@ -436,6 +436,7 @@ def job_submit_evaluation(
     settings: dict[str, Any] | None = None,
     name: str | None = None,
     time_limit: int | None = None,
+    nemo: dict[str, Any] | None = None,
 ) -> Job:
     """An evaluation job: each model (one the owner may read, or one the hub offers by name; a
     base model and its fine-tunes side by side) scored on the dataset's rows
@@ -475,7 +476,12 @@ def job_submit_evaluation(
         owner=owner,
         name=clean_name(name, f"Evaluate {', '.join(names)} on {dataset.name}"[:200]),
         dataset=dataset,
-        hyperparameters={"models": names, "settings": parsed.as_dict()},
+        # ``nemo``: what NeMo Evaluator's routes were given, to answer in its shapes.
+        hyperparameters={
+            "models": names,
+            "settings": parsed.as_dict(),
+            **({"nemo": nemo} if nemo else {}),
+        },
         time_limit=time_limit,
     )
     with transaction.atomic():

@@ -16,6 +16,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from jobs.models import Job
+from jobs.models.job import MAKES_A_MODEL
 
 # The id each route kwarg names, read off a job.
 KWARG_VALUES = {
@@ -73,6 +74,10 @@ def object_routes() -> list[Route]:
 # (tests/test_aihub_client.py). A stranger gets the 404 of an unknown id from them all.
 AIHUB_JOB_ROUTES = "aihub/api/v1/jobs/"
 AIHUB_KINDS = {"compile", "profile", "inference", "link"}
+# NeMo Evaluator's job routes answer for evaluation jobs; for another kind, the 404 of an id that
+# is not an evaluation job.
+EVALUATION_JOB_ROUTES = "v1/evaluation/jobs/"
+CUSTOMIZATION_JOB_ROUTES = "v1/customization/jobs/"
 
 
 def routes_of(job: Job) -> list[str]:
@@ -82,6 +87,10 @@ def routes_of(job: Job) -> list[str]:
         for r in object_routes()
         if (url := r.url_for(job)) is not None
         and (job.kind in AIHUB_KINDS or not r.template.startswith(AIHUB_JOB_ROUTES))
+        and (job.kind == "evaluation" or not r.template.startswith(EVALUATION_JOB_ROUTES))
+        and (job.kind != "evaluation" or not r.template.startswith(CUSTOMIZATION_JOB_ROUTES))
+        # A kind that makes no model answers 409 there, naming what it made instead.
+        and (job.kind in MAKES_A_MODEL or not r.template.endswith("/target-model/"))
     ]
 
 

@@ -65,6 +65,21 @@ def test_a_fine_tune_scores_higher_than_its_base_on_the_demo_data(alice, client)
     assert 'id="evaluation-metrics"' in page and "Worst rows first" in page
     assert f'data-model="{model.public_id}"' in page
     assert f"{fine['metrics']['exact_match'] * 100:.1f}%" in page
+    # The fine-tune's page lists it and offers another, its base and dataset chosen.
+    tuned_page = client.get(tuned.get_absolute_url()).content.decode()
+    assert f'href="{job.get_absolute_url()}"' in tuned_page and 'id="evaluate-it"' in tuned_page
+    new = f"/jobs/new/evaluation/?models={BUILTIN_NAME}&models={model.public_id}&dataset={data.public_id}"
+    assert new.replace("&", "&amp;") in tuned_page
+    form = client.get(new).content.decode()
+    assert f'<option value="{model.public_id}" selected>' in form
+    answer = client.post(
+        "/jobs/new/evaluation/",
+        {"models": [BUILTIN_NAME, model.public_id], "dataset": data.public_id, "limit": 2,
+         "max_new_tokens": 4, "temperature": 0},
+    )  # fmt: skip
+    assert answer.status_code == 302, answer.content.decode()[:3000]
+    made = Job.objects.filter(kind="evaluation").order_by("-created_at").first()
+    assert made is not None and made.hyperparameters["settings"]["limit"] == 2
 
 
 def test_preference_rows_count_the_share_won_by_the_chosen_answer(alice):

@@ -225,11 +225,49 @@ class CustomizationJobForm(forms.Form):
         return values
 
 
+class EvaluationJobForm(forms.Form):
+    models = BoundedMultipleChoiceField(
+        max_choices=8,
+        help_text="1 to 8: a base model and its fine-tunes side by side.",
+        widget=forms.SelectMultiple(attrs={"size": 6}),
+    )
+    dataset = forms.ChoiceField(
+        help_text="Its rows' expected answers are what the models are scored against."
+    )
+    limit = forms.IntegerField(required=False, help_text="The first N rows only; empty: every row.")
+    max_new_tokens = forms.IntegerField(initial=32, label="Max new tokens")
+    temperature = forms.FloatField(initial=0.0, help_text="0 writes the likeliest tokens (greedy).")
+    pattern = forms.CharField(
+        required=False,
+        max_length=1000,
+        help_text="A regular expression each answer is checked against; {answer} is the expected text.",
+    )
+    name = forms.CharField(required=False, max_length=200)
+
+    def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        uploaded = models_visible_to(user).filter(format=ModelFormat.HF)
+        self.fields["models"].choices = [  # type: ignore[attr-defined]
+            *[(m.name, f"{m.name} (offered by this hub)") for m in server_models().values()],
+            *[(m.public_id, f"{m.name} ({m.public_id})") for m in uploaded],
+        ]
+        self.fields["dataset"].choices = [  # type: ignore[attr-defined]
+            (d.public_id, f"{d.name} ({d.num_records} {d.get_format_display().lower()} rows)")
+            for d in datasets_visible_to(user).exclude(format="tensors")
+        ]
+
+    def settings(self) -> dict[str, Any]:
+        names = ("limit", "max_new_tokens", "temperature", "pattern")
+        return {
+            n: self.cleaned_data[n] for n in names if self.cleaned_data.get(n) not in (None, "")
+        }
+
+
 def put_errors(form: forms.BaseForm, error: ValidationError) -> None:
     """A service's errors onto the form: on the field they name, else on the form."""
     for field, messages in error.message_dict.items():
         name = field.removeprefix("hyperparameters.")
-        for group in ("lora.", "dpo.", "distillation.", "grpo."):
+        for group in ("lora.", "dpo.", "distillation.", "grpo.", "settings."):
             name = name.removeprefix(group)
         target = name if name in form.fields else None
         for message in messages:

@@ -8,6 +8,7 @@ urlpatterns = [
     path("", views.job_list, name="list"),
     path("new/link/", views.submit_link, name="submit-link"),
     path("new/customization/", views.submit_customization, name="submit-customization"),
+    path("new/evaluation/", views.submit_evaluation, name="submit-evaluation"),
     path("new/compile/", device_job_views.submit_compile, name="submit-compile"),
     path("new/profile/", device_job_views.submit_profile, name="submit-profile"),
     path("new/inference/", device_job_views.submit_inference, name="submit-inference"),

@@ -38,7 +38,7 @@ from jobs.domain.selectors import (
     readable_producer_ids,
 )
 from jobs.domain.status import STATUS_MEANINGS, InvalidTransition, JobStatus
-from jobs.models import Job, JobKind, ModelFormat
+from jobs.models import BASE_POSITION, Job, JobKind, ModelFormat
 from jobs.services import deletion
 from jobs.services.assets import dataset_upload, model_upload
 from jobs.services.jobs import (
@@ -46,9 +46,16 @@ from jobs.services.jobs import (
     job_rename,
     job_resubmit,
     job_submit_customization,
+    job_submit_evaluation,
     job_submit_link,
 )
-from jobs.web.forms import CustomizationJobForm, LinkJobForm, UploadForm, put_errors
+from jobs.web.forms import (
+    CustomizationJobForm,
+    EvaluationJobForm,
+    LinkJobForm,
+    UploadForm,
+    put_errors,
+)
 
 PAGE_SIZE = 25
 PAGE_LOG_LINES = 500  # of a job's log on its page; the API serves the whole log
@@ -177,12 +184,33 @@ def job_detail(request: HttpRequest, public_id: str) -> HttpResponse:
         # In the order of the dataclass (a jsonb column keeps keys in its own order).
         "hyperparameters": _parameters(job),
         "queue": queue_position(job),
+        "evaluations": _evaluations_of(request.user, job),
     }
     lines = last_lines(job, PAGE_LOG_LINES)
     context["log_lines"], context["log_last"] = lines, lines[-1]["n"] if lines else 0
     context["log_earlier"] = bool(lines) and lines[0]["n"] > 1
     _refused_share(request, "job", job.public_id, context)
     return render(request, "jobs/detail.html", context)
+
+
+def _evaluations_of(user: Any, job: Job) -> dict[str, Any] | None:
+    """For a fine-tuning job that made a model: the evaluations of that model the user may read,
+    and the address of a new one scoring it against its base on the job's dataset."""
+    if job.kind != JobKind.CUSTOMIZATION or job.target_model_id is None:
+        return None
+    target = job.target_model
+    assert target is not None
+    base = job.builtin_base_model or getattr(job.input_at(BASE_POSITION), "public_id", "")
+    query = urlencode(
+        [("models", base), ("models", target.public_id)]
+        + ([("dataset", job.dataset.public_id)] if job.dataset else []),
+    )
+    found = (
+        jobs_visible_to(user)
+        .filter(kind=JobKind.EVALUATION, job_inputs__model=target)
+        .order_by("-created_at")[:20]
+    )
+    return {"jobs": list(found), "new": f"{reverse('jobs:submit-evaluation')}?{query}"}
 
 
 def _refused_share(
@@ -423,4 +451,35 @@ def submit_customization(request: HttpRequest) -> HttpResponse:
         except QuotaExceeded as error:
             form.add_error(None, str(error))
     context = {"form": form, "kind": "customization", "usage": usage_of(user.pk)}
+    return render(request, "jobs/submit.html", context)
+
+
+@login_required
+def submit_evaluation(request: HttpRequest) -> HttpResponse:
+    """An evaluation job; a fine-tune's page links here with its base, its model and its
+    dataset chosen."""
+    user = user_of(request)
+    initial: dict[str, Any] = {}
+    if request.GET.getlist("models"):
+        initial["models"] = request.GET.getlist("models")
+    if "dataset" in request.GET:
+        initial["dataset"] = request.GET["dataset"]
+    form = EvaluationJobForm(request.POST or None, user=user, initial=initial or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            offered = server_models()
+            job = job_submit_evaluation(
+                owner=user,
+                models=[m if m in offered else model_for_user(user, m) for m in data["models"]],
+                dataset=dataset_for_user(user, data["dataset"]),
+                settings=form.settings(),
+                name=data["name"],
+            )
+            return redirect(job)
+        except ValidationError as error:
+            put_errors(form, error)
+        except QuotaExceeded as error:
+            form.add_error(None, str(error))
+    context = {"form": form, "kind": "evaluation", "usage": usage_of(user.pk)}
     return render(request, "jobs/submit.html", context)

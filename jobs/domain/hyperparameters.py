@@ -243,6 +243,19 @@ class Hyperparameters:
             data["lora"]["target_modules"] = list(data["lora"]["target_modules"])
         return data
 
+    def as_shown(self) -> dict[str, Any]:
+        """as_dict without the option groups that do not apply to this job (LoRA's for all
+        weights, DPO's for SFT, …): what a page or NeMo's job shape shows."""
+        data = self.as_dict()
+        applies = {
+            "lora": self.uses_lora,
+            "sft": self.training_type in ("sft", "distillation"),
+            "dpo": self.training_type == "dpo",
+            "distillation": self.training_type == "distillation",
+            "grpo": self.training_type == "grpo",
+        }
+        return {k: v for k, v in data.items() if applies.get(k, True)}
+
     @classmethod
     def from_stored(cls, data: dict[str, Any]) -> Hyperparameters:
         """What a job stored (by as_dict), including jobs stored before a field existed."""

@@ -226,7 +226,7 @@ def _refused_share(
 def _parameters(job: Job) -> list[tuple[str, Any]]:
     """A customization's hyperparameters, or what an external run asked to remember."""
     if job.kind == JobKind.CUSTOMIZATION:
-        return _flat(Hyperparameters.from_stored(job.hyperparameters).as_dict())
+        return _flat(Hyperparameters.from_stored(job.hyperparameters).as_shown())
     if job.kind == JobKind.EXTERNAL and isinstance(job.hyperparameters, dict):
         return _flat(job.hyperparameters)[:200]
     return []

@@ -62,13 +62,9 @@ def _customization(request: Request, job_id: str) -> Job:
 
 def _nemo_hyperparameters(stored: dict[str, Any]) -> dict[str, Any]:
     """The job's hyperparameters in NeMo's shape (its optional values left out when unset)."""
-    params = Hyperparameters.from_stored(stored).as_dict()
-    if params["finetuning_type"] not in ("lora", "lora_merged"):
-        params.pop("lora")
-    params["sft"] = {k: v for k, v in params["sft"].items() if v is not None}
-    for group in ("dpo", "distillation"):
-        if params["training_type"] != group:
-            params.pop(group)
+    params = Hyperparameters.from_stored(stored).as_shown()
+    if "sft" in params:
+        params["sft"] = {k: v for k, v in params["sft"].items() if v is not None}
     return {k: v for k, v in params.items() if v is not None}
 
 

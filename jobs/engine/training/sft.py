@@ -618,6 +618,8 @@ def train(spec: TrainSpec, sink: Sink) -> TrainResult:
     ended = training_ended(Path(spec.checkpoints))
     resumed = ended or latest_checkpoint(Path(spec.checkpoints))
     state = resumed[1] if resumed else None
+    # Before training moves it on: the callback goes on writing into the same HubState.
+    resumed_step = state.step if state else None
     callback = _callback_class()(sink, params, state, rank0)
     throughput = Throughput(params.sequence_packing_enabled, processes)
     resuming = resumed is not None
@@ -731,7 +733,7 @@ def train(spec: TrainSpec, sink: Sink) -> TrainResult:
         stopped_early=final_state.epoch < params.epochs,
         tokens_trained=0 if ended else throughput.count.real * processes,
         seconds=seconds,
-        resumed_from=resumed[1].step if resumed else None,
+        resumed_from=resumed_step,
         packing_efficiency=throughput.count.efficiency,
     )
 

@@ -129,3 +129,25 @@ def test_a_teacher_with_the_same_vocabulary_size_but_other_tokens_fails_on_the_w
     assert (job.status, job.failure_type) == (JobStatus.FAILED, FailureType.INVALID_PARAMETERS)
     assert f"The teacher shuffled ({teacher.public_id})'s tokenizer" in job.failure_message
     assert "is not the student tiny-llama's" in job.failure_message
+
+
+def test_a_teacher_too_large_for_the_workers_memory_fails_before_anything_is_loaded(
+    alice, tmp_path
+):
+    teacher = teacher_with_the_builtin_tokenizer(alice, tmp_path)
+    MLModel.objects.filter(pk=teacher.pk).update(
+        metadata={**teacher.metadata, "parameters": 10**13}
+    )
+    job = factories.run_here(
+        job_submit_customization(
+            owner=alice,
+            dataset=factories.dataset(alice, records=10),
+            hyperparameters={
+                "training_type": "distillation",
+                "distillation": {"teacher": teacher.public_id},
+            },
+        )
+    )
+    assert (job.status, job.failure_type) == (JobStatus.FAILED, FailureType.INVALID_MODEL)
+    assert "with its teacher (10,000,000,000,000 parameters) needs about" in job.failure_message
+    assert "a smaller model or teacher" in job.failure_message

@@ -393,16 +393,21 @@ class CustomizationRunner(Runner):
         needed = parameters * 4 * (1 if params.uses_lora else 4)
         if params.training_type == "dpo" and not params.uses_lora:
             needed += parameters * 4  # the frozen reference, a second copy of the weights
+        teacher = ""
         if params.training_type == "distillation":  # the teacher's weights, for inference only
-            needed += int(_metadata(job, TEACHER_POSITION).get("parameters") or 0) * 4
+            taught = int(_metadata(job, TEACHER_POSITION).get("parameters") or 0)
+            needed += taught * 4
+            teacher = f" with its teacher ({taught:,} parameters)"
         available = memory_available()
         if available is not None and needed > available:
             raise JobFailure(
                 FailureType.INVALID_MODEL,
                 f"Training this model ({parameters:,} parameters, {params.training_type} "
-                f"{params.finetuning_type}) needs about {needed / 1024**3:.1f} GiB of memory; "
-                f"the worker that took it has {available / 1024**3:.1f} GiB free. Use LoRA, a "
-                "smaller model, or a worker with more memory.",
+                f"{params.finetuning_type}){teacher} needs about {needed / 1024**3:.1f} GiB of "
+                f"memory; the worker that took it has {available / 1024**3:.1f} GiB free. Use "
+                "LoRA, a smaller model"
+                + (" or teacher" if teacher else "")
+                + ", or a worker with more memory.",
             )
 
     @staticmethod

@@ -29,6 +29,10 @@ def test_packing_fills_bins_without_passing_their_capacity_and_keeps_every_row_o
     fewest = -(-sum(lengths) // 64)
     assert len(bins) <= fewest * 11 / 9 + 1  # best fit decreasing's bound
     assert pack(lengths, 64) == bins  # the same rows give the same sequences
+    mixed = pack(lengths, 64, seed=7)  # rows in a shuffled order: unrelated rows together
+    assert sorted(i for b in mixed for i in b) == list(range(500)) and mixed != bins
+    assert all(sum(lengths[i] for i in b) <= 64 for b in mixed)
+    assert len(mixed) <= fewest * 1.1 + 1
 
 
 def test_a_row_longer_than_a_sequence_cannot_be_packed():
@@ -64,7 +68,7 @@ def test_packed_rows_give_each_row_exactly_the_loss_it_has_alone(tmp_path):
     model.config.use_cache = False
     path = _numbers_rows(tmp_path, 40)
     rows = Rows(path, line_offsets(path), tokenizer, 64)
-    packed = PackedRows(rows, 64)
+    packed = PackedRows(rows, 64, seed=42)
     assert len(packed) < len(rows) / 3  # several rows a sequence
 
     def summed_loss(batch: dict[str, torch.Tensor]) -> float:

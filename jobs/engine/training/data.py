@@ -73,10 +73,10 @@ class PackedRows(torch.utils.data.Dataset[dict[str, list[int]]]):
     every row's length: the rows are tokenized once here (kept: 4 bytes a row), then again as
     the loader reads them, as unpacked rows are."""
 
-    def __init__(self, rows: Rows, capacity: int) -> None:
+    def __init__(self, rows: Rows, capacity: int, seed: int) -> None:
         self.rows = rows
         lengths = [len(rows[index]["input_ids"]) for index in range(len(rows))]
-        self.bins = pack(lengths, capacity)
+        self.bins = pack(lengths, capacity, seed)
         self.tokens = sum(lengths)
 
     def __len__(self) -> int:

@@ -672,7 +672,7 @@ def train(spec: TrainSpec, sink: Sink) -> TrainResult:
         # Validation stays unpacked: its loss is then comparable between packed and unpacked jobs.
         val_set = Rows(val_path, val_rows, tokenizer, max_length)
         if params.sequence_packing_enabled:
-            train_set = PackedRows(rows_set, max_length)
+            train_set = PackedRows(rows_set, max_length, params.seed)
             per_epoch = math.ceil(len(train_set) / params.batch_size)
             if rank0:
                 sink.progress(planned_steps=per_epoch * params.epochs)

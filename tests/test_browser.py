@@ -855,3 +855,34 @@ def test_the_upload_pages_state_the_size_limit(browser, hub_env, alice):
         page.goto(f"{hub}/jobs/upload/{what}/")
         assert "Up to 2.0 MiB a file" in page.inner_text("#upload-limit")  # the live hub's limit
         at_both_widths(page, f"upload-{what}")
+
+
+def test_an_evaluations_scores_appear_live_when_it_ends_for_owner_and_reader(
+    browser, hub_env, alice, bob
+):
+    """Held back from the workers, the job is run here while the owner's page is open: the
+    scores arrive without a reload; a reader's page shows them too."""
+    from unittest import mock
+
+    from jobs.domain.base_models import BUILTIN_NAME
+    from jobs.services.jobs import job_submit_evaluation
+    from sharing.services import sharing_modify
+
+    hub = hub_env["HUB_URL"]
+    with mock.patch("jobs.services.jobs.enqueue_on_commit"):
+        job = job_submit_evaluation(
+            owner=alice, models=[BUILTIN_NAME], dataset=factories.dataset(alice, records=4),
+            settings={"limit": 3, "max_new_tokens": 3},
+        )  # fmt: skip
+    sharing_modify(target=job, actor=alice, add_emails=["bob@example.com"])
+    page = signed_in(browser, hub, "alice")
+    page.goto(f"{hub}/jobs/{job.public_id}/")
+    page.wait_for_selector("#live[data-state=live]")
+    assert page.is_visible("#evaluation-pending")
+    assert factories.run_here(job).status == "ready"
+    page.wait_for_selector("#evaluation-metrics", timeout=30_000)
+    assert "tiny-llama" in page.inner_text("#evaluation-metrics")
+    assert page.locator("#evaluation-rows tbody tr").count() == 3
+    reader = signed_in(browser, hub, "bob")
+    reader.goto(f"{hub}/jobs/{job.public_id}/")
+    assert "tiny-llama" in reader.inner_text("#evaluation-metrics")

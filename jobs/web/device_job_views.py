@@ -19,6 +19,7 @@ from jobs.domain.measures import EXECUTION_LABELS, memory_text, ms_text
 from jobs.domain.profiles import PAGE_COLUMNS, asked_ids, chart_data, compare_profiles
 from jobs.domain.quotas import QuotaExceeded, usage_of
 from jobs.domain.selectors import dataset_for_user, job_for_user, model_for_user
+from jobs.models import JobKind
 from jobs.services.device_jobs import job_submit_compile, job_submit_inference, job_submit_profile
 from jobs.web.forms import CompileJobForm, InferenceJobForm, ProfileJobForm, put_errors
 
@@ -88,10 +89,12 @@ def submit_inference(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def job_summary(request: HttpRequest, public_id: str) -> HttpResponse:
-    """The results section of a compile, profile or inference job's page, as the page renders
-    it: fetched again when the job finishes. 404 for anyone who may not read the job; a job of
-    another kind has no such section (an empty one)."""
+    """The results section of a compile, profile, inference or evaluation job's page, as the
+    page renders it: fetched again when the job finishes. 404 for anyone who may not read the
+    job; a job of another kind has no such section (an empty one)."""
     job = job_for_user(request.user, public_id)
+    if job.kind == JobKind.EVALUATION:
+        return render(request, "jobs/_evaluation.html", {"job": job})
     return render(request, "jobs/_device_job.html", {"job": job})
 
 

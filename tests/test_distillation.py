@@ -37,7 +37,7 @@ def teacher_with_the_builtin_tokenizer(owner, tmp_path: Path, seed: int = 7) -> 
     return model_upload(owner=owner, file=ContentFile(zipped(folder), "teacher.zip"))
 
 
-def test_a_distilled_student_moves_towards_its_teacher(alice, tmp_path):
+def test_a_distilled_student_moves_towards_its_teacher(alice, tmp_path, client):
     teacher = teacher_with_the_builtin_tokenizer(alice, tmp_path)
     job = job_submit_customization(
         owner=alice,
@@ -65,6 +65,10 @@ def test_a_distilled_student_moves_towards_its_teacher(alice, tmp_path):
     log = job.artifacts.get(name="training_log.txt").file.read().decode()
     assert f"Distilling from the teacher teacher ({teacher.public_id})" in log
     assert "distillation, lora" in log
+
+    client.force_login(alice)
+    page = client.get(job.get_absolute_url()).content.decode()
+    assert "Teacher <a" in page and teacher.public_id in page
 
 
 def test_a_teacher_must_be_readable_and_share_the_students_tokenizer(alice, bob, tmp_path):

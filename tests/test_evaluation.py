@@ -64,6 +64,9 @@ def test_a_fine_tune_scores_higher_than_its_base_on_the_demo_data(alice, client)
     page = client.get(job.get_absolute_url()).content.decode()
     assert 'id="evaluation-metrics"' in page and "Worst rows first" in page
     assert f'data-model="{model.public_id}"' in page
+    assert (
+        'Model <strong>tiny-llama</strong> <span class="muted">(offered by this hub)</span>' in page
+    )
     assert f"{fine['metrics']['exact_match'] * 100:.1f}%" in page
     # The fine-tune's page lists it and offers another, its base and dataset chosen.
     tuned_page = client.get(tuned.get_absolute_url()).content.decode()

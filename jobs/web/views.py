@@ -38,7 +38,7 @@ from jobs.domain.selectors import (
     readable_producer_ids,
 )
 from jobs.domain.status import STATUS_MEANINGS, InvalidTransition, JobStatus
-from jobs.models import BASE_POSITION, Job, JobKind, ModelFormat
+from jobs.models import BASE_POSITION, TEACHER_POSITION, Job, JobKind, ModelFormat
 from jobs.services import deletion
 from jobs.services.assets import dataset_upload, model_upload
 from jobs.services.jobs import (
@@ -185,6 +185,18 @@ def job_detail(request: HttpRequest, public_id: str) -> HttpResponse:
         "hyperparameters": _parameters(job),
         "queue": queue_position(job),
         "evaluations": _evaluations_of(request.user, job),
+        # A distillation's uploaded teacher, named so beside the base; an evaluation's models
+        # the hub offers (uploaded ones are inputs).
+        "teacher_id": getattr(job.input_at(TEACHER_POSITION), "public_id", None)
+        if job.kind == JobKind.CUSTOMIZATION
+        else None,
+        "offered_models": [
+            name
+            for name in (job.hyperparameters or {}).get("models", [])
+            if name in server_models()
+        ]
+        if job.kind == JobKind.EVALUATION
+        else [],
     }
     lines = last_lines(job, PAGE_LOG_LINES)
     context["log_lines"], context["log_last"] = lines, lines[-1]["n"] if lines else 0

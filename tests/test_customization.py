@@ -306,7 +306,7 @@ def test_a_base_model_with_nan_weights_fails_before_training_naming_it(alice, tm
     [
         ({"training_type": "ppo"}, "hyperparameters.training_type", "must be one of 'sft', 'dpo'"),
         ({"training_type": "grpo"}, "hyperparameters.grpo.reward", "needs grpo.reward"),
-        ({"dpo": {"ref_policy_kl_penalty": 0.1}}, "hyperparameters.dpo", "apply to training_type 'dpo'"),
+        ({"dpo": {"ref_policy_kl_penalty": 0.5}}, "hyperparameters.dpo", "apply to training_type 'dpo'"),
         ({"training_type": "dpo", "dpo": {"beta": 0.1}}, "hyperparameters.dpo.beta", "Unknown dpo option"),
         ({"training_type": "dpo", "sequence_packing_enabled": True},
          "hyperparameters.sequence_packing_enabled", "does not pack"),

@@ -173,3 +173,36 @@ def test_an_evaluation_is_read_by_its_owner_and_readers_and_by_no_stranger(alice
     assert_every_route_reads(bob, job)
     assert_no_route_reaches(charlie, job)
     assert_no_route_reaches(None, job)
+
+
+def test_an_evaluation_and_a_distillation_resubmit_as_they_were(alice, tmp_path):
+    from jobs.models import TEACHER_POSITION
+    from jobs.services.jobs import job_resubmit
+    from tests.test_distillation import teacher_with_the_builtin_tokenizer
+
+    data = factories.dataset(alice, records=10)
+    evaluation = factories.run_here(
+        job_submit_evaluation(
+            owner=alice,
+            models=[BUILTIN_NAME],
+            dataset=data,
+            settings={"limit": 2, "max_new_tokens": 2},
+        )
+    )
+    again = job_resubmit(job=evaluation, owner=alice)
+    assert (again.kind, again.hyperparameters["models"]) == ("evaluation", [BUILTIN_NAME])
+    assert again.hyperparameters["settings"]["limit"] == 2
+    teacher = teacher_with_the_builtin_tokenizer(alice, tmp_path)
+    distillation = job_submit_customization(
+        owner=alice,
+        dataset=data,
+        hyperparameters={"training_type": "distillation", "epochs": 1,
+                         "distillation": {"teacher": teacher.public_id}},
+    )  # fmt: skip
+    from jobs.domain.state import job_transition
+
+    job_transition(job=distillation, to=JobStatus.CANCELLED, message="cancelled by its owner")
+    clone = job_resubmit(job=distillation, owner=alice)
+    assert clone.builtin_base_model == BUILTIN_NAME  # not the teacher, which is an input too
+    assert clone.input_at(TEACHER_POSITION) == teacher
+    assert clone.params == distillation.params

@@ -307,7 +307,8 @@ def _group(
     for key, value in data.items():
         label = f"{name}.{key}"
         if key in ranges:
-            if value is None and name == "sft":
+            # None is "unset" (what a stored job holds for an option left to its default).
+            if value is None:
                 continue
             number = _number(label, value, ranges[key], errors)
             if number is not None:
@@ -387,7 +388,10 @@ def parse_hyperparameters(data: object) -> Hyperparameters:
     distillation = _group(
         "distillation", data.get("distillation"), DISTILLATION_RANGES, ("teacher",), errors
     )
-    if isinstance(data.get("distillation"), dict) and "teacher" in data["distillation"]:
+    if (
+        isinstance(data.get("distillation"), dict)
+        and data["distillation"].get("teacher") is not None
+    ):
         teacher = data["distillation"]["teacher"]
         if isinstance(teacher, str) and 0 < len(teacher.strip()) <= 200:
             distillation["teacher"] = teacher.strip()
@@ -435,7 +439,7 @@ def _flags(
     if not isinstance(data, dict):
         return
     for flag in flags:
-        if flag in data:
+        if flag in data and data[flag] is not None:
             value = data[flag]
             if isinstance(value, bool):
                 into[flag] = value
@@ -458,7 +462,7 @@ def _grpo(data: object, values: dict[str, Any], errors: dict[str, str]) -> dict[
                 f"grpo.{name} ({what}) is a NeMo Customizer option this hub does not run; "
                 "leave it out."
             )
-    if "reward" in data:
+    if data.get("reward") is not None:
         try:
             grpo["reward"] = parse_reward(data["reward"]).as_dict()
         except RewardError as error:
@@ -480,9 +484,15 @@ def _check_training_type(
 ) -> None:
     """Options of one training type given for another, and combinations that cannot train."""
     kind = params.training_type
-    if "dpo" in data and kind != "dpo" and "training_type" not in errors:
+    # A group of another type is refused when it asks for something; left at its defaults (as a
+    # stored job's hyperparameters hold every group, given back by a resubmit) it is ignored.
+    if params.dpo != Dpo() and kind != "dpo" and "training_type" not in errors:
         errors["dpo"] = f"dpo options apply to training_type 'dpo'; this job's is {kind!r}."
-    if "distillation" in data and kind != "distillation" and "training_type" not in errors:
+    if (
+        params.distillation != Distillation()
+        and kind != "distillation"
+        and "training_type" not in errors
+    ):
         errors["distillation"] = (
             f"distillation options apply to training_type 'distillation'; this job's is {kind!r}."
         )
@@ -495,7 +505,7 @@ def _check_training_type(
             "training_type 'distillation' needs distillation.teacher: the model to learn from "
             "(one this hub offers, or a model id you may read)."
         )
-    if "grpo" in data and kind != "grpo" and "training_type" not in errors:
+    if params.grpo != Grpo() and kind != "grpo" and "training_type" not in errors:
         errors["grpo"] = f"grpo options apply to training_type 'grpo'; this job's is {kind!r}."
     if kind == "grpo" and params.grpo.reward is None and "grpo.reward" not in errors:
         errors["grpo.reward"] = (

@@ -381,13 +381,27 @@ def job_resubmit(*, job: Job, owner: User) -> Job:
         )
     elif job.kind in (JobKind.COMPILE, JobKind.PROFILE, JobKind.INFERENCE):
         clone = _resubmit_device_job(job, owner, inputs[0])
+    elif job.kind == JobKind.EVALUATION:
+        assert job.dataset is not None
+        by_id = {model.public_id: model for model in inputs}
+        stored = job.hyperparameters
+        clone = job_submit_evaluation(
+            owner=owner,
+            models=[by_id.get(name, name) for name in stored.get("models", [])],
+            dataset=job.dataset,
+            settings=stored.get("settings"),
+            name=job.name,
+            time_limit=job.time_limit,
+            nemo=stored.get("nemo"),
+        )
     else:
         assert job.dataset is not None
         clone = job_submit_customization(
             owner=owner,
             dataset=job.dataset,
             validation_dataset=job.validation_dataset,
-            base_model=inputs[0] if inputs else job.builtin_base_model,
+            # A distillation's uploaded teacher is an input too: the base is the one at its place.
+            base_model=job.input_at(BASE_POSITION) or job.builtin_base_model,
             hyperparameters=job.hyperparameters,
             name=job.name,
             device=job.device or job.device_attribute,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -16,9 +16,6 @@ from jobs.domain.hyperparameters import MEASURES, Hyperparameters
 from jobs.domain.ids import job_public_id, model_public_id
 from jobs.domain.profile_plan import planned_runs
 from jobs.domain.status import FINISHED, USER_FAILURES, FailureType, JobStatus
-
-if TYPE_CHECKING:
-    from jobs.models.assets import MLModel
 
 
 class JobKind(models.TextChoices):
@@ -265,9 +262,10 @@ class Job(models.Model):
         elsewhere that reports here."""
         return self.kind in (JobKind.CUSTOMIZATION, JobKind.EXTERNAL)
 
-    def input_at(self, position: int) -> MLModel | None:
-        """The input model at that position (a customization's BASE_POSITION or
-        TEACHER_POSITION), or None."""
+    def input_at(self, position: int) -> Any:
+        """The input model (an MLModel) at that position (a customization's BASE_POSITION or
+        TEACHER_POSITION), or None. Typed loosely: naming MLModel here would tie this module
+        and assets.py (which names Job) into an import circle."""
         found = self.job_inputs.select_related("model").filter(position=position).first()
         return found.model if found else None
 

@@ -54,7 +54,11 @@ def test_a_grpo_job_raises_its_reward(alice):
     job = factories.run_here(job)
     assert job.status == JobStatus.READY, job.failure_message
     reward = _series(job, "val_reward")
-    assert reward[-1] > reward[0] + 0.5  # measured: 0.06 before training, 0.94 after
+    # The built-in model is pre-trained on the machine that first needs it, so how often the
+    # base meets the rule differs between CPUs (measured 0.22 here, 0.53 on CI); what training
+    # must do everywhere is bring the validation reward near every completion's.
+    assert reward[-1] >= 0.9, reward  # measured: 0.97 here, 1.0 on CI
+    assert reward[-1] >= reward[0] + 0.3, reward
     train = [v or 0.0 for v in _series(job, "reward")]
     assert sum(train[-5:]) / 5 > sum(train[:5]) / 5
     for key in ("reward_std", "kl", "completion_length"):

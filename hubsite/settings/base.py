@@ -488,8 +488,23 @@ CELERY_TASK_DEFAULT_QUEUE = HUB_NAMESPACE
 # The reaper gets a queue of its own, served by a small control worker: job workers may all be
 # busy with long jobs exactly when one of them has died and needs reaping.
 HUB_CONTROL_QUEUE = f"{HUB_NAMESPACE}.control"
+# "Try it": prompts answered by a generation worker (its own queue, so a prompt never waits
+# behind a training job; jobs/engine/generation.py), within these limits per person and prompt.
+HUB_GENERATION_QUEUE = f"{HUB_NAMESPACE}.generate"
+HUB_GENERATE_MAX_TOKENS = env_int("HUB_GENERATE_MAX_TOKENS", 256, minimum=1, maximum=8192)
+HUB_GENERATE_PROMPT_CHARS = env_int("HUB_GENERATE_PROMPT_CHARS", 8000, minimum=1)
+HUB_GENERATE_CONCURRENT = env_int("HUB_GENERATE_CONCURRENT", 2, minimum=1)  # queued or running
+HUB_GENERATE_PER_HOUR = env_int("HUB_GENERATE_PER_HOUR", 240, minimum=1)
+HUB_GENERATE_SECONDS = env_int("HUB_GENERATE_SECONDS", 60, minimum=1)  # one answer's time
+# A prompt no generation worker has taken after this long fails, saying none is running.
+HUB_GENERATE_WAIT_SECONDS = env_int("HUB_GENERATE_WAIT_SECONDS", 60, minimum=1)
+# A generation worker keeps the models it answered with loaded for this long after their last
+# prompt (at most HUB_GENERATE_MODELS_KEPT of them): the next prompt starts at once.
+HUB_GENERATE_KEEP_SECONDS = env_int("HUB_GENERATE_KEEP_SECONDS", 600, minimum=0)
+HUB_GENERATE_MODELS_KEPT = env_int("HUB_GENERATE_MODELS_KEPT", 2, minimum=1, maximum=64)
 CELERY_TASK_ROUTES = {
     "jobs.tasks.reap_jobs": {"queue": HUB_CONTROL_QUEUE},
+    "jobs.tasks.generate": {"queue": HUB_GENERATION_QUEUE},
     # Short, and due exactly when job workers may all be busy: the control worker sweeps.
     "notifications.tasks.resend_unsent": {"queue": HUB_CONTROL_QUEUE},
 }

@@ -23,3 +23,7 @@ def model_public_id() -> str:
 
 def dataset_public_id() -> str:
     return new_public_id("d")
+
+
+def generation_public_id() -> str:
+    return new_public_id("g")

@@ -173,3 +173,37 @@ def check_log_quota(job: Job, texts: list[str]) -> None:
             f"{' an hour for a person' if since else ' a run'} ({setting}, which the operator "
             "may raise). Nothing of this report was stored; send it again without its logs.",
         )
+
+
+def check_generation_quota(user_id: int) -> None:
+    """ "Try it" has limits of its own: prompts answering at once, and prompts an hour."""
+    from jobs.models import Generation, GenerationStatus
+
+    mine = Generation.objects.filter(requester_id=user_id)
+    limit = settings.HUB_GENERATE_CONCURRENT
+    now = timezone.now()
+    # A prompt no worker took, or whose worker died mid-answer, stops counting after its time.
+    waiting = (
+        mine.filter(
+            status=GenerationStatus.QUEUED,
+            created_at__gte=now - timedelta(seconds=settings.HUB_GENERATE_WAIT_SECONDS),
+        ).count()
+        + mine.filter(
+            status=GenerationStatus.RUNNING,
+            started_at__gte=now - timedelta(seconds=settings.HUB_GENERATE_SECONDS + 60),
+        ).count()
+    )
+    if waiting >= limit:
+        raise QuotaExceeded(
+            "concurrent_generations",
+            f"You have {waiting} prompts being answered; this hub answers {limit} of a person's "
+            "at once (HUB_GENERATE_CONCURRENT). Wait for one to finish.",
+        )
+    hourly = settings.HUB_GENERATE_PER_HOUR
+    recent = mine.filter(created_at__gte=timezone.now() - timedelta(hours=1)).count()
+    if recent >= hourly:
+        raise QuotaExceeded(
+            "generations_per_hour",
+            f"You have tried {recent} prompts in the last hour; this hub allows {hourly} an hour "
+            "(HUB_GENERATE_PER_HOUR).",
+        )

@@ -1,5 +1,6 @@
 from jobs.models.assets import Artifact, ArtifactKind, Dataset, MLModel, ModelFormat
 from jobs.models.devices import Device
+from jobs.models.generation import Generation, GenerationStatus
 from jobs.models.job import BASE_POSITION, TEACHER_POSITION, Hardware, Job, JobInput, JobKind
 from jobs.models.ops import Lease, WorkerSeen
 from jobs.models.records import (
@@ -19,6 +20,8 @@ __all__ = [
     "ArtifactKind",
     "Dataset",
     "Device",
+    "Generation",
+    "GenerationStatus",
     "Hardware",
     "Job",
     "JobEvent",

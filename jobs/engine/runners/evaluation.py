@@ -225,7 +225,7 @@ def _load(folder: Path) -> Any:
     return model.eval()
 
 
-def _ids(tokenizer: Any, prompt: str) -> list[int]:
+def prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
     ids = list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
     if tokenizer.bos_token_id is not None and (not ids or ids[0] != tokenizer.bos_token_id):
         ids = [tokenizer.bos_token_id, *ids]
@@ -237,7 +237,7 @@ def _nll(model: Any, tokenizer: Any, prompt: str, expected: str) -> tuple[float,
     token after the prompt: as SFT's loss counts a completion."""
     import torch
 
-    head = _ids(tokenizer, prompt)
+    head = prompt_ids(tokenizer, prompt)
     tail = list(tokenizer(expected, add_special_tokens=False)["input_ids"])
     if tokenizer.eos_token_id is not None:
         tail.append(tokenizer.eos_token_id)
@@ -258,7 +258,7 @@ def _generate(
 ) -> str:
     import torch
 
-    ids = torch.tensor([_ids(tokenizer, prompt)])
+    ids = torch.tensor([prompt_ids(tokenizer, prompt)])
     sampling = settings.temperature > 0
     options: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens, "do_sample": sampling}
     if sampling:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from jobs.web.api import assets, deletion, device_jobs, devices, jobs, profiles
+from jobs.web.api import assets, deletion, device_jobs, devices, generation, jobs, profiles
 
 urlpatterns = [
     path("jobs/", jobs.JobList.as_view(), name="api-jobs"),
@@ -47,6 +47,13 @@ urlpatterns = [
     path("models/", assets.ModelList.as_view(), name="api-models"),
     path("models/builtin/", assets.BuiltinModels.as_view(), name="api-builtin-models"),
     path("models/<slug:model_id>/", assets.ModelDetail.as_view(), name="api-model"),
+    # An offered model's name may hold a slash (Org/Name): the whole path before /generate/.
+    path("models/<path:model_id>/generate/", generation.Generate.as_view(), name="api-generate"),
+    path(
+        "generations/<slug:generation_id>/",
+        generation.GenerationDetail.as_view(),
+        name="api-generation",
+    ),
     path(
         "models/<slug:model_id>/deletion/",
         deletion.ModelDeletionPlan.as_view(),

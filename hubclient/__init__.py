@@ -14,6 +14,7 @@ Trainer(..., callbacks=[HubCallback(hub)])            # the same, from transform
 from typing import Any
 
 from hubclient.client import Client
+from hubclient.generate import Answer
 from hubclient.errors import (
     AuthenticationError,
     BadInputError,
@@ -43,6 +44,7 @@ from hubclient.jobs import (
 from hubclient.runs import Run
 
 __all__ = [
+    "Answer",
     "AuthenticationError",
     "BadInputError",
     "Client",

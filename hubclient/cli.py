@@ -430,6 +430,30 @@ def cmd_logs(hub: Client, args: argparse.Namespace) -> int:
     return 0 if not args.follow or job.get_status().success else 1
 
 
+def cmd_generate(hub: Client, args: argparse.Namespace) -> int:
+    """Print the model's answer as it is written (``--json``: one line, the whole result)."""
+    options: dict[str, Any] = {"chat": not args.raw}
+    if args.max_tokens is not None:
+        options["max_tokens"] = args.max_tokens
+    if args.temperature is not None:
+        options["temperature"] = args.temperature
+    answer = hub.generate(args.model, args.prompt, stream=True, **options)
+    assert not isinstance(answer, str)
+    for piece in answer:
+        if not args.json:
+            print(piece, end="", flush=True)
+    if args.json:
+        _print_json(answer.result)
+    else:
+        print(flush=True)
+        result = answer.result
+        errors.print(
+            f"[dim]{result.get('tokens')} tokens · first after {result.get('first_token_seconds')} s"
+            f" · all in {result.get('seconds')} s{' · model was loaded' if result.get('warm') else ''}[/dim]"
+        )
+    return 0
+
+
 def _deletable(hub: Client, public_id: str) -> Any:
     """The job, model or dataset an id names (its first letter says which)."""
     kinds = {"j": hub.get_job, "m": hub.get_model, "d": hub.get_dataset}
@@ -675,6 +699,18 @@ def parser() -> argparse.ArgumentParser:
         "--follow", "-f", action="store_true", help="print new lines until the job finishes"
     )
     logs.set_defaults(run=cmd_logs)
+
+    generate = commands.add_parser(
+        "generate", parents=[common], help="try a language model: print its answer as it comes"
+    )
+    generate.add_argument("model", help="a model id (m…) or a name the hub offers (tiny-llama)")
+    generate.add_argument("prompt")
+    generate.add_argument("--max-tokens", dest="max_tokens", type=int)
+    generate.add_argument("--temperature", type=float, help="0 (default) is greedy")
+    generate.add_argument(
+        "--raw", action="store_true", help="send the prompt as it is, not as a user's chat turn"
+    )
+    generate.set_defaults(run=cmd_generate)
 
     delete = commands.add_parser(
         "delete", parents=[common], help="delete a job, model or dataset (its owner only)"

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from hubclient.connection import Connection, progress_bar
+from hubclient.generate import Answer, generate
 from hubclient.errors import BadInputError
 from hubclient.jobs import (
     CompileJob,
@@ -85,6 +86,14 @@ class Client(Connection):
 
     def get_dataset(self, dataset_id: str) -> Dataset:
         return Dataset(self, self.request("GET", f"/api/v1/datasets/{dataset_id}/"))
+
+    def generate(
+        self, model: Model | str, prompt: str, *, stream: bool = False, **options: Any
+    ) -> Answer | str:
+        """A language model's answer to ``prompt``: ``model`` is a model (or its id) or the
+        name of one the hub offers ("tiny-llama"). See ``Model.generate``."""
+        model_id = model.model_id if isinstance(model, Model) else str(model)
+        return generate(self, model_id, prompt, stream=stream, **options)
 
     def get_builtin_models(self) -> list[dict[str, Any]]:
         return list(self.request("GET", "/api/v1/models/builtin/"))

@@ -13,6 +13,7 @@ from typing import Any
 
 from hubclient.connection import Connection
 from hubclient.errors import ConflictError, HubError
+from hubclient.generate import Answer, generate
 
 FINISHED = {"completed", "ready", "failed", "cancelled"}
 SUCCESS = {"completed", "ready"}
@@ -215,6 +216,12 @@ class Model(_Shared):
 
     def download(self, filename: str | Path) -> Path:
         return _download(self._client, f"/api/v1/models/{self.model_id}/download/", Path(filename))
+
+    def generate(self, prompt: str, *, stream: bool = False, **options: Any) -> Answer | str:
+        """Try a language model: its answer to ``prompt`` (``max_tokens``, ``temperature``,
+        ``chat=False`` to send the prompt as it is); with ``stream=True``, an ``Answer`` to
+        iterate for the pieces as they are written."""
+        return generate(self._client, self.model_id, prompt, stream=stream, **options)
 
     def deletion_plan(self) -> dict[str, Any]:
         """What deleting it would take with it (``goes``, ``kept``) and what stops it now

@@ -49,8 +49,8 @@ def test_a_prompt_is_answered_piece_by_piece_into_its_row(alice, monkeypatch):
     written: list[str] = []
     flush = worker._Writer.flush
 
-    def spying(self, **more):
-        flush(self, **more)
+    def spying(self, final=False):
+        flush(self, final)
         written.append(Generation.objects.get(pk=self.generation.pk).text)
 
     monkeypatch.setattr(worker, "FLUSH_SECONDS", 0.0)  # every token: the spy sees each piece

@@ -164,6 +164,15 @@ def workers(worker_pool: WorkerPool, settings: Any) -> Iterator[WorkerPool]:
     _settle()
 
 
+@pytest.fixture
+def generation_worker(workers: WorkerPool) -> WorkerPool:
+    """A generation worker ("Try it"), as runhub starts one: its own queue, the solo pool
+    that keeps models loaded between prompts. Kept for the module once started."""
+    if "gen" not in workers.processes:
+        workers.start("gen", "--pool", "solo", queue=settings.HUB_GENERATION_QUEUE)
+    return workers
+
+
 def _settle(timeout: float = 60) -> None:
     from jobs.domain.status import TERMINAL
     from jobs.engine.runners import external

@@ -196,16 +196,19 @@ class _Writer:
             self.flush()
 
     def end(self) -> None:
-        self.flush()
+        self.flush(final=True)
 
-    def text(self) -> str:
-        return str(self.tokenizer.decode(self.ids, skip_special_tokens=True))
+    def text(self, final: bool) -> str:
+        text = str(self.tokenizer.decode(self.ids, skip_special_tokens=True))
+        # A character whose bytes are split over tokens decodes as U+FFFD until its last byte
+        # comes: held back until then, so that what readers were sent stays the answer's start.
+        return text if final else text.rstrip("\ufffd")
 
-    def flush(self, **more: Any) -> None:
+    def flush(self, final: bool = False) -> None:
         self.flushed_at = time.monotonic()
         written = Generation.objects.filter(
             pk=self.generation.pk, status=GenerationStatus.RUNNING
-        ).update(text=self.text(), tokens=len(self.ids), first_token_at=self.first_at, **more)
+        ).update(text=self.text(final), tokens=len(self.ids), first_token_at=self.first_at)
         self.stopped = not written
 
 
@@ -236,7 +239,7 @@ def run(pk: int, worker: str = "") -> str:
         return "failed"
     finally:
         KEPT.touched()
-    writer.flush()
+    writer.flush(final=True)
     _end(pk, GenerationStatus.DONE)
     return "done"
 

@@ -1,7 +1,8 @@
 """``manage.py runhub``: the one command that runs the hub in the embedded profile.
 
-It prepares the database and static files, makes the demo account, starts a job worker and a
-control worker (Celery beat and the reaper) as child processes, and serves the web application
+It prepares the database and static files, makes the demo account, starts a job worker, a
+generation worker ("Try it" prompts) and a control worker (Celery beat and the reaper) as child
+processes, and serves the web application
 with uvicorn in this process. A worker that dies is started again; Ctrl-C stops everything.
 """
 
@@ -128,6 +129,12 @@ def worker_commands() -> dict[str, list[str]]:
         "job worker": [
             *celery, "worker", "-n", "jobs@%h", "-Q", worker_queues(),
             "--concurrency", "1", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+        ],
+        # "Try it" prompts: one process that keeps the models it answers with loaded (solo
+        # pool: no child to lose them with), on a queue no training job waits on.
+        "generation worker": [
+            *celery, "worker", "-n", "generate@%h", "-Q", settings.HUB_GENERATION_QUEUE,
+            "--pool", "solo", "--loglevel", "WARNING", "--without-gossip", "--without-mingle",
         ],
         "control worker": [
             *celery, "worker", "-n", "control@%h", "-Q", settings.HUB_CONTROL_QUEUE, "--pool", "solo",

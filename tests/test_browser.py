@@ -886,3 +886,82 @@ def test_an_evaluations_scores_appear_live_when_it_ends_for_owner_and_reader(
     reader = signed_in(browser, hub, "bob")
     reader.goto(f"{hub}/jobs/{job.public_id}/")
     assert "tiny-llama" in reader.inner_text("#evaluation-metrics")
+
+
+WATCH_ANSWERS = """
+window.__answers = [];
+new MutationObserver(() => {
+  for (const pane of document.querySelectorAll(".try-answer")) {
+    window.__answers.push([pane.dataset.state, pane.querySelector(".try-text").textContent.length]);
+  }
+}).observe(document.getElementById("try-it"),
+           {subtree: true, childList: true, characterData: true, attributes: true});
+"""
+ANSWERED = "[...document.querySelectorAll('.try-answer')].every(p => ['done', 'failed'].includes(p.dataset.state))"
+
+
+def _try(page, prompt: str, *, max_tokens: int | None = None, chat: bool = True) -> list[str]:
+    page.fill("#try-prompt", prompt)
+    if not chat:
+        page.uncheck("#try-chat")
+    if max_tokens:
+        page.fill("#try-max-tokens", str(max_tokens))
+    page.click("#try-generate")
+    wait_until(page, ANSWERED, 120)
+    return page.eval_on_selector_all(".try-answer", "ps => ps.map(p => p.dataset.state)")
+
+
+def test_try_it_answers_side_by_side_for_a_reader_streams_for_the_owner_and_hides_from_a_stranger(
+    browser, hub_env, generation_worker, alice, bob, charlie
+):
+    """A reader of a ready fine-tuning job tries a prompt: the base's and the fine-tuned
+    model's answers side by side, at desktop and phone width (the second prompt finds both
+    models loaded); the owner of an uploaded model sees its answer part-written before it
+    ends; a stranger finds neither page."""
+    from django.core.files.base import ContentFile
+
+    from jobs.domain.base_models import BUILTIN_NAME
+    from jobs.services.assets import model_upload
+    from sharing.services import sharing_modify
+    from tests.hf_samples import tiny_llama_zip
+    from tests.workers import wait_for_status
+
+    hub = hub_env["HUB_URL"]
+    job = wait_for_status(factories.customization_job(alice, epochs=1), {"ready", "failed"}, 120)
+    assert job.status == "ready" and job.target_model is not None, job.failure_message
+    sharing_modify(target=job, actor=alice, add_emails=["bob@example.com"])
+    page = signed_in(browser, hub, "bob")
+    page.goto(f"{hub}/jobs/{job.public_id}/")
+    models = page.eval_on_selector_all(".try-answer", "ps => ps.map(p => p.dataset.model)")
+    assert models == [BUILTIN_NAME, job.target_model.public_id]
+    states = _try(page, "one hundred and one, one hundred and two,", chat=False)
+    assert states == ["done", "done"], page.inner_text("#try-it")
+    assert "one hundred" in page.locator(".try-text").nth(1).inner_text()
+    assert "tokens · first after" in page.locator(".try-facts").nth(0).inner_text()
+    shot(page, "try-it-desktop")
+
+    phone = signed_in(browser, hub, "bob")
+    phone.set_viewport_size({"width": 390, "height": 844})
+    phone.goto(f"{hub}/jobs/{job.public_id}/")
+    assert _try(phone, "7") == ["done", "done"], phone.inner_text("#try-it")
+    for index in (0, 1):  # the second prompt to each model found it loaded
+        assert "model was loaded" in phone.locator(".try-facts").nth(index).inner_text()
+    assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    shot(phone, "try-it-phone")
+
+    stranger = signed_in(browser, hub, "charlie")
+    for url in (f"/jobs/{job.public_id}/", f"/jobs/models/{job.target_model.public_id}/"):
+        assert stranger.goto(f"{hub}{url}").status == 404
+        assert stranger.locator("#try-it").count() == 0
+
+    # An untrained model (no end-of-text learnt) writes until its context is full: long
+    # enough for the page to show it part-written.
+    untrained = model_upload(owner=alice, file=ContentFile(tiny_llama_zip(), "untrained.zip"))
+    owner = signed_in(browser, hub, "alice")
+    owner.goto(f"{hub}/jobs/models/{untrained.public_id}/")
+    owner.evaluate(WATCH_ANSWERS)
+    assert _try(owner, "one two", max_tokens=256, chat=False) == ["done"]
+    final = len(owner.locator(".try-text").inner_text())
+    seen = owner.evaluate("window.__answers")
+    part_written = [n for state, n in seen if state == "streaming"]
+    assert part_written and 0 < min(part_written) < final, seen[-5:]

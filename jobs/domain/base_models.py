@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -212,9 +213,20 @@ def _operator_folders() -> dict[str, Path]:
     return found
 
 
-@lru_cache(maxsize=256)
+# One description at a time: two requests of a web process's threads describing at once would
+# import transformers at once, and its lazy module then fails one of them ("cannot import name
+# 'AutoConfig'"), a 500 measured with "Try it"'s side-by-side prompts.
+_describing = threading.Lock()
+
+
 def _described(folder: str, stamp: float) -> dict[str, Any] | str:
     """The folder's description, or why it cannot be offered (cached while unchanged)."""
+    with _describing:
+        return _described_once(folder, stamp)
+
+
+@lru_cache(maxsize=256)
+def _described_once(folder: str, stamp: float) -> dict[str, Any] | str:
     from jobs.domain.hf_models import describe
 
     try:

@@ -55,6 +55,14 @@ def _loop(name: str, queues: str) -> None:
             logger.warning("Watchdog round of %s failed: %s", name, error)
 
 
+def runs_jobs(queues: Any) -> bool:
+    """Whether a worker consuming ``queues`` runs jobs: not the control worker, nor a worker
+    that only answers "Try it" prompts (it announces no device and takes no device's jobs)."""
+    special = {settings.HUB_CONTROL_QUEUE, settings.HUB_GENERATION_QUEUE}
+    names = set(queues)
+    return settings.HUB_CONTROL_QUEUE not in names and not names <= special
+
+
 @celeryd_after_setup.connect
 def _device_queues(sender: Any = None, instance: Any = None, **kwargs: Any) -> None:
     """A job worker takes its device's and its attributes' queues too, whatever -Q says: a job
@@ -62,8 +70,8 @@ def _device_queues(sender: Any = None, instance: Any = None, **kwargs: Any) -> N
     if instance is None:
         return
     queues = instance.app.amqp.queues
-    if settings.HUB_CONTROL_QUEUE in queues.consume_from:
-        return  # the control worker runs no jobs
+    if not runs_jobs(queues.consume_from):
+        return
     for name in worker_queue_names(str(settings.CELERY_TASK_DEFAULT_QUEUE), this_machine()):
         if name not in queues.consume_from:
             queues.select_add(name)
@@ -77,8 +85,8 @@ def _start(sender: Any = None, **kwargs: Any) -> None:
         if sender
         else ""
     )
-    if settings.HUB_CONTROL_QUEUE in queues.split(","):
-        return  # the control worker reaps from beat already
+    if not runs_jobs(queues.split(",")):
+        return  # the control worker reaps from beat already; a generation worker runs no job
     _stop.clear()
     # Announced at once, not after the first interval: a job naming this device is accepted
     # (and its page says a worker is online) as soon as the worker runs.

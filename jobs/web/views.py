@@ -198,11 +198,44 @@ def job_detail(request: HttpRequest, public_id: str) -> HttpResponse:
         if job.kind == JobKind.EVALUATION
         else [],
     }
+    context.update(_try_it(request.user, _try_panes(request.user, job)))
     lines = last_lines(job, PAGE_LOG_LINES)
     context["log_lines"], context["log_last"] = lines, lines[-1]["n"] if lines else 0
     context["log_earlier"] = bool(lines) and lines[0]["n"] > 1
     _refused_share(request, "job", job.public_id, context)
     return render(request, "jobs/detail.html", context)
+
+
+def _try_panes(user: Any, job: Job) -> list[dict[str, str]]:
+    """A ready fine-tuning job's "Try it" panes: its base beside its model (the base only where
+    the person may read it: a reader is not handed a base the job's owner does not own)."""
+    if job.kind != JobKind.CUSTOMIZATION or job.status != JobStatus.READY:
+        return []
+    if job.target_model is None or job.target_model.format != ModelFormat.HF:
+        return []
+    panes = []
+    uploaded = job.input_at(BASE_POSITION)
+    if job.builtin_base_model:
+        panes.append({"label": "Base", "model": job.builtin_base_model})
+    elif uploaded is not None and models_visible_to(user).filter(pk=uploaded.pk).exists():
+        panes.append({"label": "Base", "model": uploaded.public_id})
+    panes.append({"label": "Fine-tuned", "model": job.target_model.public_id})
+    return panes
+
+
+def _try_it(user: Any, panes: list[dict[str, str]]) -> dict[str, Any]:
+    if not panes:
+        return {"try_it": []}
+    return {
+        "try_it": panes,
+        "try_limits": {
+            "max_tokens": settings.HUB_GENERATE_MAX_TOKENS,
+            "default_tokens": min(64, settings.HUB_GENERATE_MAX_TOKENS),
+            "prompt_chars": settings.HUB_GENERATE_PROMPT_CHARS,
+            "concurrent": settings.HUB_GENERATE_CONCURRENT,
+            "keep_minutes": round(settings.HUB_GENERATE_KEEP_SECONDS / 60, 1),
+        },
+    }
 
 
 def _evaluations_of(user: Any, job: Job) -> dict[str, Any] | None:
@@ -350,6 +383,8 @@ def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
         "access": access_of(request.user, model),
         "lineage": lineage_of(request.user, model),
     }
+    if model.format == ModelFormat.HF and model.deleted_at is None:
+        context.update(_try_it(request.user, [{"label": model.name, "model": model.public_id}]))
     _refused_share(request, "model", model.public_id, context)
     return render(request, "jobs/model.html", context)
 

@@ -14,7 +14,6 @@ Trainer(..., callbacks=[HubCallback(hub)])            # the same, from transform
 from typing import Any
 
 from hubclient.client import Client
-from hubclient.generate import Answer
 from hubclient.errors import (
     AuthenticationError,
     BadInputError,
@@ -24,6 +23,7 @@ from hubclient.errors import (
     PermissionDeniedError,
     UnavailableError,
 )
+from hubclient.generate import Answer
 from hubclient.jobs import (
     CompileJob,
     CustomizationJob,

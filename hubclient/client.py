@@ -13,8 +13,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from hubclient.connection import Connection, progress_bar
-from hubclient.generate import Answer, generate
 from hubclient.errors import BadInputError
+from hubclient.generate import Answer, generate
 from hubclient.jobs import (
     CompileJob,
     CustomizationJob,

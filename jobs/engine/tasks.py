@@ -20,4 +20,4 @@ def reap_jobs(self: Task) -> dict[str, int] | None:
 def generate(self: Task, generation_id: int) -> str:
     """A "Try it" prompt (routed to the generation queue). Taken when received, not on
     finishing: a prompt is worth answering only now, so a lost one is failed, never re-run."""
-    return generation.run(generation_id, worker=self.request.hostname)
+    return generation.run(generation_id, worker=self.request.hostname or "")

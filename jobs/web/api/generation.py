@@ -33,6 +33,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from hubsite.api.auth import user_of
 from hubsite.api.renderers import FastJSONRenderer
 from jobs.models import Generation, GenerationStatus
 from jobs.services.generation import generation_expire, generation_start
@@ -148,7 +149,7 @@ class Generate(APIView):
     )
     def post(self, request: Request, model_id: str) -> Response | StreamingHttpResponse:
         data = request.data if isinstance(request.data, dict) else {}
-        generation = generation_start(requester=request.user, model=model_id, data=dict(data))
+        generation = generation_start(requester=user_of(request), model=model_id, data=dict(data))
         if request.accepted_media_type != EVENT_STREAM:
             return Response(generation_data(generation), status=status.HTTP_202_ACCEPTED)
         response = StreamingHttpResponse(events(generation.pk), content_type=EVENT_STREAM)
@@ -163,7 +164,7 @@ class GenerationDetail(APIView):
     def get(self, request: Request, generation_id: str) -> Response:
         generation = (
             Generation.objects.select_related("model")
-            .filter(public_id=generation_id, requester=request.user)
+            .filter(public_id=generation_id, requester=user_of(request))
             .first()
         )
         if generation is None:

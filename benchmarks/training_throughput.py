@@ -9,7 +9,15 @@ memory of the process, on a GPU the peak memory PyTorch allocated there (none he
 machine has no GPU), and the packing efficiency (jobs.domain.packing). Configurations: LoRA and
 all weights as SFT, LoRA SFT with sequence packing, LoRA DPO on preference pairs of the same rows.
 
+Then "Try it": the time from a prompt's request to its first answered token, for a first
+prompt (the generation worker loads the model) and a second one (the model kept loaded), through
+the service and the worker's own code in this process (jobs/engine/generation.py; the queue's
+hop and the event stream's poll, at most 40 ms, are not in it); with ``--hub URL --token T``,
+end to end instead, through a running hub's API with the Python client (``--model`` names the
+model, tiny-llama by default).
+
     .venv/bin/python benchmarks/training_throughput.py [--epochs 5] [--threads 2] [--json FILE]
+    .venv/bin/python benchmarks/training_throughput.py --only-try-it [--hub URL --token T]
 
 The same command runs unchanged on a GPU machine.
 """
@@ -108,40 +116,123 @@ def measure(name: str, epochs: int, threads: int, want: str) -> dict[str, Any]:
     }
 
 
+PROMPTS = ["one hundred and one, one hundred and two,", "twelve"]
+
+
+def measure_try_it(threads: int) -> dict[str, Any]:
+    """Time to the first token of a first and a second prompt, in this process."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hubsite.settings.test")
+    os.environ["HUB_TORCH_THREADS"] = str(threads)
+    import django
+
+    django.setup()
+    from django.contrib.auth.models import User
+    from django.core.management import call_command
+
+    from jobs.domain.base_models import BUILTIN_NAME
+    from jobs.engine import generation
+    from jobs.services.generation import generation_start
+
+    call_command("migrate", verbosity=0)
+    person = User.objects.create(username="bench")
+    figures: dict[str, Any] = {"config": "try it", "model": BUILTIN_NAME}
+    for which, prompt in zip(("first", "second"), PROMPTS, strict=True):
+        asked = generation_start(requester=person, model=BUILTIN_NAME, data={"prompt": prompt})
+        generation.run(asked.pk, worker="benchmark")
+        asked.refresh_from_db()
+        assert asked.first_token_at and asked.finished_at, asked.error
+        figures[f"{which}_ttft_s"] = round(
+            (asked.first_token_at - asked.created_at).total_seconds(), 3
+        )
+        figures[f"{which}_total_s"] = round(
+            (asked.finished_at - asked.created_at).total_seconds(), 3
+        )
+        figures[f"{which}_tokens"] = asked.tokens
+        figures[f"{which}_warm"] = asked.warm
+    return figures
+
+
+def measure_try_it_on(hub: str, token: str, model: str) -> dict[str, Any]:
+    """The same, end to end through a running hub (queue, worker, event stream, client)."""
+    import time
+
+    from hubclient import Client
+
+    figures: dict[str, Any] = {"config": "try it", "model": model, "hub": hub}
+    with Client(hub, token) as client:
+        for which, prompt in zip(("first", "second"), PROMPTS, strict=True):
+            started = time.perf_counter()
+            answer = client.generate(model, prompt, stream=True)
+            assert not isinstance(answer, str)
+            first = None
+            for _ in answer:
+                first = first or time.perf_counter() - started
+            figures[f"{which}_ttft_s"] = round(first or float("nan"), 3)
+            figures[f"{which}_total_s"] = round(time.perf_counter() - started, 3)
+            figures[f"{which}_tokens"] = answer.result.get("tokens")
+            figures[f"{which}_warm"] = answer.result.get("warm")
+    return figures
+
+
+def print_try_it(row: dict[str, Any]) -> None:
+    where = f"through {row['hub']}" if row.get("hub") else "worker code in this process"
+    print(f"Try it ({row['model']}, {where}):")
+    for which in ("first", "second"):
+        loaded = "model kept loaded" if row[f"{which}_warm"] else "model loaded for it"
+        print(
+            f"  {which} prompt: first token after {row[f'{which}_ttft_s']:.3f} s, "
+            f"{row[f'{which}_tokens']} tokens in {row[f'{which}_total_s']:.3f} s ({loaded})"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--hardware", default="any", choices=["any", "gpu", "cpu"])
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--only-try-it", action="store_true", help="measure Try it only")
+    parser.add_argument("--hub", help="measure Try it end to end through this running hub")
+    parser.add_argument("--token", help="an API token of that hub")
+    parser.add_argument("--model", default="tiny-llama", help="the model Try it asks (--hub)")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # a child process measuring one config
     args = parser.parse_args()
+    if args.one == "try it":
+        print(json.dumps(measure_try_it(args.threads)))
+        return
     if args.one:
         print(json.dumps(measure(args.one, args.epochs, args.threads, args.hardware)))
         return
+    if args.hub:
+        print_try_it(measure_try_it_on(args.hub, args.token or "", args.model))
+        return
     rows = []
-    for name in CONFIGS:
+    for name in [*([] if args.only_try_it else CONFIGS), "try it"]:
         command = [sys.executable, __file__, "--one", name, "--epochs", str(args.epochs)]
         command += ["--threads", str(args.threads), "--hardware", args.hardware]
         done = subprocess.run(command, capture_output=True, text=True, check=True)
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    print(
-        f"{'config':<12} {'device':<18} {'tokens/s':>9} {'tokens':>8} {'train s':>8} "
-        f"{'peak RSS':>9} {'peak GPU':>9} {'val_loss':>9} {'packing':>8}"
-    )
-    for row in rows:
-        gpu = f"{row['peak_gpu_mib']} MiB" if row["peak_gpu_mib"] is not None else "—"
+    try_it = rows.pop()
+    if rows:
         print(
-            f"{row['config']:<12} {row['device']:<18} {row['tokens_per_s']:>9,} {row['tokens']:>8,} "
-            f"{row['seconds']:>8} {row['peak_rss_mib']:>5} MiB {gpu:>9} {row['final_val_loss']:>9} "
-            f"{row['packing_efficiency']:>8.1%}"
+            f"{'config':<12} {'device':<18} {'tokens/s':>9} {'tokens':>8} {'train s':>8} "
+            f"{'peak RSS':>9} {'peak GPU':>9} {'val_loss':>9} {'packing':>8}"
         )
-    print(
-        "packing: row tokens over tokens computed. DPO's val_loss is its preference loss "
-        "(log 2 = 0.693 before training), not comparable with the others'."
-    )
+        for row in rows:
+            gpu = f"{row['peak_gpu_mib']} MiB" if row["peak_gpu_mib"] is not None else "—"
+            print(
+                f"{row['config']:<12} {row['device']:<18} {row['tokens_per_s']:>9,} {row['tokens']:>8,} "
+                f"{row['seconds']:>8} {row['peak_rss_mib']:>5} MiB {gpu:>9} {row['final_val_loss']:>9} "
+                f"{row['packing_efficiency']:>8.1%}"
+            )
+        print(
+            "packing: row tokens over tokens computed. DPO's val_loss is its preference loss "
+            "(log 2 = 0.693 before training), not comparable with the others'."
+        )
+    print_try_it(try_it)
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps([*rows, try_it], indent=2) + "\n")
 
 
 if __name__ == "__main__":

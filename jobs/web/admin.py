@@ -14,6 +14,7 @@ from jobs.models import (
     Artifact,
     Dataset,
     Device,
+    Generation,
     Job,
     JobInput,
     MetricSeries,
@@ -237,6 +238,22 @@ class WorkerSeenAdmin(admin.ModelAdmin):
     list_select_related = ("device",)
     search_fields = ("name", "device__name")
     readonly_fields = ("name", "device", "hardware", "queues", "seen_at", "started_at")
+
+
+@admin.register(Generation)
+class GenerationAdmin(admin.ModelAdmin):
+    """"Try it" prompts: what was asked of which model, by whom, and how fast it answered."""
+
+    list_display = (
+        "public_id", "requester", "model_name", "status", "tokens", "warm", "worker", "created_at",
+    )  # fmt: skip
+    list_filter = ("status", "warm")
+    search_fields = ("public_id", "requester__username", "model__public_id", "server_model")
+    list_select_related = ("requester", "model")
+    readonly_fields = [f.name for f in Generation._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
 
 
 @admin.register(Artifact)

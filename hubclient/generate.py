@@ -45,6 +45,9 @@ class Answer:
         self.result: dict[str, Any] = {}
 
     def __iter__(self) -> Iterator[str]:
+        if self.result:  # asked and answered already: the answer, not a second prompt
+            yield self.text
+            return
         path = f"/api/v1/models/{quote(self._model, safe='/')}/generate/"
         headers = {"Accept": "text/event-stream"}
         http = self._client._http

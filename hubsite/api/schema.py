@@ -35,6 +35,10 @@ ERRORS = {
 }
 
 
+EVENT_STREAM = "text/event-stream"
+EVENTS = "Server-sent events (jobs/web/api/generation.py); a refusal is one `error` event."
+
+
 class HubAutoSchema(AutoSchema):
     def _error_codes(self) -> list[str]:
         codes = ["400", "401", "429"]  # any request: bad query or body, no sign-in, a rate
@@ -57,4 +61,10 @@ class HubAutoSchema(AutoSchema):
                 response = self._get_response_for_code(ErrorSerializer, code, direction=direction)
                 response["description"] = ERRORS[code]
                 responses[code] = response
+        for response in responses.values():
+            content = response.get("content", {})
+            # An event stream's refusal is the one ``error`` event, not the error object; events
+            # have no JSON schema (a validator that reads them gets what it parsed, unchecked).
+            if EVENT_STREAM in content:
+                content[EVENT_STREAM] = {"schema": {"description": EVENTS}}
         return responses

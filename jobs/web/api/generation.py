@@ -142,8 +142,10 @@ class Generate(APIView):
     @extend_schema(
         request=GenerateRequest,
         responses={
-            200: OpenApiResponse(OpenApiTypes.STR, description="Server-sent events."),
-            202: OpenApiTypes.OBJECT,
+            (200, EVENT_STREAM): OpenApiResponse(OpenApiTypes.STR, description="The events."),
+            (202, "application/json"): OpenApiResponse(
+                OpenApiTypes.OBJECT, description="Without Accept: text/event-stream."
+            ),
         },
         summary="Answer a prompt with a language model, streamed as server-sent events",
     )

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from celery.signals import worker_ready
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils import timezone
@@ -103,6 +104,18 @@ class Kept:
 
 
 KEPT = Kept()
+
+
+@worker_ready.connect
+def _warm_up(sender: Any = None, **kwargs: Any) -> None:
+    """A generation worker imports PyTorch and transformers as it starts (about 4 s here), not
+    at its first prompt: the first answer then waits only for its model to load."""
+    amqp = getattr(getattr(sender, "app", None), "amqp", None)
+    consumed = getattr(getattr(amqp, "queues", None), "consume_from", None) or {}
+    if settings.HUB_GENERATION_QUEUE not in consumed:
+        return
+    import torch  # noqa: F401
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401
 
 
 class Refused(Exception):

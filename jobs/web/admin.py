@@ -242,7 +242,7 @@ class WorkerSeenAdmin(admin.ModelAdmin):
 
 @admin.register(Generation)
 class GenerationAdmin(admin.ModelAdmin):
-    """"Try it" prompts: what was asked of which model, by whom, and how fast it answered."""
+    """ "Try it" prompts: what was asked of which model, by whom, and how fast it answered."""
 
     list_display = (
         "public_id", "requester", "model_name", "status", "tokens", "warm", "worker", "created_at",

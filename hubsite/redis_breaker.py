@@ -80,7 +80,12 @@ class Breaker:
             if self._opened_at is not None:
                 return
             self._opened_at = self._last_probe = time.monotonic()
-            self._why = type(error).__name__
+            # The error's words too (redis-py's name the address it could not reach): what a
+            # caller skipped meanwhile records says where Redis was not answering, whichever
+            # caller happened to trip the circuit first (measured: a job's status log read
+            # "CircuitOpen: … (ConnectionError)" when another thread had tripped it).
+            words = str(error).strip()
+            self._why = f"{type(error).__name__}: {words}"[:300] if words else type(error).__name__
         logger.warning(
             "Redis did not answer (%s): circuit open; callers skip Redis until a probe answers",
             self._why,

@@ -198,7 +198,7 @@ def job_detail(request: HttpRequest, public_id: str) -> HttpResponse:
         if job.kind == JobKind.EVALUATION
         else [],
     }
-    context.update(_try_it(request.user, _try_panes(request.user, job)))
+    context.update(_try_it(_try_panes(request.user, job)))
     lines = last_lines(job, PAGE_LOG_LINES)
     context["log_lines"], context["log_last"] = lines, lines[-1]["n"] if lines else 0
     context["log_earlier"] = bool(lines) and lines[0]["n"] > 1
@@ -223,7 +223,7 @@ def _try_panes(user: Any, job: Job) -> list[dict[str, str]]:
     return panes
 
 
-def _try_it(user: Any, panes: list[dict[str, str]]) -> dict[str, Any]:
+def _try_it(panes: list[dict[str, str]]) -> dict[str, Any]:
     if not panes:
         return {"try_it": []}
     return {
@@ -384,7 +384,7 @@ def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
         "lineage": lineage_of(request.user, model),
     }
     if model.format == ModelFormat.HF and model.deleted_at is None:
-        context.update(_try_it(request.user, [{"label": model.name, "model": model.public_id}]))
+        context.update(_try_it([{"label": model.name, "model": model.public_id}]))
     _refused_share(request, "model", model.public_id, context)
     return render(request, "jobs/model.html", context)
 

@@ -1,4 +1,5 @@
-"""Every download the hub serves, streamed a MiB at a time whichever server runs it.
+"""Every download the hub serves, streamed a MiB at a time whichever server runs it, or, for a
+file in object storage, a redirect to the bucket (``stored_file_response``).
 
 Under ASGI (uvicorn: ``./serve.sh`` and production) Django consumes a *synchronous* streaming
 iterator with ``sync_to_async(list)``: the whole file in the web process's memory before its
@@ -15,9 +16,18 @@ from typing import Protocol, runtime_checkable
 
 from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIRequest
-from django.http import FileResponse, HttpRequest, StreamingHttpResponse
+from django.db.models.fields.files import FieldFile
+from django.http import (
+    FileResponse,
+    HttpRequest,
+    HttpResponseRedirect,
+    StreamingHttpResponse,
+)
+from django.http.response import HttpResponseBase
 from django.utils.http import content_disposition_header
 from rest_framework.request import Request
+
+from hubsite.object_storage import ObjectStorage, is_remote
 
 CHUNK_BYTES = 1024 * 1024
 
@@ -44,6 +54,32 @@ def download_response(
     if isinstance(source, Readable):  # before Iterable: a file is an iterable of lines too
         return _file_response(request, source, filename, content_type)
     return _text_response(request, iter(source), filename, content_type)
+
+
+def stored_file_response(
+    request: HttpRequest | Request,
+    field: FieldFile,
+    *,
+    filename: str,
+    content_type: str = "application/octet-stream",
+) -> HttpResponseBase:
+    """A stored file as an attachment named ``filename``. In object storage, a redirect to a
+    presigned address that works for a few minutes (the bytes go from the bucket to the client,
+    never through this process; the client follows it at once, and comes back here, where its
+    access is checked again, to resume); on the media folder, streamed from the disk. A file
+    that is not there raises FileNotFoundError, as opening it would."""
+    storage, name = field.storage, str(field.name)
+    if not is_remote(storage):
+        return download_response(
+            request, field.open("rb"), filename=filename, content_type=content_type
+        )
+    assert isinstance(storage, ObjectStorage)
+    if not storage.exists(name):
+        raise FileNotFoundError(name)
+    response = HttpResponseRedirect(storage.download_url(name, filename, content_type))
+    # The address is a credential for as long as it works: no cache may keep it.
+    response["Cache-Control"] = "private, no-store"
+    return response
 
 
 def _file_response(

@@ -29,7 +29,8 @@ def _timed(check: Any) -> dict[str, Any]:
     except Exception as error:  # each part fails in its own way; all mean "not reachable"
         return {
             "ok": False,
-            "error": type(error).__name__,
+            # A part may say more, in words that name no address or credential.
+            "error": getattr(error, "public", None) or type(error).__name__,
             "ms": round((time.monotonic() - started) * 1000, 1),
         }
     return {"ok": True, "ms": round((time.monotonic() - started) * 1000, 1), **(result or {})}
@@ -70,10 +71,24 @@ def _live() -> dict[str, Any]:
 STORAGE_LOW = 1 << 30  # under 1 GiB free, training jobs start being refused
 
 
+class StorageUnreachable(Exception):
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.public = f"object storage unreachable ({type(error).__name__})"
+
+
 def _storage() -> dict[str, Any]:
-    """The media disk takes writes (a file written aside and removed) and how much is free."""
+    """The media disk takes writes (a file written aside and removed) and how much is free; or
+    the bucket answers (HEAD), within the storage's short timeout."""
+    from hubsite import object_storage
     from hubsite.storage import partial_folder
     from jobs.domain.disk import free_bytes
+
+    if object_storage.is_remote():
+        try:
+            return object_storage.remote().ping()
+        except Exception as error:
+            raise StorageUnreachable(error) from error
 
     probe = partial_folder(settings.MEDIA_ROOT) / "healthz.probe"
     probe.write_bytes(b"ok")

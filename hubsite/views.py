@@ -14,6 +14,7 @@ from django.views import defaults
 from django.views.decorators.cache import never_cache
 from rest_framework.authtoken.models import Token
 
+from hubsite import object_storage
 from hubsite.api.auth import user_of
 from jobs.domain.disk import not_kept
 
@@ -70,12 +71,18 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
 def server_error(request: HttpRequest) -> HttpResponse:
     """A 500, except while the database is away: then a 503 that says so and when to retry
     (the request may be repeated as it was), JSON for the API, a short page for people; and a
-    507 when the media disk is full or refuses writes."""
+    507 when the media disk is full or refuses writes; a 503 naming the object storage when it
+    does not answer."""
     error = sys.exc_info()[1]
     if isinstance(error, OperationalError | InterfaceError):
         message = "The hub's database is unavailable for a moment; try again shortly."
         response = _api_error(request, 503, message) or _unavailable_page(503, message)
         response["Retry-After"] = "10"
+        return response
+    if error is not None and object_storage.unreachable(error):
+        message = object_storage.unreachable_message(error)
+        response = _api_error(request, 503, message) or _unavailable_page(503, message)
+        response["Retry-After"] = "30"
         return response
     refused = not_kept(error) if error is not None else None
     if refused is not None:  # an upload or a write the media disk refused: nothing partial kept

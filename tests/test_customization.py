@@ -117,7 +117,7 @@ def test_a_lora_job_on_the_builtin_model_trains_and_gives_loadable_outputs(alice
     assert "loads with AutoModelForCausalLM" in verified and "ONNX export checked" in verified
     log = job.artifacts.get(name="training_log.txt").file.read().decode()
     assert "Epoch 4/4" in log and "Sample:" in log and "tokens/s" in log
-    from jobs.engine.runners.customization import checkpoint_folder
+    from jobs.engine.checkpoints import folder as checkpoint_folder
 
     assert not checkpoint_folder(job).exists()  # checkpoints go once the job is finished
 
@@ -538,7 +538,8 @@ def test_an_attempt_lost_after_training_ended_keeps_the_best_weights_and_trains_
     # What the requeue keeps and says: the epochs completed, not the best epoch's.
     import shutil
 
-    from jobs.engine.runners.customization import CustomizationRunner, checkpoint_folder
+    from jobs.engine.checkpoints import folder as checkpoint_folder
+    from jobs.engine.runners.customization import CustomizationRunner
 
     job = factories.customization_job(alice)
     shutil.copytree(tmp_path / "checkpoints", checkpoint_folder(job))

@@ -137,7 +137,8 @@ def test_finished_jobs_are_never_touched(alice, status):
 
 
 def test_checkpoints_of_finished_or_deleted_jobs_are_removed_and_others_kept(alice):
-    from jobs.engine.runners.customization import checkpoint_folder, checkpoints_root
+    from jobs.engine.checkpoints import folder as checkpoint_folder
+    from jobs.engine.checkpoints import root as checkpoints_root
 
     running = factories.unqueued_job(alice)
     finished = factories.unqueued_job(alice)
@@ -181,7 +182,7 @@ def test_after_a_gap_in_reaping_workers_get_time_to_beat_again_before_any_is_los
 def test_a_job_whose_worker_died_after_progress_is_requeued_even_out_of_attempts(alice, settings):
     import json
 
-    from jobs.engine.runners.customization import checkpoint_folder
+    from jobs.engine.checkpoints import folder as checkpoint_folder
 
     job, _ = factories.claimed(factories.customization_job(alice))
     Job.objects.filter(pk=job.pk).update(

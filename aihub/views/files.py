@@ -15,7 +15,7 @@ from django.views.decorators.http import require_http_methods
 
 from aihub import transfers
 from aihub.transfers import BadAddress
-from hubsite.downloads import download_response
+from hubsite.downloads import download_response, stored_file_response
 from jobs.domain.joblog import as_text
 from jobs.domain.selectors import datasets_visible_to, jobs_visible_to, models_visible_to
 from jobs.models import Dataset, MLModel
@@ -101,7 +101,6 @@ def file(request: HttpRequest, token: str) -> HttpResponseBase:
     if found is None:
         return gone
     try:
-        handle = found.file.open("rb")
+        return stored_file_response(request, found.file, filename=PurePath(found.file.name).name)
     except FileNotFoundError:
         return gone
-    return download_response(request, handle, filename=PurePath(found.file.name).name)

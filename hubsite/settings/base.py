@@ -17,6 +17,7 @@ import secrets
 import socket
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import dj_database_url
@@ -25,6 +26,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from hubsite.client_address import parse_networks
 from hubsite.env import env_bool, env_int, env_list, env_optional, env_str
+from hubsite.settings.storage import options_from_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 # The hub never fetches models or datasets from a model hub: what people bring is what it uses.
@@ -270,11 +272,36 @@ HUB_BUILTIN_MODEL_DIR = Path(
     env_str("HUB_BUILTIN_MODEL_DIR", str(MEDIA_ROOT / "builtin-models"))
 ).resolve()
 MEDIA_URL = "media/"  # never served as-is: every download goes through the read-access selector
-STORAGES = {
+STORAGES: dict[str, dict[str, Any]] = {
     # Files appear whole or not at all (written aside, then linked into place): hubsite/storage.py
     "default": {"BACKEND": "hubsite.storage.WholeFileStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
+# Object storage (hubsite/object_storage.py): every stored file in an S3-compatible bucket, so that
+# hosts share no folder. HUB_MEDIA_ROOT then holds only each host's temporary files.
+HUB_STORAGE_URL = env_str("HUB_STORAGE_URL", "")
+# The address browsers and clients reach the storage at, where the hub's processes use another
+# (presigned addresses are signed for one host).
+HUB_S3_PUBLIC_ENDPOINT_URL = env_str("HUB_S3_PUBLIC_ENDPOINT_URL", "")
+if HUB_STORAGE_URL:
+    STORAGES["default"] = {
+        "BACKEND": "hubsite.object_storage.ObjectStorage",
+        "OPTIONS": options_from_url(
+            HUB_STORAGE_URL,
+            endpoint_url=env_str("HUB_S3_ENDPOINT_URL", ""),
+            region=env_str("HUB_S3_REGION", ""),
+            # Unset: boto3's own chain (AWS_ACCESS_KEY_ID…, a profile, the instance's role).
+            access_key=env_str("HUB_S3_ACCESS_KEY_ID", ""),
+            secret_key=env_str("HUB_S3_SECRET_ACCESS_KEY", ""),
+            addressing_style=env_str("HUB_S3_ADDRESSING_STYLE", ""),
+            timeout=env_int("HUB_S3_TIMEOUT_SECONDS", 10, minimum=1),
+            expire_seconds=env_int("HUB_SIGNED_URL_SECONDS", 3600, minimum=10),
+        ),
+    }
+# Workers' local copies of stored files (jobs/engine/scratch.py) when files are in object storage:
+# kept between jobs up to this many bytes, the least recently used evicted first.
+HUB_SCRATCH_DIR = Path(env_str("HUB_SCRATCH_DIR", str(DATA_DIR / "scratch"))).resolve()
+HUB_SCRATCH_BYTES = env_int("HUB_SCRATCH_BYTES", 20 * 1024**3, minimum=0)
 
 # Temporary upload files: on the media file system, one folder per process (host-pid), so that
 # what a killed process leaves is found and removed when a web process starts
@@ -387,6 +414,10 @@ HUB_MAX_DATASET_LINE_BYTES = env_int("HUB_MAX_DATASET_LINE_BYTES", 4 * 1024 * 10
 HUB_HEARTBEAT_SECONDS = env_int("HUB_HEARTBEAT_SECONDS", 5, minimum=1)
 HUB_WORKER_LOST_AFTER = env_int("HUB_WORKER_LOST_AFTER", 45, minimum=2)
 HUB_REAPER_INTERVAL = env_int("HUB_REAPER_INTERVAL", 15, minimum=1)
+# Stored files no row names (a process killed between storing a file and writing its row) and
+# unfinished multipart uploads: looked for this often, removed once this old.
+HUB_ORPHAN_SWEEP_SECONDS = env_int("HUB_ORPHAN_SWEEP_SECONDS", 3600, minimum=10)
+HUB_ORPHAN_GRACE_SECONDS = env_int("HUB_ORPHAN_GRACE_SECONDS", 24 * 3600, minimum=60)
 if HUB_WORKER_LOST_AFTER <= HUB_HEARTBEAT_SECONDS:
     raise ImproperlyConfigured("HUB_WORKER_LOST_AFTER must be longer than HUB_HEARTBEAT_SECONDS.")
 # An external run (a job trained elsewhere that reports here) silent this long becomes unknown

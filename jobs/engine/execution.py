@@ -25,6 +25,7 @@ from django.db.models import Count, F, Max, Min, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from hubsite import object_storage
 from jobs.domain.devices import this_device_id, this_machine
 from jobs.domain.disk import free_bytes, os_error_text, size_text, storage_fault
 from jobs.domain.events import ClaimLost, EventType, publish
@@ -32,11 +33,13 @@ from jobs.domain.metrics import rebuild_rollups
 from jobs.domain.selectors import inputs_unreadable_by_owner
 from jobs.domain.state import job_transition
 from jobs.domain.status import FailureType, JobStatus
+from jobs.engine import scratch
 from jobs.engine.joblogging import failure_summary, library_warnings_into
 from jobs.engine.outages import DatabaseAway
 from jobs.engine.reporter import Reporter, StopRequested
 from jobs.engine.runners import runner_for
 from jobs.engine.runners.base import JobFailure, Results, RunContext, Runner
+from jobs.engine.scratch import local_path
 from jobs.models import (
     Artifact,
     ArtifactKind,
@@ -300,6 +303,8 @@ def execute(job_id: int, node: str | None = None) -> str:
             # The job stays RUNNING; once the database is back, the reaper requeues it.
             logger.error("Job %s: %s; leaving it to be requeued.", job.public_id, away)
             return "database_away"
+        finally:
+            scratch.release()
 
 
 def _run(ctx: RunContext, runner: Runner) -> str:
@@ -321,7 +326,7 @@ def _run(ctx: RunContext, runner: Runner) -> str:
         )
         reporter.set_target_model(model)
         _store_records(ctx)
-        summary = runner.verify(ctx, target, Path(model.file.path))
+        summary = runner.verify(ctx, target, local_path(model.file))
         reporter.transition(
             JobStatus.READY, summary, detail=f"sha256 {model.sha256}, {model.size} bytes"
         )
@@ -346,6 +351,19 @@ def _run(ctx: RunContext, runner: Runner) -> str:
     except (ClaimLost, DatabaseAway):
         raise
     except Exception as error:
+        if object_storage.unreachable(error):
+            # Nothing is lost: the inputs stay in the bucket and no target was recorded.
+            logger.warning("Job %s: the object storage failed: %s", ctx.job.public_id, error)
+            reporter.log(failure_summary(error), LogLevel.ERROR)
+            reporter.transition(
+                JobStatus.FAILED,
+                f"The hub's object storage is not answering ({object_storage.words(error)}): "
+                "this job's files could not be read or kept. Resubmit it once the storage is "
+                "back (the hub's health page says when).",
+                object_storage.words(error),
+                FailureType.STORAGE_UNAVAILABLE,
+            )
+            return "storage_unavailable"
         fault = storage_fault(error, settings.MEDIA_ROOT, ctx.workdir)
         if fault is not None:  # the disk's fault, not the hub's code: say so, keep what fits
             logger.warning("Job %s: the storage failed: %s", ctx.job.public_id, error)
@@ -391,8 +409,15 @@ def _require_readable_inputs(job: Job) -> None:
 def _require_room(ctx: RunContext, runner: Runner) -> None:
     """Refuse at once a job whose outputs cannot fit, rather than fail it after hours."""
     needed = runner.space_needed(ctx.job)
+    # In object storage what a job keeps goes to the bucket (no free space to ask for), through
+    # this worker's scratch folder, where its checkpoints are made.
+    kept_on = (
+        ("this worker's scratch folder", Path(settings.HUB_SCRATCH_DIR))
+        if object_storage.is_remote()
+        else ("the hub's storage", Path(settings.MEDIA_ROOT))
+    )
     for what, folder, size in (
-        ("the hub's storage", Path(settings.MEDIA_ROOT), needed.media),
+        (*kept_on, needed.media),
         ("the worker's work folder", ctx.workdir, needed.work),
     ):
         free = free_bytes(folder)

@@ -30,6 +30,8 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from jobs.domain import base_models, hf_models, sft_data
+from jobs.engine import scratch
+from jobs.engine.scratch import local_path
 from jobs.models import Generation, GenerationStatus
 
 logger = logging.getLogger(__name__)
@@ -133,13 +135,15 @@ def _load(generation: Generation) -> Loaded:
         unpacked = tempfile.TemporaryDirectory(prefix="hub-generate-")
         try:
             folder = hf_models.unpack_stored(
-                Path(generation.model.file.path), Path(unpacked.name) / "model"
+                local_path(generation.model.file), Path(unpacked.name) / "model"
             )
         except (ValidationError, OSError) as error:
             unpacked.cleanup()
             raise Refused(
                 f"Model {generation.model.public_id} cannot be read: {type(error).__name__}."
             ) from None
+        finally:
+            scratch.release()  # unpacked: the stored copy may be evicted again
     else:
         try:
             folder = base_models.server_model(generation.server_model).folder

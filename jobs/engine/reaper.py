@@ -20,21 +20,21 @@
 from __future__ import annotations
 
 import functools
-import shutil
+import logging
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from hubsite import object_storage
 from hubsite.uploads import sweep_upload_temp_files
+from jobs.domain import inventory
 from jobs.domain.state import job_ended, job_transition
 from jobs.domain.status import FINISHED, TERMINAL, FailureType, JobStatus
-from jobs.engine import dispatch
+from jobs.engine import checkpoints, dispatch
 from jobs.engine.runners import external, kinds_run_outside, runner_for
-from jobs.engine.runners.customization import checkpoints_root
 from jobs.models import Job, JobEvent, Lease
 
 UNFINISHED = [
@@ -48,6 +48,7 @@ HELD = [JobStatus.RUNNING, JobStatus.CANCELLING]
 
 
 REAPER_LEASE = "reaper"
+logger = logging.getLogger(__name__)
 
 
 def reap_if_due(holder: str, now: datetime | None = None) -> dict[str, int] | None:
@@ -91,6 +92,8 @@ def reap(now: datetime | None = None, *, judge_heartbeats: bool = True) -> dict[
         "temp_bytes_swept": 0,
         "runs_out_of_contact": 0,
         "followers_released": 0,
+        "orphans_removed": 0,
+        "storage_errors": 0,
     }
     for job in _past_deadline(now):
         if _expire(job.pk, now):
@@ -110,7 +113,15 @@ def reap(now: datetime | None = None, *, judge_heartbeats: bool = True) -> dict[
     # time cannot deadlock with anything that locks many (a TRUNCATE of the test database).
     done = list(Job.objects.filter(finished_at__lt=retention).values_list("pk", flat=True)[:1000])
     counts["events_deleted"] = JobEvent.objects.filter(job_id__in=done).delete()[0] if done else 0
-    counts["checkpoints_removed"] = _sweep_checkpoints()
+    try:
+        counts["checkpoints_removed"] = _sweep_checkpoints()
+        counts["orphans_removed"] = _sweep_orphans_if_due(now)
+    except Exception as error:
+        if not object_storage.unreachable(error):
+            raise
+        # The storage is away: what it holds is swept on a later run, the rest goes on now.
+        logger.warning("The reaper could not sweep the storage: %s", object_storage.words(error))
+        counts["storage_errors"] += 1
     counts["resent"] = dispatch.resend_missing(now)
     counts["followers_released"] = _tell_of_ended_jobs()
     # What killed processes of this host left half-written (uploads, files being stored): also
@@ -133,24 +144,45 @@ def _tell_of_ended_jobs() -> int:
     return len(ended)
 
 
-def _sweep_checkpoints() -> int:
-    """Remove the checkpoint folders of jobs that are finished or gone."""
-    root = checkpoints_root()
-    if not root.is_dir():
+ORPHAN_LEASE = "orphan-sweep"
+
+
+def _sweep_orphans_if_due(now: datetime) -> int:
+    """Files no row names, swept once every HUB_ORPHAN_SWEEP_SECONDS by whichever reaper takes
+    the lease (listing a bucket is not for every run)."""
+    every = timedelta(seconds=settings.HUB_ORPHAN_SWEEP_SECONDS)
+    Lease.objects.get_or_create(name=ORPHAN_LEASE, defaults={"expires_at": now})
+    if not Lease.objects.filter(name=ORPHAN_LEASE, expires_at__lte=now).update(
+        expires_at=now + every
+    ):
         return 0
-    folders = {p.name: p for p in root.iterdir() if p.is_dir()}
-    if not folders:
+    removed = inventory.sweep_orphans(
+        older_than=timedelta(seconds=settings.HUB_ORPHAN_GRACE_SECONDS)
+    )
+    Lease.objects.filter(name=ORPHAN_LEASE).update(
+        last_run_at=now, last_result={"removed": removed}
+    )
+    return removed
+
+
+def _sweep_checkpoints() -> int:
+    """Remove the checkpoints of jobs that are finished or gone (on the shared disk, or in the
+    bucket and this host's scratch folder)."""
+    kept = checkpoints.stored_jobs()
+    here = checkpoints.root()
+    if object_storage.is_remote() and here.is_dir():
+        kept |= {p.name for p in here.iterdir() if p.is_dir()}
+    if not kept:
         return 0
     unfinished = set(
-        Job.objects.filter(public_id__in=list(folders), status__in=UNFINISHED).values_list(
+        Job.objects.filter(public_id__in=list(kept), status__in=UNFINISHED).values_list(
             "public_id", flat=True
         )
     )
     removed = 0
-    for name, folder in folders.items():
-        if name not in unfinished:
-            shutil.rmtree(Path(folder), ignore_errors=True)
-            removed += 1
+    for name in kept - unfinished:
+        checkpoints.forget(name)
+        removed += 1
     return removed
 
 

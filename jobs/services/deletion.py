@@ -24,6 +24,7 @@ from django.db.models import Q, QuerySet
 from django.db.models.fields.files import FieldFile
 from django.utils import timezone
 
+from hubsite.object_storage import is_remote
 from jobs.domain.disk import size_text
 from jobs.domain.events import EventType, publish
 from jobs.domain.lineage import access_of, jobs_using, share_model
@@ -193,10 +194,14 @@ def _remove_files_after_commit(files: list[FieldFile]) -> None:
         for storage, name in names:
             try:
                 storage.delete(name)
+                if is_remote(storage):
+                    continue  # a bucket has no folders to tidy
                 folder = Path(storage.path(name)).parent
                 if folder != Path(settings.MEDIA_ROOT) and not any(folder.iterdir()):
                     folder.rmdir()  # models/<id>/ and the like, now empty
-            except OSError as error:  # the rows are gone: a stray file is only disk space
+            except Exception as error:
+                # The rows are gone: a stray file is only space, which the orphan sweep
+                # (jobs.engine.reaper) takes back once the storage answers again.
                 logger.warning("Could not remove %s after deleting its record: %s", name, error)
 
     transaction.on_commit(remove)

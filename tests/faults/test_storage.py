@@ -26,8 +26,8 @@ from jobs.demo import numbers_dataset
 from jobs.domain.files import stored_with_its_row
 from jobs.domain.state import job_transition
 from jobs.domain.status import FailureType, JobStatus
+from jobs.engine.checkpoints import folder as checkpoint_folder
 from jobs.engine.execution import execute
-from jobs.engine.runners.customization import checkpoint_folder
 from jobs.models import Artifact, Dataset, Job, MetricPoint, MLModel
 from jobs.services.jobs import job_submit_customization
 from tests import factories

@@ -18,6 +18,7 @@ from jobs.domain.files import uses_external_data
 from jobs.domain.redact import library_message
 from jobs.domain.status import FailureType
 from jobs.engine.compiling import CompileFailure
+from jobs.engine.scratch import local_path
 from jobs.models import MLModel, ModelFormat
 
 # The ONNX inputs of an exported Hugging Face causal LM (export_onnx: ``input_ids`` of dynamic
@@ -50,8 +51,8 @@ def prepare(model: MLModel, into: Path) -> Source:
     into.mkdir(parents=True)
     try:
         if model.format == ModelFormat.HF:
-            return Source(_export(Path(model.file.path), into, label), label, exported=True)
-        return Source(_stored_onnx(Path(model.file.path), into, label), label, exported=False)
+            return Source(_export(local_path(model.file), into, label), label, exported=True)
+        return Source(_stored_onnx(local_path(model.file), into, label), label, exported=False)
     except FileNotFoundError:
         raise CompileFailure(
             FailureType.INTERNAL_ERROR, f"The stored file of {label} is missing."

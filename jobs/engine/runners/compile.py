@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from hubsite import object_storage
 from jobs.domain import onnx_data, tensor_data
 from jobs.domain.devices import this_machine
 from jobs.domain.disk import size_text
@@ -25,6 +26,7 @@ from jobs.engine.compiling import CompileFailure, checks, passes
 from jobs.engine.compiling.source import files_size, label_of, prepare
 from jobs.engine.reporter import Reporter
 from jobs.engine.runners.base import JobFailure, RunContext, Runner, Space, Target, register
+from jobs.engine.scratch import local_path
 from jobs.models import Dataset, Job, MLModel, ModelFormat
 
 # What a target model's metadata says it was compiled with, beside the graph's description.
@@ -193,14 +195,16 @@ class CompileRunner(Runner):
             return []
         label = f"Calibration dataset {dataset.public_id} ({dataset.name})"
         try:
-            entries = tensor_data.read(
-                Path(dataset.file.path), str(dataset.metadata.get("file_format", "h5"))
-            )
+            # Fetched outside the check below: a storage that does not answer is not bad data.
+            stored = local_path(dataset.file)
+            entries = tensor_data.read(stored, str(dataset.metadata.get("file_format", "h5")))
         except FileNotFoundError:
             raise CompileFailure(
                 FailureType.INTERNAL_ERROR, f"The stored file of {label} is missing."
             ) from None
         except Exception as error:  # h5py and numpy raise many kinds on a damaged file
+            if object_storage.unreachable(error):
+                raise
             raise CompileFailure(
                 FailureType.INVALID_DATASET, f"{label} cannot be read: {library_message(error)}"
             ) from None

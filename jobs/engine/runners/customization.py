@@ -11,7 +11,6 @@ ONNX file, the metrics and the training log.
 
 from __future__ import annotations
 
-import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +22,15 @@ from django.core.exceptions import ValidationError
 from jobs.domain import base_models, files, formulas, hf_models, sft_data
 from jobs.domain.redact import library_message
 from jobs.domain.status import FailureType
+from jobs.engine import checkpoints
 from jobs.engine.reporter import Reporter
 from jobs.engine.runners.base import JobFailure, RunContext, Runner, Space, Target, register
+from jobs.engine.scratch import local_path
 from jobs.engine.training import outputs
 from jobs.engine.training.device import detect
 from jobs.engine.training.launch import train_in_processes
 from jobs.engine.training.sft import (
+    HUB_STATE,
     TrainingFailed,
     TrainSpec,
     latest_checkpoint,
@@ -55,16 +57,6 @@ def memory_available() -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     return None
-
-
-def checkpoints_root() -> Path:
-    return Path(settings.MEDIA_ROOT) / "checkpoints"
-
-
-def checkpoint_folder(job: Job) -> Path:
-    """Where the job's epoch checkpoints live: on the media storage, which every worker
-    shares, so that the attempt after a lost worker finds them."""
-    return checkpoints_root() / job.public_id
 
 
 @dataclass
@@ -111,6 +103,8 @@ class ReporterSink:
     def checkpoint_done(self, folder: str, state: dict[str, Any]) -> None:
         self.reporter.flush()
         write_hub_state(folder, state)
+        if Path(folder, HUB_STATE).is_file():  # not rotated away meanwhile
+            checkpoints.push(self.reporter.job, Path(folder))
 
 
 @register
@@ -118,8 +112,9 @@ class CustomizationRunner(Runner):
     kind = "customization"
 
     def resume_point(self, job: Job) -> ResumePoint | None:
-        ended = training_ended(checkpoint_folder(job))
-        found = ended or latest_checkpoint(checkpoint_folder(job))
+        with checkpoints.states(job) as folder:
+            ended = training_ended(folder)
+            found = ended or latest_checkpoint(folder)
         if found is None:
             return None
         _, state = found
@@ -151,7 +146,7 @@ class CustomizationRunner(Runner):
         return Space(media=3 * checkpoint + 2 * model, work=5 * model)
 
     def finished(self, job: Job) -> None:
-        shutil.rmtree(checkpoint_folder(job), ignore_errors=True)
+        checkpoints.forget(job)
 
     def run(self, ctx: RunContext) -> Target:
         job, reporter = ctx.job, ctx.reporter
@@ -168,8 +163,10 @@ class CustomizationRunner(Runner):
         self._check_memory(job)
         base = self._base_folder(ctx)
         assert job.dataset is not None
-        train_file = Path(job.dataset.file.path)
-        validation_file = Path(job.validation_dataset.file.path) if job.validation_dataset else None
+        train_file = local_path(job.dataset.file)
+        validation_file = (
+            local_path(job.validation_dataset.file) if job.validation_dataset else None
+        )
         kept, _ = formulas.training_split(
             job.dataset.num_records, has_validation_dataset=validation_file is not None
         )
@@ -199,9 +196,9 @@ class CustomizationRunner(Runner):
         ]
         reporter.progress(samples=samples)
 
-        checkpoints = checkpoint_folder(job)
-        ended = training_ended(checkpoints)
-        resumed = latest_checkpoint(checkpoints)
+        checkpoints_here = checkpoints.restore(job)  # another host's attempt's, if any
+        ended = training_ended(checkpoints_here)
+        resumed = latest_checkpoint(checkpoints_here)
         if ended is not None:
             reporter.note(
                 f"Training ended in an earlier attempt (epoch {ended[1].epoch} of {params.epochs}"
@@ -219,7 +216,7 @@ class CustomizationRunner(Runner):
             validation_file=str(validation_file) if validation_file else None,
             kept=kept,
             params=job.hyperparameters,
-            checkpoints=str(checkpoints),
+            checkpoints=str(checkpoints_here),
             final=str(ctx.workdir / "final"),
             want=job.hardware,
             threads=threads,
@@ -237,6 +234,7 @@ class CustomizationRunner(Runner):
             )
         except TrainingFailed as failure:
             raise JobFailure(FailureType(failure.kind), failure.message) from None
+        checkpoints.push(job)  # the end-of-training mark: a later attempt trains nothing again
         if result.tokens_trained and result.seconds:
             rate = result.tokens_trained / result.seconds
             efficiency = result.packing_efficiency
@@ -335,7 +333,7 @@ class CustomizationRunner(Runner):
         base = job.input_at(BASE_POSITION)
         assert base is not None  # an offered base is named in builtin_base_model
         try:
-            return hf_models.unpack_stored(Path(base.file.path), ctx.workdir / "base")
+            return hf_models.unpack_stored(local_path(base.file), ctx.workdir / "base")
         except ValidationError as error:
             raise JobFailure(
                 FailureType.INVALID_MODEL,
@@ -364,7 +362,7 @@ class CustomizationRunner(Runner):
         else:
             label = f"{model.name} ({model.public_id})"
             try:
-                folder = hf_models.unpack_stored(Path(model.file.path), ctx.workdir / "teacher")
+                folder = hf_models.unpack_stored(local_path(model.file), ctx.workdir / "teacher")
             except (ValidationError, OSError, zipfile.BadZipFile) as error:
                 raise JobFailure(
                     FailureType.INVALID_MODEL,

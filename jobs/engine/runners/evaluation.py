@@ -25,6 +25,7 @@ from jobs.domain.evaluation import (
 )
 from jobs.domain.status import FailureType
 from jobs.engine.runners.base import JobFailure, Results, RunContext, Runner, Space, register
+from jobs.engine.scratch import local_path
 from jobs.models import ArtifactKind, Job
 
 SUMMARY_ROWS = 100  # rows kept in the summary for the page; the files hold them all
@@ -187,7 +188,7 @@ class EvaluationRunner(Runner):
                     FailureType.INVALID_MODEL, f"The model {name!r} is no longer offered here."
                 ) from None
         try:
-            return hf_models.unpack_stored(Path(model.file.path), ctx.workdir / f"model-{index}")
+            return hf_models.unpack_stored(local_path(model.file), ctx.workdir / f"model-{index}")
         except (ValidationError, OSError, zipfile.BadZipFile) as error:
             raise JobFailure(
                 FailureType.INVALID_MODEL, f"{label} cannot be read: {type(error).__name__}."

@@ -32,6 +32,7 @@ from jobs.domain.redact import library_message
 from jobs.domain.status import FailureType
 from jobs.engine.runners.base import JobFailure, Results, RunContext, Runner, Space, register
 from jobs.engine.runners.profile import profile_model
+from jobs.engine.scratch import local_path
 from jobs.models import ArtifactKind, Dataset, Job, MLModel
 
 OUTPUT_ARTIFACT = "output_data.h5"
@@ -93,7 +94,7 @@ class InferenceRunner(Runner):
             f"sample{'s' if samples != 1 else ''} of {data_label}"
             + (", then profiling it." if profiles else ".")
         )
-        entries = tensor_data.read(Path(dataset.file.path), described["file_format"])
+        entries = tensor_data.read(local_path(dataset.file), described["file_format"])
         written = ctx.workdir / OUTPUT_ARTIFACT
         shown, seconds = _run_samples(ctx, session, entries, samples, outputs, written)
         profiled = None
@@ -154,7 +155,7 @@ def _dataset_of(job: Job) -> Dataset:
 def _load_model(model: MLModel, label: str, into: Path) -> tuple[Path, dict[str, Any]]:
     """The ONNX file to run (unpacked with its data when stored so) and its inputs' specs
     ({name: {"shape", "dtype"}}), read from the graph itself rather than the stored metadata."""
-    stored = Path(model.file.path)
+    stored = local_path(model.file)
     if not stored.is_file():
         raise JobFailure(FailureType.INTERNAL_ERROR, f"The stored file of {label} is missing.")
     try:
@@ -181,7 +182,7 @@ def _load_model(model: MLModel, label: str, into: Path) -> tuple[Path, dict[str,
 
 
 def _describe_inputs(dataset: Dataset, label: str) -> dict[str, Any]:
-    path = Path(dataset.file.path)
+    path = local_path(dataset.file)
     if not path.is_file():
         raise JobFailure(FailureType.INTERNAL_ERROR, f"The stored file of {label} is missing.")
     try:

@@ -22,6 +22,7 @@ from jobs.engine.runners.onnx_link import (
     needs_external_data,
     verify_linked,
 )
+from jobs.engine.scratch import local_path
 from jobs.models import ArtifactKind, Job, ModelFormat
 
 
@@ -49,7 +50,14 @@ class LinkRunner(Runner):
             model = job_input.model
             label = f"model {model.public_id} ({model.name})"
             try:
-                path = _input_path(model.file.path, ctx.workdir / f"m{job_input.position}", label)
+                # Outside the check below: a storage that does not answer is not a bad model.
+                stored = str(local_path(model.file))
+            except FileNotFoundError:
+                raise JobFailure(
+                    FailureType.INTERNAL_ERROR, f"The stored file of {label} is missing."
+                ) from None
+            try:
+                path = _input_path(stored, ctx.workdir / f"m{job_input.position}", label)
                 proto = onnx.load(str(path), load_external_data=False)
                 if path.name == onnx_data.MODEL_NAME:
                     # Stored with its data (jobs.domain.onnx_data): the locations were checked

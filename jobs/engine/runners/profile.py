@@ -45,6 +45,7 @@ from jobs.domain.status import FailureType
 from jobs.engine.profiling import measure
 from jobs.engine.reporter import Reporter
 from jobs.engine.runners.base import JobFailure, Results, RunContext, Runner, Space, register
+from jobs.engine.scratch import local_path
 from jobs.models import ArtifactKind, Job, MLModel
 
 PROFILE_ARTIFACT = "profile.json"  # what seed 000's client reads (download_profile)
@@ -55,7 +56,7 @@ WAIT = 0.5  # seconds between checks for a stop while the child is in a long ste
 def _model_path(model: MLModel, workdir: Path, label: str) -> Path:
     """The ONNX file to load: the stored file, or model.onnx unpacked (and checked again) from a
     model stored with its data file."""
-    stored = Path(model.file.path)
+    stored = local_path(model.file)
     if not stored.name.endswith(".zip"):
         return stored
     return onnx_data.stored_folder(stored, workdir / "model", label)

@@ -12,6 +12,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import Http404, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
@@ -21,7 +22,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from hubsite.downloads import download_response
+from hubsite.downloads import download_response, stored_file_response
 from hubsite.uploads import upload_temp_dir
 from jobs.domain.base_models import BUILTIN_NAME, server_models
 from jobs.domain.selectors import (
@@ -51,16 +52,15 @@ def _upload(request: Request, store: Callable[..., Any]) -> Any:
     )
 
 
-def _download(request: Request, file: Any, filename: str) -> StreamingHttpResponse:
-    try:
-        handle = file.open("rb")
-    except FileNotFoundError:
-        raise Http404("The stored file is missing.") from None
+def _download(request: Request, file: Any, filename: str) -> HttpResponseBase:
     # One documented type for every download: a guess from the file name can be absurd (.onnx is
     # "application/vnd.snesdev-page-table" to Python's mimetypes).
-    return download_response(
-        request, handle, filename=filename, content_type="application/octet-stream"
-    )
+    try:
+        return stored_file_response(
+            request, file, filename=filename, content_type="application/octet-stream"
+        )
+    except FileNotFoundError:
+        raise Http404("The stored file is missing.") from None
 
 
 class ModelList(generics.ListAPIView):
@@ -106,7 +106,7 @@ class ModelDetail(APIView):
 
 class ModelDownload(APIView):
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
-    def get(self, request: Request, model_id: str) -> StreamingHttpResponse:
+    def get(self, request: Request, model_id: str) -> HttpResponseBase:
         model = model_for_user(request.user, model_id)
         return _download(request, model.file, Path(model.file.name).name)
 
@@ -151,7 +151,7 @@ class DatasetDetail(APIView):
 
 class DatasetDownload(APIView):
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
-    def get(self, request: Request, dataset_id: str) -> StreamingHttpResponse:
+    def get(self, request: Request, dataset_id: str) -> HttpResponseBase:
         dataset = dataset_for_user(request.user, dataset_id)
         return _download(request, dataset.file, Path(dataset.file.name).name)
 
@@ -226,14 +226,14 @@ class TargetModelDownload(APIView):
         responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
         summary="Download the target model",
     )
-    def get(self, request: Request, job_id: str) -> StreamingHttpResponse:
+    def get(self, request: Request, job_id: str) -> HttpResponseBase:
         model = _target(job_for_user(request.user, job_id))
         return _download(request, model.file, f"{job_id}-target-model{target_suffix(model)}")
 
 
 class ArtifactDownload(APIView):
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
-    def get(self, request: Request, job_id: str, name: str) -> StreamingHttpResponse:
+    def get(self, request: Request, job_id: str, name: str) -> HttpResponseBase:
         job = job_for_user(request.user, job_id)
         artifact = Artifact.objects.filter(job=job, name=name).first()
         if artifact is None:

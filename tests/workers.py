@@ -37,11 +37,19 @@ class WorkerPool:
         self.readers: dict[str, LineReader] = {}
 
     def start(
-        self, name: str, *extra: str, queue: str | None = None, device: str | None = None
+        self,
+        name: str,
+        *extra: str,
+        queue: str | None = None,
+        device: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         """A worker named ``name``; with ``device``, of a machine its operator names so
-        (HUB_DEVICE_NAME): two workers here are then two devices."""
-        env = self.env if device is None else {**self.env, "HUB_DEVICE_NAME": device}
+        (HUB_DEVICE_NAME): two workers here are then two devices; ``env`` adds to the pool's
+        (a host of its own: its own folders)."""
+        env = {**self.env, **(env or {})}
+        if device is not None:
+            env["HUB_DEVICE_NAME"] = device
         command = [
             sys.executable, "-m", "celery", "-A", "hubsite", "worker",
             "-n", f"{name}@%h", "-Q", queue or worker_queues(),

@@ -1,0 +1,137 @@
+"""Workers on many hosts with no shared disk: every file in object storage (a real S3 API server
+on loopback, tests/s3.py), each worker with a media and scratch folder of its own. A training job
+killed with its host resumes on another host from the checkpoint the first uploaded to the
+bucket; nothing of a job is ever read from another host's folder."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from django.conf import settings as django_settings
+
+from jobs.domain.status import TERMINAL, JobStatus
+from tests import factories
+from tests.s3 import Bucket, Gate, new_bucket
+from tests.workers import (
+    LOST_BOUND,
+    WorkerPool,
+    _database_url,
+    long_customization,
+    wait_for,
+    wait_for_status,
+    worker_of,
+)
+
+pytestmark = [pytest.mark.production, pytest.mark.django_db(transaction=True)]
+
+
+class Hosts:
+    def __init__(self, pool: WorkerPool, bucket: Bucket, root: Path) -> None:
+        self.pool, self.bucket, self.root = pool, bucket, root
+
+    def folders(self, name: str) -> dict[str, str]:
+        """A host's own folders: nothing here is seen by another host."""
+        base = self.root / name
+        return {
+            "HUB_DATA_DIR": str(base / "data"),
+            "HUB_MEDIA_ROOT": str(base / "media"),
+            "HUB_SCRATCH_DIR": str(base / "scratch"),
+        }
+
+    def start(self, name: str, *extra: str, queue: str | None = None) -> None:
+        self.pool.start(name, *extra, queue=queue, env=self.folders(name))
+
+
+@pytest.fixture(scope="module")
+def hosts(
+    django_db_setup: None,
+    django_db_blocker: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+    s3_gate: Gate,
+) -> Iterator[Hosts]:
+    from hubsite.celery import app
+    from tests.conftest import _missing_services
+    from tests.helpers import free_port
+
+    with django_db_blocker.unblock():
+        missing = _missing_services()
+        if missing:
+            pytest.skip(missing)
+    bucket = new_bucket(s3_gate)
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "hubsite.settings.base",
+        "PYTHONUNBUFFERED": "1",
+        "DATABASE_URL": _database_url(),
+        "HUB_BASE_URL": f"http://127.0.0.1:{free_port()}",
+        **bucket.env(),
+    }
+    root = tmp_path_factory.mktemp("hosts")
+    pool = WorkerPool(env, root / "unused-media", tmp_path_factory.mktemp("host-logs"))
+    made = Hosts(pool, bucket, root)
+    app.control.purge()
+    try:
+        made.start("control", "-B", queue=django_settings.HUB_CONTROL_QUEUE)
+        yield made
+    finally:
+        pool.stop()
+
+
+@pytest.fixture
+def on_bucket(hosts: Hosts, settings: Any, tmp_path: Path) -> Hosts:
+    """This test process is one more host of the deployment: same bucket, own folders."""
+    settings.STORAGES = hosts.bucket.storages()
+    settings.HUB_SCRATCH_DIR = str(tmp_path / "scratch")
+    return hosts
+
+
+def test_a_training_job_killed_with_its_host_resumes_on_another_from_the_bucket(
+    alice, on_bucket: Hosts
+):
+    hosts, bucket = on_bucket, on_bucket.bucket
+    hosts.start("h1")
+    job = long_customization(alice, epochs=30)
+
+    def checkpoint_in_the_bucket() -> bool:
+        job.refresh_from_db()
+        stored = bucket.keys(f"checkpoints/{job.public_id}/")
+        return (job.epochs_completed or 0) >= 2 and any(
+            k.endswith("/hub_state.json") for k in stored
+        )
+
+    wait_for(checkpoint_in_the_bucket, 180, f"job {job.public_id} to upload a checkpoint")
+    assert worker_of(job) == "h1"
+    hosts.start("h2")
+    hosts.pool.kill("h1")  # the host is gone, and its disk with it
+    wait_for(
+        lambda: job.status_logs.filter(message__contains="stopped answering").exists(),
+        LOST_BOUND,
+        "the requeue",
+    )
+    wait_for_status(job, TERMINAL, 240)
+    log = "\n".join(f"{m} | {d}" for m, d in job.status_logs.values_list("message", "detail"))
+    assert job.status == JobStatus.READY, log
+    assert worker_of(job) == "h2"
+    resumed = job.status_logs.get(message__startswith="Resuming from the checkpoint").message
+    assert int(resumed.split("epoch ")[1].split(" ")[0]) >= 2, resumed
+    assert "fetched its checkpoints" in hosts.pool.output("h2")
+    steps = list(job.metric_series.get(key="train_loss").points.values_list("step", flat=True))
+    assert len(steps) == len(set(steps)) == job.total_steps  # every step once
+
+    # Nothing of the job on any host's own media folder: the bucket holds it all.
+    for host in ("h1", "h2", "control"):
+        media = Path(hosts.folders(host)["HUB_MEDIA_ROOT"])
+        kept = [p for p in media.rglob("*") if p.is_file() and ".uploads" not in p.parts]
+        assert not [p for p in kept if "builtin-models" not in p.parts], kept
+    assert job.target_model.file.name in bucket.keys("models/")
+    assert bucket.keys(f"checkpoints/{job.public_id}/") == {}  # forgotten once finished
+
+    response = factories.api(alice).get(f"/api/v1/jobs/{job.public_id}/target-model/")
+    assert response.status_code == 302
+    fetched = httpx.get(response["Location"])
+    assert fetched.status_code == 200 and len(fetched.content) == job.target_model.size

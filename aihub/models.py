@@ -28,6 +28,9 @@ class Transfer(models.Model):
     # The secret the part addresses are signed for (seed 000's ``upload_id``): a new one for each
     # time the client asks for addresses, so older addresses stop working.
     upload_id = models.CharField(max_length=40, blank=True)
+    # In object storage: the bucket's own multipart upload the part addresses send to (parts go
+    # straight to the bucket, never through the hub).
+    storage_upload_id = models.CharField(max_length=1024, blank=True)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     kind = models.CharField(max_length=8, choices=TransferKind.choices)
     name = models.CharField(max_length=200)

@@ -6,6 +6,12 @@ against what the person may read when it is fetched, so a share revoked since st
 Parts are kept under MEDIA_ROOT/.transfers/<upload>/ until the client completes the upload; then
 they are joined and the file goes through the hub's upload service like any other. Uploads left
 unfinished for a day are removed when the next one starts.
+
+In object storage (hubsite/object_storage.py) the addresses are the bucket's own, presigned: a
+model's parts go to a multipart upload of the bucket, a dataset to a presigned form whose policy
+caps its length, under ``.transfers/<upload>``. Completing the upload has the bucket join the
+parts (it checks every ETag); the joined file is then fetched by the hub, checked and stored by
+the same upload service, and the staged object removed.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import hashlib
 import math
 import secrets
 import shutil
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -24,6 +31,7 @@ from django.core import signing
 from django.utils import timezone
 
 from aihub.models import Transfer
+from hubsite import object_storage
 
 UPLOAD_SALT = "hub.aihub.upload"
 DOWNLOAD_SALT = "hub.aihub.download"
@@ -127,6 +135,101 @@ def etag_of(path: Path) -> str:
 
 def discard(transfer: Transfer) -> None:
     shutil.rmtree(folder_of(transfer), ignore_errors=True)
+    if object_storage.is_remote():
+        storage = object_storage.remote()
+        if transfer.storage_upload_id:
+            with suppress(Exception):  # already completed or aborted; the sweep has the rest
+                storage.abort_upload(storage.key(staged_name(transfer)), transfer.storage_upload_id)
+            transfer.storage_upload_id = ""
+            transfer.save(update_fields=["storage_upload_id"])
+        storage.delete(staged_name(transfer))
+
+
+# Object storage: the bucket's own addresses
+
+
+def staged_name(transfer: Transfer) -> str:
+    return f".transfers/{transfer.public_id}"
+
+
+def bucket_part_urls(transfer: Transfer) -> list[str]:
+    """Presigned UploadPart addresses of the transfer's multipart upload in the bucket (begun
+    now, or the one begun for the same file before: parts already sent stay)."""
+    storage = object_storage.remote()
+    key = storage.key(staged_name(transfer))
+    if not transfer.storage_upload_id:
+        begun = storage.connection.meta.client.create_multipart_upload(
+            Bucket=storage.bucket_name, Key=key
+        )
+        transfer.storage_upload_id = begun["UploadId"]
+        transfer.save(update_fields=["storage_upload_id"])
+    return [
+        storage.presign(
+            "upload_part",
+            {
+                "Bucket": storage.bucket_name,
+                "Key": key,
+                "UploadId": transfer.storage_upload_id,
+                "PartNumber": number,
+            },
+        )
+        for number in range(1, part_count(transfer) + 1)
+    ]
+
+
+def bucket_form(transfer: Transfer) -> tuple[str, dict[str, str]]:
+    """A presigned form (address and fields) that takes the dataset's file, no larger than
+    declared (or than HUB_MAX_UPLOAD_BYTES): the bucket refuses more by its policy."""
+    storage = object_storage.remote()
+    limit = transfer.size or settings.HUB_MAX_UPLOAD_BYTES
+    client = storage._public_client() or storage.connection.meta.client
+    post = client.generate_presigned_post(
+        Bucket=storage.bucket_name,
+        Key=storage.key(staged_name(transfer)),
+        Conditions=[["content-length-range", 1, limit]],
+        ExpiresIn=settings.HUB_SIGNED_URL_SECONDS,
+    )
+    return str(post["url"]), {str(k): str(v) for k, v in post["fields"].items()}
+
+
+class PartsRefused(Exception):
+    """The bucket would not join the parts as given (one missing, an ETag not the part's)."""
+
+
+def bucket_join(transfer: Transfer, etags: list[str]) -> None:
+    """Have the bucket join the parts: it checks each ETag against the part it holds."""
+    from botocore.exceptions import ClientError
+
+    storage = object_storage.remote()
+    try:
+        storage.connection.meta.client.complete_multipart_upload(
+            Bucket=storage.bucket_name,
+            Key=storage.key(staged_name(transfer)),
+            UploadId=transfer.storage_upload_id,
+            MultipartUpload={
+                "Parts": [{"ETag": etag, "PartNumber": n} for n, etag in enumerate(etags, 1)]
+            },
+        )
+    except ClientError as error:
+        if object_storage.unreachable(error):
+            raise
+        raise PartsRefused(object_storage.words(error)) from None
+    transfer.storage_upload_id = ""
+    transfer.save(update_fields=["storage_upload_id"])
+
+
+def bucket_fetch(transfer: Transfer, into: Path) -> bool:
+    """Fetch the staged file into ``into`` (False when nothing was sent), checking its size
+    against the one declared; the staged object is removed either way once read."""
+    storage = object_storage.remote()
+    name = staged_name(transfer)
+    if not storage.exists(name):
+        return False
+    storage.connection.meta.client.download_file(
+        storage.bucket_name, storage.key(name), str(into), Config=storage.transfer_config
+    )
+    storage.delete(name)
+    return True
 
 
 def sweep_stale() -> None:

@@ -27,6 +27,7 @@ from aihub.models import Transfer, TransferKind
 from aihub.transfers import part_count, part_path
 from aihub.views.base import AiHubView, absolute, parse, proto
 from aihub.wire import dataset_pb, model_pb, readable_producers, reserved_model_pb, stamp
+from hubsite import object_storage
 from hubsite.api.auth import user_of
 from hubsite.uploads import upload_temp_dir
 from jobs.domain.quotas import QuotaExceeded, upload_refusal
@@ -39,6 +40,7 @@ from jobs.web.api.params import int_param
 
 MAX_PAGE = 1000
 MAX_OPEN = 20  # uploads one person may have waiting for their files
+BUCKET_MIN_PART = 5 * 1024 * 1024  # what S3 takes as the smallest part but the last
 # What the hub takes, for a refusal of anything else.
 TAKES = (
     "The hub runs ONNX models with ONNX Runtime: upload a .onnx file (or a folder with the "
@@ -130,6 +132,33 @@ def _joined(transfer: Transfer, numbers: list[int]) -> Path:
     return whole
 
 
+def _joined_in_bucket(transfer: Transfer, etags: list[str]) -> Path:
+    """The bucket joins the parts (checking their ETags); the hub fetches the file to check it."""
+    try:
+        transfers.bucket_join(transfer, etags)
+    except transfers.PartsRefused as refused:
+        raise BadRequest(
+            f"The parts could not be joined ({refused}): send every part to the addresses given "
+            "last, and complete with the ETags they answered, in order."
+        ) from None
+    return _fetched_from_bucket(transfer)
+
+
+def _fetched_from_bucket(transfer: Transfer) -> Path:
+    whole = Path(upload_temp_dir()) / f"{transfer.public_id}.joined"
+    if not transfers.bucket_fetch(transfer, whole):
+        raise BadRequest(f"No file was received for upload {transfer.public_id}; send it first.")
+    if transfer.size is not None and whole.stat().st_size != transfer.size:
+        got = whole.stat().st_size
+        whole.unlink()
+        transfers.discard(transfer)
+        raise BadRequest(
+            f"The file received is {got} bytes; {transfer.size} were declared. Ask for new "
+            "addresses and send it again."
+        )
+    return whole
+
+
 def _store(transfer: Transfer, whole: Path, label: str) -> MLModel | Dataset:
     try:
         with whole.open("rb") as handle:
@@ -218,13 +247,20 @@ class ModelUpload(AiHubView):
             locked = Transfer.objects.select_for_update().get(pk=transfer.pk)
             if locked.size is not None and locked.size != size:
                 transfers.discard(locked)  # a different file: parts of the old one are useless
-            locked.size, locked.part_size = size, settings.HUB_UPLOAD_PART_BYTES
+            # A bucket takes parts of at least 5 MiB but for the last.
+            least = BUCKET_MIN_PART if object_storage.is_remote() else 1
+            locked.size, locked.part_size = size, max(settings.HUB_UPLOAD_PART_BYTES, least)
             locked.save(update_fields=["size", "part_size"])
             transfers.new_upload_id(locked)
-        urls = [
-            absolute(request, reverse("aihub-transfer", args=[transfers.upload_token(locked, n)]))
-            for n in range(1, part_count(locked) + 1)
-        ]
+            if object_storage.is_remote():
+                urls = transfers.bucket_part_urls(locked)
+        if not object_storage.is_remote():
+            urls = [
+                absolute(
+                    request, reverse("aihub-transfer", args=[transfers.upload_token(locked, n)])
+                )
+                for n in range(1, part_count(locked) + 1)
+            ]
         multipart = pb.FileMultipartUploadURL(
             urls=urls, upload_id=locked.upload_id, max_part_size=locked.part_size or 0
         )
@@ -250,16 +286,19 @@ class ModelUpload(AiHubView):
         count = part_count(transfer)
         if len(given.etags) != count:
             raise BadRequest(f"The file has {count} parts; {len(given.etags)} ETags were given.")
+        suffix = ".zip" if transfer.is_directory else ".onnx"
+        label = PurePath(transfer.name).name
+        if not label.endswith(suffix):
+            label += suffix
+        if object_storage.is_remote():
+            model = _store(transfer, _joined_in_bucket(transfer, list(given.etags)), label)
+            return _completed(transfer, model.public_id, model.created_at)
         for number, etag in enumerate(given.etags, start=1):
             path = part_path(transfer, number)
             if not path.is_file():
                 raise BadRequest(f"Part {number} of {count} was not received; send it again.")
             if transfers.etag_of(path) != etag:
                 raise BadRequest(f"Part {number}'s ETag {etag} is not that of the part received.")
-        suffix = ".zip" if transfer.is_directory else ".onnx"
-        label = PurePath(transfer.name).name
-        if not label.endswith(suffix):
-            label += suffix
         model = _store(transfer, _joined(transfer, list(range(1, count + 1))), label)
         return _completed(transfer, model.public_id, model.created_at)
 
@@ -338,14 +377,17 @@ class DatasetDetail(AiHubView):
                 "A dataset's file is sent to its upload address; nothing else changes."
             )
         transfer = _transfer(request, dataset_id, TransferKind.DATASET)
+        label = PurePath(transfer.name).name
+        if not label.endswith((".h5", ".npz")):
+            label += ".h5"
+        if object_storage.is_remote():
+            dataset = _store(transfer, _fetched_from_bucket(transfer), label)
+            return _completed(transfer, dataset.public_id, dataset.created_at)
         received = part_path(transfer, 0)
         if not received.is_file():
             raise BadRequest(
                 f"No file was received for dataset upload {dataset_id}; send it first."
             )
-        label = PurePath(transfer.name).name
-        if not label.endswith((".h5", ".npz")):
-            label += ".h5"
         joined = Path(upload_temp_dir()) / f"{transfer.public_id}.joined"
         shutil.move(received, joined)
         dataset = _store(transfer, joined, label)
@@ -360,10 +402,14 @@ class DatasetUpload(AiHubView):
             transfer.size = _declared_size(request, transfer)
             transfer.save(update_fields=["size"])
         transfers.new_upload_id(transfer)
-        url = absolute(
-            request, reverse("aihub-transfer", args=[transfers.upload_token(transfer, 0)])
-        )
-        form = pb.FileUploadURL(url=url, file_field_name="file")
+        if object_storage.is_remote():
+            url, fields = transfers.bucket_form(transfer)
+            form = pb.FileUploadURL(url=url, file_field_name="file", fields=fields)
+        else:
+            url = absolute(
+                request, reverse("aihub-transfer", args=[transfers.upload_token(transfer, 0)])
+            )
+            form = pb.FileUploadURL(url=url, file_field_name="file")
         if request.query_params.get("supports_s3_credentials") is None:
             return proto(form)
         return proto(pb.FileUploadResponse(url=form))

@@ -1,5 +1,4 @@
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.urls import include, path
 from django.views.generic import RedirectView
@@ -12,12 +11,10 @@ from sharing import api as sharing_api
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="jobs:list", permanent=False), name="home"),
-    path(
-        "accounts/login/",
-        auth_views.LoginView.as_view(redirect_authenticated_user=True),
-        name="login",
-    ),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/login/", views.SignInView.as_view(), name="login"),
+    path("accounts/logout/", views.SignOutView.as_view(), name="logout"),
+    # Single sign-on (hubsite/sso.py): /oidc/authenticate/ and the provider's /oidc/callback/.
+    path("oidc/", include("mozilla_django_oidc.urls")),
     path("account/token/", views.api_token, name="api-token"),
     # Where seed 000's client sends people (its web_url): a model's page, a dataset's, the
     # account page with the token. A job's (jobs/<id>/) is the hub's own address already.
@@ -74,6 +71,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves its script as a file: the page keeps the no-inline-script policy.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
+    path("admin/login/", views.admin_login),
     path("admin/", admin.site.urls),
 ]
 

@@ -3,20 +3,63 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
+from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.template import loader
+from django.urls import reverse
 from django.views import defaults
 from django.views.decorators.cache import never_cache
 from rest_framework.authtoken.models import Token
 
-from hubsite import object_storage
+from hubsite import object_storage, sso
 from hubsite.api.auth import user_of
 from jobs.domain.disk import not_kept
+
+
+class SignInView(auth_views.LoginView):
+    """The sign-in page: the provider's button where single sign-on is set up, the password
+    form unless HUB_LOCAL_LOGIN=off (then a password sent anyway is refused, never tried)."""
+
+    redirect_authenticated_user = True
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not settings.HUB_LOCAL_LOGIN:
+            message = (
+                f"This hub signs people in through {settings.HUB_OIDC_NAME} only; "
+                "passwords are not taken."
+            )
+            return render(request, "registration/login.html", {"sso_error": message}, status=403)
+        return super().post(request, *args, **kwargs)
+
+
+class SignOutView(auth_views.LogoutView):
+    """Sign out of the hub (the session and its sockets end: jobs.live.signals), then of the
+    provider too when the session came from single sign-on and the provider offers it."""
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        id_token = request.session.get("oidc_id_token")
+        response = super().post(request, *args, **kwargs)
+        at_provider = sso.end_session_url(request, id_token)
+        return redirect(at_provider) if at_provider else response
+
+
+def admin_login(request: HttpRequest) -> HttpResponse:
+    """The admin signs in through the hub's own sign-in page (its provider button included)."""
+    if request.user.is_authenticated and not request.user.is_staff:
+        return permission_denied(
+            request, PermissionDenied("Your account is not one of this hub's staff.")
+        )
+    target = request.GET.get("next") or "/admin/"
+    return redirect(f"{reverse('login')}?{urlencode({'next': target})}")
 
 
 @never_cache  # the page shows a secret: no browser or proxy may keep a copy

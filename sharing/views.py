@@ -4,6 +4,9 @@ model or dataset page."""
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model, login
 from django.contrib.auth.decorators import login_required
@@ -12,6 +15,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
@@ -47,6 +51,14 @@ def accept(request: HttpRequest, token: str) -> HttpResponse:
             {"problem": "This invitation link is not valid."},
             status=404,
         )
+    if (
+        invitation.accepted_at is not None
+        and request.user.is_authenticated
+        and (user_of(request).email or "").lower() == invitation.email
+    ):
+        # Already accepted by this person (signing in through the provider accepts it): the
+        # link still leads to what was shared.
+        return redirect(page_of(invitation.target))
     if not invitation.pending:
         problem = (
             "This invitation was already used, withdrawn, or has expired. Ask the "
@@ -61,6 +73,10 @@ def accept(request: HttpRequest, token: str) -> HttpResponse:
                 request, "sharing/invitation.html", {"problem": error.messages[0]}, status=403
             )
         return redirect(page_of(target))
+    if not settings.HUB_LOCAL_LOGIN:
+        # No passwords here: signing in through the provider with the invited (verified)
+        # address accepts the invitation (hubsite/sso.py), then this page shows the target.
+        return redirect(f"{reverse('login')}?{urlencode({'next': request.path})}")
     form = InvitedSignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:

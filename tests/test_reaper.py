@@ -67,6 +67,8 @@ def test_a_job_with_a_live_worker_is_left_alone(alice, settings):
             "temp_bytes_swept",
             "runs_out_of_contact",
             "followers_released",
+            "orphans_removed",
+            "storage_errors",
         ],
         0,
     )

@@ -7,6 +7,7 @@ from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
 from django.db.models import QuerySet
 from django.http import HttpResponse, JsonResponse
@@ -43,6 +44,12 @@ class Login(AiHubView):
             given = None
         if not isinstance(given, dict):
             raise ValidationError('Send {"email": …, "password": …} as JSON.')
+        if not settings.HUB_LOCAL_LOGIN:
+            raise ValidationError(
+                f"This hub signs people in through {settings.HUB_OIDC_NAME}, not with passwords: "
+                "sign in on its web page, copy your API token from the account page, and run "
+                "qai-hub configure --api_token <token>."
+            )
         login, password = str(given.get("email") or ""), str(given.get("password") or "")
         people = get_user_model().objects.filter(is_active=True)
         account = people.filter(email__iexact=login).order_by("pk").first() if login else None

@@ -161,6 +161,34 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
+# Single sign-on through an OpenID Connect provider (hubsite/sso.py), set by its issuer address;
+# local passwords beside it unless HUB_LOCAL_LOGIN=off.
+HUB_OIDC_ISSUER = env_str("HUB_OIDC_ISSUER", "")
+HUB_LOCAL_LOGIN = env_bool("HUB_LOCAL_LOGIN", True)
+if not HUB_LOCAL_LOGIN and not HUB_OIDC_ISSUER:
+    raise ImproperlyConfigured(
+        "HUB_LOCAL_LOGIN=off leaves no way to sign in: set HUB_OIDC_ISSUER (single sign-on) too."
+    )
+HUB_OIDC_NAME = env_str("HUB_OIDC_NAME", "single sign-on")  # the sign-in button's words
+HUB_OIDC_GROUPS_CLAIM = env_str("HUB_OIDC_GROUPS_CLAIM", "groups")
+HUB_OIDC_STAFF_GROUPS = env_list("HUB_OIDC_STAFF_GROUPS", [])
+HUB_OIDC_SUPERUSER_GROUPS = env_list("HUB_OIDC_SUPERUSER_GROUPS", [])
+HUB_OIDC_REQUIRED_GROUPS = env_list("HUB_OIDC_REQUIRED_GROUPS", [])
+HUB_OIDC_TIMEOUT_SECONDS = env_int("HUB_OIDC_TIMEOUT_SECONDS", 10, minimum=1)
+if HUB_OIDC_ISSUER:
+    AUTHENTICATION_BACKENDS.append("hubsite.sso.HubOIDCBackend")
+    if not HUB_LOCAL_LOGIN:
+        AUTHENTICATION_BACKENDS.remove("django.contrib.auth.backends.ModelBackend")
+# mozilla-django-oidc's own settings, from the hub's (the endpoints come from discovery).
+OIDC_RP_CLIENT_ID = env_str("HUB_OIDC_CLIENT_ID", "")
+OIDC_RP_CLIENT_SECRET = env_str("HUB_OIDC_CLIENT_SECRET", "")
+OIDC_RP_SIGN_ALGO = env_str("HUB_OIDC_SIGN_ALGO", "RS256")
+OIDC_RP_SCOPES = env_str("HUB_OIDC_SCOPES", "openid email profile")
+OIDC_USE_PKCE = True
+OIDC_TIMEOUT = HUB_OIDC_TIMEOUT_SECONDS
+OIDC_STORE_ID_TOKEN = True  # for signing out at the provider too
+OIDC_AUTHENTICATE_CLASS = "hubsite.sso.SignIn"
+OIDC_CALLBACK_CLASS = "hubsite.sso.Callback"
 AXES_FAILURE_LIMIT = env_int("HUB_LOGIN_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("HUB_LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]

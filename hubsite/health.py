@@ -88,6 +88,9 @@ def _storage() -> dict[str, Any]:
         try:
             return object_storage.remote().ping()
         except Exception as error:
+            from hubsite.metrics import STORAGE_ERRORS
+
+            STORAGE_ERRORS.labels("health").inc()
             raise StorageUnreachable(error) from error
 
     probe = partial_folder(settings.MEDIA_ROOT) / "healthz.probe"

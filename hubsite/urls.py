@@ -4,7 +4,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from hubsite import health, views
+from hubsite import health, metrics, views
 from jobs.web import views as jobs_views
 from notifications import api as notifications_api
 from sharing import api as sharing_api
@@ -26,6 +26,7 @@ urlpatterns = [
     path("models/<slug:model_id>/", jobs_views.model_detail, name="model-short"),
     path("datasets/<slug:dataset_id>/", jobs_views.dataset_detail, name="dataset-short"),
     path("healthz", health.healthz, name="healthz"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("jobs/", include("jobs.web.urls")),
     path("", include("sharing.urls")),
     path("", include("notifications.urls")),

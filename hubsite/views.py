@@ -20,7 +20,7 @@ from django.views import defaults
 from django.views.decorators.cache import never_cache
 from rest_framework.authtoken.models import Token
 
-from hubsite import object_storage, sso
+from hubsite import metrics, object_storage, sso
 from hubsite.api.auth import user_of
 from jobs.domain.disk import not_kept
 
@@ -123,6 +123,7 @@ def server_error(request: HttpRequest) -> HttpResponse:
         response["Retry-After"] = "10"
         return response
     if error is not None and object_storage.unreachable(error):
+        metrics.STORAGE_ERRORS.labels("request").inc()
         message = object_storage.unreachable_message(error)
         response = _api_error(request, 503, message) or _unavailable_page(503, message)
         response["Retry-After"] = "30"

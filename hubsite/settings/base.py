@@ -36,6 +36,11 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 DATA_DIR = Path(env_str("HUB_DATA_DIR", str(BASE_DIR / "var"))).resolve()
 
+# Metrics (hubsite/metrics.py): each process of this host writes its figures here (prometheus_
+# client's multiprocess mode), and a scrape sums them. Set before prometheus_client is imported.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(DATA_DIR / "metrics" / socket.gethostname()))
+Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+
 REDIS_URL = env_optional("REDIS_URL")
 HUB_PROFILE = "production" if REDIS_URL else "embedded"
 
@@ -121,6 +126,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "hubsite.metrics.RequestMetrics",  # first: it times everything below
     "django.middleware.security.SecurityMiddleware",
     "hubsite.middleware.RejectNulCharacters",
     "hubsite.middleware.QaiHubAddressHint",
@@ -161,6 +167,13 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
+# /metrics (hubsite/metrics.py): answered with the bearer token HUB_METRICS_TOKEN, or to the
+# networks named here without one (loopback by default); anyone else gets a 404.
+HUB_METRICS_TOKEN = env_str("HUB_METRICS_TOKEN", "")
+HUB_METRICS_NETWORKS = parse_networks(env_list("HUB_METRICS_NETWORKS", ["127.0.0.1/32", "::1/128"]))
+# A worker on a host with no web process serves its host's metrics on this port (0: none).
+HUB_METRICS_PORT = env_int("HUB_METRICS_PORT", 0, minimum=0)
+
 # Single sign-on through an OpenID Connect provider (hubsite/sso.py), set by its issuer address;
 # local passwords beside it unless HUB_LOCAL_LOGIN=off.
 HUB_OIDC_ISSUER = env_str("HUB_OIDC_ISSUER", "")

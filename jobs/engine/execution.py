@@ -25,7 +25,7 @@ from django.db.models import Count, F, Max, Min, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from hubsite import object_storage
+from hubsite import metrics, object_storage
 from jobs.domain.devices import this_device_id, this_machine
 from jobs.domain.disk import free_bytes, os_error_text, size_text, storage_fault
 from jobs.domain.events import ClaimLost, EventType, publish
@@ -352,6 +352,7 @@ def _run(ctx: RunContext, runner: Runner) -> str:
         raise
     except Exception as error:
         if object_storage.unreachable(error):
+            metrics.STORAGE_ERRORS.labels("job").inc()
             # Nothing is lost: the inputs stay in the bucket and no target was recorded.
             logger.warning("Job %s: the object storage failed: %s", ctx.job.public_id, error)
             reporter.log(failure_summary(error), LogLevel.ERROR)

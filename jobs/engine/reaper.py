@@ -28,7 +28,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from hubsite import object_storage
+from hubsite import metrics, object_storage
 from hubsite.uploads import sweep_upload_temp_files
 from jobs.domain import inventory
 from jobs.domain.state import job_ended, job_transition
@@ -122,6 +122,7 @@ def reap(now: datetime | None = None, *, judge_heartbeats: bool = True) -> dict[
         # The storage is away: what it holds is swept on a later run, the rest goes on now.
         logger.warning("The reaper could not sweep the storage: %s", object_storage.words(error))
         counts["storage_errors"] += 1
+        metrics.STORAGE_ERRORS.labels("sweep").inc()
     counts["resent"] = dispatch.resend_missing(now)
     counts["followers_released"] = _tell_of_ended_jobs()
     # What killed processes of this host left half-written (uploads, files being stored): also

@@ -30,6 +30,7 @@ from django.db.models import F
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
+from hubsite import metrics
 from jobs.domain.events import ClaimLost, EventType, MetricPointPayload, ProgressPayload, publish
 from jobs.domain.files import stored_with_its_row
 from jobs.domain.joblog import append_lines, clean_line
@@ -384,7 +385,8 @@ class Reporter:
             self._fields, self._points, self._lines = {}, defaultdict(list), []
             self._buffered = 0
             # What was taken from the buffers is written whole or retried whole (outages.py).
-            outlasting_outages(lambda: self.write(fields, points, lines))
+            with metrics.FLUSH_SECONDS.time():
+                outlasting_outages(lambda: self.write(fields, points, lines))
 
     def flush_if_stale(self) -> None:
         """Write what has waited ``flush_every`` or longer (from the heartbeat thread: a runner

@@ -12,7 +12,12 @@ import logging
 import threading
 from typing import Any
 
-from celery.signals import celeryd_after_setup, worker_ready, worker_shutdown
+from celery.signals import (
+    celeryd_after_setup,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+)
 from django.conf import settings
 from django.db import connections
 from django.utils import timezone
@@ -100,3 +105,22 @@ def _start(sender: Any = None, **kwargs: Any) -> None:
 @worker_shutdown.connect
 def _shutdown(**kwargs: Any) -> None:
     _stop.set()
+
+
+@worker_ready.connect
+def _serve_metrics(sender: Any = None, **kwargs: Any) -> None:
+    """On a host with no web process: this host's metrics on HUB_METRICS_PORT (hubsite/metrics)."""
+    if settings.HUB_METRICS_PORT:
+        from hubsite.metrics import serve_host_metrics
+
+        try:
+            serve_host_metrics(settings.HUB_METRICS_PORT)
+        except OSError as error:  # another worker of this host serves them already
+            logger.info("Metrics port %s: %s", settings.HUB_METRICS_PORT, error)
+
+
+@worker_process_shutdown.connect
+def _forget_process(pid: int | None = None, **kwargs: Any) -> None:
+    from hubsite.metrics import process_exited
+
+    process_exited(pid)

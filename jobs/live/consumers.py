@@ -28,6 +28,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.utils.functional import Promise
 
+from hubsite import metrics
 from jobs.domain.events import LIST_EVENTS, EventMessage, events_after
 from jobs.domain.jsonlimits import JSONRefused, loads_bounded
 from jobs.domain.selectors import jobs_visible_to, readable_job
@@ -141,6 +142,14 @@ class _HubConsumer(AsyncJsonWebsocketConsumer):
 
     watcher: asyncio.Task[None] | None = None
     writer: asyncio.Task[None] | None = None
+    kind = "socket"
+    counted = False  # in hub_live_sockets
+
+    async def accept(self, subprotocol: str | None = None, headers: Any = None) -> None:
+        await super().accept(subprotocol, headers)
+        metrics.SOCKETS.labels(self.kind).inc()
+        self.counted = True
+
     poller: asyncio.Task[None] | None = None
     person: int | None = None
     revoked = False
@@ -223,6 +232,9 @@ class _HubConsumer(AsyncJsonWebsocketConsumer):
             self.frames.put_nowait(Frame("gap"))
 
     async def disconnect(self, code: int) -> None:
+        if self.counted:
+            metrics.SOCKETS.labels(self.kind).dec()
+            self.counted = False
         self.revoked = True
         for task in (self.writer, self.watcher, self.poller):
             if task is not None:
@@ -234,6 +246,7 @@ class _HubConsumer(AsyncJsonWebsocketConsumer):
 
 
 class JobConsumer(_HubConsumer):
+    kind = "job"
     job: Job
     last_seq: int
     watching = False
@@ -351,12 +364,14 @@ class JobConsumer(_HubConsumer):
         if frame.event == "sharing" and not await self._still_readable():
             return
         await self.send(text_data=frame.text)
+        metrics.EVENTS_SENT.inc()
         self.last_seq = frame.seq
 
     async def _send_event(self, message: EventMessage) -> None:
         if message["event"] == "sharing" and not await self._still_readable():
             return
         await self.send_json(client_event(message))
+        metrics.EVENTS_SENT.inc()
         self.last_seq = message["seq"]
 
     async def _still_readable(self) -> bool:
@@ -437,6 +452,7 @@ def _latest_event_id() -> int:
 
 
 class JobListConsumer(_HubConsumer):
+    kind = "job_list"
     """A person's job list: status and progress of every job they may read, as it changes.
     Each message names its job and that job's sequence number; the page fetches a row it does
     not have yet (a new job), and reloads its rows when it reconnects or is sent a ``gap``

@@ -36,6 +36,7 @@ import orjson
 from django.conf import settings
 from django.db import DatabaseError, connections
 
+from hubsite import metrics
 from hubsite.redis_breaker import UNREACHABLE, breaker
 from jobs.domain.events import EventMessage, events_after
 from jobs.live.delivery import job_channel, person_channel
@@ -348,6 +349,7 @@ class Station:
     # The database: the record of every event
 
     async def _repair(self, stream: _Stream) -> None:
+        metrics.GAPS_REPAIRED.inc()
         latest, missed = await in_thread(_stored_after)(stream.job_id, stream.seen)
         if latest is None:
             self._offer(stream, Frame("gone"))

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -181,6 +182,7 @@ class Command(BaseCommand):
             )
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
+        _fresh_metrics()
         address = f"http://{'localhost' if host in ('0.0.0.0', '::') else host}:{port}/"
         if "HUB_BASE_URL" not in os.environ:
             # Job links (pages, API, the workers' emails) point where this server listens.
@@ -232,3 +234,11 @@ class Command(BaseCommand):
             # Ctrl-C stops the hub within seconds even while pages hold websockets open.
             timeout_graceful_shutdown=2,
         )
+
+
+def _fresh_metrics() -> None:
+    """The processes this command starts count from zero: files of earlier runs' processes
+    (prometheus_client's multiprocess mode, hubsite/metrics.py) are removed first."""
+    folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    for old in folder.glob("*.db"):
+        old.unlink(missing_ok=True)

@@ -33,6 +33,9 @@ start_services() {
 
   # Chromium, for the browser tests (Debian's; Playwright drives it and downloads no browser)
   command -v chromium >/dev/null || apt_install chromium
+  # Prometheus and promtool, for the metrics tests (a real server scrapes the hub). The tests
+  # start their own S3 server (moto) and OpenID Connect provider from the Python packages.
+  command -v prometheus >/dev/null || apt_install prometheus
 
   # Redis
   command -v redis-server >/dev/null || apt_install redis-server

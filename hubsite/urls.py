@@ -4,7 +4,8 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from hubsite import health, metrics, views
+from audit import views as audit_views
+from hubsite import health, scrape, views
 from jobs.web import views as jobs_views
 from notifications import api as notifications_api
 from sharing import api as sharing_api
@@ -16,6 +17,8 @@ urlpatterns = [
     # Single sign-on (hubsite/sso.py): /oidc/authenticate/ and the provider's /oidc/callback/.
     path("oidc/", include("mozilla_django_oidc.urls")),
     path("account/token/", views.api_token, name="api-token"),
+    path("account/activity/", audit_views.activity, name="activity"),
+    path("api/v1/account/activity/", audit_views.ActivityList.as_view(), name="api-activity"),
     # Where seed 000's client sends people (its web_url): a model's page, a dataset's, the
     # account page with the token. A job's (jobs/<id>/) is the hub's own address already.
     path("account/", login_required(RedirectView.as_view(pattern_name="api-token"))),
@@ -26,7 +29,7 @@ urlpatterns = [
     path("models/<slug:model_id>/", jobs_views.model_detail, name="model-short"),
     path("datasets/<slug:dataset_id>/", jobs_views.dataset_detail, name="dataset-short"),
     path("healthz", health.healthz, name="healthz"),
-    path("metrics", metrics.metrics, name="metrics"),
+    path("metrics", scrape.metrics, name="metrics"),
     path("jobs/", include("jobs.web.urls")),
     path("", include("sharing.urls")),
     path("", include("notifications.urls")),

@@ -20,6 +20,8 @@ from django.views import defaults
 from django.views.decorators.cache import never_cache
 from rest_framework.authtoken.models import Token
 
+from audit import services as audit
+from audit.models import Action
 from hubsite import metrics, object_storage, sso
 from hubsite.api.auth import user_of
 from jobs.domain.disk import not_kept
@@ -69,9 +71,16 @@ def api_token(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         Token.objects.filter(user=user_of(request)).delete()
         Token.objects.create(user=user_of(request))
+        audit.record(
+            Action.TOKEN_CHANGED, actor=user_of(request), target=user_of(request), how="replaced"
+        )
         messages.success(request, "A new token was made; the old one no longer works.")
         return redirect("api-token")
-    token, _ = Token.objects.get_or_create(user=user_of(request))
+    token, made = Token.objects.get_or_create(user=user_of(request))
+    if made:
+        audit.record(
+            Action.TOKEN_CHANGED, actor=user_of(request), target=user_of(request), how="created"
+        )
     return render(request, "account/token.html", {"token": token})
 
 

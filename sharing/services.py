@@ -21,6 +21,8 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from audit import services as audit
+from audit.models import Action
 from jobs.domain.events import EventType, publish
 from jobs.models import Dataset, Job, MLModel
 from sharing.models import Invitation, InvitationQuota, Share, ShareAction, ShareAuditEntry
@@ -127,6 +129,7 @@ def sharing_modify(
                 ShareAuditEntry.objects.create(
                     **on, actor=actor, action=ShareAction.REMOVED, email=email
                 )
+                audit.record(Action.SHARE_REVOKED, actor=actor, target=target, email=email)
         existing = set(Share.objects.filter(**on, email__in=adding).values_list("email", flat=True))
         new = [e for e in adding if e != owner_email and e not in existing]
         # Every new address costs one email (an invitation or a notice) against the day's
@@ -137,6 +140,7 @@ def sharing_modify(
                 **on, email=email, user=accounts.get(email), created_by=actor
             )
             ShareAuditEntry.objects.create(**on, actor=actor, action=ShareAction.ADDED, email=email)
+            audit.record(Action.SHARE_GIVEN, actor=actor, target=target, email=email)
             if share.user is None:
                 invitation = Invitation.objects.create(
                     **on,
@@ -145,6 +149,7 @@ def sharing_modify(
                     invited_by=actor,
                     expires_at=timezone.now() + timedelta(days=settings.HUB_INVITATION_DAYS),
                 )
+                audit.record(Action.INVITATION_SENT, actor=actor, target=target, email=email)
                 transaction.on_commit(
                     partial(_queue, "sharing.tasks.send_invitation", invitation.pk)
                 )
@@ -163,6 +168,8 @@ def sharing_disable(*, target: Target, actor: User) -> None:
         for email in emails:
             _withdraw(target, email)
         Share.objects.filter(**on).delete()
+        for email in emails:
+            audit.record(Action.SHARE_REVOKED, actor=actor, target=target, email=email)
         ShareAuditEntry.objects.bulk_create(
             ShareAuditEntry(**on, actor=actor, action=ShareAction.DISABLED, email=email)
             for email in emails
@@ -275,5 +282,8 @@ def invitation_accept(*, invitation: Invitation, user: User) -> Target:
         Share.objects.filter(pk=locked.share_id).update(user=user)
         locked.accepted_at = timezone.now()
         locked.save(update_fields=["accepted_at"])
+        audit.record(
+            Action.INVITATION_ACCEPTED, actor=user, target=locked.target, email=locked.email
+        )
         _announce(locked.target)
     return locked.target

@@ -203,12 +203,9 @@ def test_checkpoints_go_to_the_bucket_as_they_are_made_and_a_fresh_host_resumes_
     # Train only the checkpoints: the run keeps them (the job is finished and forgets them
     # after, which the next test covers), so stop the job from being finished here.
     runner = CustomizationRunner()
-    original = runner.finished
-    CustomizationRunner.finished = lambda self, job: None  # type: ignore[method-assign]
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(CustomizationRunner, "finished", lambda self, job: None)
         job = factories.run_here(job)
-    finally:
-        CustomizationRunner.finished = original  # type: ignore[method-assign]
     assert job.status == JobStatus.READY
     stored = bucket.keys(f"checkpoints/{job.public_id}/")
     states = [k for k in stored if k.endswith("/hub_state.json")]

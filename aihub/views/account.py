@@ -19,6 +19,8 @@ from rest_framework.request import Request
 
 from aihub.views.base import AiHubView, proto
 from aihub.wire import device_os, device_pb, user_pb
+from audit import services as audit
+from audit.models import Action
 from hubsite.api.throttles import AnonymousRateLimit
 from jobs.domain.device_selectors import devices_listed
 from jobs.models import Device
@@ -57,7 +59,13 @@ class Login(AiHubView):
         user = authenticate(request._request, username=username, password=password)
         if user is None:
             raise ValidationError("Wrong email (or user name) or password.")
-        token, _ = Token.objects.get_or_create(user=user)
+        token, made = Token.objects.get_or_create(user=user)
+        audit.record(
+            Action.TOKEN_CHANGED if made else Action.SIGN_IN,
+            actor=user,
+            target=user,
+            how="qai-hub configure (password)",
+        )
         return JsonResponse({"key": token.key})
 
 

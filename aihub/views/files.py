@@ -15,6 +15,7 @@ from django.views.decorators.http import require_http_methods
 
 from aihub import transfers
 from aihub.transfers import BadAddress
+from audit import services as audit
 from hubsite.downloads import download_response, stored_file_response
 from jobs.domain.joblog import as_text
 from jobs.domain.selectors import datasets_visible_to, jobs_visible_to, models_visible_to
@@ -100,6 +101,7 @@ def file(request: HttpRequest, token: str) -> HttpResponseBase:
         found = datasets_visible_to(reader).filter(public_id=address.public_id).first()
     if found is None:
         return gone
+    audit.downloaded(reader, found, address.kind)
     try:
         return stored_file_response(request, found.file, filename=PurePath(found.file.name).name)
     except FileNotFoundError:

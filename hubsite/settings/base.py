@@ -123,6 +123,7 @@ INSTALLED_APPS = [
     "sharing",
     "notifications",
     "aihub",
+    "audit",
 ]
 
 MIDDLEWARE = [
@@ -135,6 +136,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "audit.context.AuditContext",  # where a request comes from, for what it records
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -457,6 +459,8 @@ HUB_WORKER_LOST_AFTER = env_int("HUB_WORKER_LOST_AFTER", 45, minimum=2)
 HUB_REAPER_INTERVAL = env_int("HUB_REAPER_INTERVAL", 15, minimum=1)
 # Stored files no row names (a process killed between storing a file and writing its row) and
 # unfinished multipart uploads: looked for this often, removed once this old.
+# The audit log (audit/): entries older than this are removed by the reaper.
+HUB_AUDIT_RETENTION_DAYS = env_int("HUB_AUDIT_RETENTION_DAYS", 365, minimum=1)
 HUB_ORPHAN_SWEEP_SECONDS = env_int("HUB_ORPHAN_SWEEP_SECONDS", 3600, minimum=10)
 HUB_ORPHAN_GRACE_SECONDS = env_int("HUB_ORPHAN_GRACE_SECONDS", 24 * 3600, minimum=60)
 if HUB_WORKER_LOST_AFTER <= HUB_HEARTBEAT_SECONDS:

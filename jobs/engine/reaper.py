@@ -28,6 +28,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from audit import services as audit
 from hubsite import metrics, object_storage
 from hubsite.uploads import sweep_upload_temp_files
 from jobs.domain import inventory
@@ -157,6 +158,7 @@ def _sweep_orphans_if_due(now: datetime) -> int:
         expires_at=now + every
     ):
         return 0
+    audit.expire(now)
     removed = inventory.sweep_orphans(
         older_than=timedelta(seconds=settings.HUB_ORPHAN_GRACE_SECONDS)
     )

@@ -24,6 +24,8 @@ from django.db.models import Q, QuerySet
 from django.db.models.fields.files import FieldFile
 from django.utils import timezone
 
+from audit import services as audit
+from audit.models import Action
 from hubsite.object_storage import is_remote
 from jobs.domain.disk import size_text
 from jobs.domain.events import EventType, publish
@@ -234,6 +236,7 @@ def job_delete(*, job: Job) -> DeletionPlan:
                 dataset.delete()
         # Watchers check they may still read it, find they may not, and are cut off.
         publish(locked, EventType.SHARING, {"deleted": True})
+        audit.record(Action.DELETED, actor=locked.owner, target=locked, name=locked.name)
         locked.delete()
         _remove_files_after_commit(files)
     return plan
@@ -250,6 +253,7 @@ def asset_delete(*, asset: Asset) -> DeletionPlan:
         if plan.blocked:
             raise StillInUse(plan.blocked)
         files = [locked.file]
+        audit.record(Action.DELETED, actor=locked.owner, target=locked, name=locked.name)
         if isinstance(locked, MLModel):
             _tell_the_jobs_it_came_from(locked)
         if _used_by(locked).exists():

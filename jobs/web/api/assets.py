@@ -22,6 +22,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from audit import services as audit
 from hubsite.downloads import download_response, stored_file_response
 from hubsite.uploads import upload_temp_dir
 from jobs.domain.base_models import BUILTIN_NAME, server_models
@@ -108,6 +109,7 @@ class ModelDownload(APIView):
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
     def get(self, request: Request, model_id: str) -> HttpResponseBase:
         model = model_for_user(request.user, model_id)
+        audit.downloaded(request.user, model, "model")
         return _download(request, model.file, Path(model.file.name).name)
 
 
@@ -153,6 +155,7 @@ class DatasetDownload(APIView):
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
     def get(self, request: Request, dataset_id: str) -> HttpResponseBase:
         dataset = dataset_for_user(request.user, dataset_id)
+        audit.downloaded(request.user, dataset, "dataset")
         return _download(request, dataset.file, Path(dataset.file.name).name)
 
 
@@ -227,7 +230,9 @@ class TargetModelDownload(APIView):
         summary="Download the target model",
     )
     def get(self, request: Request, job_id: str) -> HttpResponseBase:
-        model = _target(job_for_user(request.user, job_id))
+        job = job_for_user(request.user, job_id)
+        model = _target(job)
+        audit.downloaded(request.user, job, "target model")
         return _download(request, model.file, f"{job_id}-target-model{target_suffix(model)}")
 
 
@@ -238,6 +243,7 @@ class ArtifactDownload(APIView):
         artifact = Artifact.objects.filter(job=job, name=name).first()
         if artifact is None:
             raise Http404(f"Job {job_id} has no artifact {name!r}.")
+        audit.downloaded(request.user, job, f"artifact {artifact.name}")
         return _download(request, artifact.file, artifact.name)
 
 
@@ -255,6 +261,7 @@ class ResultsDownload(APIView):
         from rest_framework.utils.encoders import JSONEncoder
 
         job = job_for_user(request.user, job_id)
+        audit.downloaded(request.user, job, "results")
         # An unnamed file on the media file system: it vanishes with its process whatever happens.
         bundle = tempfile.TemporaryFile(suffix=".zip", dir=upload_temp_dir())  # noqa: SIM115
         with zipfile.ZipFile(bundle, "w", compression=zipfile.ZIP_DEFLATED) as archive:

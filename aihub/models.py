@@ -34,6 +34,8 @@ class Transfer(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     kind = models.CharField(max_length=8, choices=TransferKind.choices)
     name = models.CharField(max_length=200)
+    # The file's own name, where the hub's client says it (its suffix says what the file is).
+    filename = models.CharField(max_length=200, blank=True)
     # A model the client zipped (a folder: an ONNX model with its data files).
     is_directory = models.BooleanField(default=False)
     size = models.PositiveBigIntegerField(null=True, blank=True, help_text="Declared bytes.")

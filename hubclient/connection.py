@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from hubclient.errors import BY_STATUS, HubError
+from hubclient.errors import BY_STATUS, HubError, NotFoundError
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 PROGRESS_BYTES = 8 * 1024 * 1024  # files larger than this show a progress bar by default
@@ -90,12 +90,22 @@ class _Counting:
         return self.handle.tell()
 
 
+PART_THRESHOLD = 64 * 1024 * 1024  # files this large go up in parts (/api/v1/uploads/)
+PART_TRIES = 3
+
+
 class Connection:
     """``Connection(url=None, token=None)``; both default to ``HUB_URL`` and ``HUB_API_TOKEN``."""
 
     def __init__(
-        self, url: str | None = None, token: str | None = None, *, timeout: float = 60.0
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float = 60.0,
+        part_threshold: int = PART_THRESHOLD,
     ) -> None:
+        self.part_threshold = part_threshold
         self.url = (url or os.environ.get("HUB_URL") or DEFAULT_URL).rstrip("/")
         self.token = token or os.environ.get("HUB_API_TOKEN")
         if not self.token:
@@ -111,6 +121,50 @@ class Connection:
 
     def close(self) -> None:
         self._http.close()
+
+    def _upload_in_parts(
+        self,
+        kind: str,
+        file: Path,
+        name: str | None,
+        progress: bool | None,
+        label: str | None,
+    ) -> Any:
+        """A large file in parts (/api/v1/uploads/): each part PUT on its own to the address the
+        hub gives (in object storage, the bucket's own: the bytes never pass through the hub)
+        and retried on its own; then the upload is completed with the parts' ETags. None when
+        the hub has no such route (an older hub): the caller sends the file whole."""
+        size = file.stat().st_size
+        try:
+            begun = self.request(
+                "POST",
+                "/api/v1/uploads/",
+                json={
+                    "kind": kind,
+                    "filename": label or file.name,
+                    "size": size,
+                    "name": name or "",
+                },
+            )
+        except NotFoundError:
+            return None
+        part_size, etags = int(begun["part_size"]), []
+        # The addresses carry their own signature: no token goes with the parts.
+        with (
+            httpx.Client(timeout=self._http.timeout) as plain,
+            file.open("rb") as handle,
+            progress_bar(f"Uploading {label or file.name}", size, progress) as advance,
+        ):
+            for number, address in enumerate(begun["parts"], start=1):
+                handle.seek((number - 1) * part_size)
+                part = handle.read(part_size)
+                etags.append(_put_part(plain, address, part, number))
+                advance(len(part))
+        return self.request(
+            "POST",
+            f"/api/v1/uploads/{begun['id']}/complete/",
+            json={"upload_id": begun["upload_id"], "etags": etags},
+        )
 
     def __enter__(self) -> Self:
         return self
@@ -169,6 +223,11 @@ class Connection:
         if not file.is_file():
             raise HubError(f"No file at {file}.")
         size = file.stat().st_size
+        if size >= self.part_threshold:
+            kind = "model" if url.rstrip("/").endswith("models") else "dataset"
+            made = self._upload_in_parts(kind, file, name, progress, label)
+            if made is not None:
+                return made
         with (
             file.open("rb") as handle,
             progress_bar(f"Uploading {label or file.name}", size, progress) as advance,
@@ -177,3 +236,22 @@ class Connection:
             return self.request(
                 "POST", url, files={"file": (label or file.name, body)}, data={"name": name or ""}
             )
+
+
+def _put_part(http: httpx.Client, address: str, data: bytes, number: int) -> str:
+    """PUT one part, retried on its own (a network error, a 5xx); its ETag."""
+    for attempt in range(1, PART_TRIES + 1):
+        try:
+            answer = http.put(address, content=data)
+        except httpx.HTTPError as error:
+            if attempt == PART_TRIES:
+                raise HubError(f"Part {number} could not be sent: {error}") from error
+            continue
+        if answer.status_code < 300 and answer.headers.get("ETag"):
+            return str(answer.headers["ETag"])
+        if answer.status_code < 500 or attempt == PART_TRIES:
+            raise HubError(
+                f"Part {number} was refused ({answer.status_code}): {answer.text[:300]}",
+                status=answer.status_code,
+            )
+    raise AssertionError("unreachable")

@@ -4,6 +4,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from aihub.views import uploads as aihub_uploads
 from audit import views as audit_views
 from hubsite import health, scrape, views
 from jobs.web import views as jobs_views
@@ -33,6 +34,13 @@ urlpatterns = [
     path("jobs/", include("jobs.web.urls")),
     path("", include("sharing.urls")),
     path("", include("notifications.urls")),
+    # Uploads in parts (the hub's client, for large files; the machinery is the qai-hub face's).
+    path("api/v1/uploads/", aihub_uploads.Uploads.as_view(), name="api-uploads"),
+    path(
+        "api/v1/uploads/<slug:upload>/complete/",
+        aihub_uploads.UploadComplete.as_view(),
+        name="api-upload-complete",
+    ),
     path("api/v1/", include("jobs.web.api.urls")),
     path(
         "api/v1/jobs/<slug:job_id>/sharing/",

@@ -84,6 +84,12 @@ def _declared_size(request: Request, transfer: Transfer) -> int:
     size = int_param(request, "file_size", minimum=1)
     if size is None:
         raise BadRequest("file_size (the file's size in bytes) is required.")
+    return checked_size(request, transfer, size)
+
+
+def checked_size(request: Request, transfer: Transfer, size: int) -> int:
+    """``size`` if the hub takes a file that large from the asker now (size limit, storage
+    quota counting their other unfinished uploads), else the refusal."""
     try:
         check_upload_size(size, transfer.name)
     except ValidationError as too_large:
@@ -98,7 +104,7 @@ def _declared_size(request: Request, transfer: Transfer) -> int:
     return size
 
 
-def _open_transfer(request: Request, kind: str, name: str, is_directory: bool = False) -> Transfer:
+def open_transfer(request: Request, kind: str, name: str, is_directory: bool = False) -> Transfer:
     """A new upload of the asker's, unless they have MAX_OPEN uploads waiting for files."""
     transfers.sweep_stale()
     owner = user_of(request)
@@ -202,7 +208,7 @@ class Models(AiHubView):
         if kind != pb.MODEL_TYPE_ONNX:
             shown = MODEL_TYPES.get(kind, str(kind)).replace("_", " ")
             raise BadRequest(f"A {shown} model is not one the hub runs. {TAKES}")
-        return _created(_open_transfer(request, TransferKind.MODEL, asked.name, asked.is_directory))
+        return _created(open_transfer(request, TransferKind.MODEL, asked.name, asked.is_directory))
 
 
 def model_or_reserved(request: Request, public_id: str) -> pb.Model:
@@ -242,25 +248,7 @@ class ModelUpload(AiHubView):
 
     def get(self, request: Request, transfer_id: str) -> HttpResponse:
         transfer = _transfer(request, transfer_id, TransferKind.MODEL)
-        size = _declared_size(request, transfer)
-        with transaction.atomic():
-            locked = Transfer.objects.select_for_update().get(pk=transfer.pk)
-            if locked.size is not None and locked.size != size:
-                transfers.discard(locked)  # a different file: parts of the old one are useless
-            # A bucket takes parts of at least 5 MiB but for the last.
-            least = BUCKET_MIN_PART if object_storage.is_remote() else 1
-            locked.size, locked.part_size = size, max(settings.HUB_UPLOAD_PART_BYTES, least)
-            locked.save(update_fields=["size", "part_size"])
-            transfers.new_upload_id(locked)
-            if object_storage.is_remote():
-                urls = transfers.bucket_part_urls(locked)
-        if not object_storage.is_remote():
-            urls = [
-                absolute(
-                    request, reverse("aihub-transfer", args=[transfers.upload_token(locked, n)])
-                )
-                for n in range(1, part_count(locked) + 1)
-            ]
+        locked, urls = part_addresses(request, transfer, _declared_size(request, transfer))
         multipart = pb.FileMultipartUploadURL(
             urls=urls, upload_id=locked.upload_id, max_part_size=locked.part_size or 0
         )
@@ -278,29 +266,57 @@ class ModelUpload(AiHubView):
             )
         transfer = _transfer(request, transfer_id, TransferKind.MODEL)
         given = parse(request, pb.FileMultipartUploadComplete)
-        if transfer.size is None or given.upload_id != transfer.upload_id:
-            raise BadRequest(
-                "These parts were sent to upload addresses that newer ones replaced; send the "
-                "file to the addresses given last."
-            )
-        count = part_count(transfer)
-        if len(given.etags) != count:
-            raise BadRequest(f"The file has {count} parts; {len(given.etags)} ETags were given.")
         suffix = ".zip" if transfer.is_directory else ".onnx"
         label = PurePath(transfer.name).name
         if not label.endswith(suffix):
             label += suffix
+        made = finish_parts(transfer, given.upload_id, list(given.etags), label)
+        return _completed(transfer, made.public_id, made.created_at)
+
+
+def part_addresses(request: Request, transfer: Transfer, size: int) -> tuple[Transfer, list[str]]:
+    """The addresses of a file's parts (the hub's signed ones, or the bucket's presigned ones),
+    each of HUB_UPLOAD_PART_BYTES but the last; asked again for the same file, parts already
+    received stay."""
+    with transaction.atomic():
+        locked = Transfer.objects.select_for_update().get(pk=transfer.pk)
+        if locked.size is not None and locked.size != size:
+            transfers.discard(locked)  # a different file: parts of the old one are useless
+        # A bucket takes parts of at least 5 MiB but for the last.
+        least = BUCKET_MIN_PART if object_storage.is_remote() else 1
+        locked.size, locked.part_size = size, max(settings.HUB_UPLOAD_PART_BYTES, least)
+        locked.save(update_fields=["size", "part_size"])
+        transfers.new_upload_id(locked)
         if object_storage.is_remote():
-            model = _store(transfer, _joined_in_bucket(transfer, list(given.etags)), label)
-            return _completed(transfer, model.public_id, model.created_at)
-        for number, etag in enumerate(given.etags, start=1):
-            path = part_path(transfer, number)
-            if not path.is_file():
-                raise BadRequest(f"Part {number} of {count} was not received; send it again.")
-            if transfers.etag_of(path) != etag:
-                raise BadRequest(f"Part {number}'s ETag {etag} is not that of the part received.")
-        model = _store(transfer, _joined(transfer, list(range(1, count + 1))), label)
-        return _completed(transfer, model.public_id, model.created_at)
+            return locked, transfers.bucket_part_urls(locked)
+    return locked, [
+        absolute(request, reverse("aihub-transfer", args=[transfers.upload_token(locked, n)]))
+        for n in range(1, part_count(locked) + 1)
+    ]
+
+
+def finish_parts(
+    transfer: Transfer, upload_id: str, etags: list[str], label: str
+) -> MLModel | Dataset:
+    """Join the parts (each checked against its ETag) and store the file through the upload
+    service, as a model or a dataset by the transfer's kind."""
+    if transfer.size is None or upload_id != transfer.upload_id:
+        raise BadRequest(
+            "These parts were sent to upload addresses that newer ones replaced; send the "
+            "file to the addresses given last."
+        )
+    count = part_count(transfer)
+    if len(etags) != count:
+        raise BadRequest(f"The file has {count} parts; {len(etags)} ETags were given.")
+    if object_storage.is_remote():
+        return _store(transfer, _joined_in_bucket(transfer, etags), label)
+    for number, etag in enumerate(etags, start=1):
+        path = part_path(transfer, number)
+        if not path.is_file():
+            raise BadRequest(f"Part {number} of {count} was not received; send it again.")
+        if transfers.etag_of(path) != etag:
+            raise BadRequest(f"Part {number}'s ETag {etag} is not that of the part received.")
+    return _store(transfer, _joined(transfer, list(range(1, count + 1))), label)
 
 
 class CredentialsComplete(AiHubView):
@@ -351,7 +367,7 @@ class Datasets(AiHubView):
 
     def post(self, request: Request) -> HttpResponse:
         asked = parse(request, pb.Dataset)
-        return _created(_open_transfer(request, TransferKind.DATASET, asked.name))
+        return _created(open_transfer(request, TransferKind.DATASET, asked.name))
 
 
 class DatasetDetail(AiHubView):

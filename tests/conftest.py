@@ -18,7 +18,7 @@ from django.db import connection
 
 from tests import factories
 
-pytest_plugins = ["tests.workers", "tests.s3", "tests.oidc"]
+pytest_plugins = ["tests.workers", "tests.s3", "tests.oidc", "tests.prom"]
 
 REQUIRE_SERVICES = os.environ.get("HUB_REQUIRE_SERVICES") == "1"
 

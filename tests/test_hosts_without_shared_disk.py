@@ -135,3 +135,96 @@ def test_a_training_job_killed_with_its_host_resumes_on_another_from_the_bucket(
     assert response.status_code == 302
     fetched = httpx.get(response["Location"])
     assert fetched.status_code == 200 and len(fetched.content) == job.target_model.size
+
+
+def test_the_whole_life_of_a_job_on_a_team_deployment(
+    alice, bob, on_bucket: Hosts, sso: Any, prometheus: Any, live_server: Any, tmp_path: Path
+):
+    """Signed in through the team's provider; the dataset up in parts straight to the bucket;
+    trained on one host, resumed on another after the first dies; the target downloaded from the
+    bucket by a presigned address; shared; deleted, leaving nothing in the bucket; the log says
+    who did what; Prometheus saw it all."""
+    import re
+
+    from audit.models import AuditEntry
+    from hubclient import Client
+    from jobs.demo import numbers_dataset
+    from jobs.models import Job
+    from tests.oidc import sign_in_through
+
+    hosts, bucket = on_bucket, on_bucket.bucket
+    sso.setup(
+        live_server.url,
+        [
+            {"username": "alice-idp", "email": alice.email},
+            {"username": "bob-idp", "email": bob.email},
+        ],
+    )
+    browser, landed = sign_in_through(live_server.url, "alice-idp")
+    assert landed.url.path == "/jobs/"
+    page = browser.get(f"{live_server.url}/account/token/").text
+    token = next(t for t in re.findall(r"[0-9a-f]{40}", page))
+    data = tmp_path / "numbers.jsonl"
+    data.write_bytes(numbers_dataset(0, 300))
+
+    hosts.start("h1")
+    with Client(url=live_server.url, token=token, part_threshold=1) as hub:
+        dataset = hub.upload_dataset(data)
+        assert dataset.dataset_id in _dataset_ids(bucket)
+        run = hub.submit_customization_job(
+            None,
+            dataset=dataset.dataset_id,
+            hyperparameters={"epochs": 30, "early_stopping_patience": 0},
+        )
+        job = Job.objects.get(public_id=run.job_id)
+
+        def checkpoint_in_the_bucket() -> bool:
+            job.refresh_from_db()
+            kept = bucket.keys(f"checkpoints/{job.public_id}/")
+            return (job.epochs_completed or 0) >= 2 and any(
+                k.endswith("/hub_state.json") for k in kept
+            )
+
+        wait_for(checkpoint_in_the_bucket, 180, "a checkpoint in the bucket")
+        hosts.start("h2")
+        hosts.pool.kill("h1")
+        wait_for_status(job, TERMINAL, 300)
+        assert job.status == JobStatus.READY
+        assert worker_of(job) == "h2" and job.attempts == 2
+        target = tmp_path / "target.zip"
+        hub.get_job(job.public_id).download_target_model(str(target))
+        assert target.stat().st_size == job.target_model.size
+        hub.get_job(job.public_id).modify_sharing(add_emails=[bob.email])
+
+    # Bob signs in through the provider too and reads the shared job's target from the bucket.
+    reader, _ = sign_in_through(live_server.url, "bob-idp")
+    location = reader.get(
+        f"{live_server.url}/api/v1/jobs/{job.public_id}/target-model/", follow_redirects=False
+    ).headers["location"]
+    assert location.startswith(bucket.gate.url + "/")
+    assert len(httpx.get(location).content) == job.target_model.size
+
+    # Prometheus, scraping the web process, saw the job finish and the workers on two hosts.
+    assert (
+        prometheus.wait_for('hub_jobs{kind="customization",status="ready"}', lambda v: v == 1.0)
+        == 1.0
+    )
+    assert (
+        prometheus.wait_for(
+            'hub_job_duration_seconds_count{kind="customization"}', lambda v: v >= 1
+        )
+        >= 1
+    )
+
+    with Client(url=live_server.url, token=token) as hub:
+        hub.get_job(job.public_id).delete()
+        hub.get_dataset(dataset.dataset_id).delete()
+    wait_for(lambda: not bucket.keys(), 30, "the bucket to be emptied")
+    actions = set(AuditEntry.objects.filter(actor=alice).values_list("action", flat=True))
+    assert {"sign_in", "share_given", "deleted", "token_changed"} <= actions
+    downloaded = AuditEntry.objects.get(action="downloaded", actor=bob)
+    assert downloaded.target_owner == alice
+
+
+def _dataset_ids(bucket: Bucket) -> set[str]:
+    return {name.split("/")[1] for name in bucket.keys("datasets/")}

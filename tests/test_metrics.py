@@ -9,22 +9,17 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from jobs.domain.status import JobStatus
 from tests import factories
-from tests.helpers import ROOT, free_port
+from tests.helpers import ROOT
+from tests.prom import TOKEN, PrometheusServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-TOKEN = "metrics-token-for-tests"
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -98,70 +93,6 @@ def test_figures_observed_by_other_processes_of_the_host_are_summed(client):
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, env=dict(os.environ))
     after = _value(_scrape(client).content.decode(), "hub_storage_errors_total", operation="job")
     assert (after or 0) - (before or 0) == 3.0
-
-
-# A real Prometheus server
-
-
-class PrometheusServer:
-    def __init__(self, workdir: Path, target: str) -> None:
-        self.port = free_port()
-        self.workdir, self.target = workdir, target
-
-    def start(self) -> None:
-        binary = shutil.which("prometheus")
-        assert binary, "prometheus is not installed (.ci/run installs Debian's package)"
-        config = self.workdir / "prometheus.yml"
-        config.write_text(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
-            "scrape_configs:\n  - job_name: hub\n    metrics_path: /metrics\n"
-            f"    authorization:\n      credentials: {TOKEN}\n"
-            f"    static_configs:\n      - targets: ['{self.target}']\n"
-        )
-        self.process = subprocess.Popen(
-            [binary, f"--config.file={config}", f"--storage.tsdb.path={self.workdir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
-            stdout=(self.workdir / "prometheus.log").open("ab"), stderr=subprocess.STDOUT,
-        )  # fmt: skip
-
-    def query(self, promql: str) -> list[dict[str, Any]]:
-        answer = httpx.get(
-            f"http://127.0.0.1:{self.port}/api/v1/query", params={"query": promql}, timeout=5
-        )
-        answer.raise_for_status()
-        return list(answer.json()["data"]["result"])
-
-    def scalar(self, promql: str) -> float | None:
-        try:
-            result = self.query(promql)
-        except httpx.HTTPError:
-            return None
-        return float(result[0]["value"][1]) if result else None
-
-    def wait_for(self, promql: str, check: Any, timeout: float = 60) -> float:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = self.scalar(promql)
-            if value is not None and check(value):
-                return value
-            assert self.process.poll() is None, (self.workdir / "prometheus.log").read_text()
-            assert time.monotonic() < deadline, f"{promql} never satisfied the check (last {value})"
-            time.sleep(0.5)  # Prometheus scrapes every second; nothing to be woken by
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=20)
-
-
-@pytest.fixture
-def prometheus(live_server: Any, settings: Any, tmp_path: Path) -> Iterator[PrometheusServer]:
-    settings.HUB_METRICS_TOKEN = TOKEN
-    server = PrometheusServer(tmp_path, live_server.url.removeprefix("http://"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_prometheus_scrapes_the_hub_and_sees_the_queue_rise_with_no_worker(

@@ -218,9 +218,21 @@ def link_job(url: str, key: str, models: list[str]) -> dict[str, float]:
     def at(field: str) -> datetime:
         return datetime.fromisoformat(str(seen[field]).replace("Z", "+00:00"))
 
+    import re
+
+    lines = httpx.get(f"{url}/api/v1/jobs/{job['id']}/logs/", headers=auth, timeout=60).json()
+    said = next(
+        (line["text"] for line in lines["lines"] if "Inputs from object storage" in line["text"]),
+        "",
+    )
+    found = re.search(r"([\d.]+) MiB fetched in ([\d.]+) s, ([\d.]+) MiB already", said)
+    fetched_mib, fetch_s, cached_mib = (float(g) for g in found.groups()) if found else (0, 0, 0)
     return {
         "queued_to_ready_s": round((at("finished_at") - at("created_at")).total_seconds(), 2),
         "ran_s": round((at("finished_at") - at("started_at")).total_seconds(), 2),
+        "inputs_fetched_mib": fetched_mib,
+        "inputs_fetch_s": fetch_s,
+        "inputs_cached_mib": cached_mib,
     }
 
 
@@ -297,8 +309,10 @@ def main() -> int:
             job = f.get(f"job_{warmth}_scratch")
             if job:
                 print(
-                    f"link job of two {args.job_mib} MiB models, {warmth} scratch cache: ran "
-                    f"{job['ran_s']} s ({job['queued_to_ready_s']} s from submit to ready)"
+                    f"link job of two {args.job_mib} MiB models, {warmth} scratch cache: inputs "
+                    f"{job['inputs_fetched_mib']} MiB fetched in {job['inputs_fetch_s']} s, "
+                    f"{job['inputs_cached_mib']} MiB from the cache; ran {job['ran_s']} s "
+                    f"({job['queued_to_ready_s']} s from submit to ready)"
                 )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")

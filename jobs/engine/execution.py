@@ -9,6 +9,7 @@ runner works, a heartbeat thread proves the worker alive; if the worker dies, th
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import os
 import socket
@@ -313,8 +314,11 @@ def _run(ctx: RunContext, runner: Runner) -> str:
         reporter.check_stop()
         _require_readable_inputs(ctx.job)
         _require_room(ctx, runner)
+        read_before = dataclasses.replace(scratch.stats)
         with library_warnings_into(reporter):
             target = runner.run(ctx)
+        if (read := scratch.stats.since(read_before)) is not None:
+            reporter.log(read)
         if isinstance(target, Results):
             reporter.transition(JobStatus.COMPLETED, target.message)
             _store_records(ctx)

@@ -37,9 +37,22 @@ class Stats:
     """What this process fetched and found (a worker's metrics)."""
 
     hits: int = 0
+    hit_bytes: int = 0
     fetches: int = 0
     fetched_bytes: int = 0
+    fetch_seconds: float = 0.0
     evicted: int = 0
+
+    def since(self, before: Stats) -> str | None:
+        """What a job read from object storage, in words for its log (None: nothing)."""
+        fetched, hit = self.fetched_bytes - before.fetched_bytes, self.hit_bytes - before.hit_bytes
+        if not fetched and not hit:
+            return None
+        seconds = self.fetch_seconds - before.fetch_seconds
+        return (
+            f"Inputs from object storage: {fetched / 2**20:.1f} MiB fetched in {seconds:.2f} s, "
+            f"{hit / 2**20:.1f} MiB already in this worker's scratch cache."
+        )
 
 
 stats = Stats()
@@ -87,6 +100,7 @@ def _cached(storage: ObjectStorage, name: str) -> Path:
     path = _copy_path(name, etag)
     if _hold(path, size):
         stats.hits += 1
+        stats.hit_bytes += size
         return path
     _make_room(size)
     partial = root() / ".partial" / f"{os.getpid()}-{os.urandom(6).hex()}"
@@ -105,6 +119,7 @@ def _cached(storage: ObjectStorage, name: str) -> Path:
             partial.unlink()
     stats.fetches += 1
     stats.fetched_bytes += size
+    stats.fetch_seconds += time.monotonic() - started
     logger.info(
         "Fetched %s into the scratch cache (%d bytes in %.2f s)",
         name,

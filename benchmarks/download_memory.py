@@ -71,14 +71,15 @@ def token(checkout: Path, env: dict[str, str]) -> str:
     return done.stdout.split()[-1]
 
 
-def big_model(into: Path, mib: int) -> Path:
-    """A valid ONNX model of about ``mib`` MiB: y = x + W, W a float32 initializer of that size."""
+def big_model(into: Path, mib: int, seed: int = 0) -> Path:
+    """A valid ONNX model of about ``mib`` MiB: y = x + W, W a float32 initializer of that size
+    (drawn from ``seed``: models of other seeds are other files)."""
     import numpy as np
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     count = mib * MiB // 4
-    weights = np.random.default_rng(0).standard_normal(count, dtype=np.float32)
+    weights = np.random.default_rng(seed).standard_normal(count, dtype=np.float32)
     graph = helper.make_graph(
         [helper.make_node("Add", ["x", "weights"], ["y"])],
         "big",

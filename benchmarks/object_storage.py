@@ -261,9 +261,9 @@ def measure(scratch: Path, download_mib: int, upload_mib: int, job_mib: int) -> 
                 stored = upload_parts(url, key, download_file, pid)["model"]
                 if storage == "bucket":
                     models = [
-                        upload_parts(url, key, big_model(scratch / f"j{n}.onnx", job_mib), pid)[
-                            "model"
-                        ]
+                        upload_parts(
+                            url, key, big_model(scratch / f"j{n}.onnx", job_mib, seed=n + 1), pid
+                        )["model"]
                         for n in range(2)
                     ]
                     figures["job_cold_scratch"] = link_job(url, key, models)

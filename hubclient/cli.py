@@ -21,6 +21,8 @@
     hub delete JOB|MODEL|DATASET [--yes] [--dry-run]  what goes with it, then delete it
     hub notifications [--email-own on|off] [--email-shared on|off] [--webhook URL|--no-webhook]
         [--webhook-shared on|off] [--rotate-secret] [--test]   what you are told when jobs end
+    hub activity [--limit N]                          the audit log: what you did, what was
+                                                      done to what you own
     hub doctor                                        the hub's health: database, broker,
                                                       live events, reaper, workers (no token)
 
@@ -70,6 +72,28 @@ def cmd_jobs(hub: Client, args: argparse.Namespace) -> int:
             job.name,
             f"{job.date:%Y-%m-%d %H:%M}",
             "" if done is None else f"{done:.0f}%",
+        )
+    console.print(table)
+    return 0
+
+
+def cmd_activity(hub: Client, args: argparse.Namespace) -> int:
+    entries = hub.get_activity(limit=args.limit)
+    if args.json:
+        _print_json(entries)
+        return 0
+    table = Table("when", "what", "who", "on", "from")
+    for entry in entries:
+        what = entry["action"].replace("_", " ")
+        if email := entry["detail"].get("email"):
+            what += f" · {email}"
+        on = f"{entry['target_kind']} {entry['target_id']}".strip()
+        table.add_row(
+            entry["at"][:19].replace("T", " "),
+            what,
+            entry["actor"] or "-",
+            on,
+            entry["address"] or "",
         )
     console.print(table)
     return 0
@@ -572,6 +596,11 @@ def parser() -> argparse.ArgumentParser:
     jobs.add_argument("--status")
     jobs.add_argument("--limit", type=int, default=20)
     jobs.set_defaults(run=cmd_jobs)
+    activity = commands.add_parser(
+        "activity", parents=[common], help="the audit log's entries about you and yours"
+    )
+    activity.add_argument("--limit", type=int, default=50)
+    activity.set_defaults(run=cmd_activity)
 
     devices = commands.add_parser(
         "devices", parents=[common], help="the devices (kinds of machine) the workers run on"

@@ -98,6 +98,12 @@ class Client(Connection):
     def get_builtin_models(self) -> list[dict[str, Any]]:
         return list(self.request("GET", "/api/v1/models/builtin/"))
 
+    def get_activity(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The audit log's entries about you, newest first: what you did, and what was done to
+        what you own (shares, invitations, deletions, downloads by others, sign-ins, tokens)."""
+        page = self.request("GET", "/api/v1/account/activity/", params={"limit": limit})
+        return list(page["results"] if isinstance(page, dict) else page)
+
     # Jobs
 
     def submit_link_job(

@@ -210,6 +210,27 @@ def unreachable_message(error: BaseException) -> str:
     )
 
 
+def head_bytes(field: Any, limit: int) -> bytes:
+    """The first ``limit`` bytes of a stored file, reading no more (a preview): a ranged GET in
+    object storage (django-storages would fetch the whole object first). FileNotFoundError when
+    it is not there."""
+    storage = field.storage
+    if not is_remote(storage):
+        with field.open("rb") as handle:
+            return bytes(handle.read(limit))
+    from botocore.exceptions import ClientError
+
+    try:
+        answer = storage.connection.meta.client.get_object(
+            Bucket=storage.bucket_name, Key=storage.key(field.name), Range=f"bytes=0-{limit - 1}"
+        )
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            raise FileNotFoundError(field.name) from None
+        raise
+    return bytes(answer["Body"].read())
+
+
 def describe() -> str:
     """Where files are kept, for ``hub doctor``, the start-up banner and the admin."""
     if not is_remote():

@@ -184,6 +184,15 @@ class HubOIDCBackend(OIDCAuthenticationBackend):
             )
         required = settings.HUB_OIDC_REQUIRED_GROUPS
         if required and not set(required) & _groups(claims):
+            # Left the team at the provider: the hub's account stops too (its API token with it);
+            # an operator reactivates it in the admin if that was a mistake.
+            left = self.filter_users_by_claims(claims).filter(is_active=True)
+            for person in left:
+                person.is_active = False
+                person.save(update_fields=["is_active"])
+                logger.warning(
+                    "Single sign-on: %s is no longer in %s; deactivated", email, required
+                )
             raise SignInRefused(
                 "your account at the provider is not in a group allowed to use this hub"
             )

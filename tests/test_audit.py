@@ -205,7 +205,7 @@ def test_staff_filter_and_export_the_log_as_csv_and_others_cannot(alice, admin_u
         {"action": "export_csv", "_selected_action": [str(i) for i in ids]},
     )
     assert exported.status_code == 200 and exported["Content-Type"].startswith("text/csv")
-    rows = list(csv.reader(io.StringIO(b"".join(exported.streaming_content).decode())))
+    rows = list(csv.reader(io.StringIO(exported.getvalue().decode())))
     assert rows[0][:5] == ["at", "action", "actor_name", "target_kind", "target_id"]
     assert rows[-1][1:4] == ["share_given", "alice", "model"]
     assert staff.get(f"/admin/audit/auditentry/{ids[0]}/delete/").status_code == 403
@@ -221,3 +221,25 @@ def test_entries_past_their_retention_are_removed_and_no_others(alice, settings)
     assert expire(timezone.now() + timedelta(days=29)) == 0
     assert expire(timezone.now() + timedelta(days=31)) == 2
     assert not AuditEntry.objects.filter(pk__in=[old.pk, recent.pk]).exists()
+
+
+def test_the_client_and_the_command_line_read_ones_activity(alice, bob, hub_here, capsys):
+    job = factories.ready_job(factories.link_job(alice))
+    sharing_modify(target=job, actor=alice, add_emails=[bob.email])
+    entries = hub_here.get_activity()
+    assert [(e["action"], e["detail"]["email"], e["target_id"]) for e in entries] == [
+        ("share_given", bob.email, job.public_id)
+    ]
+    from hubclient.cli import cmd_activity
+
+    class Args:
+        json, limit = False, 10
+
+    assert cmd_activity(hub_here, Args()) == 0  # type: ignore[arg-type]
+    table = capsys.readouterr().out
+    assert "share given" in table and job.public_id in table
+    Args.json = True
+    assert cmd_activity(hub_here, Args()) == 0  # type: ignore[arg-type]
+    import json
+
+    assert json.loads(capsys.readouterr().out)[0]["detail"] == {"email": bob.email}

@@ -153,7 +153,10 @@ def test_an_upload_while_the_storage_is_down_is_refused_with_a_503_that_says_so(
     )  # and works once it is back
 
 
-def test_healthz_and_hub_doctor_say_the_storage_is_unreachable(alice, bucket: Bucket, client):
+def test_healthz_and_hub_doctor_say_the_storage_is_unreachable(
+    alice, bucket: Bucket, client, live_server, capsys
+):
+    from hubclient import cli
 
     assert client.get("/healthz").json()["storage"]["ok"] is True
     with bucket.down():
@@ -165,6 +168,28 @@ def test_healthz_and_hub_doctor_say_the_storage_is_unreachable(alice, bucket: Bu
         }
         assert "storage" in health["problems"]
         assert bucket.name not in json.dumps(health)  # nothing of the deployment's is shown
+        capsys.readouterr()
+        assert cli.main(["--url", live_server.url, "doctor"]) == 1
+        said = capsys.readouterr().out
+    assert "object storage unreachable (EndpointConnectionError)" in said
+
+
+def test_a_dataset_page_previews_its_first_records_with_a_ranged_read(alice, bucket: Bucket):
+    from django.test import Client
+
+    from jobs.services.assets import dataset_upload
+
+    rows = "".join(
+        json.dumps({"prompt": f"{n} " + "x" * 80, "completion": "y" * 40}) + "\n"
+        for n in range(12_000)
+    )
+    dataset = dataset_upload(owner=alice, file=ContentFile(rows.encode(), "long.jsonl"))
+    assert dataset.size > 1024 * 1024  # past the MiB the preview reads
+    browser = Client()
+    browser.force_login(alice)
+    page = browser.get(f"/jobs/datasets/{dataset.public_id}/").content.decode()
+    assert '<span class="muted">line 1</span>' in page
+    assert "records; download it for the rest" in page
 
 
 def test_a_job_whose_input_cannot_be_fetched_fails_with_the_storages_words_and_keeps_it(

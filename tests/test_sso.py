@@ -133,6 +133,17 @@ def test_a_required_group_keeps_everyone_else_out(live_server: Any, sso: Provide
     assert "not in a group allowed to use this hub" in html.unescape(refused.text)
     _, welcomed = sign_in_through(live_server.url, "dan")
     assert welcomed.url.path == "/jobs/"
+    # Dan leaves the team at the provider: his next sign-in is refused and his account (and so
+    # his API token) stops working here too.
+    dan = User.objects.get(email="dan@example.com")
+    token = factories.api(dan)
+    assert token.get("/api/v1/jobs/").status_code == 200
+    sso.setup(live_server.url, [{"username": "dan", "email": "dan@example.com", "groups": []}])
+    _, refused = sign_in_through(live_server.url, "dan")
+    assert refused.status_code == 403
+    dan.refresh_from_db()
+    assert not dan.is_active
+    assert token.get("/api/v1/jobs/").status_code == 401
 
 
 def test_an_invitation_to_an_address_is_accepted_by_signing_in_with_it(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import zipfile
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -420,7 +421,7 @@ class CustomizationRunner(Runner):
                 f"Dataset {d.public_id} ({d.name})",
                 d.public_id,
                 d.format,
-                d.file.open,
+                partial(_local_rows, d),
             )
             for field, d in (
                 ("dataset", job.dataset),
@@ -490,7 +491,7 @@ def _check_stored(dataset: Dataset, role: str) -> None:
     """The stored file is still what was checked at upload (a line per row, each valid)."""
     label = f"{role} {dataset.public_id} ({dataset.name})"
     try:
-        with dataset.file.open("rb") as handle:
+        with local_path(dataset.file).open("rb") as handle:
             files.check_jsonl_dataset(handle, label)
     except FileNotFoundError:
         raise JobFailure(
@@ -533,3 +534,8 @@ def _validation_records(
             handle.seek(offset)
             rows.append(json.loads(handle.readline()))
     return rows
+
+
+def _local_rows(dataset: Dataset) -> Any:
+    """The dataset's rows, opened from this worker's copy (the scratch cache in object storage)."""
+    return local_path(dataset.file).open("rb")

@@ -52,7 +52,7 @@ def evaluated_models(job: Job) -> list[tuple[str, str]]:
 def _rows(job: Job, tokenizer: Any, limit: int | None) -> list[Row]:
     assert job.dataset is not None
     rows: list[Row] = []
-    with job.dataset.file.open("rb") as handle:
+    with local_path(job.dataset.file).open("rb") as handle:
         for _, record in sft_data.records(handle):
             if limit is not None and len(rows) >= limit:
                 break

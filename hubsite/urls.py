@@ -6,7 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from aihub.views import uploads as aihub_uploads
 from audit import views as audit_views
-from hubsite import health, scrape, views
+from hubsite import health, scrape, sso, views
 from jobs.web import views as jobs_views
 from notifications import api as notifications_api
 from sharing import api as sharing_api
@@ -15,8 +15,11 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="jobs:list", permanent=False), name="home"),
     path("accounts/login/", views.SignInView.as_view(), name="login"),
     path("accounts/logout/", views.SignOutView.as_view(), name="logout"),
-    # Single sign-on (hubsite/sso.py): /oidc/authenticate/ and the provider's /oidc/callback/.
-    path("oidc/", include("mozilla_django_oidc.urls")),
+    # Single sign-on (hubsite/sso.py): where the sign-in button goes, and where the provider
+    # sends the browser back (mozilla-django-oidc's names; its own sign-out route is not used:
+    # accounts/logout/ signs out of the provider too).
+    path("oidc/authenticate/", sso.SignIn.as_view(), name="oidc_authentication_init"),
+    path("oidc/callback/", sso.Callback.as_view(), name="oidc_authentication_callback"),
     path("account/token/", views.api_token, name="api-token"),
     path("account/activity/", audit_views.activity, name="activity"),
     path("api/v1/account/activity/", audit_views.ActivityList.as_view(), name="api-activity"),

@@ -14,6 +14,7 @@ import pytest
 from django.core import mail
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
+from django.test import Client
 from django.urls import reverse
 
 from jobs.domain.selectors import (
@@ -354,7 +355,9 @@ def test_an_invitation_signs_up_and_lands_on_the_assets_page(alice, mine, client
     assert "Shared with you by <strong>alice</strong>" in landed.content.decode()
     for job in mine.jobs:
         assert client.get(job.get_absolute_url()).status_code == 404
-    assert client.get(url).status_code == 410  # works once
+    again = client.get(url)  # its invitee again: straight to what was shared
+    assert (again.status_code, again["Location"]) == (302, mine.page)
+    assert Client().get(url).status_code == 410  # and for anyone else it works once
 
 
 def test_an_invitation_accepted_by_signing_in_lands_on_the_assets_page(alice, mine, client):

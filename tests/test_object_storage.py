@@ -315,3 +315,33 @@ def test_a_storage_url_that_is_not_s3_is_refused_at_start_with_what_to_write():
                 timeout=1,
                 expire_seconds=60,
             )
+
+
+def test_try_it_reads_its_model_from_the_bucket_and_says_so_when_it_cannot(alice, bucket: Bucket):
+    from jobs.engine import generation as worker
+    from jobs.models import Generation, GenerationStatus
+    from jobs.services.assets import model_upload
+    from tests.hf_samples import tiny_llama_zip
+
+    model = model_upload(owner=alice, file=ContentFile(tiny_llama_zip(), "tiny.zip"))
+    assert model.file.name in bucket.keys("models/")
+
+    def answer() -> Generation:
+        asked = factories.api(alice).post(
+            f"/api/v1/models/{model.public_id}/generate/", {"prompt": "7"}, format="json"
+        )
+        assert asked.status_code == 202, asked.content
+        generation = Generation.objects.get(public_id=asked.json()["id"])
+        worker.run(generation.pk, worker="here")
+        generation.refresh_from_db()
+        return generation
+
+    worker.forget_all()
+    try:
+        with bucket.down():
+            failed = answer()
+        assert failed.status == GenerationStatus.FAILED
+        assert "object storage is not answering (could not connect to its endpoint)" in failed.error
+        assert answer().status == GenerationStatus.DONE
+    finally:
+        worker.forget_all()

@@ -29,6 +29,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from hubsite import object_storage
 from jobs.domain import base_models, hf_models, sft_data
 from jobs.engine import scratch
 from jobs.engine.scratch import local_path
@@ -141,6 +142,14 @@ def _load(generation: Generation) -> Loaded:
             unpacked.cleanup()
             raise Refused(
                 f"Model {generation.model.public_id} cannot be read: {type(error).__name__}."
+            ) from None
+        except Exception as error:
+            unpacked.cleanup()
+            if not object_storage.unreachable(error):
+                raise
+            raise Refused(
+                f"The hub's object storage is not answering ({object_storage.words(error)}); "
+                "try again shortly."
             ) from None
         finally:
             scratch.release()  # unpacked: the stored copy may be evicted again

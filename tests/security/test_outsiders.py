@@ -23,7 +23,22 @@ from tests.security.access import all_routes, api, assert_no_route_reaches
 # healthz: for load balancers and `hub doctor`; no job, person or address in it
 # (tests/faults/test_reaping.py checks it holds no secret).
 # aihub-login: seed 000's client's sign-in (email and password give the token).
-PUBLIC = {"login", "logout", "accept", "home", "api-schema", "api-docs", "healthz", "aihub-login"}
+# oidc_*: signing in through the provider (the start, and the provider's way back).
+# metrics: for Prometheus; counts only, no job, person or address in it, and only to its token
+# or its networks (tests/test_metrics.py: anyone else gets a 404).
+PUBLIC = {
+    "login",
+    "logout",
+    "accept",
+    "home",
+    "api-schema",
+    "api-docs",
+    "healthz",
+    "aihub-login",
+    "oidc_authentication_init",
+    "oidc_authentication_callback",
+    "metrics",
+}
 
 
 @pytest.fixture

@@ -240,5 +240,7 @@ def _fresh_metrics() -> None:
     """The processes this command starts count from zero: files of earlier runs' processes
     (prometheus_client's multiprocess mode, hubsite/metrics.py) are removed first."""
     folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    if folder != Path(settings.DATA_DIR) / "metrics" / socket.gethostname():
+        return  # a folder someone else set (and empties): not this command's to empty
     for old in folder.glob("*.db"):
         old.unlink(missing_ok=True)

@@ -15,7 +15,7 @@ import pytest
 from django.utils import timezone
 
 from jobs.domain.status import FINISHED
-from jobs.engine.reaper import reap_if_due
+from jobs.engine.reaper import REAPER_LEASE, reap_if_due
 from jobs.models import Job, Lease, WorkerSeen
 from tests import factories
 from tests.helpers import ROOT
@@ -30,7 +30,7 @@ def test_one_reaper_run_an_interval_whoever_asks(alice, settings):
     assert reap_if_due("w2", now + timedelta(seconds=settings.HUB_REAPER_INTERVAL * 0.5)) is None
     later = now + timedelta(seconds=settings.HUB_REAPER_INTERVAL)
     assert reap_if_due("w2", later) is not None
-    lease = Lease.objects.get()
+    lease = Lease.objects.get(name=REAPER_LEASE)
     assert lease.holder == "w2" and lease.last_run_at is not None
 
 
@@ -66,7 +66,7 @@ def test_with_the_control_worker_dead_job_workers_still_requeue_a_lost_job(
     )
     requeued = time.monotonic() - started
     assert requeued < 30
-    holder = Lease.objects.get().holder
+    holder = Lease.objects.get(name=REAPER_LEASE).holder
     assert holder.startswith(("w1@", "w2@")), holder  # a job worker reaped, not beat
     # Requeued and sent: a job worker runs it to a final status (it has no inputs: it fails).
     wait_for(lambda: Job.objects.get(pk=job.pk).status in FINISHED, 90, "the job to finish")

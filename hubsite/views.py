@@ -55,7 +55,12 @@ class SignOutView(auth_views.LogoutView):
 
 
 def admin_login(request: HttpRequest) -> HttpResponse:
-    """The admin signs in through the hub's own sign-in page (its provider button included)."""
+    """With single sign-on, the admin signs in through the hub's own sign-in page (its provider
+    button included); without it, through the admin's own form, as Django makes it."""
+    if not sso.enabled():
+        from django.contrib import admin
+
+        return admin.site.login(request)
     if request.user.is_authenticated and not request.user.is_staff:
         return permission_denied(
             request, PermissionDenied("Your account is not one of this hub's staff.")

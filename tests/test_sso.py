@@ -238,3 +238,15 @@ def test_a_provider_that_does_not_answer_is_said_and_passwords_still_work(
         },
     )
     assert signed.url.path == "/jobs/"
+
+
+def test_the_admin_signs_in_through_the_hubs_page_with_its_provider_button(
+    live_server: Any, sso: Provider
+):
+    first = httpx.get(f"{live_server.url}/admin/login/?next=/admin/", follow_redirects=False)
+    assert (first.status_code, first.headers["location"]) == (
+        302,
+        "/accounts/login/?next=%2Fadmin%2F",
+    )
+    page = httpx.get(live_server.url + first.headers["location"])
+    assert 'id="sso-sign-in"' in page.text and "next=/admin/" in page.text

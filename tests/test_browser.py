@@ -965,3 +965,24 @@ def test_try_it_answers_side_by_side_for_a_reader_streams_for_the_owner_and_hide
     seen = owner.evaluate("window.__answers")
     part_written = [n for state, n in seen if state == "streaming"]
     assert part_written and 0 < min(part_written) < final, seen[-5:]
+
+
+def test_the_activity_page_lists_what_was_done_to_yours_and_fits_a_phone(
+    browser, hub_env, alice, bob
+):
+    from sharing.services import sharing_modify
+
+    hub = hub_env["HUB_URL"]
+    job = factories.ready_job(factories.link_job(alice))
+    sharing_modify(target=job, actor=alice, add_emails=[bob.email])
+    reader = signed_in(browser, hub, "bob")
+    # Bob downloads alice's results with his browser's session.
+    assert reader.request.get(f"{hub}/api/v1/jobs/{job.public_id}/results/").ok
+    page = signed_in(browser, hub, "alice")
+    page.click("text=Activity")
+    page.wait_for_selector("#activity")
+    rows = page.locator("#activity tbody tr")
+    actions = [rows.nth(i).get_attribute("data-action") for i in range(rows.count())]
+    assert {"share_given", "downloaded", "sign_in"} <= set(actions)
+    assert bob.email in page.inner_text("#activity")
+    at_both_widths(page, "activity")

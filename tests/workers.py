@@ -47,6 +47,10 @@ class WorkerPool:
         """A worker named ``name``; with ``device``, of a machine its operator names so
         (HUB_DEVICE_NAME): two workers here are then two devices; ``env`` adds to the pool's
         (a host of its own: its own folders)."""
+        if name in self.processes:  # started again: the earlier one must not live on unseen
+            process = self.processes.pop(name)
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
         env = {**self.env, **(env or {})}
         if device is not None:
             env["HUB_DEVICE_NAME"] = device

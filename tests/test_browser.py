@@ -973,7 +973,7 @@ def test_the_activity_page_lists_what_was_done_to_yours_and_fits_a_phone(
     from sharing.services import sharing_modify
 
     hub = hub_env["HUB_URL"]
-    job = factories.ready_job(factories.link_job(alice))
+    job = factories.ready_job(factories.unqueued_job(alice))  # no worker takes it
     sharing_modify(target=job, actor=alice, add_emails=[bob.email])
     reader = signed_in(browser, hub, "bob")
     # Bob downloads alice's results with his browser's session.

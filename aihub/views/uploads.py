@@ -12,7 +12,7 @@ from typing import Any
 
 from django.http import Http404
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError as BadRequest
 from rest_framework.request import Request
@@ -87,7 +87,17 @@ class Uploads(APIView):
 
 
 class UploadComplete(APIView):
-    @extend_schema(request=CompleteSerializer, summary="Complete an upload in parts")
+    @extend_schema(
+        request=CompleteSerializer,
+        responses={
+            201: PolymorphicProxySerializer(
+                component_name="UploadMade",
+                serializers=[MLModelSerializer, DatasetSerializer],
+                resource_type_field_name=None,
+            )
+        },
+        summary="Complete an upload in parts",
+    )
     def post(self, request: Request, upload: str) -> Response:
         """Join the parts (each checked against its ETag) and make the model or dataset; said
         twice, the same one."""

@@ -404,6 +404,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "JobStatusEnum": "jobs.domain.status.JobStatus",
         "RunEndEnum": ["completed", "failed", "cancelled"],
+        "UploadKindEnum": ["dataset", "model"],
+        "JobKindEnum": "jobs.models.job.JobKind",
     },
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,

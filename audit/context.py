@@ -3,15 +3,14 @@ set by AuditContext for each request, empty in workers."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import Any
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest
 
 from hubsite.client_address import request_address
+from hubsite.middleware import AroundEachRequest
 
 
 @dataclass(frozen=True)
@@ -40,27 +39,11 @@ def origin_of(request: HttpRequest) -> Origin:
     return Origin(request_address(request), agent, via)
 
 
-class AuditContext:
-    sync_capable = True
-    async_capable = True
+class AuditContext(AroundEachRequest):
+    """Sets where the request comes from for what it records, and clears it after."""
 
-    def __init__(self, get_response: Callable[..., Any]) -> None:
-        self.get_response = get_response
-        if iscoroutinefunction(get_response):
-            markcoroutinefunction(self)
+    def begin(self, request: HttpRequest) -> Token[Origin | None]:
+        return current.set(origin_of(request))
 
-    def __call__(self, request: HttpRequest) -> Any:
-        if iscoroutinefunction(self):
-            return self._async(request)
-        token = current.set(origin_of(request))
-        try:
-            return self.get_response(request)
-        finally:
-            current.reset(token)
-
-    async def _async(self, request: HttpRequest) -> Any:
-        token = current.set(origin_of(request))
-        try:
-            return await self.get_response(request)
-        finally:
-            current.reset(token)
+    def end(self, request: HttpRequest, response: Any, begun: Token[Origin | None]) -> None:
+        current.reset(begun)

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from typing import Any
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest
 from prometheus_client import (
     CollectorRegistry,
@@ -21,6 +19,8 @@ from prometheus_client import (
     Histogram,
     multiprocess,
 )
+
+from hubsite.middleware import AroundEachRequest
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -59,38 +59,20 @@ def route_of(request: HttpRequest) -> str:
     return str(match.route) if match is not None and match.route else "unmatched"
 
 
-class RequestMetrics:
+class RequestMetrics(AroundEachRequest):
     """Counts each request and its time, by route; for pages and the API alike."""
 
-    sync_capable = True
-    async_capable = True
+    def begin(self, request: HttpRequest) -> float:
+        return time.perf_counter()
 
-    def __init__(self, get_response: Callable[..., Any]) -> None:
-        self.get_response = get_response
-        if iscoroutinefunction(get_response):
-            markcoroutinefunction(self)
-
-    def __call__(self, request: HttpRequest) -> Any:
-        if iscoroutinefunction(self):
-            return self._async(request)
-        started = time.perf_counter()
-        response = self.get_response(request)
-        self._count(request, response, started)
-        return response
-
-    async def _async(self, request: HttpRequest) -> Any:
-        started = time.perf_counter()
-        response = await self.get_response(request)
-        self._count(request, response, started)
-        return response
-
-    @staticmethod
-    def _count(request: HttpRequest, response: Any, started: float) -> None:
+    def end(self, request: HttpRequest, response: Any, begun: float) -> None:
         route = route_of(request)
-        if route == "metrics":
-            return  # the scrape itself is not the hub's traffic
+        if response is None or route == "metrics":
+            # Nothing answered (Django turns a view's error into a 500 before here), or the
+            # scrape itself, which is not the hub's traffic.
+            return
         REQUESTS.labels(request.method or "", route, str(response.status_code)).inc()
-        LATENCY.labels(route).observe(time.perf_counter() - started)
+        LATENCY.labels(route).observe(time.perf_counter() - begun)
 
 
 def serve_host_metrics(port: int) -> None:

@@ -3,8 +3,49 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse, JsonResponse
+
+
+class AroundEachRequest:
+    """A middleware that does something before and after every request, under uvicorn's
+    asynchronous stack and a synchronous one alike (no thread hop either way): subclasses say
+    what in ``begin`` and ``end``. ``end`` runs even when the view raised (then with no
+    response)."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[..., Any]) -> None:
+        self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
+
+    def begin(self, request: HttpRequest) -> Any:
+        return None
+
+    def end(self, request: HttpRequest, response: Any, begun: Any) -> None:
+        pass
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if iscoroutinefunction(self):
+            return self._async(request)
+        begun, response = self.begin(request), None
+        try:
+            response = self.get_response(request)
+            return response
+        finally:
+            self.end(request, response, begun)
+
+    async def _async(self, request: HttpRequest) -> Any:
+        begun, response = self.begin(request), None
+        try:
+            response = await self.get_response(request)
+            return response
+        finally:
+            self.end(request, response, begun)
 
 
 class RejectNulCharacters:

@@ -17,7 +17,7 @@ from hubsite.middleware import AroundEachRequest
 class Origin:
     address: str | None = None
     user_agent: str = ""
-    via: str = "worker"
+    via: str = "server"  # not a request: a worker, a command, the shell
 
 
 WORKER = Origin()

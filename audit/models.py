@@ -47,7 +47,7 @@ class AuditEntry(models.Model):
     # From where: the client's address (the socket's, or a named proxy's X-Forwarded-For).
     address = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=200, blank=True)
-    via = models.CharField(max_length=16, blank=True)  # web, api, aihub, admin, worker
+    via = models.CharField(max_length=16, blank=True)  # web, api, aihub, admin, server (no request)
 
     class Meta:
         ordering = ["-at", "-id"]

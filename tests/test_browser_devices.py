@@ -310,7 +310,9 @@ def test_a_profile_fills_its_page_live_and_ends_with_its_charts(
         wait_until(page, "window.hubProfile.points.length === 40", 15)
         wait_until(page, "document.getElementById('runs-bar').style.width === '50%'", 15)
         assert page.inner_text("#profile-runs").startswith("Timed runs: 40 of up to 80")
-        assert page.evaluate("document.getElementById('latency-chart').data[0].x.length") == 40
+        # Drawn on the next animation frame after the points arrive.
+        drawn = "document.getElementById('latency-chart').data?.[0]?.x?.length"
+        wait_until(page, f"{drawn} === 40", 15)
         assert page.locator("#profile-pending").is_visible()
         shots(page, "profile-running")
         times += run_profile(job, measured, 40, reporter, start=40)
@@ -324,9 +326,10 @@ def test_a_profile_fills_its_page_live_and_ends_with_its_charts(
     assert bars == 10  # the ten slowest of 24 nodes
     median = page.inner_text('#latency-stats dd[data-stat="median"]')
     assert median == f"{np.median(times) / 1000:.3f} ms"
-    annotations = page.evaluate(
-        "document.getElementById('latency-chart').layout.annotations.map((a) => a.text)"
-    )
+    # The fetched section's chart is drawn on the next animation frame, not at once.
+    chart = "document.getElementById('latency-chart')"
+    wait_until(page, f"({chart}.layout?.annotations ?? []).length > 0", 15)
+    annotations = page.evaluate(f"{chart}.layout.annotations.map((a) => a.text)")
     assert annotations == ["median", "p90"]
     beyond = page.locator("#latency-beyond")
     if beyond.is_visible():  # slow outliers, counted, off the edge of the bulk of the runs

@@ -32,7 +32,7 @@ def _truncation_retried_on_deadlock() -> None:
     from django.db import OperationalError
     from django.test.testcases import TransactionTestCase
 
-    empty = TransactionTestCase._fixture_teardown
+    empty = TransactionTestCase._fixture_teardown  # type: ignore[attr-defined]  # untyped
 
     def teardown(self: TransactionTestCase) -> None:
         for attempt in range(5):
@@ -45,7 +45,7 @@ def _truncation_retried_on_deadlock() -> None:
                     raise
         return None
 
-    TransactionTestCase._fixture_teardown = teardown  # type: ignore[method-assign]
+    TransactionTestCase._fixture_teardown = teardown  # type: ignore[attr-defined]
 
 
 _truncation_retried_on_deadlock()

@@ -20,7 +20,7 @@ class Origin:
     via: str = "server"  # not a request: a worker, a command, the shell
 
 
-WORKER = Origin()
+NO_REQUEST = Origin()
 current: ContextVar[Origin | None] = ContextVar("audit_origin", default=None)
 
 

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.utils import timezone
 
-from audit.context import WORKER, current
+from audit.context import NO_REQUEST, current
 from audit.models import Action, AuditEntry
 
 logger = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def record(
 ) -> AuditEntry:
     """Record ``action`` by ``actor`` on ``target`` (a job, model, dataset, or account: its kind,
     public id and owner are read from it), from where the current request came."""
-    origin = current.get() or WORKER
+    origin = current.get() or NO_REQUEST
     person = actor if actor is not None and getattr(actor, "is_authenticated", False) else None
     if target is not None:
         target_kind = target_kind or _kind(target)
